@@ -1,0 +1,33 @@
+# make demo : set up a virtual environment from nothing and serve the demo site
+# make test : set up a virtual environment from nothing and run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-slow bench venv clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -p no:cacheprovider
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow -p no:cacheprovider
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+demo: $(STAMP)
+	$(BIN)/python testproject/manage.py migrate --noinput
+	$(BIN)/python testproject/manage.py seed_bookmarks
+	$(BIN)/python testproject/manage.py runserver 127.0.0.1:8000
+
+clean:
+	rm -rf $(VENV) build *.egg-info
