@@ -1,0 +1,2 @@
+"""Benchmarks: ``python -m benchmarks [NAME ...] [--quick]`` runs ``benchmarks/bench_NAME.py``
+modules (each exposes ``main(quick: bool) -> None`` and prints its own table)."""
