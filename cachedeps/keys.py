@@ -40,6 +40,8 @@ __all__ = [
     "implied",
     "table_of",
     "canonical_value",
+    "keyable",
+    "expand",
 ]
 
 # Values longer than this are replaced by a digest inside field-value keys.
@@ -85,16 +87,16 @@ def safe_key(prefix: str, text: str) -> str:
 def canonical_value(value: Any) -> str:
     """Spell a column value the same way in every adapter.
 
-    ``None`` → ``null``; booleans → ``true``/``false``; integers (and integral Decimals)
-    in decimal; floats by ``repr``; dates/times ISO 8601; UUIDs as hex with dashes; bytes as
+    ``None`` → ``null``; booleans → ``1``/``0`` (as databases store them, so ``flag=True``
+    and a raw ``1`` agree); integers (and integral Decimals) in decimal; floats by ``repr``; dates/times ISO 8601; UUIDs as hex with dashes; bytes as
     hex; text as itself. Long or unprintable spellings become a digest.
     """
     if value is None:
         text = "null"
     elif value is True:
-        text = "true"
+        text = "1"
     elif value is False:
-        text = "false"
+        text = "0"
     elif isinstance(value, int):
         text = str(int(value))
     elif isinstance(value, decimal.Decimal):
@@ -112,6 +114,17 @@ def canonical_value(value: Any) -> str:
     if len(text) > _MAX_VALUE_REPR or not _valid(text):
         text = "#" + hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
     return text
+
+
+def keyable(value: Any) -> bool:
+    """Return whether a read may depend on a field-value key for ``value``.
+
+    Only values that every adapter spells the same way whatever the database returns
+    (``None``, booleans, integers, text) qualify; a filter on any other value (dates, floats,
+    decimals, UUIDs, bytes) depends on the table key instead. Writes emit field-value keys
+    for every column, so this choice is the reader's alone.
+    """
+    return value is None or isinstance(value, (bool, int, str))
 
 
 def oid(table: str, pk: Any) -> str:
