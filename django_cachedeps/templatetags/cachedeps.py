@@ -1,0 +1,98 @@
+"""``{% cachedeps %}``: cache a template fragment until what it read changes.
+
+::
+
+    {% load cachedeps %}
+    {% cachedeps "sidebar" user.pk %}
+        {% for tag in tags %}...{% endfor %}
+    {% endcachedeps %}
+
+The fragment is keyed by its name and the values of its arguments (add whatever it varies
+on: the user, the language, a page number). Its dependencies are every cached ORM read made
+while it rendered; a write touching one of them drops it. Fragments nest: an inner
+fragment's dependencies, whether rendered or served from the cache, also become the outer
+fragment's (and the enclosing ``@cached_view``'s). An optional ``timeout=<seconds>`` bounds
+the entry's life.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from django import template
+from django.template.base import FilterExpression, NodeList, Parser, Token
+from django.utils.safestring import mark_safe
+
+from cachedeps.api import NO_VALUE
+
+__all__ = ["register", "CachedepsNode", "do_cachedeps", "fragment_key"]
+
+register = template.Library()
+
+
+def fragment_key(name: str, args: list[Any]) -> str:
+    """Return the entry key of fragment ``name`` rendered for ``args``."""
+    h = hashlib.blake2b(digest_size=16)
+    for arg in args:
+        h.update(repr(arg).encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    return f"frag.{name}.{h.hexdigest()}"
+
+
+class CachedepsNode(template.Node):
+    """Render a fragment from the cache, or render it and store it with its dependencies."""
+
+    def __init__(self, nodelist: NodeList, name: FilterExpression, args: list[FilterExpression],
+                 timeout: FilterExpression | None) -> None:
+        self.nodelist = nodelist
+        self.name = name
+        self.args = args
+        self.timeout = timeout
+
+    def render(self, context: template.Context) -> str:
+        from ..decorators import prepared_engine
+
+        engine = prepared_engine()
+        if engine is None:
+            return self.nodelist.render(context)
+        name = str(self.name.resolve(context))
+        args = [arg.resolve(context) for arg in self.args]
+        timeout = None
+        if self.timeout is not None:
+            raw = self.timeout.resolve(context)
+            try:
+                timeout = float(raw)
+            except (TypeError, ValueError) as exc:
+                raise template.TemplateSyntaxError(
+                    f"{{% cachedeps %}} timeout must be a number of seconds, got {raw!r}"
+                ) from exc
+        key = fragment_key(name, args)
+        cached = engine.get(key)  # a hit records the fragment's dependencies into outer ones
+        if cached is not NO_VALUE and isinstance(cached, str):
+            return mark_safe(cached)
+        stamp = engine.current_tid
+        with engine.recording() as rec:
+            content = self.nodelist.render(context)
+        engine.set(key, str(content), depends_on=sorted(rec.keys), timeout=timeout, tid=stamp)
+        return content
+
+
+@register.tag("cachedeps")
+def do_cachedeps(parser: Parser, token: Token) -> CachedepsNode:
+    """Parse ``{% cachedeps name [arg ...] [timeout=seconds] %}...{% endcachedeps %}``."""
+    bits = token.split_contents()
+    if len(bits) < 2:
+        raise template.TemplateSyntaxError(
+            f"{bits[0]!r} needs a fragment name: {{% cachedeps \"name\" arg1 arg2 %}}"
+        )
+    nodelist = parser.parse(("endcachedeps",))
+    parser.delete_first_token()
+    timeout = None
+    args = []
+    for bit in bits[2:]:
+        if bit.startswith("timeout="):
+            timeout = parser.compile_filter(bit[len("timeout="):])
+        else:
+            args.append(parser.compile_filter(bit))
+    return CachedepsNode(nodelist, parser.compile_filter(bits[1]), args, timeout)
