@@ -1,0 +1,643 @@
+"""The cache: derived entries and object states validated locally, never stale.
+
+:class:`Cache` ties the pieces together (see docs/engine.md for the contract):
+
+- :meth:`Cache.poll` brings the process-wide delta maps (:mod:`cachedeps.checkpoints`) up
+  to date from the change feed (:mod:`cachedeps.feed`) with one query, and keeps the
+  checkpoints in step with the ones shared in the store (read at most once a second).
+- A *derived entry* (a query result, a view, a fragment) is stored at ``<ns>d:<key>`` as
+  ``[stamp, deps, payload]``: ``stamp`` is the ``current_tid`` read before the computation's
+  database reads, ``deps`` its dependency keys with their implied ``t:*`` keys. A read is
+  one store round trip and a local check against the delta maps.
+- An *object state* is stored at ``<ns>s:<tid>:<oid>`` (RelStorage's ``(tid, oid)`` keys):
+  at the tid of the object's last known change, or at checkpoint ``cp0`` when it did not
+  change since ``cp1``. A reader looks up the one key its maps name, or both checkpoint keys
+  in one ``get_many``. A fill from an old snapshot lands under a key that readers with newer
+  polls never read, and the value carries its stamp, checked like a derived entry's.
+- Writes: :meth:`Cache.committed` (after a database commit that appended to the feed) and
+  :meth:`Cache.invalidate` (store feed) record the change locally at once (read-your-writes
+  in the writer's process), purge dependents through the dependency trees
+  (:mod:`cachedeps.deps`) and void their leases (:mod:`cachedeps.leases`).
+
+Faults cost hits, never correctness: any :class:`~cachedeps.errors.BackendError` from the
+store turns into a miss or a no-op and a warning logged at most once per 30 seconds; a
+change the process cannot be sure it saw (a pruned feed, a lost store-feed entry, a store
+feed that cannot be read) resets the maps, so entries computed before become misses.
+Errors of a database feed propagate: without the feed no read can be proven current.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from contextlib import AbstractContextManager
+from typing import Any, Callable, Iterable
+
+from . import recording as _rec
+from .api import NO_VALUE
+from .checkpoints import BLIND, DeltaMaps, decode_checkpoints, encode_checkpoints
+from .deps import DependencyTrees
+from .errors import BackendError, ConfigurationError
+from .feed import Feed, Poll, SqlFeed, StoreFeed, feed_key
+from .keys import expand, implied, safe_key
+from .leases import Leases
+from .stats import Listener, Stats
+
+__all__ = ["Cache", "default_serializer"]
+
+_log = logging.getLogger("cachedeps")
+_REF = _rec.ENTRY_REF
+
+
+def default_serializer() -> Any:
+    """Return the default serializer (:class:`cachedeps.serde.MsgpackSerializer`)."""
+    try:
+        from .serde import MsgpackSerializer
+    except ImportError:  # LOCAL SHIM until cachedeps.serde lands; remove then
+        return _MsgpackShim()
+    return MsgpackSerializer()
+
+
+class _MsgpackShim:
+    """Encode with msgpack (LOCAL SHIM until :mod:`cachedeps.serde` lands)."""
+
+    def dumps(self, value: Any) -> bytes:
+        import msgpack
+
+        return msgpack.packb(value, use_bin_type=True)
+
+    def loads(self, raw: bytes) -> Any:
+        import msgpack
+
+        return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+
+
+class Cache:
+    """Dependency-tracked cache over a store and a change feed.
+
+    Args:
+        store: a :class:`~cachedeps.api.Store`, or a URL for :func:`cachedeps.open_store`.
+        feed: the change feed; default a :class:`~cachedeps.feed.StoreFeed` in ``store``.
+        serializer: encodes values; default :class:`cachedeps.serde.MsgpackSerializer`.
+        namespace: prefix of every store key (separate applications or feeds sharing a store).
+        max_delta: delta-map size (keys) past which the checkpoints move.
+        trees: link entries under their dependencies to purge them on writes.
+        checkpoint_interval: seconds between reads of the shared checkpoints.
+        warn_interval: seconds between two "cache unavailable" warnings.
+        lease_ttl: seconds a fill lease lives if its holder dies.
+
+    Example::
+
+        cache = Cache("embedded://", feed=SqlFeed(dialect="sqlite"))
+        cache.poll(conn)
+        rows = cache.get_or_compute("books:recent", lambda: load(conn), depends_on=["book"])
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        feed: Feed | None = None,
+        serializer: Any = None,
+        namespace: str = "",
+        max_delta: int = 10_000,
+        *,
+        trees: bool = True,
+        checkpoint_interval: float = 1.0,
+        warn_interval: float = 30.0,
+        lease_ttl: float = 10.0,
+    ) -> None:
+        if isinstance(store, str):
+            from .config import open_store
+
+            store = open_store(store)
+        if max_delta < 1:
+            raise ConfigurationError(f"max_delta must be a positive number of keys, got {max_delta!r}")
+        if namespace and safe_key(namespace, "") != namespace:
+            raise ConfigurationError(
+                f"namespace {namespace!r} is not a valid key prefix (printable, no spaces, short)"
+            )
+        self.store = store
+        self.name = getattr(store, "name", repr(store))
+        self.serializer = serializer if serializer is not None else default_serializer()
+        self.namespace = namespace
+        self.feed: Any = feed if feed is not None else StoreFeed(store, namespace, serializer=self.serializer)
+        self.checkpoint_interval = checkpoint_interval
+        self.warn_interval = warn_interval
+        self._maps = DeltaMaps(max_delta)
+        self._stats = Stats()
+        self._trees = DependencyTrees(store, namespace) if trees else None
+        self._leases = Leases(store, ttl=lease_ttl)
+        self._poll_lock = threading.Lock()
+        self._d = namespace + "d:"
+        self._s = namespace + "s:"
+        self._l = namespace + "l:"
+        self._cp_key = namespace + "checkpoints"
+        self._cp_checked = float("-inf")
+        self._cp_tried: tuple[int, int] | None = None
+        self._warned_at = float("-inf")
+
+    def __repr__(self) -> str:
+        return f"<Cache {self.name} ns={self.namespace!r} tid={self._maps.current_tid}>"
+
+    # -- faults ---------------------------------------------------------------------------
+
+    def _failed(self, exc: BaseException) -> None:
+        """Count a store failure and log it at most once per ``warn_interval``."""
+        self._stats.incr("store_errors")
+        now = time.monotonic()
+        if now - self._warned_at >= self.warn_interval:
+            self._warned_at = now
+            _log.warning("cache %s unavailable: %s; serving from the database", self.name, exc)
+
+    # -- polling and checkpoints -----------------------------------------------------------
+
+    @property
+    def current_tid(self) -> int:
+        """Return the newest tid this process has polled."""
+        return self._maps.current_tid
+
+    @property
+    def maps(self) -> DeltaMaps:
+        """Return the delta maps (read-only use: figures, tests)."""
+        return self._maps
+
+    def poll(self, conn: Any = None) -> int:
+        """Bring the delta maps up to date from the feed; return the current tid.
+
+        Call it once per request or unit of work, before reading.
+
+        Raises:
+            FeedError: the database feed cannot be read.
+        """
+        maps = self._maps
+        with self._poll_lock:
+            try:
+                if not maps.ready:
+                    self._start(conn)
+                else:
+                    self._apply(self.feed.poll(conn, maps.current_tid))
+            except BackendError as exc:  # a store feed whose store is down
+                self._failed(exc)
+                maps.blind()
+                return maps.current_tid
+            now = time.monotonic()
+            if now - self._cp_checked >= self.checkpoint_interval:
+                self._cp_checked = now
+                self._sync_checkpoints(conn)
+            if maps.needs_shift():
+                self._shift()
+        self._stats.incr("polls")
+        if self._stats.listening:
+            self._stats.emit("poll", "", tid=maps.current_tid)
+        return maps.current_tid
+
+    def _apply(self, p: Poll) -> None:
+        self._stats.incr("changes_polled", len(p.changes))
+        if p.complete:
+            self._maps.apply(p.changes, p.tid)
+        else:
+            self._reset(p.tid)
+
+    def _reset(self, tid: int) -> None:
+        self._stats.incr("resets")
+        self._maps.reset(tid)
+
+    def _start(self, conn: Any) -> None:
+        """Fill the maps of a new process from the shared checkpoints, or start afresh."""
+        shared = self._read_checkpoints()
+        if shared is not None:
+            cp0, cp1 = shared
+            p = self.feed.poll(conn, cp1)
+            self._stats.incr("changes_polled", len(p.changes))
+            if p.complete and p.tid >= cp0:
+                self._maps.build(cp0, cp1, p.changes, p.tid)
+                return
+            self._reset(p.tid)
+            return
+        head = self.feed.head(conn)
+        self._maps.reset(head)
+        self._guarded(self.store.add, self._cp_key, encode_checkpoints(head, head))
+
+    def _read_checkpoints(self) -> tuple[int, int] | None:
+        try:
+            return decode_checkpoints(self.store.get(self._cp_key))
+        except BackendError as exc:
+            self._failed(exc)
+            return None
+
+    def _guarded(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except BackendError as exc:
+            self._failed(exc)
+            return None
+
+    def _sync_checkpoints(self, conn: Any) -> None:
+        """Adopt the shared checkpoints when they differ from ours (or publish ours)."""
+        maps = self._maps
+        got = self._guarded(self.store.gets, self._cp_key)
+        view = maps.view
+        if view.cp1 == BLIND:
+            return
+        mine = encode_checkpoints(view.cp0, view.cp1)
+        if got is None:
+            self._guarded(self.store.add, self._cp_key, mine)
+            return
+        shared = decode_checkpoints(got[0])
+        if shared is None:
+            self._guarded(self.store.cas, self._cp_key, mine, got[1])
+            return
+        if shared == (view.cp0, view.cp1):
+            return
+        if maps.adopt(*shared):
+            self._stats.incr("checkpoint_adoptions")
+            return
+        if shared == self._cp_tried or shared[0] > maps.current_tid:
+            return
+        # The shared checkpoints are behind our horizon: one poll from their cp1 recovers
+        # the hits on entries computed since then (tried once per pair).
+        self._cp_tried = shared
+        try:
+            p = self.feed.poll(conn, shared[1])
+        except BackendError as exc:
+            self._failed(exc)
+            return
+        if p.complete and p.tid >= shared[0]:
+            maps.build(shared[0], shared[1], p.changes, p.tid)
+            self._stats.incr("checkpoint_adoptions")
+
+    def _shift(self) -> None:
+        """Move the checkpoints (the maps passed their limit) and publish the move."""
+        maps = self._maps
+        new0, new1 = maps.shifted()
+        got = self._guarded(self.store.gets, self._cp_key)
+        if got is None:
+            self._guarded(self.store.add, self._cp_key, encode_checkpoints(new0, new1))
+        else:
+            shared = decode_checkpoints(got[0])
+            if shared is not None and shared[1] > maps.horizon and maps.adopt(*shared):
+                self._stats.incr("checkpoint_adoptions")
+                if not maps.needs_shift():
+                    return  # another process moved them already
+                new0, new1 = maps.shifted()
+            self._guarded(self.store.cas, self._cp_key, encode_checkpoints(new0, new1), got[1])
+        maps.adopt(new0, new1)
+        self._stats.incr("checkpoint_shifts")
+
+    # -- derived entries --------------------------------------------------------------------
+
+    def get(self, key: str, default: Any = NO_VALUE) -> Any:
+        """Return the cached value of ``key`` if it is current, else ``default``.
+
+        Never raises for a store that is down (that is a miss). A hit records the entry's
+        dependencies in the active recorders.
+        """
+        skey = safe_key(self._d, key)
+        try:
+            raw = self.store.get(skey)
+        except BackendError as exc:
+            self._failed(exc)
+            raw = None
+        value = self._decode_entry(key, raw)
+        return default if value is NO_VALUE else value
+
+    def _decode_entry(self, key: str, raw: bytes | None) -> Any:
+        stats = self._stats
+        if raw is None:
+            stats.incr("misses")
+            if stats.listening:
+                stats.emit("miss", key)
+            return NO_VALUE
+        try:
+            stamp, deps, payload = self.serializer.loads(raw)
+        except Exception:  # corrupt or foreign bytes: a miss
+            stats.incr("misses")
+            if stats.listening:
+                stats.emit("miss", key, corrupt=True)
+            return NO_VALUE
+        if deps and not self._maps.valid(stamp, deps):
+            stats.incr("stale")
+            if stats.listening:
+                stats.emit("stale", key, tid=stamp)
+            return NO_VALUE
+        stats.incr("hits")
+        if _rec.active():
+            _rec.record_many(deps)
+            _rec.record(_REF + key)
+        if stats.listening:
+            stats.emit("hit", key, tid=stamp)
+        return payload
+
+    def set(
+        self,
+        key: str,
+        value: Any,
+        depends_on: Iterable[str] = (),
+        timeout: float | None = None,
+        tid: int | None = None,
+    ) -> bool:
+        """Store ``value`` under ``key``, valid until one of ``depends_on`` changes.
+
+        Args:
+            depends_on: dependency keys (and ``"@<key>"`` references to the entries the
+                value was built from); without any, the value is plain and always valid.
+            timeout: seconds to keep it (``None``: until evicted or invalidated).
+            tid: the ``current_tid`` read before the computation's database reads (default:
+                the current one).
+
+        Returns whether the value was stored (not when it is already outdated or the store
+        is down).
+
+        Raises:
+            SerializationError: the value cannot be encoded.
+        """
+        stamp = self._maps.current_tid if tid is None else int(tid)
+        deps, sources = self._split(depends_on)
+        if deps and not self._maps.valid(stamp, deps):
+            return False  # computed from data older than a change we know of
+        raw = self.serializer.dumps([stamp, deps, value])
+        skey = safe_key(self._d, key)
+        expire = timeout or 0
+        try:
+            self.store.set(skey, raw, expire)
+            if self._trees is not None and (deps or sources):
+                self._trees.link(skey, deps, [safe_key(self._d, s) for s in sources], expire)
+        except BackendError as exc:
+            self._failed(exc)
+            return False
+        self._stats.incr("sets")
+        if self._stats.listening:
+            self._stats.emit("set", key, tid=stamp, deps=deps)
+        return True
+
+    @staticmethod
+    def _split(depends_on: Iterable[str]) -> tuple[list[str], list[str]]:
+        """Return (expanded feed-spelled dependency keys, referenced entry keys)."""
+        if isinstance(depends_on, str):
+            raise TypeError(
+                f"depends_on must be a collection of keys, not the string {depends_on!r}; "
+                f"write depends_on=[{depends_on!r}]"
+            )
+        plain: list[str] = []
+        sources: list[str] = []
+        for k in depends_on:
+            if k.startswith(_REF):
+                sources.append(k[len(_REF) :])
+            else:
+                plain.append(k)
+        deps = list(dict.fromkeys(feed_key(k) for k in expand(plain)))
+        return deps, sources
+
+    def delete(self, key: str) -> None:
+        """Delete the entry of ``key`` (and void its fill lease)."""
+        skey = safe_key(self._d, key)
+        self._guarded(self.store.delete_many, [skey, self._lease_key(skey)])
+        self._stats.incr("deletes")
+
+    def _lease_key(self, skey: str) -> str:
+        return self._l + skey[len(self._d) :]
+
+    def get_or_compute(
+        self,
+        key: str,
+        fn: Callable[[], Any],
+        depends_on: Iterable[str] = (),
+        timeout: float | None = None,
+    ) -> Any:
+        """Return the cached value of ``key``, or compute it with ``fn()`` and store it.
+
+        One caller at a time computes (the lease holder); others wait briefly for its value,
+        then compute without storing. Keys recorded while ``fn`` runs are added to
+        ``depends_on``.
+        """
+        value = self.get(key)
+        if value is not NO_VALUE:
+            return value
+        skey = safe_key(self._d, key)
+        lkey = self._lease_key(skey)
+        leases = self._leases
+        token = leases.new_token()
+        try:
+            won: bool | None = leases.acquire(lkey, token)
+        except BackendError as exc:
+            self._failed(exc)
+            won = None  # no store: compute, and the set below is a no-op
+        if won is False:
+            self._stats.incr("lease_waits")
+            value = leases.wait(lambda: self._peek(skey))
+            if value is not NO_VALUE:
+                return value
+            self._stats.incr("lease_timeouts")
+            value, _ = self._compute(key, fn, depends_on)
+            return value
+        if won:
+            self._stats.incr("lease_wins")
+        stamp = self._maps.current_tid
+        started = time.monotonic()
+        try:
+            value, deps = self._compute(key, fn, depends_on)
+            leases.observe(time.monotonic() - started)
+            if not won or self._guarded(leases.holds, lkey, token):
+                self.set(key, value, deps, timeout, tid=stamp)
+        finally:
+            if won:
+                self._guarded(leases.release, lkey)
+        return value
+
+    def _peek(self, skey: str) -> Any:
+        """Return the current value at ``skey`` for a lease loser, recording on a hit."""
+        try:
+            raw = self.store.get(skey)
+        except BackendError as exc:
+            self._failed(exc)
+            return NO_VALUE
+        if raw is None:
+            return NO_VALUE
+        return self._decode_entry(skey[len(self._d) :], raw)
+
+    def _compute(self, key: str, fn: Callable[[], Any], depends_on: Iterable[str]) -> tuple[Any, list[str]]:
+        depends_on = list(depends_on)
+        with _rec.recording() as rec:
+            value = fn()
+        _rec.record_many(depends_on)
+        _rec.record(_REF + key)
+        return value, [*depends_on, *rec.keys]
+
+    # -- recording ----------------------------------------------------------------------------
+
+    def recording(self) -> AbstractContextManager[_rec.Recorder]:
+        """Return a context manager collecting the dependency keys read inside it."""
+        return _rec.recording()
+
+    def record(self, *keys: str) -> None:
+        """Add dependency keys to every active recorder."""
+        _rec.record(*keys)
+
+    # -- object states ----------------------------------------------------------------------
+
+    def _state_deps(self, oid: str) -> list[str]:
+        return [feed_key(k) for k in implied(oid)]
+
+    def _state_keys(self, oid: str, deps: list[str]) -> list[str]:
+        view = self._maps.view
+        if view.cp1 == BLIND:
+            return []
+        t = self._maps.newest(deps)
+        if t:
+            return [safe_key(self._s, f"{t}:{oid}")]
+        if view.cp0 == view.cp1:
+            return [safe_key(self._s, f"{view.cp0}:{oid}")]
+        return [safe_key(self._s, f"{view.cp0}:{oid}"), safe_key(self._s, f"{view.cp1}:{oid}")]
+
+    def get_state(self, oid: str) -> Any:
+        """Return the cached state of object ``oid`` if current, else NO_VALUE (one round trip)."""
+        return self.get_states([oid]).get(oid, NO_VALUE)
+
+    def get_states(self, oids: Iterable[str]) -> dict[str, Any]:
+        """Return the current cached states of ``oids`` (missing ones left out), in one round trip."""
+        plan: list[tuple[str, list[str], list[str]]] = []
+        wanted: list[str] = []
+        for oid in dict.fromkeys(oids):
+            deps = self._state_deps(oid)
+            keys = self._state_keys(oid, deps)
+            plan.append((oid, deps, keys))
+            wanted.extend(keys)
+        if _rec.active():
+            _rec.record_many(oid for oid, _, _ in plan)
+        found: dict[str, bytes] = {}
+        if wanted:
+            try:
+                found = self.store.get_many(wanted)
+            except BackendError as exc:
+                self._failed(exc)
+        out: dict[str, Any] = {}
+        stats = self._stats
+        for oid, deps, keys in plan:
+            result = NO_VALUE
+            event = "miss"
+            for k in keys:
+                raw = found.get(k)
+                if raw is None:
+                    continue
+                try:
+                    stamp, payload = self.serializer.loads(raw)
+                except Exception:
+                    continue
+                if self._maps.valid(stamp, deps):
+                    result, event = payload, "hit"
+                    break
+                event = "stale"
+            stats.incr("hits" if event == "hit" else "misses" if event == "miss" else "stale")
+            if stats.listening:
+                stats.emit(event, oid, state=True)
+            if result is not NO_VALUE or event == "hit":
+                out[oid] = result
+        return out
+
+    def set_state(self, oid: str, value: Any, tid: int | None = None) -> bool:
+        """Store the state of ``oid`` loaded by a database read that started at ``tid``.
+
+        ``tid`` is the ``current_tid`` read before the load (default: the current one);
+        ``None`` is a fine value for a row that does not exist. Returns whether it was stored.
+        """
+        stamp = self._maps.current_tid if tid is None else int(tid)
+        deps = self._state_deps(oid)
+        maps = self._maps
+        view = maps.view
+        t = maps.newest(deps)
+        if t:
+            if t > stamp:
+                return False
+            skey = safe_key(self._s, f"{t}:{oid}")
+        else:
+            if stamp < view.cp1:
+                return False
+            skey = safe_key(self._s, f"{view.cp0}:{oid}")
+        raw = self.serializer.dumps([stamp, value])
+        try:
+            self.store.set(skey, raw)
+        except BackendError as exc:
+            self._failed(exc)
+            return False
+        self._stats.incr("sets")
+        return True
+
+    def load_state(self, oid: str, loader: Callable[[], Any]) -> Any:
+        """Return the state of ``oid`` from the cache, else from ``loader()`` (and cache it)."""
+        value = self.get_state(oid)
+        if value is not NO_VALUE:
+            return value
+        stamp = self._maps.current_tid
+        value = loader()
+        self.set_state(oid, value, tid=stamp)
+        return value
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def invalidate(self, *keys: str) -> int:
+        """Record a change of ``keys`` in the store feed, purge dependents; return the tid.
+
+        For application state outside a database. With a :class:`~cachedeps.feed.SqlFeed`,
+        call ``feed.append(conn, keys)`` inside the transaction and :meth:`committed` after it.
+
+        Raises:
+            ConfigurationError: the cache's feed is a database feed.
+            BackendError: the store cannot record the change.
+        """
+        if isinstance(self.feed, SqlFeed):
+            raise ConfigurationError(
+                "cache.invalidate() needs a StoreFeed; with SqlFeed call feed.append(conn, keys) "
+                "inside the transaction and cache.committed(keys, tid) after the commit"
+            )
+        if not keys:
+            return self._maps.current_tid
+        tid = self.feed.append(None, keys)
+        self.committed(keys, tid)
+        return tid
+
+    def committed(self, keys: Iterable[str], tid: int) -> None:
+        """Mark ``keys`` changed at ``tid`` after the transaction that appended them committed.
+
+        Updates this process's delta maps at once, purges dependents from the store and
+        voids their leases. Store failures are logged, never raised.
+        """
+        norm = list(dict.fromkeys(feed_key(k) for k in keys))
+        if not norm:
+            return
+        self._maps.record(norm, tid)
+        stats = self._stats
+        stats.incr("invalidations")
+        if stats.listening:
+            for k in norm:
+                stats.emit("invalidate", k, tid=tid)
+        if self._trees is None:
+            return
+        purged = self._guarded(self._trees.purge, norm)
+        if purged:
+            stats.incr("purges", purged)
+            if stats.listening:
+                stats.emit("purge", "", count=purged, tid=tid)
+
+    # -- figures and events --------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Return counters and the state of the delta maps."""
+        out: dict[str, Any] = self._stats.snapshot()
+        view = self._maps.view
+        out.update(
+            current_tid=self._maps.current_tid,
+            cp0=None if view.cp0 == BLIND else view.cp0,
+            cp1=None if view.cp1 == BLIND else view.cp1,
+            delta_size=len(view.after0) + len(view.after1),
+            native_trees=bool(self._trees and self._trees.native),
+        )
+        return out
+
+    def add_listener(self, fn: Listener) -> None:
+        """Call ``fn(event, key, **detail)`` on hit, miss, stale, set, invalidate, purge, poll."""
+        self._stats.add_listener(fn)
+
+    def remove_listener(self, fn: Listener) -> None:
+        """Stop calling ``fn``."""
+        self._stats.remove_listener(fn)

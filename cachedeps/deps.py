@@ -1,0 +1,131 @@
+"""Write-time dependency trees: delete every dependent of a changed key at once (reference 002).
+
+When a derived entry is stored, its store key is linked under a *node* for each of its
+dependency keys (``<ns>t:<depkey>``) and under each cached entry it was built from (a view
+under its fragments, a fragment under its queries). When keys change,
+:meth:`DependencyTrees.purge` deletes their dependents, recursively, which frees memory at
+once and spares readers a stale hit.
+
+Two implementations behind one class:
+
+- *native*, when the store is a :class:`~cachedeps.api.DependencyStore` (the embedded store,
+  ``cachedeps serve``): ``store.link`` and ``store.invalidate``, atomic in the store. An entry
+  built from another is linked under that entry's own store key, so the store's recursion
+  reaches it.
+- *emulated* on stock memcached: a node is an item holding the space-separated store keys of
+  its dependents, grown with ``append`` (``add`` when missing). A purge reads the nodes in
+  one ``get_many``, deletes them and their dependents (and the dependents' leases), then
+  follows the nodes of the deleted entries, level by level, to a bounded depth.
+
+Trees are an optimisation, never the source of correctness: every read is validated against
+the change feed. So an evicted node, a link lost in a race with a purge, or a list dropped
+because it grew past its bound costs memory or a stale-but-rejected hit, never a stale read.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Iterable
+
+from .api import DependencyStore
+from .keys import safe_key
+
+__all__ = ["DependencyTrees"]
+
+_MAX_DEPTH = 4
+_MAX_NODES = 2_000
+
+
+class DependencyTrees:
+    """Link derived entries under their dependencies and purge them when those change.
+
+    Args:
+        store: the :class:`~cachedeps.api.Store`.
+        namespace: prefix of every store key.
+        max_node_bytes: an emulated node longer than this is dropped (its entries stay
+            cached and are validated by the feed; only the early purge is lost).
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        namespace: str = "",
+        max_node_bytes: int = 32_768,
+    ) -> None:
+        self.store = store
+        self.namespace = namespace
+        self.native = isinstance(store, DependencyStore)
+        self.max_node_bytes = max_node_bytes
+        self._entry_prefix = namespace + "d:"
+        self._node_prefix = namespace + "t:"
+        self._ref_prefix = namespace + "t:@"
+        self._lease_prefix = namespace + "l:"
+
+    def node(self, dep: str) -> str:
+        """Return the store key of the node for dependency key ``dep``."""
+        return safe_key(self._node_prefix, dep)
+
+    def ref_node(self, entry_key: str) -> str:
+        """Return the node listing entries built from the entry stored at ``entry_key``."""
+        if self.native:
+            return entry_key
+        return safe_key(self._ref_prefix, entry_key[len(self._entry_prefix) :])
+
+    def lease_key(self, entry_key: str) -> str:
+        """Return the lease key of the entry stored at ``entry_key``."""
+        return self._lease_prefix + entry_key[len(self._entry_prefix) :]
+
+    def link(self, entry_key: str, deps: Iterable[str], sources: Iterable[str] = (), expire: float = 0) -> None:
+        """Link ``entry_key`` under each dependency key and each source entry's store key.
+
+        Raises:
+            BackendError: the store failed (the caller treats it as a no-op).
+        """
+        parents = [self.node(d) for d in deps]
+        parents.extend(self.ref_node(s) for s in sources if s != entry_key)
+        if self.native:
+            for parent in parents:
+                self.store.link(parent, (entry_key,), expire)
+            return
+        piece = b" " + entry_key.encode("utf-8")
+        for parent in parents:
+            if not self.store.append(parent, piece):
+                if not self.store.add(parent, piece, expire):
+                    self.store.append(parent, piece)
+            elif random.random() < 1 / 32:
+                raw = self.store.get(parent)
+                if raw is not None and len(raw) > self.max_node_bytes:
+                    self.store.delete(parent)
+
+    def purge(self, deps: Iterable[str]) -> int:
+        """Delete every entry depending on ``deps``, recursively; return how many keys went.
+
+        Raises:
+            BackendError: the store failed (the caller logs it; the feed keeps reads correct).
+        """
+        nodes = list(dict.fromkeys(self.node(d) for d in deps))
+        if not nodes:
+            return 0
+        if self.native:
+            return int(self.store.invalidate(nodes))
+        deleted = 0
+        seen: set[str] = set()
+        for _ in range(_MAX_DEPTH):
+            nodes = [n for n in nodes if n not in seen]
+            if not nodes or len(seen) > _MAX_NODES:
+                break
+            seen.update(nodes)
+            found = self.store.get_many(nodes)
+            if not found:
+                break
+            entries: list[str] = []
+            for raw in found.values():
+                entries.extend(k.decode("utf-8") for k in raw.split())
+            entries = list(dict.fromkeys(entries))
+            doomed = list(found)
+            doomed.extend(entries)
+            doomed.extend(self.lease_key(e) for e in entries if e.startswith(self._entry_prefix))
+            self.store.delete_many(doomed)
+            deleted += len(entries)
+            nodes = [self.ref_node(e) for e in entries if e.startswith(self._entry_prefix)]
+        return deleted

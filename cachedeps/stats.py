@@ -1,0 +1,80 @@
+"""Count what the cache does and tell listeners about it.
+
+:class:`Stats` keeps plain counters (hits, misses, stale entries, sets, invalidations,
+polls, checkpoint shifts, resets, store errors) and a list of listeners called as
+``fn(event, key, **detail)`` in the caller's thread (see docs/engine.md, "Events").
+
+Counters are updated without a lock: an increment of a dict item can lose a count when two
+threads race, which is acceptable for figures that feed dashboards, and it keeps a cache
+hit free of lock traffic.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+__all__ = ["Stats", "Listener", "COUNTERS"]
+
+_log = logging.getLogger("cachedeps")
+
+Listener = Callable[..., None]
+
+#: the counters every :class:`Stats` starts with
+COUNTERS = (
+    "hits",
+    "misses",
+    "stale",
+    "sets",
+    "deletes",
+    "invalidations",
+    "purges",
+    "polls",
+    "changes_polled",
+    "checkpoint_shifts",
+    "checkpoint_adoptions",
+    "resets",
+    "store_errors",
+    "lease_wins",
+    "lease_waits",
+    "lease_timeouts",
+)
+
+
+class Stats:
+    """Hold counters and listeners for one :class:`~cachedeps.cache.Cache`."""
+
+    __slots__ = ("counters", "_listeners")
+
+    def __init__(self) -> None:
+        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self._listeners: tuple[Listener, ...] = ()
+
+    def incr(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to the counter ``name``."""
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    @property
+    def listening(self) -> bool:
+        """Return whether any listener is registered (lets hot paths skip building details)."""
+        return bool(self._listeners)
+
+    def add_listener(self, fn: Listener) -> None:
+        """Register ``fn(event, key, **detail)``."""
+        self._listeners = (*self._listeners, fn)
+
+    def remove_listener(self, fn: Listener) -> None:
+        """Unregister ``fn``; unknown listeners are ignored."""
+        self._listeners = tuple(f for f in self._listeners if f is not fn)
+
+    def emit(self, event: str, key: str, **detail: Any) -> None:
+        """Call every listener; a listener that raises is logged and skipped."""
+        for fn in self._listeners:
+            try:
+                fn(event, key, **detail)
+            except Exception:  # a debugging hook must never break a request
+                _log.exception("cachedeps listener %r failed on %s %r", fn, event, key)
+
+    def snapshot(self) -> dict[str, int]:
+        """Return a copy of the counters."""
+        return dict(self.counters)
