@@ -212,28 +212,23 @@ def mcas_get(store: Store, key: str) -> Entry | None:
 def mcas_get_many(store: Store, keys: Iterable[str]) -> dict[str, Entry]:
     """Read several MCAS entries in one round trip (more only to finish caught operations).
 
+    Each entry is a snapshot of its own: the set is not read atomically (on a pool it
+    spans servers), but an :func:`mcas` over them checks every one, so acting on a
+    mixed set fails instead of applying. When an operation in flight is met, it is
+    finished and every key read again, so no entry reflects a state older than an
+    operation another entry was seen taking part in.
+
     Returns:
         A dict from key to entry snapshot; missing keys are left out.
     """
-    pending = list(dict.fromkeys(keys))
-    found: dict[str, Entry] = {}
-    while pending:
-        got = store.gets_many(pending)
-        retry: list[str] = []
-        helped: set[bytes] = set()
-        for key in pending:
-            if key not in got:
-                continue
-            raw, cas = got[key]
-            if raw[:1] == _REF_TAG:
-                if raw not in helped:
-                    helped.add(raw)
-                    _help_referent(store, key, raw, cas)
-                retry.append(key)
-            else:
-                found[key] = Entry(key, decode_value(key, raw), cas, raw)
-        pending = retry
-    return found
+    wanted = list(dict.fromkeys(keys))
+    while True:
+        got = store.gets_many(wanted)
+        referents = {raw: (key, cas) for key, (raw, cas) in got.items() if raw[:1] == _REF_TAG}
+        if not referents:
+            return {key: Entry(key, decode_value(key, raw), cas, raw) for key, (raw, cas) in got.items()}
+        for raw, (key, cas) in referents.items():
+            _help_referent(store, key, raw, cas)
 
 
 def mcas(

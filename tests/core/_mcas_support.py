@@ -1,0 +1,300 @@
+"""Stores and worker functions shared by the MCAS and deque tests.
+
+``DictStore`` is a small thread-safe in-process store with memcached's CAS semantics
+(unique, never reused CAS ids; negative expiry means already expired). ``open_store``
+opens a store on memcached addresses; the multiprocessing workers live here so that
+spawned children can import them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+from typing import Any, Iterable, Mapping
+
+from cachedeps.api import RELATIVE_EXPIRY_LIMIT
+from cachedeps.errors import ValueTooLarge
+
+__all__ = [
+    "DictStore",
+    "MemcacheStore",
+    "open_store",
+    "deque_worker",
+    "transfer_worker",
+    "Crash",
+    "CrashingStore",
+    "make_store",
+    "STORE_KINDS",
+]
+
+
+def _deadline(expire: float) -> float | None:
+    if not expire:
+        return None
+    if expire < 0:
+        return 0.0
+    if expire <= RELATIVE_EXPIRY_LIMIT:
+        return time.monotonic() + expire
+    return time.monotonic() + (expire - time.time())
+
+
+class DictStore:
+    """The part of the store contract MCAS uses, over a dict, with CAS ids and expiry."""
+
+    name = "dict://test"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._data: dict[str, tuple[bytes, int, float | None]] = {}
+        self._ids = itertools.count(1)
+        self.calls = 0
+
+    def _live(self, key: str) -> tuple[bytes, int, float | None] | None:
+        item = self._data.get(key)
+        if item is not None and item[2] is not None and item[2] <= time.monotonic():
+            del self._data[key]
+            return None
+        return item
+
+    def _put(self, key: str, value: bytes, expire: float) -> None:
+        self._data[key] = (bytes(value), next(self._ids), _deadline(expire))
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            self.calls += 1
+            item = self._live(key)
+            return None if item is None else item[0]
+
+    def gets(self, key: str) -> tuple[bytes, int] | None:
+        with self._lock:
+            self.calls += 1
+            item = self._live(key)
+            return None if item is None else (item[0], item[1])
+
+    def gets_many(self, keys: Iterable[str]) -> dict[str, tuple[bytes, int]]:
+        with self._lock:
+            self.calls += 1
+            out = {}
+            for key in keys:
+                item = self._live(key)
+                if item is not None:
+                    out[key] = (item[0], item[1])
+            return out
+
+    def set(self, key: str, value: bytes, expire: float = 0, flags: int = 0) -> None:
+        with self._lock:
+            self.calls += 1
+            self._put(key, value, expire)
+
+    def set_many(self, mapping: Mapping[str, bytes], expire: float = 0, flags: int = 0) -> list[str]:
+        for key, value in mapping.items():
+            self.set(key, value, expire)
+        return []
+
+    def add(self, key: str, value: bytes, expire: float = 0, flags: int = 0) -> bool:
+        with self._lock:
+            self.calls += 1
+            if self._live(key) is not None:
+                return False
+            self._put(key, value, expire)
+            return True
+
+    def cas(self, key: str, value: bytes, cas: int, expire: float = 0, flags: int = 0) -> bool | None:
+        with self._lock:
+            self.calls += 1
+            item = self._live(key)
+            if item is None:
+                return None
+            if item[1] != cas:
+                return False
+            self._put(key, value, expire)
+            return True
+
+    def touch(self, key: str, expire: float = 0) -> bool:
+        with self._lock:
+            self.calls += 1
+            item = self._live(key)
+            if item is None:
+                return False
+            self._data[key] = (item[0], item[1], _deadline(expire))
+            return True
+
+    def delete(self, key: str) -> bool:
+        with self._lock:
+            self.calls += 1
+            return self._data.pop(key, None) is not None
+
+    def keys(self) -> list[str]:
+        """Return the live keys (a test helper, not part of the store contract)."""
+        with self._lock:
+            return [k for k in list(self._data) if self._live(k) is not None]
+
+    def close(self) -> None:
+        pass
+
+
+class MemcacheStore:
+    """The store contract over pymemcache, for one server or a hashed pool."""
+
+    def __init__(self, addresses: list[str]) -> None:
+        from pymemcache.client.base import Client
+        from pymemcache.client.hash import HashClient
+
+        servers = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in addresses]
+        self.name = "memcache://" + ",".join(addresses)
+        if len(servers) == 1:
+            self._mc: Any = Client(servers[0], default_noreply=False)
+        else:
+            self._mc = HashClient(servers, default_noreply=False, use_pooling=False)
+
+    def get(self, key: str) -> bytes | None:
+        return self._mc.get(key)
+
+    def gets(self, key: str) -> tuple[bytes, int] | None:
+        value, cas = self._mc.gets(key)
+        return None if value is None else (value, int(cas))
+
+    def gets_many(self, keys: Iterable[str]) -> dict[str, tuple[bytes, int]]:
+        return {k: (v, int(c)) for k, (v, c) in self._mc.gets_many(list(keys)).items()}
+
+    def set(self, key: str, value: bytes, expire: float = 0, flags: int = 0) -> None:
+        self._mc.set(key, value, expire=int(expire), noreply=False)
+
+    def set_many(self, mapping: Mapping[str, bytes], expire: float = 0, flags: int = 0) -> list[str]:
+        return list(self._mc.set_many(dict(mapping), expire=int(expire), noreply=False))
+
+    def add(self, key: str, value: bytes, expire: float = 0, flags: int = 0) -> bool:
+        from pymemcache.exceptions import MemcacheServerError
+
+        try:
+            return bool(self._mc.add(key, value, expire=int(expire), noreply=False))
+        except MemcacheServerError as exc:
+            raise ValueTooLarge(f"{len(value)} bytes for {key!r}: {exc}") from exc
+
+    def cas(self, key: str, value: bytes, cas: int, expire: float = 0, flags: int = 0) -> bool | None:
+        return self._mc.cas(key, value, str(cas).encode(), expire=int(expire), noreply=False)
+
+    def touch(self, key: str, expire: float = 0) -> bool:
+        return bool(self._mc.touch(key, expire=int(expire), noreply=False))
+
+    def delete(self, key: str) -> bool:
+        return bool(self._mc.delete(key, noreply=False))
+
+    def flush_all(self, delay: float = 0) -> None:
+        if hasattr(self._mc, "clients"):
+            for client in self._mc.clients.values():
+                client.flush_all(noreply=False)
+        else:
+            self._mc.flush_all(noreply=False)
+
+    def close(self) -> None:
+        self._mc.close()
+
+
+def open_store(addresses: list[str]) -> MemcacheStore:
+    """Open a store on memcached ``host:port`` addresses (a pool when several)."""
+    return MemcacheStore(addresses)
+
+
+def deque_worker(addresses: list[str], name: str, role: str, ids: list[int], timeout: float) -> list[int]:
+    """Produce ``ids`` into the deque ``name``, or consume from it; return what was consumed.
+
+    Producers push on a random end each time; consumers pop from a random end until the
+    deque is empty after the parent set ``<name>:done`` (every producer finished).
+    """
+    from cachedeps.deque import Deque
+
+    store = open_store(addresses)
+    deque = Deque.bind(store, name)
+    rng = random.Random()
+    got: list[int] = []
+    if role == "producer":
+        for i in ids:
+            (deque.append if rng.random() < 0.5 else deque.appendleft)(i)
+    else:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                got.append((deque.pop if rng.random() < 0.5 else deque.popleft)())
+            except IndexError:
+                if store.get(f"{name}:done"):
+                    break
+                time.sleep(0.001)
+    store.close()
+    return got
+
+
+def transfer_worker(addresses: list[str], keys: list[str], transfers: int, seed: int) -> tuple[int, int]:
+    """Move random amounts between random accounts with MCAS; return (done, failed)."""
+    from cachedeps.mcas import mcas, mcas_get_many
+
+    store = open_store(addresses)
+    rng = random.Random(seed)
+    done = failed = 0
+    while done < transfers:
+        src, dst = rng.sample(keys, 2)
+        entries = mcas_get_many(store, [src, dst])
+        a, b = entries[src], entries[dst]
+        amount = rng.randint(1, 10)
+        if a.value < amount:
+            amount = a.value
+        if mcas(store, [(a, a.value - amount), (b, b.value + amount)]):
+            done += 1
+        else:
+            failed += 1
+    store.close()
+    return done, failed
+
+
+class Crash(Exception):
+    """Raised by :class:`CrashingStore` to stop a caller in the middle of its work."""
+
+
+class CrashingStore:
+    """Wrap a store and raise :class:`Crash` on the ``after``-th write (cas/add/delete/touch).
+
+    The caller stops exactly there, as a process killed at that point would.
+    """
+
+    _WRITES = frozenset({"cas", "add", "delete", "touch", "set"})
+
+    def __init__(self, store: Any, after: int) -> None:
+        self._store = store
+        self._left = after
+        self.name = store.name
+
+    def __getattr__(self, attr: str) -> Any:
+        target = getattr(self._store, attr)
+        if attr not in self._WRITES:
+            return target
+
+        def write(*args: Any, **kwargs: Any) -> Any:
+            self._left -= 1
+            if self._left <= 0:
+                raise Crash(attr)
+            return target(*args, **kwargs)
+
+        return write
+
+
+def make_store(kind: str, request: Any) -> Any:
+    """Return a fresh-namespace store of ``kind``: dict, embedded, memcached or pool."""
+    import pytest
+
+    if kind == "dict":
+        return DictStore()
+    if kind == "embedded":
+        embedded = pytest.importorskip("cachedeps.store.embedded")
+        store = embedded.EmbeddedStore("mcas-test", background=False)
+        request.addfinalizer(store.close)
+        return store
+    servers = request.getfixturevalue("memcached" if kind == "memcached" else "memcached_pool")
+    servers = servers if isinstance(servers, list) else [servers]
+    store = open_store([s.address for s in servers])
+    request.addfinalizer(store.close)
+    return store
+
+
+STORE_KINDS = ["dict", "embedded", "memcached", "pool"]
