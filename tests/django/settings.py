@@ -1,5 +1,7 @@
 """Django settings for the test suite. The database is chosen by CACHEDEPS_TEST_DB
-(``sqlite``, the default, or ``postgresql``), the store by CACHEDEPS_TEST_STORE."""
+(``sqlite``, the default, or ``postgresql``), the store by CACHEDEPS_TEST_STORE (a store URL,
+default the embedded store). CACHEDEPS_TEST_SQLITE_FILE puts the SQLite database in a file
+(the consistency checker's child processes share it)."""
 
 import os
 
@@ -16,20 +18,46 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django_cachedeps",
+    "tests.django.testapp",
+]
+
+MIDDLEWARE = [
+    "django_cachedeps.middleware.CachedepsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
 ]
 
 if os.environ.get("CACHEDEPS_TEST_DB", "sqlite") == "postgresql":
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.postgresql",
+            "ENGINE": "django_cachedeps.db.backends.postgresql",
             "NAME": "test",
             "USER": "postgres",
             "HOST": "127.0.0.1",
             "PORT": "5432",
+            "TEST": {"NAME": os.environ.get("CACHEDEPS_TEST_PG_NAME", "test_cachedeps_django")},
         }
     }
 else:
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+    _file = os.environ.get("CACHEDEPS_TEST_SQLITE_FILE")
+    DATABASES = {
+        "default": {
+            "ENGINE": "django_cachedeps.db.backends.sqlite3",
+            "NAME": _file or ":memory:",
+            "TEST": {"NAME": _file} if _file else {},
+        }
+    }
+
+CACHES = {
+    "default": {
+        "BACKEND": "django_cachedeps.backend.CachedepsCache",
+        "LOCATION": os.environ.get("CACHEDEPS_TEST_STORE", "embedded://?max_memory=64MB"),
+    }
+}
+
+CACHEDEPS = {"CACHE": "default"}
 
 TEMPLATES = [
     {

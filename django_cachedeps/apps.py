@@ -1,0 +1,28 @@
+"""The app config: connects the setting-reset receivers and registers the system checks."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+from django.apps import AppConfig
+from django.core.signals import setting_changed
+
+__all__ = ["CachedepsConfig"]
+
+
+class CachedepsConfig(AppConfig):
+    """``django_cachedeps``: the feed table model and the signal receivers."""
+
+    name = "django_cachedeps"
+    verbose_name = "cachedeps"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        """Connect receivers (idempotent through ``dispatch_uid``) and register the checks."""
+        from . import conf, runtime
+
+        setting_changed.connect(conf.reset, dispatch_uid="django_cachedeps.conf.reset")
+        setting_changed.connect(runtime.reset, dispatch_uid="django_cachedeps.runtime.reset")
+        if importlib.util.find_spec(f"{self.name}.checks") is not None:
+            importlib.import_module(f"{self.name}.checks")

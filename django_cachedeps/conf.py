@@ -1,0 +1,182 @@
+"""Read the ``CACHEDEPS`` setting once into a frozen :class:`CachedepsSettings`.
+
+``settings.CACHEDEPS`` is a dict; every key is optional::
+
+    CACHEDEPS = {
+        "CACHE": "default",        # the CACHES alias whose LOCATION is the store URL
+        "MODELS": "__all__",       # or ["app_label.Model", ...]: the models whose queries are cached
+        "EXCLUDE": [],             # models never cached (added to the defaults below)
+        "TIMEOUT": 3600,           # seconds a cached query result or row lives
+        "MAX_DELTA": 10_000,       # delta-map size that moves the checkpoints
+        "FEED_KEEP": 100_000,      # feed rows kept by pruning
+        "ENABLED": True,
+    }
+
+Django's own bookkeeping models (sessions, admin log, content types, migrations) are never
+cached. The parsed value is reset on ``setting_changed`` (connected in ``apps.py``).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+__all__ = [
+    "CachedepsSettings",
+    "DEFAULT_EXCLUDE",
+    "FEED_TABLE",
+    "get_settings",
+    "parse",
+    "reset",
+    "cached_tables",
+    "table_is_cached",
+]
+
+#: Models whose tables are never cached or invalidated.
+DEFAULT_EXCLUDE = frozenset(
+    {"sessions.session", "admin.logentry", "contenttypes.contenttype", "migrations.migration"}
+)
+#: The change feed's table; never cached, never a dependency.
+FEED_TABLE = "cachedeps_change"
+_NEVER_CACHED_TABLES = frozenset({FEED_TABLE, "django_migrations"})
+_KNOWN = frozenset({"CACHE", "MODELS", "EXCLUDE", "TIMEOUT", "MAX_DELTA", "FEED_KEEP", "ENABLED"})
+
+
+@dataclass(frozen=True)
+class CachedepsSettings:
+    """The parsed ``CACHEDEPS`` setting.
+
+    ``models`` is ``None`` for every model, else the lowercased ``app_label.model`` labels.
+    """
+
+    cache: str = "default"
+    models: frozenset[str] | None = None
+    exclude: frozenset[str] = DEFAULT_EXCLUDE
+    timeout: int = 3600
+    max_delta: int = 10_000
+    feed_keep: int = 100_000
+    enabled: bool = True
+
+    def model_is_cached(self, label_lower: str) -> bool:
+        """Return whether queries on the model ``app_label.model`` (lowercase) are cached."""
+        if not self.enabled or label_lower in self.exclude:
+            return False
+        return self.models is None or label_lower in self.models
+
+
+def _labels(name: str, value: Any) -> frozenset[str]:
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise ImproperlyConfigured(
+            f"CACHEDEPS[{name!r}] must be a list of 'app_label.Model' strings, got {value!r}"
+        )
+    for label in value:
+        if label.count(".") != 1:
+            raise ImproperlyConfigured(
+                f"CACHEDEPS[{name!r}] holds {label!r}, which is not 'app_label.Model'"
+            )
+    return frozenset(v.lower() for v in value)
+
+
+def _positive_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ImproperlyConfigured(f"CACHEDEPS[{name!r}] must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def parse(raw: Any) -> CachedepsSettings:
+    """Parse a ``CACHEDEPS`` dict; reject unknown keys and bad values with a message naming them.
+
+    Raises:
+        ImproperlyConfigured: the value is not a dict, has an unknown key or a bad value.
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ImproperlyConfigured(f"CACHEDEPS must be a dict, got {type(raw).__name__}: {raw!r}")
+    unknown = sorted(set(raw) - _KNOWN)
+    if unknown:
+        raise ImproperlyConfigured(
+            f"CACHEDEPS has unknown key(s) {', '.join(map(repr, unknown))}; known keys: {', '.join(sorted(_KNOWN))}"
+        )
+    cache = raw.get("CACHE", "default")
+    if not isinstance(cache, str) or not cache:
+        raise ImproperlyConfigured(f"CACHEDEPS['CACHE'] must be a CACHES alias (a string), got {cache!r}")
+    models_raw = raw.get("MODELS", "__all__")
+    models = None if models_raw == "__all__" else _labels("MODELS", models_raw)
+    exclude = DEFAULT_EXCLUDE | _labels("EXCLUDE", raw.get("EXCLUDE", ()))
+    enabled = raw.get("ENABLED", True)
+    if not isinstance(enabled, bool):
+        raise ImproperlyConfigured(f"CACHEDEPS['ENABLED'] must be True or False, got {enabled!r}")
+    return CachedepsSettings(
+        cache=cache,
+        models=models,
+        exclude=exclude,
+        timeout=_positive_int("TIMEOUT", raw.get("TIMEOUT", 3600), 0),
+        max_delta=_positive_int("MAX_DELTA", raw.get("MAX_DELTA", 10_000), 1),
+        feed_keep=_positive_int("FEED_KEEP", raw.get("FEED_KEEP", 100_000), 0),
+        enabled=enabled,
+    )
+
+
+_lock = threading.Lock()
+_settings: CachedepsSettings | None = None
+_tables: frozenset[str] | None = None
+
+
+def get_settings() -> CachedepsSettings:
+    """Return the parsed ``CACHEDEPS`` setting, parsing it on first use."""
+    global _settings
+    current = _settings
+    if current is None:
+        from django.conf import settings
+
+        current = parse(getattr(settings, "CACHEDEPS", None))
+        with _lock:
+            _settings = current
+    return current
+
+
+def cached_tables() -> frozenset[str]:
+    """Return the database tables of every cached model (auto-created m2m tables included).
+
+    An auto-created through table is cached when both of its ends are.
+    """
+    global _tables
+    current = _tables
+    if current is None:
+        from django.apps import apps
+
+        conf = get_settings()
+        tables: set[str] = set()
+        for model in apps.get_models(include_auto_created=True):
+            opts = model._meta
+            if opts.auto_created:
+                ends = [f.related_model._meta.label_lower for f in opts.fields if f.is_relation]
+                ok = all(conf.model_is_cached(label) for label in ends)
+            else:
+                ok = conf.model_is_cached(opts.label_lower)
+            if ok and not opts.proxy:
+                tables.add(opts.db_table)
+        current = frozenset(tables - _NEVER_CACHED_TABLES)
+        with _lock:
+            _tables = current
+    return current
+
+
+def table_is_cached(table: str) -> bool:
+    """Return whether reads of ``table`` are cached and its writes invalidate."""
+    return table in cached_tables()
+
+
+def reset(**kwargs: Any) -> None:
+    """Forget the parsed setting (a ``setting_changed`` receiver)."""
+    global _settings, _tables
+    setting = kwargs.get("setting")
+    if setting not in (None, "CACHEDEPS", "INSTALLED_APPS"):
+        return
+    with _lock:
+        _settings = None
+        _tables = None

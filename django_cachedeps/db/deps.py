@@ -1,0 +1,241 @@
+"""Work out what a read depends on from the ORM's query tree (no SQL parsing).
+
+For every table a query reads (outer query, joins, subqueries, combined queries, the inner
+query of an aggregate) the result depends on:
+
+- one field-value key ``table.column=value`` when that query's WHERE clause is a conjunction
+  holding ``column = constant`` on the table's alias and :func:`cachedeps.keys.keyable`
+  accepts the constant (``column IN (c1, c2, ...)`` gives one key per constant): a row that
+  matches neither before nor after a write cannot change the result, and every write emits
+  field-value keys for the old and new values of every column;
+- else the table key.
+
+A full-row select of one model by primary key (``Model.objects.get(pk=...)``) is also
+marked for the engine's ``(tid, oid)`` state path.
+
+A query holding SQL the ORM cannot see into (``extra()``, ``RawSQL``), a non-deterministic
+function (``Random``, ``Now``, ``order_by("?")``), ``select_for_update`` or a table that is
+not cached is not cacheable: :func:`analyze` returns ``None``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from cachedeps import keys as ck
+from django.db.models.expressions import Col, RawSQL, Subquery
+from django.db.models.functions import Now, Random
+from django.db.models.lookups import Lookup
+from django.db.models.sql.query import Query
+from django.db.models.sql.where import AND, ExtraWhere, NothingNode, WhereNode
+
+__all__ = ["ReadPlan", "analyze", "MAX_IN_KEYS"]
+
+#: An ``IN`` list longer than this depends on the table key instead of one key per value.
+MAX_IN_KEYS = 64
+_MAX_DEPTH = 50
+_NON_DETERMINISTIC = (Random, Now)
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """How one read is cached.
+
+    ``deps`` are the dependency keys of the result; ``oid`` is set when the read is a
+    full-row select of one row by primary key (the state path), with ``deps == (oid,)``.
+    """
+
+    deps: tuple[str, ...]
+    oid: str | None = None
+
+
+class _Uncacheable(Exception):
+    pass
+
+
+def analyze(query: Query, cached_tables: frozenset[str] | set[str]) -> ReadPlan | None:
+    """Return the :class:`ReadPlan` of ``query``, or ``None`` when it must not be cached."""
+    if getattr(query, "select_for_update", False):
+        return None
+    try:
+        oid = _state_oid(query)
+        if oid is not None:
+            table = query.model._meta.db_table
+            if table not in cached_tables:
+                return None
+            return ReadPlan(deps=(oid,), oid=oid)
+        deps: dict[str, None] = {}
+        _query_deps(query, cached_tables, deps, 0)
+    except _Uncacheable:
+        return None
+    if not deps:
+        return None
+    return ReadPlan(deps=tuple(deps))
+
+
+def _state_oid(query: Query) -> str | None:
+    """Return the oid when ``query`` selects every column of one row by primary key."""
+    model = query.model
+    if model is None or type(query) is not Query:
+        return None
+    opts = model._meta
+    if getattr(opts, "is_composite_pk", False) or opts.proxy:
+        return None
+    if (
+        len(query.alias_map) != 1
+        or not query.default_cols
+        or query.select_related
+        or query.annotation_select
+        or query.extra_select
+        or query.extra_tables
+        or query.deferred_loading != (frozenset(), True)
+        or query.distinct
+        or query.combinator
+        or query.low_mark
+        or query.select_for_update
+    ):
+        return None
+    where = query.where
+    if where.negated or len(where.children) != 1:
+        return None
+    lookup = where.children[0]
+    if not isinstance(lookup, Lookup) or lookup.lookup_name != "exact":
+        return None
+    lhs, value = lookup.lhs, lookup.rhs
+    if not isinstance(lhs, Col) or lhs.target is not opts.pk or not _is_constant(value):
+        return None
+    if value is None or not ck.keyable(value):
+        return None
+    return ck.oid(opts.db_table, value)
+
+
+def _is_constant(value: Any) -> bool:
+    return not hasattr(value, "resolve_expression") and not hasattr(value, "as_sql")
+
+
+def _query_deps(query: Query, cached: Any, out: dict[str, None], depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        raise _Uncacheable
+    if query.extra or query.extra_tables or query.extra_order_by or query.select_for_update:
+        raise _Uncacheable
+    if any(o == "?" for o in query.order_by if isinstance(o, str)):
+        raise _Uncacheable
+    constrained = _constraints(query.where)
+    for alias, join in query.alias_map.items():
+        table = join.table_name
+        if table not in cached:
+            raise _Uncacheable
+        column_values = constrained.get(alias)
+        if column_values is None:
+            out[ck.table_key(table)] = None
+        else:
+            column, values = column_values
+            for value in values:
+                out[ck.field_key(table, column, value)] = None
+        filtered = getattr(join, "filtered_relation", None)
+        if filtered is not None:
+            # A FilteredRelation's ON condition can hold subqueries of its own.
+            condition = getattr(filtered, "resolved_condition", None)
+            if condition is None:
+                raise _Uncacheable
+            _walk(condition, cached, out, depth + 1)
+    _walk(query.where, cached, out, depth + 1)
+    for expr in query.annotations.values():
+        _walk(expr, cached, out, depth + 1)
+    for expr in query.select:
+        _walk(expr, cached, out, depth + 1)
+    for expr in query.order_by:
+        if not isinstance(expr, str):
+            _walk(expr, cached, out, depth + 1)
+    for sub in query.combined_queries:
+        _query_deps(sub, cached, out, depth + 1)
+    inner = getattr(query, "inner_query", None)
+    if isinstance(inner, Query):
+        _query_deps(inner, cached, out, depth + 1)
+
+
+def _walk(node: Any, cached: Any, out: dict[str, None], depth: int) -> None:
+    """Visit an expression tree, adding the dependencies of every query nested in it."""
+    if depth > _MAX_DEPTH:
+        raise _Uncacheable
+    if node is None or isinstance(node, (str, bytes, int, float, bool)):
+        return
+    if isinstance(node, Query):
+        _query_deps(node, cached, out, depth + 1)
+        return
+    if isinstance(node, (ExtraWhere, RawSQL, *_NON_DETERMINISTIC)):
+        raise _Uncacheable
+    if isinstance(node, NothingNode):
+        return
+    if isinstance(node, WhereNode):
+        for child in node.children:
+            _walk(child, cached, out, depth + 1)
+        return
+    if isinstance(node, Subquery):
+        _walk(node.query, cached, out, depth + 1)
+        return
+    if isinstance(node, Lookup):
+        _walk(node.lhs, cached, out, depth + 1)
+        rhs = node.rhs
+        if isinstance(rhs, (list, tuple)):
+            for item in rhs:
+                _walk(item, cached, out, depth + 1)
+        else:
+            _walk(rhs, cached, out, depth + 1)
+        return
+    if isinstance(node, (list, tuple)):
+        for item in node:
+            _walk(item, cached, out, depth + 1)
+        return
+    get_sources = getattr(node, "get_source_expressions", None)
+    if get_sources is not None:
+        for child in get_sources():
+            _walk(child, cached, out, depth + 1)
+
+
+def _constraints(where: WhereNode) -> dict[str, tuple[str, list[Any]]]:
+    """Return, per table alias, one ``column = constant`` (or ``IN``) from the top conjunction."""
+    found: dict[str, tuple[str, list[Any]]] = {}
+    for lookup in _conjuncts(where):
+        lhs = lookup.lhs
+        if not isinstance(lhs, Col) or getattr(lhs.target, "column", None) is None:
+            continue
+        name = lookup.lookup_name
+        if name == "exact":
+            values = [lookup.rhs]
+        elif name == "in":
+            values = _in_values(lookup.rhs)
+            if values is None:
+                continue
+        else:
+            continue
+        if not all(_is_constant(v) and ck.keyable(v) for v in values):
+            continue
+        current = found.get(lhs.alias)
+        # The fewest keys win: an equality beats an IN list.
+        if current is None or len(values) < len(current[1]):
+            found[lhs.alias] = (lhs.target.column, values)
+    return found
+
+
+def _in_values(rhs: Any) -> list[Any] | None:
+    if isinstance(rhs, (str, bytes)) or not isinstance(rhs, Iterable) or not _is_constant(rhs):
+        return None
+    values = list(rhs)
+    if len(values) > MAX_IN_KEYS:
+        return None
+    return values
+
+
+def _conjuncts(where: WhereNode) -> list[Lookup]:
+    """Return the lookups that every row of the result satisfies (AND-ed, not negated)."""
+    if where.negated or (where.connector != AND and len(where.children) > 1):
+        return []
+    out: list[Lookup] = []
+    for child in where.children:
+        if isinstance(child, Lookup):
+            out.append(child)
+        elif isinstance(child, WhereNode):
+            out.extend(_conjuncts(child))
+    return out

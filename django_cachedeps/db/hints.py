@@ -1,0 +1,69 @@
+"""Opt a block of code or one queryset out of the cache.
+
+- ``with django_cachedeps.nocache(): ...`` — every ORM read inside runs on the database and
+  fills nothing (contextvar: per thread and asyncio task).
+- ``django_cachedeps.uncached(qs)`` — a copy of ``qs`` whose queries bypass the cache; it
+  survives chaining (``uncached(qs).filter(...).count()``). ``CachedQuerySet.nocache()`` is
+  the same as a method.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import Any, Iterator, TypeVar
+
+__all__ = ["nocache", "uncached", "bypassed", "query_opted_out", "own_statements", "in_own_statement"]
+
+_HINT = "cachedeps_nocache"
+_nocache: contextvars.ContextVar[bool] = contextvars.ContextVar("cachedeps_nocache", default=False)
+_own: contextvars.ContextVar[bool] = contextvars.ContextVar("cachedeps_own", default=False)
+
+Q = TypeVar("Q")
+
+
+@contextlib.contextmanager
+def nocache() -> Iterator[None]:
+    """Run the ORM reads inside this block on the database, without reading or filling the cache."""
+    token = _nocache.set(True)
+    try:
+        yield
+    finally:
+        _nocache.reset(token)
+
+
+def bypassed() -> bool:
+    """Return whether the current context is inside :func:`nocache`."""
+    return _nocache.get()
+
+
+def uncached(queryset: Q) -> Q:
+    """Return a copy of ``queryset`` whose queries (and those chained from it) bypass the cache."""
+    clone = queryset._chain()  # type: ignore[attr-defined]
+    # Query.clone() copies the instance __dict__, so the hint follows every chained query.
+    setattr(clone.query, _HINT, True)
+    return clone
+
+
+def query_opted_out(query: Any) -> bool:
+    """Return whether ``query`` (or the query an aggregate wraps) carries the opt-out hint."""
+    while query is not None:
+        if getattr(query, _HINT, False):
+            return True
+        query = getattr(query, "inner_query", None)
+    return False
+
+
+@contextlib.contextmanager
+def own_statements() -> Iterator[None]:
+    """Mark the statements run inside as issued by cachedeps itself (not tracked again)."""
+    token = _own.set(True)
+    try:
+        yield
+    finally:
+        _own.reset(token)
+
+
+def in_own_statement() -> bool:
+    """Return whether the current statement comes from cachedeps's own write bookkeeping."""
+    return _own.get()

@@ -1,0 +1,168 @@
+"""Serve ORM reads from the cache: the read half of the compilers.
+
+:class:`CachedReadMixin` overrides ``SQLCompiler.execute_sql`` for ``MULTI`` and ``SINGLE``
+results (iteration, get, first/last, count, exists, aggregate, values/values_list,
+select_related, prefetch_related's queries). Raw rows are cached, before Django's
+converters, which run as usual on a hit. A read is not cached when:
+
+- :func:`~django_cachedeps.nocache` is active or the query carries the ``uncached`` hint;
+- a table it reads is not cached (``CACHEDEPS["MODELS"]``/``["EXCLUDE"]``) or it holds SQL
+  the ORM cannot see into (see :mod:`.deps`), or it is ``select_for_update``;
+- it streams with ``.iterator()`` (chunked cursor);
+- the connection's transaction has written (read-your-own-writes: no get, no fill);
+- it runs inside a snapshot transaction (SQLite, PostgreSQL REPEATABLE READ and above): the
+  cache may answer, but the result is not stored, since the snapshot may be older than the
+  feed position the entry would be stamped with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from cachedeps import NO_VALUE
+from cachedeps.errors import CachedepsError
+from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE, MULTI, SINGLE
+from django.core.exceptions import EmptyResultSet
+
+from .. import runtime
+from ..conf import cached_tables, get_settings
+from .deps import analyze
+from .hints import bypassed, in_own_statement, query_opted_out
+from .rows import Unencodable, decode_row, decode_rows, encode_row, encode_rows
+
+__all__ = ["CachedReadMixin", "reads_bypass_cache"]
+
+logger = logging.getLogger("django_cachedeps")
+_EMPTY = "-"
+
+
+def reads_bypass_cache(connection: Any) -> bool:
+    """Return whether reads on ``connection`` must go to the database only, right now."""
+    if bypassed() or in_own_statement():
+        return True
+    if getattr(connection, "cachedeps_written", False) and not connection.get_autocommit():
+        return True
+    return False
+
+
+def _fill_allowed(connection: Any) -> bool:
+    if connection.get_autocommit():
+        return True
+    if connection.vendor == "postgresql":
+        from psycopg import IsolationLevel
+
+        return getattr(connection, "isolation_level", None) in (None, IsolationLevel.READ_COMMITTED)
+    return False
+
+
+def _query_key(using: str, sql: str, params: Any, result_type: str, col_count: int | None) -> str:
+    text = repr((using, sql, tuple(params), result_type, col_count))
+    return "q:" + hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=20).hexdigest()
+
+
+class CachedReadMixin:
+    """Cache the rows of ``MULTI``/``SINGLE`` reads; mix in before Django's ``SQLCompiler``."""
+
+    def execute_sql(self, result_type: Any = MULTI, chunked_fetch: bool = False,
+                    chunk_size: int = GET_ITERATOR_CHUNK_SIZE) -> Any:
+        """Run the query, or answer it from the cache (see the module docstring)."""
+        connection = self.connection  # type: ignore[attr-defined]
+        if (
+            result_type not in (MULTI, SINGLE)
+            or (chunked_fetch and connection.features.can_use_chunked_reads)
+            or not get_settings().enabled
+            or query_opted_out(self.query)  # type: ignore[attr-defined]
+            or reads_bypass_cache(connection)
+        ):
+            return super().execute_sql(result_type, chunked_fetch, chunk_size)  # type: ignore[misc]
+        try:
+            sql, params = self.as_sql()  # type: ignore[attr-defined]
+            if not sql:
+                raise EmptyResultSet
+        except EmptyResultSet:
+            return iter([]) if result_type == MULTI else None
+        plan = analyze(self.query, cached_tables())  # type: ignore[attr-defined]
+        if plan is None or not runtime.feed_ready(self.using):  # type: ignore[attr-defined]
+            return self._cachedeps_run(sql, params, result_type)
+        engine = runtime.ensure_polled(self.using)  # type: ignore[attr-defined]
+        if plan.oid is not None:
+            return self._cachedeps_state(engine, plan, sql, params, result_type)
+        key = _query_key(self.using, sql, params, result_type, self.col_count)  # type: ignore[attr-defined]
+        hit = engine.get(key)
+        engine.record(*plan.deps)
+        if hit is not NO_VALUE:
+            try:
+                if result_type == SINGLE:
+                    return None if hit == _EMPTY else decode_row(hit)
+                return [decode_rows(hit)]
+            except (ValueError, TypeError, KeyError):
+                logger.warning("cachedeps: discarding an undecodable cached result %s", key)
+        stamp = engine.current_tid
+        result = self._cachedeps_run(sql, params, result_type)
+        if _fill_allowed(connection):
+            try:
+                if result_type == SINGLE:
+                    value: Any = _EMPTY if result is None else encode_row(result)
+                else:
+                    value = encode_rows(row for chunk in result for row in chunk)
+            except Unencodable as exc:
+                logger.debug("cachedeps: not caching %s: %s", key, exc)
+            else:
+                self._cachedeps_store(engine.set, key, value, plan.deps, stamp)
+        return result
+
+    def _cachedeps_store(self, setter: Any, key: str, value: Any, deps: Any, stamp: int) -> None:
+        try:
+            setter(key, value, depends_on=deps, timeout=get_settings().timeout, tid=stamp)
+        except CachedepsError as exc:  # too large, unserializable: the read still succeeded
+            logger.debug("cachedeps: not caching %s: %s", key, exc)
+
+    def _cachedeps_state(self, engine: Any, plan: Any, sql: str, params: Any, result_type: Any) -> Any:
+        """Serve a full-row select by primary key through the engine's ``(tid, oid)`` path."""
+        columns = [col.target.column for col, _, _ in self.select]  # type: ignore[attr-defined]
+        engine.record(plan.oid)
+        state = engine.get_state(plan.oid)
+        if state is not NO_VALUE:
+            try:
+                cached_columns, encoded = state
+                if cached_columns == columns:
+                    rows = decode_rows(encoded)
+                    if result_type == SINGLE:
+                        return rows[0] if rows else None
+                    return [rows]
+            except (ValueError, TypeError, KeyError):
+                logger.warning("cachedeps: discarding an undecodable cached row %s", plan.oid)
+        stamp = engine.current_tid
+        result = self._cachedeps_run(sql, params, result_type)
+        if _fill_allowed(self.connection):  # type: ignore[attr-defined]
+            if result_type == SINGLE:
+                rows = [] if result is None else [result]
+            else:
+                rows = [row for chunk in result for row in chunk]
+            try:
+                value = [columns, encode_rows(rows)]
+            except Unencodable as exc:
+                logger.debug("cachedeps: not caching %s: %s", plan.oid, exc)
+            else:
+                try:
+                    engine.set_state(plan.oid, value, tid=stamp)
+                except CachedepsError as exc:
+                    logger.debug("cachedeps: not caching %s: %s", plan.oid, exc)
+        return result
+
+    def _cachedeps_run(self, sql: str, params: Any, result_type: Any) -> Any:
+        """Run already compiled SQL like ``SQLCompiler.execute_sql`` does, fully fetched."""
+        cursor = self.connection.cursor()  # type: ignore[attr-defined]
+        try:
+            cursor.execute(sql, params)
+            if result_type == SINGLE:
+                row = cursor.fetchone()
+                return row[0 : self.col_count] if row else row  # type: ignore[attr-defined]
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        if self.has_extra_select:  # type: ignore[attr-defined]
+            rows = [r[: self.col_count] for r in rows]  # type: ignore[attr-defined]
+        return [rows] if rows else []

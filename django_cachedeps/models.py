@@ -1,0 +1,40 @@
+"""The change feed table and the opt-out-capable manager.
+
+:class:`Change` is the feed (``cachedeps_change``): one row per dependency key a committed
+write changed, ``tid`` increasing. It is written and read with plain SQL by
+:class:`cachedeps.feed.SqlFeed`; the model exists so that ``migrate`` creates the table.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from .db.hints import uncached
+
+__all__ = ["Change", "CachedQuerySet", "CachedManager"]
+
+
+class Change(models.Model):
+    """One changed dependency key at position ``tid`` of the feed."""
+
+    tid = models.BigAutoField(primary_key=True)
+    key = models.CharField(max_length=255)
+
+    class Meta:
+        db_table = "cachedeps_change"
+        verbose_name = "change"
+
+    def __str__(self) -> str:
+        return f"{self.tid}: {self.key}"
+
+
+class CachedQuerySet(models.QuerySet):
+    """A QuerySet with :meth:`nocache`."""
+
+    def nocache(self) -> CachedQuerySet:
+        """Return a copy whose queries bypass the cache (reads go to the database)."""
+        return uncached(self)
+
+
+class CachedManager(models.Manager.from_queryset(CachedQuerySet)):  # type: ignore[misc]
+    """A manager whose querysets have :meth:`CachedQuerySet.nocache`."""

@@ -1,0 +1,176 @@
+"""Hold one :class:`cachedeps.Cache` per cache alias and database, shared by every thread.
+
+Django builds cache backends and database connections per thread; the engine's delta maps
+are process-wide, so the engine lives here, in a lock-protected registry. Each database
+alias gets its own engine (its own change feed table and store namespace); the CACHES alias
+(``CACHEDEPS["CACHE"]`` by default) gives the store URL in its ``LOCATION``.
+
+:func:`ensure_polled` brings the engine up to date with the feed: once per unit of work
+inside :func:`unit_of_work` (the middleware opens one per request), before every cached
+read outside one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hashlib
+import logging
+import threading
+from typing import Any, Iterator
+
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from .conf import FEED_TABLE, get_settings
+
+__all__ = [
+    "get_engine",
+    "ensure_polled",
+    "unit_of_work",
+    "feed_ready",
+    "reset",
+]
+
+logger = logging.getLogger("django_cachedeps")
+
+_lock = threading.Lock()
+_engines: dict[tuple[str, str], Any] = {}
+_stores: dict[str, Any] = {}
+_feed_ready: set[str] = set()
+_unit: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("cachedeps_unit", default=None)
+
+
+def _location(alias: str) -> str:
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        config = settings.CACHES[alias]
+    except KeyError:
+        raise ImproperlyConfigured(
+            f"CACHEDEPS['CACHE'] is {alias!r}, which is not in CACHES ({', '.join(settings.CACHES)}); "
+            "add a CACHES entry with BACKEND 'django_cachedeps.backend.CachedepsCache'"
+        ) from None
+    location = config.get("LOCATION") or "embedded://"
+    if not isinstance(location, str):
+        raise ImproperlyConfigured(
+            f"CACHES[{alias!r}]['LOCATION'] must be a store URL string such as "
+            f"'embedded://?max_memory=64MB' or 'memcache://127.0.0.1:11211', got {location!r}"
+        )
+    return location
+
+
+def _namespace(using: str) -> str:
+    # Several databases (or test runs) may share one memcached: keep their keys apart.
+    s = connections[using].settings_dict
+    ident = "|".join(str(s.get(k) or "") for k in ("ENGINE", "NAME", "HOST", "PORT"))
+    return "d" + hashlib.blake2b(ident.encode("utf-8"), digest_size=5).hexdigest() + ":"
+
+
+def _open_store(location: str) -> Any:
+    import cachedeps
+
+    try:
+        return cachedeps.open_store(location)
+    except ModuleNotFoundError as exc:
+        # LOCAL SHIM until cachedeps.config lands: embedded stores only; remove then.
+        if exc.name != "cachedeps.config" or not location.startswith("embedded://"):
+            raise
+        from cachedeps.store.embedded import EmbeddedStore
+
+        return EmbeddedStore()
+
+
+def _build(alias: str, using: str) -> Any:
+    import cachedeps
+    from cachedeps.feed import SqlFeed
+
+    conf = get_settings()
+    location = _location(alias)
+    store = _stores.get(location)
+    if store is None:
+        store = _stores[location] = _open_store(location)
+    vendor = connections[using].vendor
+    dialect = "postgresql" if vendor == "postgresql" else "sqlite"
+    feed = SqlFeed(dialect=dialect, paramstyle="format", table=FEED_TABLE)
+    return cachedeps.Cache(store, feed=feed, namespace=_namespace(using), max_delta=conf.max_delta)
+
+
+def get_engine(alias: str | None = None, using: str | None = None) -> Any:
+    """Return the process-wide engine for a cache alias and a database alias.
+
+    Args:
+        alias: a CACHES alias; default ``CACHEDEPS["CACHE"]``.
+        using: a database alias; default ``"default"``. Its feed table holds the changes.
+
+    Raises:
+        ImproperlyConfigured: the cache alias is missing or its LOCATION is not a URL.
+    """
+    key = (alias or get_settings().cache, using or DEFAULT_DB_ALIAS)
+    engine = _engines.get(key)
+    if engine is None:
+        with _lock:
+            engine = _engines.get(key)
+            if engine is None:
+                engine = _engines[key] = _build(*key)
+    return engine
+
+
+def feed_ready(using: str) -> bool:
+    """Return whether the feed table exists in database ``using`` (a positive answer is kept).
+
+    Before ``migrate`` has created it nothing can be cached (no poll succeeds), so writes
+    have nothing to invalidate and reads run uncached.
+    """
+    if using in _feed_ready:
+        return True
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        present = FEED_TABLE in connection.introspection.table_names(cursor)
+    if present:
+        with _lock:
+            _feed_ready.add(using)
+    return present
+
+
+def ensure_polled(using: str) -> Any:
+    """Return the engine of database ``using``, polled for this unit of work.
+
+    Inside :func:`unit_of_work` the feed is read once per database; outside, every call
+    polls. Feed errors propagate (a read must not be served unvalidated).
+    """
+    engine = get_engine(using=using)
+    polled = _unit.get()
+    if polled is not None and using in polled:
+        return engine
+    engine.poll(connections[using])
+    if polled is not None:
+        polled.add(using)
+    return engine
+
+
+@contextlib.contextmanager
+def unit_of_work() -> Iterator[None]:
+    """Poll each database's feed at most once inside this block (one request, one task)."""
+    token = _unit.set(set())
+    try:
+        yield
+    finally:
+        _unit.reset(token)
+
+
+def reset(**kwargs: Any) -> None:
+    """Drop every engine and store (a ``setting_changed`` receiver; tests call it too)."""
+    setting = kwargs.get("setting")
+    if setting not in (None, "CACHEDEPS", "CACHES", "DATABASES"):
+        return
+    with _lock:
+        stores = list(_stores.values())
+        _engines.clear()
+        _stores.clear()
+        _feed_ready.clear()
+    for store in stores:
+        try:
+            store.close()
+        except Exception:  # a store that cannot close cleanly is dropped anyway
+            logger.debug("cachedeps: closing store %r failed", store, exc_info=True)
