@@ -1,0 +1,36 @@
+"""SQLAlchemy adapter: cached gets, queries and lazy loads that are never stale.
+
+::
+
+    import sqla_cachedeps
+    from sqla_cachedeps import FromCache
+
+    engine = create_engine("postgresql+psycopg://app@db/app")
+    sqla_cachedeps.create_feed_table(engine)
+    Session = sessionmaker(engine)
+    handle = sqla_cachedeps.install(Session, "memcache://127.0.0.1:11211")
+
+    with Session() as session:
+        session.get(Book, 42)                                              # cached by oid
+        session.scalars(select(Book).where(Book.author_id == 7).options(FromCache())).all()
+
+Everything goes through SQLAlchemy's public event hooks; ``handle.uninstall()`` removes them.
+"""
+
+from __future__ import annotations
+
+from .events import Installation as Installation
+from .events import install as install
+from .feed import create_feed_table as create_feed_table
+from .options import EXECUTION_OPTION as EXECUTION_OPTION
+from .options import FromCache as FromCache
+from .options import RelationshipCache as RelationshipCache
+
+__all__ = [
+    "install",
+    "Installation",
+    "create_feed_table",
+    "FromCache",
+    "RelationshipCache",
+    "EXECUTION_OPTION",
+]

@@ -1,0 +1,223 @@
+"""Turn SQLAlchemy statements into dependency keys.
+
+A cached read depends, per table it reads, on one field-value key when the top-level
+``WHERE`` is a conjunction holding ``column == constant`` on that table (and the constant is
+:func:`cachedeps.keys.keyable`), else on the table key. Tables read inside subqueries,
+aliases or CTEs are unconstrained by the outer ``WHERE`` and always give their table key.
+
+A statement this module cannot see through (textual SQL in a ``FROM`` or ``WHERE``,
+``from_statement``) is not cacheable: :func:`read_keys` returns ``None``.
+
+Writes the adapter cannot attribute to rows (Core ``INSERT``/``UPDATE``/``DELETE``,
+raw SQL) emit the table key and the all-rows key of the table they name
+(:func:`table_write_keys`, :func:`written_table`).
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from typing import Any, Iterable, Mapping
+
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import Mapper
+from sqlalchemy.sql import operators, visitors
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.elements import (
+    BinaryExpression,
+    BindParameter,
+    BooleanClauseList,
+    ColumnClause,
+    False_,
+    Null,
+    TextClause,
+    True_,
+)
+from sqlalchemy.sql.selectable import AliasedReturnsRows, SelectBase, TableClause, TextualSelect
+
+from cachedeps import keys
+
+__all__ = [
+    "read_keys",
+    "table_write_keys",
+    "written_table",
+    "statement_mappers",
+    "mapper_extra_tables",
+]
+
+_WRITE_SQL = re.compile(
+    r"""^\s*(?:insert\s+(?:or\s+\w+\s+)?into|replace\s+into|update(?:\s+or\s+\w+)?|delete\s+from)\s+
+        (?:only\s+)?
+        (?:[`"\[]?\w+[`"\]]?\s*\.\s*)?        # schema
+        [`"\[]?(?P<table>\w+)[`"\]]?""",
+    re.IGNORECASE | re.VERBOSE,
+)
+_WRITE_VERB = re.compile(r"^\s*(?:with\b.*?\)\s*)?(insert|update|delete|replace|merge|truncate)\b", re.I | re.S)
+
+_NO_VALUE = object()
+# mapper -> tables its loads may read beyond its statement (computed once per mapper)
+_EXTRA: weakref.WeakKeyDictionary[Mapper, list[str]] = weakref.WeakKeyDictionary()
+
+
+def read_keys(statement: Any, params: Mapping[str, Any] | None = None) -> list[str] | None:
+    """Return the dependency keys of a ``SELECT``, or ``None`` when it cannot be analysed.
+
+    Args:
+        statement: a Core or ORM ``Select``.
+        params: execution parameters, consulted for bind parameters without a value
+            (``session.get`` and lazy loads pass their values this way).
+    """
+    if not isinstance(statement, SelectBase) or isinstance(statement, TextualSelect):
+        return None
+    top: dict[str, None] = {}
+    nested: set[str] = set()
+    for element in visitors.iterate(statement):
+        if isinstance(element, (TextClause, TextualSelect)):
+            return None
+        if isinstance(element, TableClause):
+            top[element.name] = None
+        elif element is not statement and isinstance(element, (AliasedReturnsRows, SelectBase)):
+            nested.update(t.name for t in visitors.iterate(element) if isinstance(t, TableClause))
+    for mapper in statement_mappers(statement):
+        for table in mapper_extra_tables(mapper):
+            nested.add(table)
+    if not top and not nested:
+        return None
+    constraints = _constraints(getattr(statement, "whereclause", None), params or {})
+    out: list[str] = []
+    for table in top:
+        found = constraints.get(table)
+        if found is not None and table not in nested:
+            out.append(keys.field_key(table, found[0], found[1]))
+        else:
+            out.append(keys.table_key(table))
+    for table in nested:
+        if table not in top:
+            out.append(keys.table_key(table))
+    return out
+
+
+def _constraints(where: Any, params: Mapping[str, Any]) -> dict[str, tuple[str, Any]]:
+    """Return, per table, one ``(column, value)`` that the conjunction ``where`` requires."""
+    if where is None:
+        return {}
+    if isinstance(where, BooleanClauseList) and where.operator is operators.and_:
+        terms: Iterable[Any] = where.clauses
+    else:
+        terms = (where,)
+    out: dict[str, tuple[str, Any]] = {}
+    for term in terms:
+        found = _equality(term, params)
+        if found is not None:
+            table, column, value = found
+            out.setdefault(table, (column, value))
+    return out
+
+
+def _equality(term: Any, params: Mapping[str, Any]) -> tuple[str, str, Any] | None:
+    if not isinstance(term, BinaryExpression):
+        return None
+    if term.operator is operators.eq:
+        pass
+    elif term.operator is operators.is_ and isinstance(term.right, Null):
+        pass
+    else:
+        return None
+    for column, other in ((term.left, term.right), (term.right, term.left)):
+        if not isinstance(column, ColumnClause) or not isinstance(column.table, TableClause):
+            continue
+        value = _constant(other, params)
+        if value is _NO_VALUE or not keys.keyable(value):
+            return None
+        return column.table.name, column.name, value
+    return None
+
+
+def _constant(element: Any, params: Mapping[str, Any]) -> Any:
+    if isinstance(element, Null):
+        return None
+    if isinstance(element, True_):
+        return True
+    if isinstance(element, False_):
+        return False
+    if isinstance(element, BindParameter):
+        if element.key in params:
+            return params[element.key]
+        if element.expanding:
+            return _NO_VALUE
+        if element.callable is not None or element.value is not None:
+            return element.effective_value
+        return _NO_VALUE if element.required else element.value
+    return _NO_VALUE
+
+
+def statement_mappers(statement: Any) -> list[Mapper]:
+    """Return the mappers of the ORM entities a select returns (empty for Core)."""
+    out: list[Mapper] = []
+    try:
+        descriptions = statement.column_descriptions
+    except Exception:  # a Core construct without ORM entities
+        return out
+    for desc in descriptions:
+        entity = desc.get("entity")
+        if entity is None:
+            continue
+        try:
+            mapper = sa_inspect(entity).mapper
+        except Exception:
+            continue
+        if mapper not in out:
+            out.append(mapper)
+    return out
+
+
+def mapper_extra_tables(mapper: Mapper) -> list[str]:
+    """Return tables a load of ``mapper`` may read that its statement does not name.
+
+    These are the tables of other mappers in its inheritance hierarchy (polymorphic loads
+    join them at compile time) and of ``column_property`` expressions over other tables.
+    """
+    cached = _EXTRA.get(mapper)
+    if cached is not None:
+        return cached
+    own = {t.name for t in mapper.tables}
+    extra: dict[str, None] = {}
+    if mapper.inherits is not None or mapper.polymorphic_map:
+        for m in mapper.base_mapper.self_and_descendants:
+            for t in m.tables:
+                extra[t.name] = None
+    for prop in mapper.column_attrs:
+        for col in prop.columns:
+            if isinstance(col, ColumnClause) and isinstance(col.table, TableClause) and col.table.name in own:
+                continue
+            for t in visitors.iterate(col):
+                if isinstance(t, TableClause):
+                    extra[t.name] = None
+    result = list(extra)
+    _EXTRA[mapper] = result
+    return result
+
+
+def table_write_keys(table: str) -> list[str]:
+    """Return the keys a write to unknown rows of ``table`` emits."""
+    return [keys.table_key(table), keys.all_rows_key(table)]
+
+
+def written_table(statement: Any, sql: str) -> tuple[bool, str | None]:
+    """Return ``(is_write, table)`` for an executed statement.
+
+    ``statement`` is the compiled construct (or ``None`` for driver SQL), ``sql`` the SQL
+    text. ``table`` is ``None`` for a write whose table cannot be named (``MERGE``,
+    ``TRUNCATE``, a ``WITH`` prefix).
+    """
+    if isinstance(statement, UpdateBase):
+        target = getattr(statement, "table", None)
+        name = getattr(target, "name", None)
+        if isinstance(name, str):
+            return True, name
+    if statement is not None and isinstance(statement, SelectBase):
+        return False, None
+    if not _WRITE_VERB.match(sql):
+        return False, None
+    m = _WRITE_SQL.match(sql)
+    return True, (m.group("table") if m else None)

@@ -1,0 +1,379 @@
+"""``install()``: the session listeners that serve reads from the cache.
+
+Reads go through ``do_orm_execute``:
+
+- ``session.get(Model, pk)`` (and the refresh of an expired object) reads the row's state
+  by ``(tid, oid)`` checkpoints: :meth:`cachedeps.Cache.get_state` on the oid, one store
+  round trip; a miss loads from the database and stores the state at the tid polled when
+  the transaction began.
+- selects marked with :class:`~sqla_cachedeps.options.FromCache` (or
+  ``execution_options(cachedeps=True)``) and lazy loads marked with
+  :class:`~sqla_cachedeps.options.RelationshipCache` (or all lazy loads with
+  ``install(..., lazy_loads=True)``) are derived entries, valid while none of their
+  dependency keys (:func:`~sqla_cachedeps.analysis.read_keys`) changed.
+
+The change feed is polled once per session transaction, in ``after_begin``, on the
+session's own connection. Inside a transaction that has written, reads bypass the cache
+(a transaction reads its own writes). Writes are handled by :mod:`sqla_cachedeps.writes`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Result
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
+
+from cachedeps import NO_VALUE, keys
+from cachedeps.errors import CachedepsError, ConfigurationError
+from cachedeps.feed import SqlFeed
+
+from . import identity
+from .analysis import read_keys, statement_mappers
+from .feed import DEFAULT_TABLE, feed_for_dialect
+from .options import EXECUTION_OPTION, FromCache, RelationshipCache
+from .writes import Writes, conn_state, session_state
+
+__all__ = ["install", "Installation"]
+
+log = logging.getLogger("sqla_cachedeps")
+
+_QUERY_PREFIX = "sqla:q:"
+
+
+def install(
+    session_factory: Any,
+    cache: Any,
+    *,
+    gets: bool = True,
+    lazy_loads: bool = False,
+    feed_table: str = DEFAULT_TABLE,
+) -> Installation:
+    """Serve reads of ``session_factory``'s sessions from ``cache``, invalidated by their writes.
+
+    Args:
+        session_factory: a ``sessionmaker``, a ``Session`` subclass or an
+            ``async_sessionmaker`` (its sync session class gets the listeners; a private
+            subclass is configured when it uses the plain ``Session``).
+        cache: a :class:`cachedeps.Cache` whose feed is a ``SqlFeed``, or a store URL such as
+            ``"embedded://"`` or ``"memcache://127.0.0.1:11211"`` (a cache is then built with
+            a ``SqlFeed`` for the engine's database).
+        gets: serve ``session.get()`` and refreshes of expired objects from the cache.
+        lazy_loads: serve every relationship lazy load from the cache (otherwise only those
+            marked with :class:`~sqla_cachedeps.options.RelationshipCache`).
+        feed_table: the change feed table (create it with
+            :func:`~sqla_cachedeps.feed.create_feed_table`).
+
+    Returns:
+        An :class:`Installation`; ``uninstall()`` removes every listener.
+
+    Raises:
+        ConfigurationError: the factory or the cache is not usable.
+    """
+    target = _session_class(session_factory)
+    inst = Installation(target, cache, gets=gets, lazy_loads=lazy_loads, feed_table=feed_table)
+    bind = _bind_of(session_factory)
+    if bind is not None:
+        inst.watch_engine(bind)
+    inst._listen()
+    return inst
+
+
+def _session_class(factory: Any) -> Any:
+    if isinstance(factory, sessionmaker):
+        return factory
+    if isinstance(factory, type) and issubclass(factory, Session):
+        return factory
+    kw = getattr(factory, "kw", None)
+    if hasattr(factory, "configure") and isinstance(kw, dict) and "sync_session_class" in _async_kw(factory):
+        sync_cls = kw.get("sync_session_class")
+        if sync_cls is None:
+            # Listening on the plain Session class would reach every session in the process.
+            sync_cls = type("Session", (Session,), {})
+            factory.configure(sync_session_class=sync_cls)
+        return sync_cls
+    raise ConfigurationError(
+        f"install() takes a sessionmaker, a Session subclass or an async_sessionmaker, got {factory!r}"
+    )
+
+
+def _async_kw(factory: Any) -> set[str]:
+    try:
+        from sqlalchemy.ext.asyncio import async_sessionmaker
+    except ImportError:  # pragma: no cover - asyncio extra missing
+        return set()
+    return {"sync_session_class"} if isinstance(factory, async_sessionmaker) else set()
+
+
+def _bind_of(factory: Any) -> Any:
+    kw = getattr(factory, "kw", None)
+    return kw.get("bind") if isinstance(kw, dict) else None
+
+
+class Installation:
+    """The listeners installed on one session factory; see :func:`install`."""
+
+    def __init__(self, target: Any, cache: Any, *, gets: bool, lazy_loads: bool, feed_table: str) -> None:
+        self.target = target
+        self.gets = gets
+        self.lazy_loads = lazy_loads
+        self.feed_table = feed_table
+        self._lock = threading.Lock()
+        self._statement_cache: dict[Any, str] = {}
+        if isinstance(cache, str):
+            self._url: str | None = cache
+            self._cache: Any = None
+            self._feed: SqlFeed | None = None
+        else:
+            feed = getattr(cache, "feed", None)
+            if not isinstance(feed, SqlFeed):
+                raise ConfigurationError(
+                    f"install() needs a cache whose feed is a cachedeps.feed.SqlFeed (got feed {feed!r}); "
+                    "pass Cache(store, feed=SqlFeed(dialect=...)) or a store URL"
+                )
+            self._url = None
+            self._cache = cache
+            self._feed = feed
+        self.writes = Writes(self)
+        self._installed = False
+
+    # -- configuration --------------------------------------------------------------------
+
+    @property
+    def cache(self) -> Any:
+        """The :class:`cachedeps.Cache` in use (built on first use from a URL)."""
+        if self._cache is None:
+            raise ConfigurationError(
+                "the cache is built when the first engine is seen; bind the session factory to an engine "
+                "or call watch_engine(engine)"
+            )
+        return self._cache
+
+    @property
+    def feed(self) -> SqlFeed:
+        """The change feed."""
+        if self._feed is None:
+            raise ConfigurationError("no engine seen yet; bind the session factory or call watch_engine(engine)")
+        return self._feed
+
+    def ensure_feed(self, dialect: Any) -> None:
+        """Build the cache for ``dialect``'s database if it was given as a URL."""
+        if self._cache is not None:
+            if self._feed is not None and self._feed.dialect != dialect.name:
+                raise ConfigurationError(
+                    f"this cache's feed speaks {self._feed.dialect!r} but the engine is {dialect.name!r}; "
+                    "one installation serves one database"
+                )
+            return
+        with self._lock:
+            if self._cache is None:
+                import cachedeps
+
+                feed = feed_for_dialect(dialect, self.feed_table)
+                self._cache = cachedeps.Cache(self._url, feed=feed)
+                self._feed = feed
+
+    def watch_engine(self, engine: Any) -> None:
+        """Also detect Core writes made directly on ``engine`` (not through a session)."""
+        self.writes.watch_engine(engine)
+
+    def _listen(self) -> None:
+        event.listen(self.target, "after_begin", self._after_begin)
+        event.listen(self.target, "do_orm_execute", self._do_orm_execute)
+        self.writes.listen(self.target)
+        self._installed = True
+
+    def uninstall(self) -> None:
+        """Remove every listener this installation added."""
+        if not self._installed:
+            return
+        for name, fn in (("after_begin", self._after_begin), ("do_orm_execute", self._do_orm_execute)):
+            if event.contains(self.target, name, fn):
+                event.remove(self.target, name, fn)
+        self.writes.remove(self.target)
+        self._installed = False
+
+    # -- transactions -------------------------------------------------------------------------
+
+    def _after_begin(self, session: Session, transaction: SessionTransaction, connection: Connection) -> None:
+        state = session_state(session, self)
+        if state is None:
+            return
+        self.writes.watch_engine(connection.engine)
+        if connection not in state.connections:
+            state.connections.append(connection)
+        conn_state(connection)
+        if state.tid is None:
+            state.tid = self.cache.poll(connection.connection)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def _do_orm_execute(self, orm_state: ORMExecuteState) -> Result | None:
+        if not orm_state.is_select:
+            return None
+        flag = orm_state.execution_options.get(EXECUTION_OPTION)
+        if flag is False:
+            return None
+        session = orm_state.session
+        state = session_state(session, self)
+        if state is None:
+            return None
+        if orm_state.is_column_load:
+            if not self.gets:
+                return None
+            return self._get(orm_state, state, refresh=True)
+        if orm_state.is_relationship_load:
+            if self.lazy_loads or any(
+                isinstance(o, RelationshipCache) and o.applies(orm_state) for o in orm_state.user_defined_options
+            ):
+                return self._query(orm_state, state, None)
+            return None
+        option = next((o for o in orm_state.user_defined_options if type(o) is FromCache), None)
+        if option is not None or flag is True:
+            return self._query(orm_state, state, option)
+        if self.gets and "_sa_orm_load_options" in orm_state.local_execution_options:
+            return self._get(orm_state, state, refresh=False)
+        return None
+
+    def _begin(self, orm_state: ORMExecuteState, state: Any) -> int | None:
+        """Make sure the transaction began (and polled); return its tid, None to bypass."""
+        if state.tid is None:
+            orm_state.session.connection()
+        if state.has_writes():
+            return None
+        return state.tid
+
+    def _get(self, orm_state: ORMExecuteState, state: Any, refresh: bool) -> Result | None:
+        statement = orm_state.statement
+        mappers = statement_mappers(statement)
+        if len(mappers) != 1 or not identity.state_cacheable(mappers[0]):
+            return None
+        mapper = mappers[0]
+        opts = orm_state.load_options
+        if getattr(opts, "_populate_existing", False) or getattr(statement, "_for_update_arg", None) is not None:
+            return None
+        if refresh:
+            refresh_state = getattr(opts, "_refresh_state", None)
+            compile_opts = getattr(statement, "_compile_options", None)
+            if refresh_state is None or getattr(compile_opts, "_only_load_props", None):
+                return None
+            pk = refresh_state.identity
+        else:
+            pk = _get_identity(mapper, orm_state)
+        if pk is None:
+            return None
+        tid = self._begin(orm_state, state)
+        if tid is None:
+            return None
+        oid = keys.oid(mapper.local_table.name, pk[0] if len(pk) == 1 else tuple(pk))
+        cache = self.cache
+        cache.record(oid)
+        cached = cache.get_state(oid)
+        if cached is not NO_VALUE:
+            try:
+                rows = [] if cached is None else [(identity.decode_state(mapper, cached),)]
+                return identity.merge_rows(orm_state.session, statement, [mapper.class_.__name__], rows)
+            except (identity.Unsupported, TypeError, KeyError, AttributeError) as exc:
+                log.debug("cached state of %s unusable (%s); loading from the database", oid, exc)
+        result = orm_state.invoke_statement()
+        frozen = result.freeze()
+        objs = [row[0] for row in frozen()]
+        try:
+            value = identity.encode_state(objs[0]) if objs else None
+        except identity.Unsupported:
+            return frozen()
+        if len(objs) <= 1:
+            _store(cache.set_state, oid, value, tid=tid)
+        return frozen()
+
+    def _query(self, orm_state: ORMExecuteState, state: Any, option: FromCache | None) -> Result | None:
+        statement = orm_state.statement
+        params = orm_state.parameters or {}
+        deps = read_keys(statement, params)
+        if deps is None:
+            return None
+        tid = self._begin(orm_state, state)
+        if tid is None:
+            return None
+        key = self._query_key(orm_state, statement, params)
+        if key is None:
+            return None
+        cache = self.cache
+        cache.record(*deps)
+        registry = _registry_of(statement)
+        cached = cache.get(key)
+        if cached is not NO_VALUE and registry is not None:
+            try:
+                return identity.decode_result(orm_state.session, statement, cached, registry)
+            except (identity.Unsupported, TypeError, KeyError, AttributeError, ValueError) as exc:
+                log.debug("cached result %s unusable (%s); loading from the database", key, exc)
+        frozen = orm_state.invoke_statement().freeze()
+        try:
+            value = identity.encode_result(frozen)
+        except identity.Unsupported:
+            return frozen()
+        timeout = option.timeout if option is not None else None
+        _store(cache.set, key, value, depends_on=deps, timeout=timeout, tid=tid)
+        return frozen()
+
+    def _query_key(self, orm_state: ORMExecuteState, statement: Any, params: Any) -> str | None:
+        cache_key = statement._generate_cache_key()
+        if cache_key is None:
+            return None
+        text = cache_key.to_offline_string(self._statement_cache, statement, params)
+        return keys.safe_key(_QUERY_PREFIX, hashlib.blake2b(text.encode("utf-8"), digest_size=20).hexdigest())
+
+
+def _store(fn: Any, *args: Any, **kw: Any) -> None:
+    try:
+        fn(*args, **kw)
+    except (CachedepsError, TypeError, ValueError, OverflowError) as exc:  # unserializable: served, not cached
+        log.debug("result not cached: %s", exc)
+
+
+def _registry_of(statement: Any) -> Any:
+    mappers = statement_mappers(statement)
+    return mappers[0].registry if mappers else _NO_REGISTRY
+
+
+class _NoRegistry:
+    mappers: tuple = ()
+
+
+_NO_REGISTRY = _NoRegistry()
+
+
+def _get_identity(mapper: Any, orm_state: ORMExecuteState) -> tuple | None:
+    """Return the primary key a ``session.get()`` statement loads, or None if it is not one."""
+    params = orm_state.parameters
+    where = getattr(orm_state.statement, "whereclause", None)
+    if not params or where is None:
+        return None
+    pk_cols = list(mapper.primary_key)
+    values: dict[Any, Any] = {}
+    from sqlalchemy.sql import operators
+    from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList
+
+    terms = where.clauses if isinstance(where, BooleanClauseList) and where.operator is operators.and_ else [where]
+    for term in terms:
+        if not isinstance(term, BinaryExpression) or term.operator is not operators.eq:
+            return None
+        col, bind = term.left, term.right
+        if isinstance(col, BindParameter):
+            col, bind = bind, col
+        if not isinstance(bind, BindParameter) or bind.key not in params:
+            return None
+        match = next((c for c in pk_cols if c.compare(col) or getattr(col, "name", None) == c.name and getattr(col, "table", None) is not None and col.table.name == c.table.name), None)
+        if match is None:
+            return None
+        values[match] = params[bind.key]
+    if len(values) != len(pk_cols) or any(v is None for v in values.values()):
+        return None
+    stmt = orm_state.statement
+    if getattr(stmt, "_setup_joins", None) or getattr(stmt, "_limit_clause", None) is not None:
+        return None
+    return tuple(values[c] for c in pk_cols)

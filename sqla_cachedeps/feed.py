@@ -1,0 +1,55 @@
+"""The change feed table in a SQLAlchemy application's database.
+
+::
+
+    from sqla_cachedeps import create_feed_table
+    create_feed_table(engine)          # idempotent; Django projects get it from a migration
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cachedeps.errors import ConfigurationError
+from cachedeps.feed import SqlFeed
+
+__all__ = ["create_feed_table", "feed_for_dialect", "DEFAULT_TABLE"]
+
+DEFAULT_TABLE = "cachedeps_change"
+
+_DIALECTS = {"sqlite": "sqlite", "postgresql": "postgresql"}
+_PARAMSTYLES = {"qmark": "qmark", "format": "format", "pyformat": "format"}
+
+
+def feed_for_dialect(dialect: Any, table: str = DEFAULT_TABLE) -> SqlFeed:
+    """Return a :class:`~cachedeps.feed.SqlFeed` speaking ``dialect``'s SQL and paramstyle.
+
+    Raises:
+        ConfigurationError: the database or its driver's paramstyle is not supported.
+    """
+    name = _DIALECTS.get(dialect.name)
+    if name is None:
+        raise ConfigurationError(
+            f"the change feed supports SQLite and PostgreSQL; this engine's dialect is {dialect.name!r}"
+        )
+    paramstyle = _PARAMSTYLES.get(dialect.paramstyle)
+    if paramstyle is None:
+        raise ConfigurationError(
+            f"driver {dialect.driver!r} uses paramstyle {dialect.paramstyle!r}; the change feed needs "
+            "'qmark', 'format' or 'pyformat' (use sqlite3/aiosqlite or psycopg)"
+        )
+    return SqlFeed(dialect=name, paramstyle=paramstyle, table=table)
+
+
+def create_feed_table(engine: Any, table: str = DEFAULT_TABLE) -> None:
+    """Create the change feed table (and its index) if it does not exist.
+
+    Args:
+        engine: a SQLAlchemy ``Engine`` or ``AsyncEngine``'s ``sync_engine``.
+        table: the table name; the default is shared with ``django_cachedeps``.
+    """
+    sync_engine = getattr(engine, "sync_engine", engine)
+    feed = feed_for_dialect(sync_engine.dialect, table)
+    with sync_engine.begin() as conn:
+        for statement in feed.ddl():
+            conn.exec_driver_sql(statement)

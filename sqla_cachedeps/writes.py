@@ -1,0 +1,433 @@
+"""Write detection: flushes, Core and bulk statements, and their path to the change feed.
+
+Every write becomes dependency keys written to the change feed inside the writer's
+transaction, then handed to :meth:`cachedeps.Cache.committed` after the commit:
+
+- **ORM flush** (precise). The feed lock is taken before the flush writes anything; the old
+  values of rows about to be updated or deleted are read from the database (one ``SELECT``
+  per table), the new values of inserted and updated rows after the flush; each row emits
+  :func:`cachedeps.keys.row_keys`. Tables the flush writes without mapped rows
+  (many-to-many association tables) emit their table and all-rows keys. The keys go to the
+  feed in ``after_flush``, recorded against the innermost session transaction.
+- **Statements outside a flush** (Core ``Connection.execute``, ORM-enabled ``update()``/
+  ``delete()``, bulk inserts and updates, raw SQL): ``before_cursor_execute`` on the engine
+  takes the feed lock before the first write of the transaction and collects the table and
+  all-rows keys of the table written; they go to the feed in the connection's ``commit``
+  event.
+- **Savepoints.** Keys of a ``begin_nested()`` block that rolls back are dropped (its feed
+  rows roll back with it in the database); a released savepoint hands its keys to its parent.
+
+SQLite serializes writers only once a write transaction has begun, so before reading old
+values the adapter begins it with a no-op ``UPDATE`` of the feed table.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from typing import TYPE_CHECKING, Any, Iterable
+
+from sqlalchemy import event, select, tuple_
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Mapper, Session, SessionTransaction, object_session
+from sqlalchemy.orm.base import instance_state
+
+from cachedeps import keys
+
+from .analysis import table_write_keys, written_table
+
+if TYPE_CHECKING:
+    from .events import Installation
+
+__all__ = ["Writes", "SessionState", "ConnState", "session_state"]
+
+log = logging.getLogger("sqla_cachedeps")
+
+_SESSION_KEY = "cachedeps"
+_CONN_KEY = "cachedeps"
+_SELECT_CHUNK = 500
+
+
+class ConnState:
+    """Per-connection write bookkeeping (``Connection.info``)."""
+
+    __slots__ = ("pending", "locked", "flushing", "flush_tables", "published")
+
+    def __init__(self) -> None:
+        self.pending: dict[str, None] = {}
+        self.locked = False
+        self.flushing = False
+        self.flush_tables: set[str] = set()
+        self.published: list[tuple[list[str], int]] = []
+
+    def reset(self) -> None:
+        self.pending.clear()
+        self.locked = False
+        self.flushing = False
+        self.flush_tables.clear()
+
+
+class _TxRecord:
+    __slots__ = ("keys", "tid", "released")
+
+    def __init__(self) -> None:
+        self.keys: dict[str, None] = {}
+        self.tid = 0
+        self.released = False
+
+
+class SessionState:
+    """Per-session bookkeeping (``Session.info``) for one installation."""
+
+    def __init__(self, installation: Installation) -> None:
+        self.installation = installation
+        self.tid: int | None = None          # tid polled when the root transaction began
+        self.wrote = False                   # writes flushed/executed in this root transaction
+        self.records: dict[SessionTransaction, _TxRecord] = {}
+        self.connections: list[Connection] = []
+        self.old_rows: dict[tuple[str, Any], dict[str, Any] | None] = {}
+        self.written: dict[tuple[str, Any], tuple[Any, Any]] = {}  # (table, pk) -> (Table, op)
+
+    def end_root(self) -> None:
+        self.tid = None
+        self.wrote = False
+        self.records.clear()
+        self.connections.clear()
+        self.old_rows.clear()
+        self.written.clear()
+
+    def has_writes(self) -> bool:
+        """Return whether this transaction has written (reads then bypass the cache)."""
+        if self.wrote:
+            return True
+        for conn in self.connections:
+            state = conn.info.get(_CONN_KEY)
+            if state is not None and state.pending:
+                return True
+        return False
+
+
+def session_state(session: Session, installation: Installation | None = None) -> SessionState | None:
+    """Return the session's bookkeeping for ``installation`` (created on first use)."""
+    state = session.info.get(_SESSION_KEY)
+    if state is None and installation is not None:
+        state = session.info[_SESSION_KEY] = SessionState(installation)
+    elif state is not None and installation is not None and state.installation is not installation:
+        return None
+    return state
+
+
+def conn_state(conn: Connection) -> ConnState:
+    state = conn.info.get(_CONN_KEY)
+    if state is None:
+        state = conn.info[_CONN_KEY] = ConnState()
+    return state
+
+
+def _pk_value(values: tuple) -> Any:
+    return values[0] if len(values) == 1 else values
+
+
+class Writes:
+    """The write-side listeners of one :class:`~sqla_cachedeps.events.Installation`."""
+
+    def __init__(self, installation: Installation) -> None:
+        self.inst = installation
+        self._engines: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._warned: set[str] = set()
+        self._session_events = [
+            ("before_flush", self.before_flush),
+            ("after_flush", self.after_flush),
+            ("after_transaction_create", self.after_transaction_create),
+            ("after_transaction_end", self.after_transaction_end),
+            ("after_commit", self.after_commit),
+        ]
+        self._mapper_events = [
+            ("before_update", self.before_row_write),
+            ("before_delete", self.before_row_write),
+            ("after_insert", self.after_insert),
+            ("after_update", self.after_update),
+            ("after_delete", self.after_delete),
+        ]
+        self._engine_events = [
+            ("before_cursor_execute", self.before_cursor_execute),
+            ("commit", self.on_commit),
+            ("rollback", self.on_rollback),
+            ("begin", self.on_begin),
+        ]
+
+    # -- wiring -------------------------------------------------------------------------
+
+    def listen(self, target: Any) -> None:
+        for name, fn in self._session_events:
+            event.listen(target, name, fn)
+        for name, fn in self._mapper_events:
+            event.listen(Mapper, name, fn)
+
+    def remove(self, target: Any) -> None:
+        for name, fn in self._session_events:
+            if event.contains(target, name, fn):
+                event.remove(target, name, fn)
+        for name, fn in self._mapper_events:
+            if event.contains(Mapper, name, fn):
+                event.remove(Mapper, name, fn)
+        for engine in list(self._engines):
+            for name, fn in self._engine_events:
+                if event.contains(engine, name, fn):
+                    event.remove(engine, name, fn)
+        self._engines = weakref.WeakSet()
+
+    def watch_engine(self, engine: Any) -> None:
+        """Detect Core writes on ``engine`` (an ``Engine`` or ``AsyncEngine``)."""
+        engine = getattr(engine, "sync_engine", engine)
+        if engine in self._engines:
+            return
+        self.inst.ensure_feed(engine.dialect)
+        for name, fn in self._engine_events:
+            event.listen(engine, name, fn)
+        self._engines.add(engine)
+
+    # -- session transactions --------------------------------------------------------------
+
+    def after_transaction_create(self, session: Session, transaction: SessionTransaction) -> None:
+        state = session_state(session, self.inst)
+        if state is not None and (transaction.parent is None or transaction.nested):
+            state.records[transaction] = _TxRecord()
+
+    def after_commit(self, session: Session) -> None:
+        state = session_state(session)
+        if state is None or state.installation is not self.inst:
+            return
+        nested = session.get_nested_transaction()
+        if nested is not None:  # a savepoint released
+            record = state.records.get(nested)
+            if record is not None:
+                record.released = True
+            return
+        root = session.get_transaction()
+        pending: dict[str, None] = {}
+        tid = 0
+        record = state.records.get(root) if root is not None else None
+        if record is not None:
+            pending.update(record.keys)
+            tid = record.tid
+        for conn in state.connections:
+            cstate = conn.info.get(_CONN_KEY)
+            if cstate is None:
+                continue
+            for ks, t in cstate.published:
+                pending.update(dict.fromkeys(ks))
+                tid = max(tid, t)
+            cstate.published.clear()
+        if pending and tid:
+            self.inst.cache.committed(list(pending), tid)
+
+    def after_transaction_end(self, session: Session, transaction: SessionTransaction) -> None:
+        state = session_state(session)
+        if state is None or state.installation is not self.inst:
+            return
+        record = state.records.pop(transaction, None)
+        if transaction.parent is None:
+            state.end_root()
+            return
+        if record is not None and record.released and record.keys:
+            parent = transaction.parent
+            while parent is not None and parent not in state.records:
+                parent = parent.parent
+            if parent is not None:
+                target = state.records[parent]
+                target.keys.update(record.keys)
+                target.tid = max(target.tid, record.tid)
+
+    # -- flush ------------------------------------------------------------------------------
+
+    def before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
+        state = session_state(session, self.inst)
+        if state is None or not (session.new or session.dirty or session.deleted):
+            return
+        conn = session.connection()
+        cstate = conn_state(conn)
+        cstate.flushing = True
+        cstate.flush_tables.clear()
+        self._lock(conn, cstate)
+        state.old_rows.clear()
+        state.written.clear()
+        targets = [o for o in session.dirty if session.is_modified(o, include_collections=False)]
+        targets.extend(session.deleted)
+        self._fetch_old(conn, state, targets)
+
+    def before_row_write(self, mapper: Mapper, connection: Connection, target: Any) -> None:
+        session = object_session(target)
+        state = session_state(session) if session is not None else None
+        if state is None or state.installation is not self.inst:
+            return
+        ident = instance_state(target).identity
+        if ident is None:
+            return
+        missing = [t for t in mapper.tables if (t.name, _pk_value(ident)) not in state.old_rows]
+        if missing:
+            self._fetch_old(connection, state, [target])
+
+    def after_insert(self, mapper: Mapper, connection: Connection, target: Any) -> None:
+        self._note(mapper, target, "insert")
+
+    def after_update(self, mapper: Mapper, connection: Connection, target: Any) -> None:
+        self._note(mapper, target, "update")
+
+    def after_delete(self, mapper: Mapper, connection: Connection, target: Any) -> None:
+        self._note(mapper, target, "delete")
+
+    def _note(self, mapper: Mapper, target: Any, op: str) -> None:
+        session = object_session(target)
+        state = session_state(session) if session is not None else None
+        if state is None or state.installation is not self.inst:
+            return
+        istate = instance_state(target)
+        old = istate.identity
+        new = tuple(mapper.primary_key_from_instance(target))
+        for table in mapper.tables:
+            if old is not None:
+                state.written.setdefault((table.name, _pk_value(tuple(old))), (table, op))
+            if op != "delete" and (old is None or tuple(old) != new):
+                state.written[(table.name, _pk_value(new))] = (table, op)
+
+    def after_flush(self, session: Session, flush_context: Any) -> None:
+        state = session_state(session)
+        if state is None or state.installation is not self.inst:
+            return
+        conn = session.connection()
+        cstate = conn_state(conn)
+        cstate.flushing = False
+        out: dict[str, None] = {}
+        # New values, read back: server defaults, triggers and onupdate included.
+        by_table: dict[str, tuple[Any, list]] = {}
+        for (name, pk), (table, op) in state.written.items():
+            if op != "delete":
+                by_table.setdefault(name, (table, []))[1].append(pk)
+        new_rows: dict[tuple[str, Any], dict[str, Any]] = {}
+        for name, (table, pks) in by_table.items():
+            new_rows.update(self._select_rows(conn, table, pks))
+        rows_tables: set[str] = set()
+        for (name, pk), (table, op) in state.written.items():
+            rows_tables.add(name)
+            old = state.old_rows.get((name, pk))
+            new = new_rows.get((name, pk))
+            out.update(dict.fromkeys(keys.row_keys(name, pk, old, new)))
+        for name in cstate.flush_tables - rows_tables:
+            out.update(dict.fromkeys(table_write_keys(name)))
+        cstate.flush_tables.clear()
+        state.old_rows.clear()
+        state.written.clear()
+        if not out:
+            return
+        tid = self.inst.feed.append(conn.connection, list(out))
+        transaction = session.get_nested_transaction() or session.get_transaction()
+        record = state.records.get(transaction) if transaction is not None else None
+        if record is None and transaction is not None:
+            record = state.records[transaction] = _TxRecord()
+        if record is not None:
+            record.keys.update(out)
+            record.tid = max(record.tid, tid)
+        state.wrote = True
+
+    def _fetch_old(self, conn: Connection, state: SessionState, objects: Iterable[Any]) -> None:
+        by_table: dict[str, tuple[Any, list]] = {}
+        for obj in objects:
+            istate = instance_state(obj)
+            if istate.identity is None:
+                continue
+            pk = _pk_value(tuple(istate.identity))
+            for table in istate.mapper.tables:
+                if (table.name, pk) not in state.old_rows:
+                    by_table.setdefault(table.name, (table, []))[1].append(pk)
+        for name, (table, pks) in by_table.items():
+            found = self._select_rows(conn, table, pks)
+            for pk in pks:
+                state.old_rows[(name, pk)] = found.get((name, pk))
+
+    @staticmethod
+    def _select_rows(conn: Connection, table: Any, pks: list) -> dict[tuple[str, Any], dict[str, Any]]:
+        cols = list(table.primary_key.columns)
+        out: dict[tuple[str, Any], dict[str, Any]] = {}
+        for i in range(0, len(pks), _SELECT_CHUNK):
+            chunk = pks[i : i + _SELECT_CHUNK]
+            if len(cols) == 1:
+                where = cols[0].in_(chunk)
+            else:
+                where = tuple_(*cols).in_(chunk)
+            for row in conn.execute(select(table).where(where)):
+                m = row._mapping
+                values = {c.name: m[c] for c in table.columns}
+                pk = _pk_value(tuple(m[c] for c in cols))
+                out[(table.name, pk)] = values
+        return out
+
+    # -- Core statements ----------------------------------------------------------------------
+
+    def _lock(self, conn: Connection, cstate: ConnState) -> None:
+        if cstate.locked:
+            return
+        dbapi = conn.connection
+        feed = self.inst.feed
+        if feed.dialect == "sqlite":
+            # Begin SQLite's write transaction now, so old values read next cannot change
+            # under us (pysqlite begins a transaction only at the first write).
+            cur = dbapi.cursor()
+            try:
+                cur.execute(f"UPDATE {feed.table} SET tid = tid WHERE 0 = 1")
+            finally:
+                cur.close()
+        else:
+            feed.lock(dbapi)
+        cstate.locked = True
+
+    def before_cursor_execute(
+        self, conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
+        compiled = getattr(context, "compiled", None)
+        construct = getattr(compiled, "statement", None) if compiled is not None else None
+        if compiled is not None and not (context.isinsert or context.isupdate or context.isdelete):
+            if construct is None or not hasattr(construct, "table"):
+                return
+        is_write, table = written_table(construct, statement)
+        if not is_write:
+            return
+        cstate = conn_state(conn)
+        if cstate.flushing:
+            if table is not None:
+                cstate.flush_tables.add(table)
+            return
+        if table is None:
+            if statement not in self._warned:
+                self._warned.add(statement)
+                log.warning(
+                    "cachedeps cannot tell which table this statement writes; cached reads of it "
+                    "may be stale until they expire: %.200s", statement
+                )
+            return
+        if table == self.inst.feed.table:
+            return
+        self._lock(conn, cstate)
+        cstate.pending.update(dict.fromkeys(table_write_keys(table)))
+
+    def on_commit(self, conn: Connection) -> None:
+        cstate = conn.info.get(_CONN_KEY)
+        if cstate is None:
+            return
+        if cstate.pending:
+            ks = list(cstate.pending)
+            tid = self.inst.feed.append(conn.connection, ks)
+            cstate.published.append((ks, tid))
+        cstate.reset()
+
+    def on_rollback(self, conn: Connection) -> None:
+        cstate = conn.info.get(_CONN_KEY)
+        if cstate is not None:
+            cstate.reset()
+            cstate.published.clear()
+
+    def on_begin(self, conn: Connection) -> None:
+        cstate = conn.info.get(_CONN_KEY)
+        if cstate is not None:
+            cstate.reset()
+            cstate.published.clear()
