@@ -185,7 +185,9 @@ class Cache:
             if now - self._cp_checked >= self.checkpoint_interval:
                 self._cp_checked = now
                 self._sync_checkpoints(conn)
-            if maps.needs_shift():
+            for _ in range(3):  # one poll may bring more than max_delta changes
+                if not maps.needs_shift():
+                    break
                 self._shift()
         self._stats.incr("polls")
         if self._stats.listening:

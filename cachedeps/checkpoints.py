@@ -260,9 +260,19 @@ class DeltaMaps:
             return True
 
     def needs_shift(self) -> bool:
-        """Return whether the maps passed their (jittered) size limit."""
-        return self.ready and self.size() > self._limit and self.current_tid > self.view.cp0
+        """Return whether the maps passed their (jittered) size limit and can move."""
+        if not self.ready or self.size() <= self._limit:
+            return False
+        view = self.view
+        return self.current_tid > view.cp0 or view.cp0 > view.cp1
 
     def shifted(self) -> tuple[int, int]:
-        """Return the checkpoints a shift would move to: ``(current_tid, cp0)``."""
-        return self.current_tid, self.view.cp0
+        """Return the checkpoints a shift moves to.
+
+        Normally ``(current_tid, cp0)``; when nothing was polled since ``cp0`` (one poll
+        brought more than ``max_delta`` changes) ``(cp0, cp0)``, dropping ``after1``.
+        """
+        view = self.view
+        if self.current_tid > view.cp0:
+            return self.current_tid, view.cp0
+        return view.cp0, view.cp0

@@ -1,0 +1,141 @@
+"""Helpers for the engine tests: a dict-backed store (optionally "down") and a SQLite feed."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from typing import Any, Iterable, Mapping
+
+from cachedeps.errors import BackendUnavailable
+from cachedeps.feed import SqlFeed
+
+__all__ = ["DictStore", "sqlite_feed", "write"]
+
+
+class DictStore:
+    """A plain memcache-like store without native dependency trees.
+
+    ``down = True`` makes every call raise :class:`BackendUnavailable`, like a dead server;
+    ``calls`` counts round trips.
+    """
+
+    name = "dict://test"
+
+    def __init__(self) -> None:
+        self.data: dict[str, tuple[bytes, int]] = {}
+        self.lock = threading.Lock()
+        self.down = False
+        self.calls = 0
+        self._cas = 0
+
+    def _check(self) -> None:
+        self.calls += 1
+        if self.down:
+            raise BackendUnavailable("connection refused", address="dict://test")
+
+    def _put(self, key: str, value: bytes) -> None:
+        self._cas += 1
+        self.data[key] = (bytes(value), self._cas)
+
+    def get(self, key: str) -> bytes | None:
+        self._check()
+        item = self.data.get(key)
+        return None if item is None else item[0]
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
+        self._check()
+        return {k: self.data[k][0] for k in keys if k in self.data}
+
+    def gets(self, key: str) -> tuple[bytes, int] | None:
+        self._check()
+        return self.data.get(key)
+
+    def set(self, key: str, value: bytes, expire: float = 0, flags: int = 0) -> None:
+        self._check()
+        with self.lock:
+            self._put(key, value)
+
+    def set_many(self, mapping: Mapping[str, bytes], expire: float = 0, flags: int = 0) -> list[str]:
+        for k, v in mapping.items():
+            self.set(k, v)
+        return []
+
+    def add(self, key: str, value: bytes, expire: float = 0, flags: int = 0) -> bool:
+        self._check()
+        with self.lock:
+            if key in self.data:
+                return False
+            self._put(key, value)
+            return True
+
+    def cas(self, key: str, value: bytes, cas: int, expire: float = 0, flags: int = 0) -> bool | None:
+        self._check()
+        with self.lock:
+            item = self.data.get(key)
+            if item is None:
+                return None
+            if item[1] != cas:
+                return False
+            self._put(key, value)
+            return True
+
+    def append(self, key: str, value: bytes) -> bool:
+        self._check()
+        with self.lock:
+            item = self.data.get(key)
+            if item is None:
+                return False
+            self._put(key, item[0] + value)
+            return True
+
+    def delete(self, key: str) -> bool:
+        self._check()
+        with self.lock:
+            return self.data.pop(key, None) is not None
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        self._check()
+        with self.lock:
+            for k in keys:
+                self.data.pop(k, None)
+
+    def incr(self, key: str, delta: int = 1) -> int | None:
+        self._check()
+        with self.lock:
+            item = self.data.get(key)
+            if item is None:
+                return None
+            n = int(item[0]) + delta
+            self._put(key, str(n).encode())
+            return n
+
+    def flush_all(self, delay: float = 0) -> None:
+        self._check()
+        with self.lock:
+            self.data.clear()
+
+    def close(self) -> None:
+        pass
+
+
+def sqlite_feed(path: Any) -> tuple[sqlite3.Connection, SqlFeed]:
+    """Open an autocommit SQLite connection at ``path`` with the feed table created."""
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+    feed = SqlFeed(dialect="sqlite")
+    for stmt in feed.ddl():
+        conn.execute(stmt)
+    return conn, feed
+
+
+def write(conn: sqlite3.Connection, feed: SqlFeed, keys: list[str], cache: Any = None) -> int:
+    """Append ``keys`` in a transaction of their own; tell ``cache`` after the commit."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        tid = feed.append(conn, keys)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    if cache is not None:
+        cache.committed(keys, tid)
+    return tid

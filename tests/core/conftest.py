@@ -1,0 +1,31 @@
+"""Fixtures for the engine tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from cachedeps.store.embedded import EmbeddedStore
+
+from ._support import DictStore, sqlite_feed
+
+
+@pytest.fixture
+def embedded():
+    """A fresh embedded store without its sweeper thread."""
+    store = EmbeddedStore(background=False)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def dictstore():
+    """A dict-backed store without native dependency trees."""
+    return DictStore()
+
+
+@pytest.fixture
+def db(tmp_path):
+    """A SQLite database file with the feed table: ``(conn, feed)``."""
+    conn, feed = sqlite_feed(tmp_path / "feed.db")
+    yield conn, feed
+    conn.close()
