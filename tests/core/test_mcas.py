@@ -139,7 +139,8 @@ def test_caller_dying_at_any_point_never_tears_an_operation(kind, request):
     store = make_store(kind, request)
     point = 1
     while True:
-        keys = [f"crash{uuid.uuid4().hex[:8]}:{i}" for i in range(3)]
+        prefix = uuid.uuid4().hex[:8]
+        keys = [f"crash{prefix}:{i}" for i in range(3)]
         for k in keys:
             mcas_add(store, k, "old")
         entries = [mcas_get(store, k) for k in keys]
@@ -225,7 +226,8 @@ def test_expired_descriptor_on_memcached(memcached):
     from ._mcas_support import open_store
 
     store = open_store([memcached.address])
-    keys = [f"exp{uuid.uuid4().hex[:8]}:{i}" for i in range(2)]
+    prefix = uuid.uuid4().hex[:8]
+    keys = [f"exp{prefix}:{i}" for i in range(2)]
     for k in keys:
         mcas_add(store, k, 1)
     entries = [mcas_get(store, k) for k in keys]
@@ -260,7 +262,8 @@ def test_descriptor_too_large_is_refused_before_anything_changes(memcached):
     from ._mcas_support import open_store
 
     store = open_store([memcached.address])
-    keys = [f"big{uuid.uuid4().hex[:8]}:{i}" for i in range(2)]
+    prefix = uuid.uuid4().hex[:8]
+    keys = [f"big{prefix}:{i}" for i in range(2)]
     for k in keys:
         mcas_add(store, k, b"x" * 300_000)
     entries = [mcas_get(store, k) for k in keys]
