@@ -15,8 +15,10 @@ from .errors import BackendError as BackendError
 from .errors import BackendUnavailable as BackendUnavailable
 from .errors import CachedepsError as CachedepsError
 from .errors import ConfigurationError as ConfigurationError
+from .errors import CorruptValue as CorruptValue
 from .errors import FeedError as FeedError
 from .errors import InvalidKey as InvalidKey
+from .errors import NonNumericValue as NonNumericValue
 from .errors import ProtocolError as ProtocolError
 from .errors import SerializationError as SerializationError
 from .errors import ValueTooLarge as ValueTooLarge
@@ -34,6 +36,7 @@ __all__ = [
     "NO_VALUE", "Item", "Store", "DependencyStore",
     "CachedepsError", "ConfigurationError", "InvalidKey", "ValueTooLarge", "SerializationError",
     "BackendError", "BackendUnavailable", "ProtocolError", "FeedError",
+    "CorruptValue", "NonNumericValue",
     *_LAZY,
 ]
 

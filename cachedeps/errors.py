@@ -8,9 +8,11 @@ an instance of it, so callers can catch either::
      ├── InvalidKey (ValueError)             a key memcache cannot hold
      ├── ValueTooLarge (ValueError)          a value over the item size limit
      ├── SerializationError (ValueError)     a value the serializer cannot encode
+     │    └── CorruptValue                    stored bytes that fail to decode or verify
      ├── BackendError                        the store failed to do what was asked
      │    ├── BackendUnavailable (ConnectionError)   cannot reach the store (address attached)
-     │    └── ProtocolError                   the store answered something unexpected
+     │    ├── ProtocolError                   the store answered something unexpected
+     │    └── NonNumericValue (ValueError)    incr/decr on a value that is not a counter
      └── FeedError                           the change feed cannot be read or written
 
 Foreign errors (socket, pymemcache, DB-API) are translated once, at the boundary, with
@@ -25,9 +27,11 @@ __all__ = [
     "InvalidKey",
     "ValueTooLarge",
     "SerializationError",
+    "CorruptValue",
     "BackendError",
     "BackendUnavailable",
     "ProtocolError",
+    "NonNumericValue",
     "FeedError",
 ]
 
@@ -52,6 +56,10 @@ class SerializationError(CachedepsError, ValueError):
     """A value cannot be encoded by the configured serializer."""
 
 
+class CorruptValue(SerializationError):
+    """Stored bytes could not be decoded or failed their signature; readers treat it as a miss."""
+
+
 class BackendError(CachedepsError):
     """The store could not carry out an operation."""
 
@@ -69,6 +77,10 @@ class BackendUnavailable(BackendError, ConnectionError):
 
 class ProtocolError(BackendError):
     """The store answered with something that is not a valid reply."""
+
+
+class NonNumericValue(BackendError, ValueError):
+    """incr/decr met a value that is not a 64-bit unsigned decimal, or a bad delta."""
 
 
 class FeedError(CachedepsError):

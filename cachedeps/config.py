@@ -1,0 +1,324 @@
+"""Store configuration: one URL parsed once into frozen values, and stores opened by URL.
+
+URLs::
+
+    embedded://                          the store named "default", 64 MiB
+    embedded://sessions?max_memory=16MB&item_max=2MiB&low_water=0.7&high_water=0.9
+    memcache://127.0.0.1:11211           memcached or `cachedeps serve`
+    memcache://h1:11211,h2:11211?timeout=500ms&connect_timeout=1s&pool_size=8
+
+Sizes are a number with an optional unit: ``B``, ``k``/``K``/``KB``/``KiB`` (1024),
+``M``/``MB``/``MiB``, ``G``/``GB``/``GiB`` — every unit is binary, as in memcached's ``-m``.
+Durations are seconds (``0.5``) or a number with ``ms``, ``s``, ``m`` (minutes) or ``h``.
+
+Opening the same ``embedded://NAME`` twice in one process gives the same store object;
+opening an existing name with other settings raises :class:`ConfigurationError`.
+Third-party stores register a class under the entry-point group ``cachedeps.stores``; the
+class is given the URL: ``Class.from_url(url)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import threading
+import weakref
+from dataclasses import dataclass, fields, replace
+from typing import Any, Callable, Union
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .api import Store
+from .errors import ConfigurationError
+
+__all__ = [
+    "EmbeddedConfig",
+    "MemcacheConfig",
+    "PluginConfig",
+    "StoreConfig",
+    "BACKENDS",
+    "ENTRY_POINT_GROUP",
+    "parse_url",
+    "parse_size",
+    "parse_duration",
+    "open_store",
+]
+
+ENTRY_POINT_GROUP = "cachedeps.stores"
+
+#: scheme -> "module:Class" of the built-in stores, loaded on first use
+BACKENDS = {
+    "embedded": "cachedeps.store.embedded:EmbeddedStore",
+    "memcache": "cachedeps.store.remote:RemoteStore",
+    "memcached": "cachedeps.store.remote:RemoteStore",
+}
+
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 2**10, "kb": 2**10, "kib": 2**10,
+    "m": 2**20, "mb": 2**20, "mib": 2**20,
+    "g": 2**30, "gb": 2**30, "gib": 2**30,
+}
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0}
+_NUMBER = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*$")
+
+
+@dataclass(frozen=True)
+class EmbeddedConfig:
+    """Settings of an :class:`~cachedeps.store.embedded.EmbeddedStore`."""
+
+    name: str = "default"
+    max_memory: int = 64 * 2**20
+    item_max: int = 2**20
+    low_water: float = 0.80
+    high_water: float = 0.90
+    sweep_interval: float = 1.0
+    max_dependents: int = 1000
+    max_dependency_keys: int = 100_000
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name:
+            raise ConfigurationError(f"Embedded store name {self.name!r} must be non-empty without '/'")
+        if not 0 < self.low_water <= self.high_water <= 1:
+            raise ConfigurationError(
+                f"Water marks must satisfy 0 < low_water <= high_water <= 1 (fractions of "
+                f"max_memory), got low_water={self.low_water!r}, high_water={self.high_water!r}"
+            )
+        for name in ("max_memory", "item_max", "max_dependents", "max_dependency_keys"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.sweep_interval <= 0:
+            raise ConfigurationError(f"sweep_interval must be positive, got {self.sweep_interval!r}")
+
+
+@dataclass(frozen=True)
+class MemcacheConfig:
+    """Settings of a :class:`~cachedeps.store.remote.RemoteStore`.
+
+    ``servers`` holds ``(host, port)`` pairs; one server uses a pooled client, several a
+    consistent-hashing client. A server that fails is retried ``retry_attempts`` times
+    ``retry_timeout`` seconds apart, then left out for ``dead_timeout`` seconds.
+    """
+
+    servers: tuple[tuple[str, int], ...]
+    timeout: float = 1.0
+    connect_timeout: float = 1.0
+    pool_size: int = 16
+    retry_attempts: int = 2
+    retry_timeout: float = 1.0
+    dead_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not self.servers:
+            raise ConfigurationError("A memcache URL needs at least one host:port, e.g. memcache://127.0.0.1:11211")
+        for name in ("timeout", "connect_timeout", "retry_timeout", "dead_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.pool_size <= 0 or self.retry_attempts < 0:
+            raise ConfigurationError(
+                f"pool_size must be positive and retry_attempts not negative, got "
+                f"pool_size={self.pool_size!r}, retry_attempts={self.retry_attempts!r}"
+            )
+
+
+@dataclass(frozen=True)
+class PluginConfig:
+    """A URL for a store registered under the ``cachedeps.stores`` entry-point group."""
+
+    scheme: str
+    url: str
+
+
+StoreConfig = Union[EmbeddedConfig, MemcacheConfig, PluginConfig]
+
+
+def parse_size(text: str, option: str = "size") -> int:
+    """Parse ``64MB``, ``1MiB``, ``512k`` or ``1000`` into bytes.
+
+    Raises:
+        ConfigurationError: the text is not a size.
+    """
+    match = _NUMBER.match(str(text))
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _SIZE_UNITS:
+        raise ConfigurationError(
+            f"Bad {option} {text!r}: expected a number with an optional unit "
+            "B, k/KB/KiB, M/MB/MiB or G/GB/GiB (binary), e.g. 64MB or 512k"
+        )
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+def parse_duration(text: str, option: str = "duration") -> float:
+    """Parse ``0.5``, ``500ms``, ``2s``, ``1m`` or ``1h`` into seconds.
+
+    Raises:
+        ConfigurationError: the text is not a duration.
+    """
+    match = _NUMBER.match(str(text))
+    unit = match.group(2) if match else None
+    if match is None or unit not in _DURATION_UNITS:
+        raise ConfigurationError(
+            f"Bad {option} {text!r}: expected seconds (0.5) or a number with ms, s, m or h, e.g. 500ms"
+        )
+    return float(match.group(1)) * _DURATION_UNITS[unit]
+
+
+def _fraction(text: str, option: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise ConfigurationError(f"Bad {option} {text!r}: expected a fraction of max_memory in (0, 1], e.g. 0.8")
+    return value
+
+
+def _count(text: str, option: str) -> int:
+    if not str(text).isdigit():
+        raise ConfigurationError(f"Bad {option} {text!r}: expected a whole number, e.g. 8")
+    return int(text)
+
+
+_EMBEDDED_OPTIONS: dict[str, Callable[[str, str], Any]] = {
+    "max_memory": parse_size,
+    "item_max": parse_size,
+    "low_water": _fraction,
+    "high_water": _fraction,
+    "sweep_interval": parse_duration,
+    "max_dependents": _count,
+    "max_dependency_keys": _count,
+}
+_MEMCACHE_OPTIONS: dict[str, Callable[[str, str], Any]] = {
+    "timeout": parse_duration,
+    "connect_timeout": parse_duration,
+    "pool_size": _count,
+    "retry_attempts": _count,
+    "retry_timeout": parse_duration,
+    "dead_timeout": parse_duration,
+}
+
+
+def _options(query: str, accepted: dict[str, Callable[[str, str], Any]], url: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, text in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        parse = accepted.get(name)
+        if parse is None:
+            raise ConfigurationError(
+                f"Unknown option {name!r} in {url!r}; accepted: {', '.join(sorted(accepted))}"
+            )
+        out[name] = parse(text, name)
+    return out
+
+
+def _servers(netloc: str, url: str) -> tuple[tuple[str, int], ...]:
+    servers = []
+    for part in filter(None, netloc.split(",")):
+        host, sep, port = part.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigurationError(
+                f"Bad server {part!r} in {url!r}: expected host:port (IPv6 as [addr]:port), "
+                "several separated by commas"
+            )
+        servers.append((host, int(port)))
+    return tuple(servers)
+
+
+def _known_schemes() -> list[str]:
+    return sorted(set(BACKENDS) | {ep.name for ep in _entry_points()})
+
+
+def _entry_points() -> list[Any]:
+    from importlib.metadata import entry_points
+
+    return list(entry_points(group=ENTRY_POINT_GROUP))
+
+
+def parse_url(url: str) -> StoreConfig:
+    """Parse a store URL into its frozen configuration.
+
+    Raises:
+        ConfigurationError: the scheme, a server, an option or a value is wrong; the
+            message names it and lists what is accepted.
+    """
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError(
+            f"Bad store URL {url!r}: expected SCHEME://..., e.g. embedded:// or memcache://127.0.0.1:11211"
+        )
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "embedded":
+        name = unquote(parts.netloc or parts.path.strip("/")) or "default"
+        return EmbeddedConfig(name=name, **_options(parts.query, _EMBEDDED_OPTIONS, url))
+    if scheme in ("memcache", "memcached"):
+        if parts.path not in ("", "/"):
+            raise ConfigurationError(f"Bad memcache URL {url!r}: unexpected path {parts.path!r}")
+        return MemcacheConfig(servers=_servers(parts.netloc, url),
+                              **_options(parts.query, _MEMCACHE_OPTIONS, url))
+    if scheme in {ep.name for ep in _entry_points()}:
+        return PluginConfig(scheme=scheme, url=url)
+    raise ConfigurationError(
+        f"Unknown store scheme {parts.scheme!r} in {url!r}; known schemes: {', '.join(_known_schemes())}"
+    )
+
+
+def _load(target: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+_registry_lock = threading.Lock()
+_embedded: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+
+
+def _open_embedded(config: EmbeddedConfig) -> Store:
+    with _registry_lock:
+        store = _embedded.get(config.name)
+        if store is not None and not store._closed:
+            if store.config != config:
+                raise ConfigurationError(
+                    f"Embedded store {config.name!r} is already open with {store.config}; "
+                    f"cannot reopen it with {config}. Use another name (embedded://OTHER) or "
+                    "the same options"
+                )
+            return store
+        cls = _load(BACKENDS["embedded"])
+        store = cls.from_config(config)
+        _embedded[config.name] = store
+        return store
+
+
+def open_store(url_or_config: str | StoreConfig, **overrides: Any) -> Store:
+    """Open a store from a URL or a configuration.
+
+    ``overrides`` replace fields of the parsed configuration (``max_memory=2**20``).
+
+    Example::
+
+        store = open_store("embedded://?max_memory=64MB")
+        remote = open_store("memcache://127.0.0.1:11211", timeout=0.5)
+
+    Raises:
+        ConfigurationError: the URL or an override is wrong.
+    """
+    config = parse_url(url_or_config) if isinstance(url_or_config, str) else url_or_config
+    if overrides:
+        if isinstance(config, PluginConfig):
+            raise ConfigurationError(f"Options for {config.scheme!r} stores go in the URL, not as overrides")
+        known = {f.name for f in fields(config)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigurationError(f"Unknown option(s) {', '.join(unknown)}; accepted: {', '.join(sorted(known))}")
+        config = replace(config, **overrides)
+    if isinstance(config, EmbeddedConfig):
+        return _open_embedded(config)
+    if isinstance(config, MemcacheConfig):
+        return _load(BACKENDS["memcache"]).from_config(config)
+    if isinstance(config, PluginConfig):
+        for ep in _entry_points():
+            if ep.name == config.scheme:
+                return ep.load().from_url(config.url)
+        raise ConfigurationError(f"No store registered for scheme {config.scheme!r}")
+    raise ConfigurationError(
+        f"Expected a store URL or an EmbeddedConfig/MemcacheConfig, got {type(config).__name__}"
+    )
