@@ -62,6 +62,15 @@ def prepared_engine() -> Any:
     return ensure_polled(DEFAULT_DB_ALIAS)
 
 
+def _timeout(timeout: float | None) -> float | None:
+    """Return ``timeout``, or ``CACHEDEPS["TIMEOUT"]`` when it is None (0: no limit)."""
+    if timeout is not None:
+        return timeout
+    from .conf import get_settings
+
+    return get_settings().timeout or None
+
+
 def _digest(*parts: str) -> str:
     h = hashlib.blake2b(digest_size=16)
     for part in parts:
@@ -230,12 +239,12 @@ class _ViewCache:
         if variant is None:
             return
         if self.memo.get(spec_key) != spec:
-            engine.set(spec_key, spec, timeout=self.timeout)
+            engine.set(spec_key, spec, timeout=_timeout(self.timeout))
             self.memo.put(spec_key, spec)
         deps = set(keys)
         deps.update(self.depends_on)
         engine.set(page_key(request, prefix, variant), _freeze(response), depends_on=sorted(deps),
-                   timeout=self.timeout, tid=stamp)
+                   timeout=_timeout(self.timeout), tid=stamp)
 
 
 def cached_view(

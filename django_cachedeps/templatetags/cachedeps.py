@@ -51,7 +51,7 @@ class CachedepsNode(template.Node):
         self.timeout = timeout
 
     def render(self, context: template.Context) -> str:
-        from ..decorators import prepared_engine
+        from ..decorators import _timeout, prepared_engine
 
         engine = prepared_engine()
         if engine is None:
@@ -74,7 +74,7 @@ class CachedepsNode(template.Node):
         stamp = engine.current_tid
         with engine.recording() as rec:
             content = self.nodelist.render(context)
-        engine.set(key, str(content), depends_on=sorted(rec.keys), timeout=timeout, tid=stamp)
+        engine.set(key, str(content), depends_on=sorted(rec.keys), timeout=_timeout(timeout), tid=stamp)
         return content
 
 
