@@ -1,0 +1,5 @@
+"""Management commands of django_cachedeps."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
