@@ -1,0 +1,134 @@
+"""The ``cachedeps`` command line.
+
+``cachedeps serve [--host H] [--port P] [--max-memory 64MB] [--item-max 1MB] [--max-conns N]``
+runs the memcache-compatible server on the embedded store (docs/server.md);
+``cachedeps stats URL`` prints the statistics of a memcache server
+(``memcache://127.0.0.1:11211`` or ``127.0.0.1:11211``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import socket
+import sys
+
+from .errors import ConfigurationError
+
+__all__ = ["main", "parse_size"]
+
+_UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "KIB": 2**10, "M": 2**20, "MB": 2**20,
+          "MIB": 2**20, "G": 2**30, "GB": 2**30, "GIB": 2**30}
+
+
+def parse_size(text: str) -> int:
+    """Return a byte count from ``"64MB"``, ``"512k"``, ``"1GiB"`` or ``"1048576"``.
+
+    Raises:
+        ConfigurationError: not a positive size with a known unit.
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).upper() if match else None
+    if match is None or unit not in _UNITS:
+        raise ConfigurationError(
+            f"Cannot read size {text!r}; write a number with an optional unit, like 64MB, 512KB or 1048576"
+        )
+    size = int(float(match.group(1)) * _UNITS[unit])
+    if size <= 0:
+        raise ConfigurationError(f"Size {text!r} must be larger than zero")
+    return size
+
+
+def _size_arg(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cachedeps", description="cachedeps command line")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the memcache-compatible server on the embedded store")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
+    serve.add_argument("--port", type=int, default=11211, help="TCP port (default 11211)")
+    serve.add_argument("--max-memory", type=_size_arg, default=64 * 2**20,
+                       help="memory for items, e.g. 64MB (default 64MB)")
+    serve.add_argument("--item-max", type=_size_arg, default=2**20,
+                       help="largest item, e.g. 1MB (default 1MB)")
+    serve.add_argument("--max-conns", type=int, default=1024,
+                       help="connections served at once; more are refused (default 1024)")
+    serve.add_argument("--idle-timeout", type=float, default=0.0,
+                       help="drop connections silent for this many seconds (default 0: never)")
+    serve.add_argument("--write-timeout", type=float, default=30.0,
+                       help="drop clients that leave replies unread this long (default 30s)")
+    serve.add_argument("-v", "--verbose", action="store_true", help="log every connection event")
+    stats = sub.add_parser("stats", help="print a memcache server's statistics")
+    stats.add_argument("url", help="memcache://HOST:PORT or HOST:PORT")
+    stats.add_argument("group", nargs="?", default="",
+                       help="items, slabs, settings, prefixes, ... (default: general)")
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server.context import ServerSettings
+    from .server.server import serve
+
+    if args.max_conns <= 0 or not 0 <= args.port <= 65535:
+        raise ConfigurationError(
+            f"--max-conns ({args.max_conns}) must be positive and --port ({args.port}) within 0-65535"
+        )
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = ServerSettings(host=args.host, port=args.port, max_memory=args.max_memory,
+                              item_max=args.item_max, max_conns=args.max_conns,
+                              idle_timeout=args.idle_timeout, write_timeout=args.write_timeout)
+    try:
+        serve(settings)
+    except OSError as exc:
+        logging.getLogger("cachedeps.server").error("cannot serve on %s:%d: %s",
+                                                    args.host, args.port, exc)
+        return 1
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    address = args.url.split("://", 1)[-1].split(",")[0].rstrip("/")
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigurationError(f"Cannot read server address {args.url!r}; write memcache://HOST:PORT")
+    command = f"stats {args.group}".strip().encode() + b"\r\n"
+    try:
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(command)
+            data = b""
+            while not data.endswith((b"END\r\n", b"ERROR\r\n")):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError as exc:
+        print(f"cachedeps: cannot reach {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    for line in data.decode("utf-8", "replace").splitlines():
+        if line.startswith("STAT "):
+            _, name, value = (line.split(" ", 2) + [""])[:3]
+            print(f"{name:32} {value}")
+        elif line not in ("END",):
+            print(line)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``cachedeps`` command line; return the exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        return _stats(args)
+    except ConfigurationError as exc:
+        parser.error(str(exc))
+    return 2

@@ -1,0 +1,226 @@
+"""The memcache binary protocol, for clients that still speak it.
+
+A connection speaks it when its first byte is ``0x80`` (the request magic). Supported:
+get/getq/getk/getkq, set/add/replace (and quiet forms, with CAS), delete, incr/decr,
+quit, flush, noop, version, append/prepend, stat, touch, gat/gatq/gatk/gatkq.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from ..errors import CachedepsError, ValueTooLarge
+from .context import VERSION_STRING, ServerContext
+
+__all__ = ["BinaryConnection", "parse_packets"]
+
+_HEADER = struct.Struct(">BBHBBHIIQ")
+_REQ_MAGIC = 0x80
+_RES_MAGIC = 0x81
+_U64 = struct.Struct(">Q")
+_FLAGS = struct.Struct(">I")
+_STORE_EXTRAS = struct.Struct(">II")
+_COUNTER_EXTRAS = struct.Struct(">QQI")
+
+OK, NOT_FOUND, EXISTS, TOO_LARGE, INVALID, NOT_STORED, NON_NUMERIC = 0, 1, 2, 3, 4, 5, 6
+UNKNOWN = 0x81
+
+# opcode -> (name, quiet)
+_OPS = {
+    0x00: ("get", False), 0x09: ("get", True), 0x0C: ("getk", False), 0x0D: ("getk", True),
+    0x01: ("set", False), 0x11: ("set", True), 0x02: ("add", False), 0x12: ("add", True),
+    0x03: ("replace", False), 0x13: ("replace", True), 0x04: ("delete", False),
+    0x14: ("delete", True), 0x05: ("incr", False), 0x15: ("incr", True),
+    0x06: ("decr", False), 0x16: ("decr", True), 0x07: ("quit", False), 0x17: ("quit", True),
+    0x08: ("flush", False), 0x18: ("flush", True), 0x0A: ("noop", False),
+    0x0B: ("version", False), 0x0E: ("append", False), 0x19: ("append", True),
+    0x0F: ("prepend", False), 0x1A: ("prepend", True), 0x10: ("stat", False),
+    0x1C: ("touch", False), 0x1D: ("gat", False), 0x1E: ("gat", True),
+    0x23: ("gatk", False), 0x24: ("gatk", True),
+}
+_MESSAGES = {NOT_FOUND: b"Not found", EXISTS: b"Data exists for key.", TOO_LARGE: b"Too large.",
+             INVALID: b"Invalid arguments", NOT_STORED: b"Not stored.",
+             NON_NUMERIC: b"Non-numeric server-side value for incr or decr",
+             UNKNOWN: b"Unknown command"}
+
+
+def parse_packets(buf: bytes, max_body: int):
+    """Split ``buf`` into whole request packets.
+
+    Returns ``(packets, consumed, error)``: each packet is ``(opcode, key, extras, value,
+    opaque, cas)``; ``error`` is ``"magic"`` for a byte stream that is not binary requests
+    or ``"size"`` for a body over ``max_body``.
+    """
+    packets = []
+    pos = 0
+    end = len(buf)
+    while end - pos >= 24:
+        magic, opcode, keylen, extlen, _, _, bodylen, opaque, cas = _HEADER.unpack_from(buf, pos)
+        if magic != _REQ_MAGIC or keylen + extlen > bodylen:
+            return packets, pos, "magic"
+        if bodylen > max_body:
+            return packets, pos, "size"
+        if end - pos - 24 < bodylen:
+            break
+        body = pos + 24
+        extras = buf[body:body + extlen]
+        key = buf[body + extlen:body + extlen + keylen]
+        value = buf[body + extlen + keylen:body + bodylen]
+        packets.append((opcode, key, extras, value, opaque, cas))
+        pos = body + bodylen
+    return packets, pos, None
+
+
+def _response(opcode: int, status: int, opaque: int, cas: int = 0, key: bytes = b"",
+              extras: bytes = b"", value: bytes = b"") -> bytes:
+    body = len(key) + len(extras) + len(value)
+    return _HEADER.pack(_RES_MAGIC, opcode, len(key), len(extras), 0, status, body, opaque,
+                        cas) + extras + key + value
+
+
+class BinaryConnection:
+    """The binary-protocol state of one connection: buffer in, replies out."""
+
+    def __init__(self, ctx: ServerContext, text_handlers: dict) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+        self._admin_stats = text_handlers.get(b"stats")
+        self._rest = b""
+        self.max_body = ctx.settings.item_max + 1024
+
+    def feed(self, data: bytes) -> tuple[list[bytes], bool]:
+        """Take bytes; return ``(replies, close)``."""
+        buf = self._rest + data if self._rest else data
+        packets, used, error = parse_packets(buf, self.max_body)
+        self._rest = buf[used:]
+        out: list[bytes] = []
+        for packet in packets:
+            if packet[0] in (0x07, 0x17):  # quit: answer (unless quiet), then close
+                if packet[0] == 0x07:
+                    out.append(_response(0x07, OK, packet[4]))
+                return out, True
+            try:
+                reply = self._execute(*packet)
+            except Exception:  # keep serving; the error is answered, not raised
+                reply = _response(packet[0], INVALID, packet[4], value=b"Internal error")
+            if reply is None:
+                return out, True
+            if reply:
+                out.append(reply)
+        if error is not None:
+            if error == "size" and len(buf) >= used + 24:
+                opaque = _HEADER.unpack_from(buf, used)[7]
+                out.append(_response(buf[used + 1], TOO_LARGE, opaque, value=_MESSAGES[TOO_LARGE]))
+            return out, True
+        if len(self._rest) > self.max_body + 24:
+            return out, True
+        return out, False
+
+    def _error(self, opcode: int, status: int, opaque: int) -> bytes:
+        return _response(opcode, status, opaque, value=_MESSAGES.get(status, b"Error"))
+
+    def _execute(self, opcode, key, extras, value, opaque, cas):
+        spec = _OPS.get(opcode)
+        if spec is None:
+            return self._error(opcode, UNKNOWN, opaque)
+        name, quiet = spec
+        store = self.store
+        if name in ("noop", "version", "quit", "flush", "stat"):
+            return self._server_op(name, quiet, opcode, key, extras, opaque)
+        if not key or len(key) > 250:
+            return self._error(opcode, INVALID, opaque)
+        try:
+            skey = key.decode()
+        except UnicodeDecodeError:
+            return self._error(opcode, INVALID, opaque)
+        try:
+            if name in ("get", "getk", "gat", "gatk"):
+                if name.startswith("gat"):
+                    if len(extras) != 4:
+                        return self._error(opcode, INVALID, opaque)
+                    item = store.gat(skey, _signed(_FLAGS.unpack(extras)[0]))
+                else:
+                    item = store.get_item(skey)
+                if item is None:
+                    if quiet:
+                        return b""
+                    return _response(opcode, NOT_FOUND, opaque, key=key if name.endswith("k") else b"",
+                                     value=b"" if name.endswith("k") else _MESSAGES[NOT_FOUND])
+                return _response(opcode, OK, opaque, item[2], key if name.endswith("k") else b"",
+                                 _FLAGS.pack(item[1]), item[0])
+            if name in ("set", "add", "replace", "append", "prepend"):
+                if name in ("append", "prepend"):
+                    flags = expire = 0
+                elif len(extras) != 8:
+                    return self._error(opcode, INVALID, opaque)
+                else:
+                    flags, expire = _STORE_EXTRAS.unpack(extras)
+                    expire = _signed(expire)
+                status, new_cas = store.store_item(name, skey, value, expire, flags,
+                                                   compare_cas=cas or None)
+                code = {"STORED": OK, "NOT_STORED": NOT_STORED if name != "add" else EXISTS,
+                        "EXISTS": EXISTS, "NOT_FOUND": NOT_FOUND}[status]
+                if code == NOT_STORED and name in ("replace", "append", "prepend"):
+                    code = NOT_FOUND if name == "replace" else NOT_STORED
+                if code == OK:
+                    return b"" if quiet else _response(opcode, OK, opaque, new_cas)
+                return self._error(opcode, code, opaque)
+            if name == "delete":
+                status = store.delete_item(skey, compare_cas=cas or None)
+                if status == "DELETED":
+                    return b"" if quiet else _response(opcode, OK, opaque)
+                return self._error(opcode, EXISTS if status == "EXISTS" else NOT_FOUND, opaque)
+            if name in ("incr", "decr"):
+                if len(extras) != 20:
+                    return self._error(opcode, INVALID, opaque)
+                delta, initial, expire = _COUNTER_EXTRAS.unpack(extras)
+                number = store.incr(skey, delta) if name == "incr" else store.decr(skey, delta)
+                if number is None:
+                    if expire == 0xFFFFFFFF:
+                        return self._error(opcode, NOT_FOUND, opaque)
+                    store.store_item("add", skey, b"%d" % initial, _signed(expire))
+                    number = initial
+                if quiet:
+                    return b""
+                info = store.gets(skey)
+                return _response(opcode, OK, opaque, info[1] if info else 0, value=_U64.pack(number))
+            if name == "touch":
+                if len(extras) != 4:
+                    return self._error(opcode, INVALID, opaque)
+                if store.touch(skey, _signed(_FLAGS.unpack(extras)[0])):
+                    return _response(opcode, OK, opaque)
+                return self._error(opcode, NOT_FOUND, opaque)
+        except ValueTooLarge:
+            return self._error(opcode, TOO_LARGE, opaque)
+        except (ValueError, CachedepsError) as exc:
+            if exc.__class__.__name__ == "NonNumericValue":
+                return self._error(opcode, NON_NUMERIC, opaque)
+            return self._error(opcode, INVALID, opaque)
+        return self._error(opcode, UNKNOWN, opaque)
+
+    def _server_op(self, name, quiet, opcode, key, extras, opaque):
+        if name == "noop":
+            return _response(opcode, OK, opaque)
+        if name == "version":
+            return _response(opcode, OK, opaque, value=VERSION_STRING.encode())
+        if name == "flush":
+            delay = _FLAGS.unpack(extras)[0] if len(extras) == 4 else 0
+            self.store.flush_all(delay)
+            self.ctx.leases.clear()
+            return b"" if quiet else _response(opcode, OK, opaque)
+        # stat: one packet per figure, then an empty one
+        tokens = [b"stats"] + ([key] if key else [])
+        text = self._admin_stats(tokens, None) if self._admin_stats else b"END\r\n"
+        if not text.startswith(b"STAT") and text != b"END\r\n":
+            return self._error(opcode, NOT_FOUND, opaque)
+        out = []
+        for line in text.split(b"\r\n"):
+            if line.startswith(b"STAT "):
+                _, name_, val = (line.split(b" ", 2) + [b""])[:3]
+                out.append(_response(opcode, OK, opaque, key=name_, value=val))
+        out.append(_response(opcode, OK, opaque))
+        return b"".join(out)
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 32) if value >= 1 << 31 else value

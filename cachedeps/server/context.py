@@ -1,0 +1,82 @@
+"""What every command handler shares: the store, the settings and the server's counters."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from .. import __version__
+
+__all__ = ["ServerSettings", "ServerContext", "MEMCACHED_VERSION", "VERSION_STRING", "decode_key"]
+
+#: the memcached release whose protocol the server speaks
+MEMCACHED_VERSION = "1.6.21"
+#: what ``version`` answers; clients detect the dependency extension by the suffix
+VERSION_STRING = f"{MEMCACHED_VERSION} cachedeps/{__version__}"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """The server's limits, parsed once from the command line.
+
+    Args:
+        host, port: where to listen (loopback unless told otherwise).
+        max_memory: bytes the store may hold (keys, values, per-item overhead).
+        item_max: the largest value accepted.
+        max_conns: connections served at once; more are refused.
+        idle_timeout: seconds a connection may stay silent (0: forever).
+        write_timeout: seconds a client may leave replies unread before it is dropped.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 11211
+    max_memory: int = 64 * 2**20
+    item_max: int = 2**20
+    max_conns: int = 1024
+    idle_timeout: float = 0.0
+    write_timeout: float = 30.0
+    read_buffer: int = 256 * 1024
+    write_high_water: int = 1024 * 1024
+
+
+def decode_key(key: bytes) -> str:
+    """Return a wire key as the store's ``str`` key (UTF-8; ``ValueError`` if it is not)."""
+    return key.decode("utf-8")
+
+
+class ServerContext:
+    """The store, the settings and the counters the handlers of every connection share."""
+
+    def __init__(self, store, settings: ServerSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self.started = time.time()
+        self.curr_connections = 0
+        self.total_connections = 0
+        self.rejected_connections = 0
+        self.bytes_read = 0
+        self.bytes_written = 0
+        self.cmd_meta = 0
+        self.verbosity = 0
+        # Lease state of the meta protocol (stale, winner sent), valid while the item keeps
+        # the CAS id it was recorded for; bounded, oldest forgotten first.
+        self.leases: OrderedDict[str, list] = OrderedDict()
+        self.max_leases = 100_000
+
+    def lease(self, key: str, cas: int) -> list:
+        """Return ``[cas, stale, win_sent]`` for the item ``key`` at CAS id ``cas``."""
+        rec = self.leases.get(key)
+        if rec is None or rec[0] != cas:
+            rec = [cas, False, False]
+            self.leases[key] = rec
+            if len(self.leases) > self.max_leases:
+                self.leases.popitem(last=False)
+        return rec
+
+    def lease_if_any(self, key: str, cas: int) -> list | None:
+        """Return the lease record of ``key`` if one was kept for CAS id ``cas``."""
+        rec = self.leases.get(key)
+        if rec is not None and rec[0] == cas:
+            return rec
+        return None

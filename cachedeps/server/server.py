@@ -1,0 +1,235 @@
+"""``cachedeps serve``: the embedded store on the memcache text, meta and binary protocols.
+
+One asyncio event loop (uvloop when installed) serves every connection. Each read is
+parsed into commands, the commands run directly against the store, and their replies go
+out in one write. Memory stays bounded: the parser buffers at most one command line or data
+block, and a connection whose client does not read its replies stops being read (and is
+dropped after ``write_timeout``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from typing import Callable
+
+from .admin import AdminCommands
+from .binary import BinaryConnection
+from .context import ServerContext, ServerSettings
+from .meta import MetaCommands
+from .protocol import OP_CLOSE, OP_REPLY, OP_TOO_LARGE, TextParser
+from .text import TextCommands
+
+__all__ = ["Server", "serve", "make_store"]
+
+log = logging.getLogger("cachedeps.server")
+
+_ERROR = b"ERROR\r\n"
+_INTERNAL = b"SERVER_ERROR internal error\r\n"
+_TOO_MANY = b"SERVER_ERROR Too many open connections\r\n"
+
+
+def make_store(settings: ServerSettings):
+    """Return the embedded store sized by ``settings``."""
+    from ..store.embedded import EmbeddedStore
+
+    return EmbeddedStore("serve", max_memory=settings.max_memory, item_max=settings.item_max)
+
+
+class _Connection(asyncio.Protocol):
+    """One client: parse, execute, reply in one write; backpressure both ways."""
+
+    __slots__ = ("server", "ctx", "transport", "parser", "handlers", "binary", "last_seen",
+                 "paused_at", "closing", "_first")
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.ctx = server.ctx
+        self.transport: asyncio.Transport | None = None
+        self.parser = TextParser(self.ctx.settings.item_max)
+        self.handlers = server.handlers
+        self.binary: BinaryConnection | None = None
+        self.last_seen = time.monotonic()
+        self.paused_at = 0.0
+        self.closing = False
+        self._first = True
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        ctx = self.ctx
+        if ctx.curr_connections >= ctx.settings.max_conns:
+            ctx.rejected_connections += 1
+            transport.write(_TOO_MANY)
+            transport.close()
+            self.closing = True
+            return
+        ctx.curr_connections += 1
+        ctx.total_connections += 1
+        transport.set_write_buffer_limits(high=ctx.settings.write_high_water)
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc) -> None:
+        if self in self.server.connections:
+            self.server.connections.discard(self)
+            self.ctx.curr_connections -= 1
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.ctx.bytes_read += len(data)
+        self.last_seen = time.monotonic()
+        if self._first:
+            self._first = False
+            if data[:1] == b"\x80":
+                self.binary = BinaryConnection(self.ctx, self.server.handlers)
+        if self.binary is not None:
+            out, close = self.binary.feed(data)
+            self._send(out, close)
+            return
+        handlers = self.handlers
+        out = []
+        close = False
+        for op, args, payload in self.parser.feed(data):
+            handler = handlers.get(op)
+            if handler is None:
+                if op == OP_REPLY:
+                    if not args:
+                        out.append(payload)
+                    continue
+                if op == OP_CLOSE:
+                    log.info("closing %s: %s", self._peer(), payload or args.decode())
+                    close = True
+                    break
+                out.append(_ERROR)
+                continue
+            try:
+                reply = handler(args, payload)
+            except Exception:
+                log.exception("error answering %r from %s", op, self._peer())
+                reply = _INTERNAL
+            if reply is None:
+                close = True
+                break
+            if reply:
+                out.append(reply)
+        self._send(out, close)
+
+    def _send(self, out: list[bytes], close: bool) -> None:
+        transport = self.transport
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            self.ctx.bytes_written += len(data)
+            transport.write(data)
+        if close:
+            self.closing = True
+            transport.close()
+
+    def pause_writing(self) -> None:
+        # The client is not reading its replies: stop reading its requests.
+        self.paused_at = time.monotonic()
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.paused_at = 0.0
+        if not self.closing:
+            self.transport.resume_reading()
+
+    def _peer(self) -> str:
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        return f"{peer[0]}:{peer[1]}" if peer else "?"
+
+
+class Server:
+    """A memcache-protocol server over one store.
+
+    Example::
+
+        server = Server(ServerSettings(port=0))
+        await server.start()
+        ...
+        await server.stop()
+    """
+
+    def __init__(self, settings: ServerSettings, store=None) -> None:
+        self.settings = settings
+        self.store = store if store is not None else make_store(settings)
+        self.ctx = ServerContext(self.store, settings)
+        handlers: dict[bytes, Callable] = {}
+        for group in (TextCommands(self.ctx), MetaCommands(self.ctx), AdminCommands(self.ctx)):
+            handlers.update(group.handlers())
+        self._text = TextCommands(self.ctx)
+        handlers[OP_TOO_LARGE] = self._text.too_large
+        self.handlers = handlers
+        self.connections: set[_Connection] = set()
+        self._server: asyncio.base_events.Server | None = None
+        self._reaper: asyncio.Task | None = None
+
+    @property
+    def port(self) -> int:
+        """Return the port listened on (useful with ``port=0``)."""
+        assert self._server is not None
+        return self._server.sockets[0].getsockname()[1]
+
+    async def start(self) -> None:
+        """Start listening."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self), self.settings.host, self.settings.port,
+            reuse_address=True, backlog=1024,
+        )
+        self._reaper = loop.create_task(self._reap())
+        log.info("cachedeps serve listening on %s:%d (max memory %d bytes, item max %d bytes, "
+                 "max connections %d)", self.settings.host, self.port, self.settings.max_memory,
+                 self.settings.item_max, self.settings.max_conns)
+
+    async def stop(self) -> None:
+        """Stop listening, close every connection and the store."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+        if self._server is not None:
+            self._server.close()
+            for conn in list(self.connections):
+                conn.closing = True
+                conn.transport.close()
+            await self._server.wait_closed()
+            self._server = None
+        self.store.close()
+        log.info("cachedeps serve stopped")
+
+    async def _reap(self) -> None:
+        # Drop idle clients and clients that stopped reading their replies.
+        settings = self.settings
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for conn in list(self.connections):
+                stalled = conn.paused_at and now - conn.paused_at > settings.write_timeout
+                idle = settings.idle_timeout and now - conn.last_seen > settings.idle_timeout
+                if stalled or idle:
+                    log.info("dropping %s: %s", conn._peer(), "not reading replies" if stalled else "idle")
+                    conn.closing = True
+                    conn.transport.abort()
+
+
+async def _serve(settings: ServerSettings) -> None:
+    server = Server(settings)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("cachedeps serve shutting down")
+    await server.stop()
+
+
+def serve(settings: ServerSettings) -> None:
+    """Run the server until SIGTERM or SIGINT (uvloop when installed)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(_serve(settings))
+        return
+    uvloop.run(_serve(settings))
