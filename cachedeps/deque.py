@@ -38,7 +38,7 @@ from typing import Any
 from .api import RELATIVE_EXPIRY_LIMIT, Store
 from .errors import ConfigurationError
 from .keys import check_key
-from .mcas import Entry, McasError, _pack, _unpack, encode_value, mcas, mcas_add, mcas_get
+from .mcas import Entry, McasError, decode_value, encode_value, mcas, mcas_add, mcas_get
 
 __all__ = ["Deque", "DequeNotFound", "DequeExists", "DEFAULT_TTL", "DEFAULT_INLINE_LIMIT"]
 
@@ -181,7 +181,7 @@ class Deque:
         return anchor
 
     def _push(self, value: Any, *, right: bool) -> None:
-        encoded = _pack(value)
+        encoded = encode_value(value)
         if len(encoded) <= self._inline_limit:
             payload: list[Any] = [_INLINE, value]
         else:
@@ -228,7 +228,7 @@ class Deque:
             if raw is None:
                 continue  # the separate value was evicted or expired: lost, take the next
             store.delete(data)
-            return _unpack(raw)
+            return decode_value(data, raw)
 
     def _drop_slot(self, index: int) -> None:
         """Delete an emptied slot unless a push has claimed it meanwhile."""
