@@ -74,7 +74,7 @@ class CachedepsNode(template.Node):
         stamp = engine.current_tid
         with engine.recording() as rec:
             content = self.nodelist.render(context)
-        engine.set(key, str(content), depends_on=sorted(rec.keys), timeout=_timeout(timeout), tid=stamp)
+        engine.set(key, "".join([content]), depends_on=sorted(rec.keys), timeout=_timeout(timeout), tid=stamp)
         return content
 
 

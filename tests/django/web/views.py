@@ -1,0 +1,106 @@
+"""Views and URLs used by the web-layer tests (ROOT_URLCONF = this module)."""
+
+from __future__ import annotations
+
+from django.http import HttpResponse
+from django.template import Context, Template
+from django.urls import path
+
+from django_cachedeps.decorators import cached_view
+from django_cachedeps.runtime import get_engine
+
+CALLS = {"n": 0}
+
+
+def _count() -> int:
+    CALLS["n"] += 1
+    return CALLS["n"]
+
+
+@cached_view
+def item(request, pk):
+    """Render version data of item ``pk``; depends on its oid."""
+    get_engine().record(f"item:{pk}")
+    return HttpResponse(f"item {pk} render {_count()} q={request.GET.get('q', '')}")
+
+
+@cached_view
+def who(request):
+    """Render for the session's user (touches the session)."""
+    name = request.session.get("name", "anonymous")
+    get_engine().record("item:1")
+    return HttpResponse(f"hello {name} render {_count()}")
+
+
+@cached_view
+def lang(request):
+    """Vary on Accept-Language."""
+    response = HttpResponse(f"{request.headers.get('Accept-Language', '-')} render {_count()}")
+    response["Vary"] = "Accept-Language"
+    return response
+
+
+@cached_view
+def private(request):
+    """A private page: never stored."""
+    response = HttpResponse(f"private {_count()}")
+    response["Cache-Control"] = "private"
+    return response
+
+
+@cached_view
+def cookie(request):
+    """Sets a cookie: never stored."""
+    response = HttpResponse(f"cookie {_count()}")
+    response.set_cookie("x", "1")
+    return response
+
+
+@cached_view
+def missing(request):
+    """A 404 response: never stored."""
+    return HttpResponse(f"nothing {_count()}", status=404)
+
+
+@cached_view
+async def async_item(request, pk):
+    """An async view depending on an oid."""
+    get_engine().record(f"item:{pk}")
+    return HttpResponse(f"async item {pk} render {_count()}")
+
+
+_FRAGMENTS = Template(
+    "{% load cachedeps %}"
+    "{% cachedeps 'outer' %}[outer {{ outer }} {% cachedeps 'inner' pk %}inner {{ inner }}{{ rec }}"
+    "{% endcachedeps %}]{% endcachedeps %}"
+)
+
+
+class _Recorder:
+    """Record a dependency key when rendered (stands for an ORM read inside a fragment)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __str__(self) -> str:
+        get_engine().record(self.key)
+        return ""
+
+
+def fragments(request, pk):
+    """Render nested fragments; the inner one depends on ``item:<pk>``."""
+    n = _count()
+    return HttpResponse(_FRAGMENTS.render(Context({
+        "outer": n, "inner": n, "pk": pk, "rec": _Recorder(f"item:{pk}")})))
+
+
+urlpatterns = [
+    path("item/<int:pk>/", item),
+    path("who/", who),
+    path("lang/", lang),
+    path("private/", private),
+    path("cookie/", cookie),
+    path("missing/", missing),
+    path("async/<int:pk>/", async_item),
+    path("fragments/<int:pk>/", fragments),
+]
