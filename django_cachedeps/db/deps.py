@@ -20,6 +20,7 @@ not cached is not cacheable: :func:`analyze` returns ``None``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -36,6 +37,7 @@ __all__ = ["ReadPlan", "analyze", "MAX_IN_KEYS"]
 MAX_IN_KEYS = 64
 _MAX_DEPTH = 50
 _NON_DETERMINISTIC = (Random, Now)
+_COLUMN_REF = re.compile(r'^\s*"?(\w+)"?\s*\.\s*"?\w+"?\s*$')
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,9 @@ def _is_constant(value: Any) -> bool:
 def _query_deps(query: Query, cached: Any, out: dict[str, None], depth: int) -> None:
     if depth > _MAX_DEPTH:
         raise _Uncacheable
-    if query.extra or query.extra_tables or query.extra_order_by or query.select_for_update:
+    if query.extra_tables or query.extra_order_by or query.select_for_update:
+        raise _Uncacheable
+    if query.extra and not all(_plain_column(sql, query) for sql, _ in query.extra.values()):
         raise _Uncacheable
     if any(o == "?" for o in query.order_by if isinstance(o, str)):
         raise _Uncacheable
@@ -153,6 +157,18 @@ def _query_deps(query: Query, cached: Any, out: dict[str, None], depth: int) -> 
     inner = getattr(query, "inner_query", None)
     if isinstance(inner, Query):
         _query_deps(inner, cached, out, depth + 1)
+
+
+def _plain_column(sql: str, query: Query) -> bool:
+    """Return whether an ``extra(select=...)`` entry only names a column of a joined table.
+
+    m2m prefetching selects the through table's column this way.
+    """
+    match = _COLUMN_REF.match(sql)
+    if match is None:
+        return False
+    tables = {join.table_name for join in query.alias_map.values()} | set(query.alias_map)
+    return match.group(1) in tables
 
 
 def _walk(node: Any, cached: Any, out: dict[str, None], depth: int) -> None:

@@ -17,6 +17,7 @@ import re
 from typing import Any, Callable
 
 from cachedeps import keys as ck
+from cachedeps.errors import FeedError
 from django.db import transaction
 
 from ..conf import get_settings, table_is_cached
@@ -40,6 +41,7 @@ _TRUNCATE = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _SPLIT_NAME = re.compile(_NAME)
+_RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 
 
 def _bare(qualified: str) -> str:
@@ -79,6 +81,17 @@ class RawWriteTracker:
 
         if not runtime.feed_ready(self.connection.alias):
             return execute(sql, params, many, context)
+        if (
+            self.connection.vendor == "sqlite"
+            and self.connection.get_autocommit()
+            and _RETURNING.search(sql)
+        ):
+            # sqlite3 finishes a RETURNING statement only when its rows are fetched, after this
+            # wrapper returns: its feed rows could not commit with it.
+            raise FeedError(
+                f"cannot track the raw SQL write {sql[:80]!r} outside a transaction on SQLite: "
+                "it has a RETURNING clause; run it inside transaction.atomic()"
+            )
         with write_scope(self.connection.alias) as keys:
             result = execute(sql, params, many, context)
             for table in tables:
