@@ -65,7 +65,7 @@ class Deque:
     Build one with :meth:`create` or :meth:`bind`. The interface follows
     :class:`collections.deque`: :meth:`append`, :meth:`appendleft`, :meth:`pop`,
     :meth:`popleft` (these raise :class:`IndexError` when the deque is empty) and ``len()``.
-    Values are anything msgpack encodes (tuples come back as lists).
+    Values are anything :class:`~cachedeps.serde.MsgpackSerializer` encodes.
     """
 
     __slots__ = ("_store", "_name", "_anchor", "_ttl", "_inline_limit")

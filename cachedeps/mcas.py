@@ -7,7 +7,8 @@ hashing, the embedded store and ``cachedeps serve`` alike.
 
 Every entry that takes part holds one of two things, told apart by the first byte:
 
-- ``V`` followed by the msgpack encoding of a plain value;
+- ``V`` followed by the encoding of a plain value by
+  :class:`~cachedeps.serde.MsgpackSerializer` (portable, safe to decode);
 - ``M`` followed by the key of an in-progress *descriptor*, a record stored under its own
   key (``mcas:<uuid>``) that lists, for each entry of one operation, the key, the CAS id the
   caller read, the old and the new encoded value, and the operation's status
@@ -45,11 +46,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-import msgpack
-
 from .api import Store
-from .errors import BackendError, CachedepsError, SerializationError, ValueTooLarge
-from .keys import check_key
+from .errors import BackendError, CachedepsError, ValueTooLarge
+from .serde import MsgpackSerializer
 
 __all__ = [
     "Entry",
@@ -79,6 +78,9 @@ _VALUE_TAG = b"V"
 _REF_TAG = b"M"
 _UNDECIDED, _SUCCEEDED, _FAILED = 0, 1, 2
 _RECORD_VERSION = 1
+# Every participant must encode alike, so the format is fixed rather than configurable;
+# the serializer keeps no state between calls.
+_SERDE = MsgpackSerializer()
 
 
 class McasError(CachedepsError):
@@ -111,24 +113,6 @@ class Entry:
     raw: bytes = field(repr=False, compare=False)
 
 
-def _pack(obj: Any) -> bytes:
-    # Until cachedeps.serde lands, msgpack directly: portable and safe (no code on load).
-    try:
-        return msgpack.packb(obj, use_bin_type=True)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise SerializationError(
-            f"Cannot encode {type(obj).__name__} value {obj!r:.80} with msgpack: {exc}; "
-            "MCAS values are None, bool, int, float, str, bytes, lists and dicts of them"
-        ) from exc
-
-
-def _unpack(raw: bytes) -> Any:
-    try:
-        return msgpack.unpackb(raw, raw=False, strict_map_key=False)
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise McasFormatError(f"Corrupt MCAS data ({len(raw)} bytes): {exc}") from exc
-
-
 def encode_value(value: Any) -> bytes:
     """Return the stored form of a plain MCAS value.
 
@@ -136,9 +120,9 @@ def encode_value(value: Any) -> bytes:
     operation can be running on them; otherwise create them with :func:`mcas_add`.
 
     Raises:
-        SerializationError: the value is not msgpack-encodable.
+        SerializationError: :class:`~cachedeps.serde.MsgpackSerializer` cannot encode it.
     """
-    return _VALUE_TAG + _pack(value)
+    return _VALUE_TAG + _SERDE.dumps(value)
 
 
 def decode_value(key: str, raw: bytes) -> Any:
@@ -146,13 +130,14 @@ def decode_value(key: str, raw: bytes) -> Any:
 
     Raises:
         McasFormatError: ``raw`` is not a plain MCAS value.
+        CorruptValue: its encoding is damaged.
     """
     if raw[:1] != _VALUE_TAG:
         raise McasFormatError(
             f"Entry {key!r} does not hold a plain MCAS value (starts with {raw[:8]!r}); "
             "create MCAS entries with mcas_add() or encode_value() and read them with mcas_get()"
         )
-    return _unpack(raw[1:])
+    return _SERDE.loads(raw[1:])
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,12 +150,12 @@ class _Record:
     ttl: float
 
     def pack(self, status: int | None = None) -> bytes:
-        return _pack([_RECORD_VERSION, self.status if status is None else status,
+        return _SERDE.dumps([_RECORD_VERSION, self.status if status is None else status,
                       [list(item) for item in self.items], self.expire, self.ttl])
 
     @classmethod
     def unpack(cls, dkey: str, raw: bytes) -> _Record:
-        data = _unpack(raw)
+        data = _SERDE.loads(raw)
         if not (isinstance(data, list) and len(data) == 5 and data[0] == _RECORD_VERSION):
             raise McasFormatError(f"Descriptor {dkey!r} has an unknown format: {data!r:.80}")
         _, status, items, expire, ttl = data
@@ -255,7 +240,8 @@ def mcas(
 
     Raises:
         McasFormatError: a key appears twice, or an update is not an ``(Entry, value)`` pair.
-        SerializationError: a new value is not msgpack-encodable.
+        SerializationError: a new value cannot be encoded by
+            :class:`~cachedeps.serde.MsgpackSerializer`.
         ValueTooLarge: the descriptor (every old and new value together) is over the item
             size limit.
         McasOutcomeUnknown: the descriptor vanished before the outcome was known.

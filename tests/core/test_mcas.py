@@ -49,7 +49,7 @@ def _raw_refs(store, keys):
 
 
 def test_add_get_round_trips_values(store, keys):
-    value = {"s": "é", "n": [1, 2.5, None, True], "b": b"\x00\xff", 7: "int key"}
+    value = {"s": "é", "n": [1, 2.5, None, True], "b": b"\x00\xff", 7: "int key", "t": (1, "x")}
     assert mcas_add(store, keys[0], value)
     assert not mcas_add(store, keys[0], "other"), "add must not overwrite"
     entry = mcas_get(store, keys[0])
