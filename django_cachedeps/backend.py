@@ -121,10 +121,8 @@ class CachedepsCache(BaseCache):
         if self._signer is None:
             from django.utils.crypto import salted_hmac
 
-            try:
-                from cachedeps.serde import SignedPickleSerializer
-            except ImportError:  # LOCAL SHIM until cachedeps.serde lands; remove then
-                SignedPickleSerializer = _SignedPickleShim
+            from cachedeps.serde import SignedPickleSerializer
+
             secret = salted_hmac(_SIGNING_SALT, self._location, algorithm="sha256").digest()
             self._signer = SignedPickleSerializer(secret)
         return self._signer
@@ -414,31 +412,6 @@ class CachedepsCache(BaseCache):
             tid = engine.feed.append(connection, keys)
             transaction.on_commit(lambda: engine.committed(keys, tid), using=using)
         return tid
-
-
-class _SignedPickleShim:
-    """Pickle signed with HMAC-SHA256 (LOCAL SHIM until :mod:`cachedeps.serde` lands)."""
-
-    def __init__(self, secret: bytes) -> None:
-        self._secret = secret
-
-    def dumps(self, value: Any) -> bytes:
-        import hashlib
-        import hmac
-        import pickle
-
-        data = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
-        return hmac.new(self._secret, data, hashlib.sha256).digest() + data
-
-    def loads(self, raw: bytes) -> Any:
-        import hashlib
-        import hmac
-        import pickle
-
-        sig, data = raw[:32], raw[32:]
-        if not hmac.compare_digest(sig, hmac.new(self._secret, data, hashlib.sha256).digest()):
-            raise CorruptValue("signature does not verify")
-        return pickle.loads(data)
 
 
 def _find_alias(location: str, params: dict[str, Any]) -> str:
