@@ -216,14 +216,16 @@ class EmbeddedStore:
 
     def get(self, key: str) -> bytes | None:
         """Return the value stored under ``key``, or ``None``."""
-        if not (key.__class__ is str and 0 < len(key) <= 250 and key.isprintable() and " " not in key
-                and (key.isascii() or len(key.encode("utf-8")) <= 250)):
-            check_key(key)
         with self._lock:
             if self._flush_at:
                 self._flush_due()
-            e = self._data.get(key)
+            try:
+                e = self._data.get(key)
+            except TypeError:  # unhashable: reported by _check below
+                e = None
             if e is None or (e[2] and e[2] <= _monotonic() and self._expire_locked(key, e)):
+                # Only a miss needs the key checked: every stored key was checked when stored.
+                _check(key)
                 self._miss(key)
                 return None
             self._data.move_to_end(key)
@@ -308,20 +310,17 @@ class EmbeddedStore:
 
     # -- writes --------------------------------------------------------------------------
 
-    def set(self, key: str, value: bytes, expire: float = 0, flags: int = 0, *,
-            cas_id: int | None = None) -> None:
+    def set(self, key: str, value: bytes, expire: float = 0, flags: int = 0) -> None:
         """Store ``value`` under ``key``.
 
         Args:
             expire: memcached expiry (0 never, up to 30 days relative, else unix time).
             flags: 32-bit client flags returned with the value.
-            cas_id: store with this CAS id instead of a new one (meta protocol ``E``).
 
         Raises:
             ValueTooLarge: the item is over the item size limit; nothing was stored.
         """
-        if not (key.__class__ is str and 0 < len(key) <= 250 and key.isprintable() and " " not in key
-                and (key.isascii() or len(key.encode("utf-8")) <= 250)):
+        if key.__class__ is not str:
             check_key(key)
         if value.__class__ is not bytes:
             value = _as_bytes(value, key)
@@ -336,20 +335,24 @@ class EmbeddedStore:
             dl = _monotonic() + expire
         else:
             dl = deadline(expire)
+        data = self._data
         with self._lock:
-            if self._flush_at or cas_id is not None:
-                self._store_locked(key, value, flags, dl, size, cas_id)
+            e = data.get(key)
+            if e is None:
+                # A key already stored was checked when it was first stored.
+                _check(key)
+            if self._flush_at:
+                self._store_locked(key, value, flags, dl, size, None)
                 return
             # The common case, inlined: _store_locked does the same.
             self._cas = cas = self._cas + 1
-            e = self._data.get(key)
             if e is None:
                 self._bytes += size
-                self._data[key] = [value, flags, dl, cas, size, -self._tick, self._prefixes.record(key)]
+                data[key] = [value, flags, dl, cas, size, -self._tick, self._prefixes.record(key)]
                 if dl:
                     heapq.heappush(self._expiring, (dl, key))
             else:
-                self._data.move_to_end(key)
+                data.move_to_end(key)
                 if dl and (not e[2] or dl < e[2]):
                     heapq.heappush(self._expiring, (dl, key))
                 self._bytes += size - e[4]
