@@ -282,9 +282,9 @@ class AdminCommands:
             cls = size_class(info.size)
             if wanted is not None and cls not in wanted:
                 continue
-            out.append(b"key=%s exp=%d la=%d cas=%d fetch=%s cls=%d size=%d flags=%d\n" % (
-                quote(info.key, safe="").encode(), info.exptime, info.last_access, info.cas,
-                b"yes" if info.fetched else b"no", cls, info.size, info.flags))
+            out.append(b"key=%s exp=%d la=%d cas=%d fetch=%s cls=%d size=%d\n" % (
+                quote(info.key, safe="").encode(), info.exptime or -1, info.last_access,
+                info.cas, b"yes" if info.fetched else b"no", cls, info.size))
         out.append(_END)
         return b"".join(out)
 

@@ -42,7 +42,7 @@ class _Connection(asyncio.Protocol):
     """One client: parse, execute, reply in one write; backpressure both ways."""
 
     __slots__ = ("server", "ctx", "transport", "parser", "handlers", "binary", "last_seen",
-                 "paused_at", "closing", "_first")
+                 "paused_at", "closing", "backlog", "_first")
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -54,6 +54,7 @@ class _Connection(asyncio.Protocol):
         self.last_seen = time.monotonic()
         self.paused_at = 0.0
         self.closing = False
+        self.backlog: tuple[list[tuple], int] | None = None
         self._first = True
 
     def connection_made(self, transport) -> None:
@@ -88,10 +89,23 @@ class _Connection(asyncio.Protocol):
             out, close = self.binary.feed(data)
             self._send(out, close)
             return
+        self._run(self.parser.feed(data), 0)
+
+    def _run(self, commands: list[tuple], start: int) -> None:
+        """Execute ``commands[start:]``, writing replies in batches of bounded size.
+
+        When the transport's buffer passes its high-water mark the rest waits in
+        ``backlog`` until the client has read enough (:meth:`resume_writing`).
+        """
         handlers = self.handlers
-        out = []
-        close = False
-        for op, args, payload in self.parser.feed(data):
+        out: list[bytes] = []
+        size = 0
+        limit = self.ctx.settings.write_high_water
+        i = start
+        n = len(commands)
+        while i < n:
+            op, args, payload = commands[i]
+            i += 1
             handler = handlers.get(op)
             if handler is None:
                 if op == OP_REPLY:
@@ -99,9 +113,9 @@ class _Connection(asyncio.Protocol):
                         out.append(payload)
                     continue
                 if op == OP_CLOSE:
-                    log.info("closing %s: %s", self._peer(), payload or args.decode())
-                    close = True
-                    break
+                    log.info("closing %s: %s", self._peer(), payload.decode())
+                    self._send(out, True)
+                    return
                 out.append(_ERROR)
                 continue
             try:
@@ -110,11 +124,19 @@ class _Connection(asyncio.Protocol):
                 log.exception("error answering %r from %s", op, self._peer())
                 reply = _INTERNAL
             if reply is None:
-                close = True
-                break
+                self._send(out, True)
+                return
             if reply:
                 out.append(reply)
-        self._send(out, close)
+                size += len(reply)
+                if size > limit and i < n:
+                    self._send(out, False)
+                    out = []
+                    size = 0
+                    if self.paused_at:
+                        self.backlog = (commands, i)
+                        return
+        self._send(out, False)
 
     def _send(self, out: list[bytes], close: bool) -> None:
         transport = self.transport
@@ -133,8 +155,15 @@ class _Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.paused_at = 0.0
-        if not self.closing:
-            self.transport.resume_reading()
+        if self.closing:
+            return
+        backlog = self.backlog
+        if backlog is not None:
+            self.backlog = None
+            self._run(*backlog)
+            if self.paused_at or self.closing:
+                return
+        self.transport.resume_reading()
 
     def _peer(self) -> str:
         peer = self.transport.get_extra_info("peername") if self.transport else None
