@@ -31,7 +31,10 @@ from django.db.models.lookups import Lookup
 from django.db.models.sql.query import Query
 from django.db.models.sql.where import AND, ExtraWhere, NothingNode, WhereNode
 
-__all__ = ["ReadPlan", "analyze", "MAX_IN_KEYS"]
+__all__ = ["ReadPlan", "analyze", "MAX_IN_KEYS", "FROM_ALIASES"]
+
+#: The Query attribute where the compiler records the aliases of the FROM clause.
+FROM_ALIASES = "cachedeps_from_aliases"
 
 #: An ``IN`` list longer than this depends on the table key instead of one key per value.
 MAX_IN_KEYS = 64
@@ -85,7 +88,7 @@ def _state_oid(query: Query) -> str | None:
     if getattr(opts, "is_composite_pk", False) or opts.proxy:
         return None
     if (
-        len(query.alias_map) != 1
+        len(_from_aliases(query)) != 1
         or not query.default_cols
         or query.select_related
         or query.annotation_select
@@ -112,6 +115,16 @@ def _state_oid(query: Query) -> str | None:
     return ck.oid(opts.db_table, value)
 
 
+def _from_aliases(query: Query) -> Any:
+    """Return the aliases the last compilation put in the FROM clause (all when unknown).
+
+    Reference counts are reset after compiling, so the compiler records them
+    (:meth:`django_cachedeps.db.reads.CachedReadMixin.get_from_clause`).
+    """
+    recorded = getattr(query, FROM_ALIASES, None)
+    return query.alias_map.keys() if recorded is None else recorded
+
+
 def _is_constant(value: Any) -> bool:
     return not hasattr(value, "resolve_expression") and not hasattr(value, "as_sql")
 
@@ -126,7 +139,10 @@ def _query_deps(query: Query, cached: Any, out: dict[str, None], depth: int) -> 
     if any(o == "?" for o in query.order_by if isinstance(o, str)):
         raise _Uncacheable
     constrained = _constraints(query.where)
+    in_from = _from_aliases(query)
     for alias, join in query.alias_map.items():
+        if alias not in in_from:
+            continue  # a trimmed join: not in the FROM clause
         table = join.table_name
         if table not in cached:
             raise _Uncacheable
@@ -220,6 +236,8 @@ def _constraints(where: WhereNode) -> dict[str, tuple[str, list[Any]]]:
         name = lookup.lookup_name
         if name == "exact":
             values = [lookup.rhs]
+        elif name == "isnull" and lookup.rhs is True:
+            values = [None]
         elif name == "in":
             values = _in_values(lookup.rhs)
             if values is None:

@@ -28,7 +28,7 @@ from django.core.exceptions import EmptyResultSet
 
 from .. import runtime
 from ..conf import cached_tables, get_settings
-from .deps import analyze
+from .deps import FROM_ALIASES, analyze
 from .hints import bypassed, in_own_statement, query_opted_out
 from .rows import Unencodable, decode_row, decode_rows, encode_row, encode_rows
 
@@ -111,6 +111,13 @@ class CachedReadMixin:
                 logger.debug("cachedeps: not caching %s: %s", key, exc)
             else:
                 self._cachedeps_store(engine.set, key, value, plan.deps, stamp)
+        return result
+
+    def get_from_clause(self) -> Any:
+        """Build the FROM clause, recording its aliases on the query for :mod:`.deps`."""
+        result = super().get_from_clause()  # type: ignore[misc]
+        query = self.query  # type: ignore[attr-defined]
+        setattr(query, FROM_ALIASES, frozenset(a for a in query.alias_map if query.alias_refcount[a]))
         return result
 
     def _cachedeps_store(self, setter: Any, key: str, value: Any, deps: Any, stamp: int) -> None:

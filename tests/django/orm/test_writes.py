@@ -180,3 +180,12 @@ def test_get_or_create_and_update_or_create(data):
     check(lambda: Author.objects.filter(name="Cy").count(), lambda: Author.objects.get_or_create(name="Cy"), 1)
     check(lambda: Author.objects.get(name="Cy").active,
           lambda: Author.objects.update_or_create(name="Cy", defaults={"active": False}), False)
+
+
+def test_select_related_sees_a_change_of_the_joined_row(data):
+    ann_pk = data["ann"].pk
+
+    def read():
+        return [(b.title, b.author.name) for b in Book.objects.select_related("author").filter(author_id=ann_pk)]
+
+    check(read, lambda: Author.objects.filter(pk=ann_pk).update(name="Anne"), [("Alpha", "Anne"), ("Beta", "Anne")])
