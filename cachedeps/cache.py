@@ -52,25 +52,9 @@ _REF = _rec.ENTRY_REF
 
 def default_serializer() -> Any:
     """Return the default serializer (:class:`cachedeps.serde.MsgpackSerializer`)."""
-    try:
-        from .serde import MsgpackSerializer
-    except ImportError:  # LOCAL SHIM until cachedeps.serde lands; remove then
-        return _MsgpackShim()
+    from .serde import MsgpackSerializer
+
     return MsgpackSerializer()
-
-
-class _MsgpackShim:
-    """Encode with msgpack (LOCAL SHIM until :mod:`cachedeps.serde` lands)."""
-
-    def dumps(self, value: Any) -> bytes:
-        import msgpack
-
-        return msgpack.packb(value, use_bin_type=True)
-
-    def loads(self, raw: bytes) -> Any:
-        import msgpack
-
-        return msgpack.unpackb(raw, raw=False, strict_map_key=False)
 
 
 class Cache:

@@ -21,25 +21,12 @@ from typing import Any, Callable
 
 from cachedeps import keys
 from cachedeps.cache import Cache
+from cachedeps.config import open_store
 from cachedeps.feed import SqlFeed
 
 from . import checker
 
 __all__ = ["setup", "make_writer", "make_reader", "open_store"]
-
-
-def open_store(url: str) -> Any:
-    """Open a store by URL (the memcache store through a local shim until it lands)."""
-    try:
-        import cachedeps.store.remote  # noqa: F401
-    except ImportError:
-        from ._memcache_shim import ShimStore
-
-        host, port = url.split("://", 1)[1].split(":")
-        return ShimStore(host, int(port))
-    from cachedeps.config import open_store as _open
-
-    return _open(url)
 
 
 def _connect(ctx: dict) -> Any:
