@@ -67,6 +67,9 @@ class DictStore:
             item = self._live(key)
             return None if item is None else item[0]
 
+    def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
+        return {k: v for k, (v, _) in self.gets_many(keys).items()}
+
     def gets(self, key: str) -> tuple[bytes, int] | None:
         with self._lock:
             self.calls += 1
@@ -152,6 +155,9 @@ class MemcacheStore:
     def get(self, key: str) -> bytes | None:
         return self._mc.get(key)
 
+    def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
+        return self._mc.get_many(list(keys))
+
     def gets(self, key: str) -> tuple[bytes, int] | None:
         value, cas = self._mc.gets(key)
         return None if value is None else (value, int(cas))
@@ -193,9 +199,19 @@ class MemcacheStore:
         self._mc.close()
 
 
-def open_store(addresses: list[str]) -> MemcacheStore:
-    """Open a store on memcached ``host:port`` addresses (a pool when several)."""
-    return MemcacheStore(addresses)
+def open_store(addresses: list[str]) -> Any:
+    """Open a store on memcached ``host:port`` addresses (a pool when several).
+
+    The library's remote store when it is there, else :class:`MemcacheStore`.
+    """
+    try:
+        import cachedeps.store.remote  # noqa: F401
+    except ImportError:
+        return MemcacheStore(addresses)
+    from cachedeps.config import open_store as open_url
+
+    # A generous timeout: the test machine is shared and may stall a process briefly.
+    return open_url("memcache://" + ",".join(addresses) + "?timeout=5s")
 
 
 def deque_worker(addresses: list[str], name: str, role: str, ids: list[int], timeout: float) -> list[int]:
