@@ -22,11 +22,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import weakref
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Result
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
+from sqlalchemy.orm.base import instance_state
 
 from cachedeps import NO_VALUE, keys
 from cachedeps.errors import CachedepsError, ConfigurationError
@@ -124,6 +126,8 @@ class Installation:
         self.feed_table = feed_table
         self._lock = threading.Lock()
         self._statement_cache: dict[Any, str] = {}
+        # instance state -> RelationshipCache options of the cached query that produced it
+        self._hit_options: weakref.WeakKeyDictionary[Any, list] = weakref.WeakKeyDictionary()
         if isinstance(cache, str):
             self._url: str | None = cache
             self._cache: Any = None
@@ -227,9 +231,11 @@ class Installation:
                 return None
             return self._get(orm_state, state, refresh=True)
         if orm_state.is_relationship_load:
-            if self.lazy_loads or any(
-                isinstance(o, RelationshipCache) and o.applies(orm_state) for o in orm_state.user_defined_options
-            ):
+            options = list(orm_state.user_defined_options)
+            parent = orm_state.lazy_loaded_from
+            if parent is not None:
+                options.extend(self._hit_options.get(parent, ()))
+            if self.lazy_loads or any(isinstance(o, RelationshipCache) and o.applies(orm_state) for o in options):
                 return self._query(orm_state, state, None)
             return None
         option = next((o for o in orm_state.user_defined_options if type(o) is FromCache), None)
@@ -259,8 +265,11 @@ class Installation:
         if refresh:
             refresh_state = getattr(opts, "_refresh_state", None)
             compile_opts = getattr(statement, "_compile_options", None)
-            if refresh_state is None or getattr(compile_opts, "_only_load_props", None):
+            only = getattr(compile_opts, "_only_load_props", None)
+            if refresh_state is None or refresh_state.modified:
                 return None
+            if only and not only.issuperset(p.key for p in mapper.column_attrs):
+                return None  # a partial refresh (deferred columns): leave it to the database
             pk = refresh_state.identity
         else:
             pk = _get_identity(mapper, orm_state)
@@ -271,8 +280,7 @@ class Installation:
             return None
         oid = keys.oid(mapper.local_table.name, pk[0] if len(pk) == 1 else tuple(pk))
         cache = self.cache
-        cache.record(oid)
-        cached = cache.get_state(oid)
+        cached = cache.get_state(oid)  # records the oid
         if cached is not NO_VALUE:
             try:
                 rows = [] if cached is None else [(identity.decode_state(mapper, cached),)]
@@ -303,14 +311,16 @@ class Installation:
         if key is None:
             return None
         cache = self.cache
-        cache.record(*deps)
         registry = _registry_of(statement)
-        cached = cache.get(key)
+        cached = cache.get(key)  # a hit records its dependencies
         if cached is not NO_VALUE and registry is not None:
             try:
-                return identity.decode_result(orm_state.session, statement, cached, registry)
+                result = identity.decode_result(orm_state.session, statement, cached, registry)
             except (identity.Unsupported, TypeError, KeyError, AttributeError, ValueError) as exc:
                 log.debug("cached result %s unusable (%s); loading from the database", key, exc)
+            else:
+                return self._carry_options(orm_state, result)
+        cache.record(*deps)
         frozen = orm_state.invoke_statement().freeze()
         try:
             value = identity.encode_result(frozen)
@@ -318,6 +328,20 @@ class Installation:
             return frozen()
         timeout = option.timeout if option is not None else None
         _store(cache.set, key, value, depends_on=deps, timeout=timeout, tid=tid)
+        return frozen()
+
+    def _carry_options(self, orm_state: ORMExecuteState, result: Result) -> Result:
+        """Give entities from a hit the relationship options a database load would attach."""
+        carried = [o for o in orm_state.user_defined_options if isinstance(o, RelationshipCache)]
+        if not carried:
+            return result
+        frozen = result.freeze()
+        for row in frozen():
+            for cell in row:
+                try:
+                    self._hit_options[instance_state(cell)] = carried
+                except Exception:  # not an entity
+                    continue
         return frozen()
 
     def _query_key(self, orm_state: ORMExecuteState, statement: Any, params: Any) -> str | None:

@@ -1,0 +1,126 @@
+"""Every read path is served from the cache the second time: no SELECT besides the poll."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select, text
+
+from sqla_cachedeps import FromCache, RelationshipCache
+
+from .models import Author, Book
+
+
+def test_get_is_served_from_the_cache(app):
+    with app.Session() as s:
+        assert s.get(Book, 1).title == "A1"
+    assert len(app.selects) == 1
+    app.selects.clear()
+    with app.Session() as s:
+        book = s.get(Book, 1)
+        assert (book.title, book.pages, book.author_id, book.status) == ("A1", 10, 1, "draft")
+        assert s.get(Book, 1) is book
+    assert app.selects == []
+
+
+def test_missing_row_is_cached_and_an_insert_makes_it_appear(app):
+    with app.Session() as s:
+        assert s.get(Book, 99) is None
+    app.selects.clear()
+    with app.Session() as s:
+        assert s.get(Book, 99) is None
+    assert app.selects == []
+    with app.Session.begin() as s:
+        s.add(Book(id=99, title="new", author_id=2))
+    with app.Session() as s:
+        assert s.get(Book, 99).title == "new"
+
+
+def test_refresh_of_expired_object_is_served_from_the_cache(app):
+    with app.Session() as s:
+        book = s.get(Book, 2)
+        s.commit()  # expires every object; the next attribute access refreshes it
+        app.selects.clear()
+        assert book.title == "A2"
+        s.expire(book)
+        assert (book.title, book.pages) == ("A2", 20)
+    assert app.selects == []
+
+
+def test_fromcache_query_is_served_from_the_cache(app):
+    stmt = select(Book).where(Book.author_id == 1).order_by(Book.id).options(FromCache())
+    with app.Session() as s:
+        assert [b.title for b in s.scalars(stmt)] == ["A1", "A2"]
+    assert len(app.selects) == 1
+    app.selects.clear()
+    with app.Session() as s:
+        books = s.scalars(stmt).all()
+        assert [(b.id, b.title, b.pages) for b in books] == [(1, "A1", 10), (2, "A2", 20)]
+        assert s.get(Book, 1) is books[0]  # merged into the identity map
+    assert app.selects == []
+
+
+def test_execution_option_and_column_rows(app):
+    stmt = (
+        select(Book.title, Book.pages)
+        .where(Book.author_id == 2)
+        .execution_options(cachedeps=True)
+    )
+    for _ in range(2):
+        with app.Session() as s:
+            assert [tuple(r) for r in s.execute(stmt)] == [("B1", 30)]
+    assert len(app.selects) == 1
+    count = select(func.count()).select_from(Book).execution_options(cachedeps=True)
+    for _ in range(2):
+        with app.Session() as s:
+            assert s.scalar(count) == 3
+    assert len(app.selects) == 2
+
+
+def test_relationship_cache_serves_lazy_loads(app):
+    stmt = select(Author).where(Author.id == 1).options(FromCache(), RelationshipCache(Author.books))
+    with app.Session() as s:
+        assert [b.title for b in s.scalars(stmt).one().books] == ["A1", "A2"]
+    app.selects.clear()
+    with app.Session() as s:
+        assert [b.title for b in s.scalars(stmt).one().books] == ["A1", "A2"]
+    assert app.selects == []
+
+
+def test_all_lazy_loads_when_installed_so(make_app, app):
+    app.handle.uninstall()
+    other = make_app(lazy_loads=True)
+    for _ in range(2):
+        other.selects.clear()
+        with other.Session() as s:
+            book = s.get(Book, 3)
+            assert book.author.name == "Bob"
+            assert [b.id for b in book.author.books] == [3]
+    assert other.selects == []
+
+
+def test_uncacheable_statements_go_to_the_database(app):
+    stmt = select(Book).from_statement(text("SELECT * FROM sq_book WHERE id = 1")).options(FromCache())
+    for _ in range(2):
+        with app.Session() as s:
+            assert s.scalars(stmt).one().title == "A1"
+    assert len(app.selects) == 2
+    plain = select(Book).where(Book.id == 1)  # not marked: never cached
+    for _ in range(2):
+        with app.Session() as s:
+            s.scalars(plain).one()
+    assert len(app.selects) == 4
+
+
+def test_reads_after_a_write_in_the_transaction_bypass_the_cache(app):
+    stmt = select(Book).where(Book.author_id == 1).options(FromCache())
+    with app.Session() as s:
+        s.scalars(stmt).all()
+        s.get(Book, 1)
+    with app.Session() as s:
+        s.get(Book, 3).author_id = 1
+        s.flush()
+        s.expunge_all()
+        assert sorted(b.id for b in s.scalars(stmt)) == [1, 2, 3]
+        assert s.get(Book, 3).author_id == 1
+        s.rollback()
+    with app.Session() as s:
+        assert sorted(b.id for b in s.scalars(stmt)) == [1, 2]
