@@ -296,12 +296,14 @@ def _help_referent(store: Store, key: str, raw: bytes, cas: int) -> None:
     """Finish the operation that ``key`` (read as ``raw`` at ``cas``) refers to."""
     dkey = raw[1:].decode("utf-8", "replace")
     got = store.gets(dkey)
-    if got is None:
-        # Descriptor gone: the outcome is unknowable, so drop the entry (a conditional
-        # delete: cas with an expiry in the past) instead of guessing.
+    record = None if got is None else _Record.unpack(dkey, got[0])
+    if record is None or all(item[0] != key for item in record.items):
+        # Descriptor gone (or not about this entry, which only damage can cause): the
+        # outcome is unknowable, so drop the entry instead of guessing. The delete is
+        # conditional: a cas with an expiry in the past.
         store.cas(key, b"", cas, expire=-1)
         return
-    _help(store, dkey, _Record.unpack(dkey, got[0]))
+    _help(store, dkey, record)
 
 
 def _help(store: Store, dkey: str, record: _Record) -> int | None:

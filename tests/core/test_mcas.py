@@ -240,6 +240,19 @@ def test_expired_descriptor_on_memcached(memcached):
     assert store.gets(keys[0]) is None, "the stale reference was deleted from memcached"
 
 
+def test_reference_to_an_unrelated_descriptor_reads_as_missing():
+    store = DictStore()
+    for k in "ab":
+        mcas_add(store, k, 0)
+    entries = [mcas_get(store, k) for k in "ab"]
+    with pytest.raises(Crash):
+        mcas(CrashingStore(store, 2), [(e, 1) for e in entries])  # wrote the descriptor only
+    (dkey,) = [k for k in store.keys() if k.startswith(DESCRIPTOR_PREFIX)]
+    store.set("c", b"M" + dkey.encode())
+    assert mcas_get(store, "c") is None
+    assert _values(store, "ab") == [0, 0]
+
+
 def test_outcome_unknown_when_descriptor_vanishes_midway():
     store = DictStore()
     for k in "ab":
