@@ -47,7 +47,10 @@ _UINT64 = 0xFFFFFFFFFFFFFFFF
 _INT32_MAX = 0x7FFFFFFF
 
 STORAGE_OPS = frozenset((b"set", b"add", b"replace", b"append", b"prepend", b"cas"))
-_MULTIGET_PREFIXES = (b"get ", b"gets ", b"gat ", b"gats ")
+# Commands whose lines may be longer than ``line_max`` (up to ``multiget_max``): multi-key
+# reads, as in memcached, and the dependency extension's multi-key commands.
+_LONG_OPS = frozenset((b"get", b"gets", b"gat", b"gats", b"cd_link", b"cd_invalidate"))
+_MULTIGET_PREFIXES = tuple(op + b" " for op in _LONG_OPS)
 
 _ERROR = b"ERROR\r\n"
 _BAD_FORMAT = b"CLIENT_ERROR bad command line format\r\n"
@@ -79,7 +82,8 @@ class TextParser:
     Args:
         item_max: the largest value accepted; larger ones are swallowed and reported.
         line_max: the longest command line (memcached: 2048).
-        multiget_max: the longest ``get``/``gets``/``gat``/``gats`` line.
+        multiget_max: the longest ``get``/``gets``/``gat``/``gats``/``cd_link``/``cd_invalidate``
+            line.
     """
 
     __slots__ = ("_rest", "_chunks", "_chunked", "_pending", "_swallow",
@@ -146,8 +150,7 @@ class TextParser:
                 append((OP_REPLY, False, _ERROR))
                 continue
             op = tokens[0]
-            if len(line) > self.line_max and (op not in (b"get", b"gets", b"gat", b"gats")
-                                              or len(line) > self.multiget_max):
+            if len(line) > self.line_max and (op not in _LONG_OPS or len(line) > self.multiget_max):
                 append((OP_CLOSE, b"command line too long", None))
                 self._rest = b""
                 return out
