@@ -364,6 +364,21 @@ class RemoteStore:
         total["servers"] = per_server
         return total
 
+    def __getattr__(self, name: str) -> Any:
+        # ``link``/``invalidate``/``dependents`` exist only when the one server is
+        # ``cachedeps serve``, so that isinstance(store, DependencyStore) tells the engine to
+        # use native trees; asked once, on first use (an unreachable server counts as not).
+        if name in ("link", "invalidate") and "_client" in self.__dict__:
+            served = self.__dict__.get("_served")
+            if served is None:
+                from .served import ServedDependencies, detect_native_deps
+
+                served = ServedDependencies(self) if detect_native_deps(self) else False
+                self.__dict__["_served"] = served
+            if served:
+                return getattr(served, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def close(self) -> None:
         """Close every connection."""
         try:
