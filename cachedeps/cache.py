@@ -404,19 +404,27 @@ class Cache:
         lkey = self._lease_key(skey)
         leases = self._leases
         token = leases.new_token()
-        try:
-            won: bool | None = leases.acquire(lkey, token)
-        except BackendError as exc:
-            self._failed(exc)
-            won = None  # no store: compute, and the set below is a no-op
-        if won is False:
+        deadline = time.monotonic() + leases.max_wait
+        while True:
+            try:
+                won: bool | None = leases.acquire(lkey, token)
+            except BackendError as exc:
+                self._failed(exc)
+                won = None  # no store: compute, and the set below is a no-op
+            if won is not False:
+                break
             self._stats.incr("lease_waits")
-            value = leases.wait(lambda: self._peek(skey))
-            if value is not NO_VALUE:
+            try:
+                value, status = leases.wait(lambda: self._peek(skey), lkey, deadline)
+            except BackendError as exc:
+                self._failed(exc)
+                value, status = NO_VALUE, "timeout"
+            if status == "value":
                 return value
-            self._stats.incr("lease_timeouts")
-            value, _ = self._compute(key, fn, depends_on)
-            return value
+            if status == "timeout":
+                self._stats.incr("lease_timeouts")
+                value, _ = self._compute(key, fn, depends_on)
+                return value
         if won:
             self._stats.incr("lease_wins")
         stamp = self._maps.current_tid

@@ -1,9 +1,11 @@
 """Leases: one process fills a missing entry, the others wait (Scaling Memcache at Facebook, NSDI'13).
 
 On a miss, :meth:`Leases.acquire` tries ``add(<ns>l:<key>, token, ttl)``. The winner
-computes the value and fills it; the losers poll the entry with short sleeps for a bounded
-time (twice the typical fill time, between ``min_wait`` and ``max_wait``), then compute the
-value themselves without storing it. A hot key missed by many requests is computed once.
+computes the value and fills it; the losers poll the entry with short sleeps, checking now
+and then (twice the typical fill time) that the lease is still held. When it is gone
+without a value (the holder failed, or an invalidation voided it) a loser tries to take it.
+After ``max_wait`` a loser computes the value itself without storing it. A hot key missed
+by many requests is computed once.
 
 An invalidation voids outstanding leases (the dependency trees delete the lease keys of the
 entries they purge, and ``cache.delete`` deletes the entry's lease). Before storing, the
@@ -69,19 +71,34 @@ class Leases:
         self._typical = 0.8 * self._typical + 0.2 * seconds
 
     @property
-    def wait_bound(self) -> float:
-        """Return how long a loser waits for the winner's value."""
+    def check_interval(self) -> float:
+        """Return how often a waiting loser checks that the lease is still held."""
         return min(self.max_wait, max(self.min_wait, 2 * self._typical))
 
-    def wait(self, fetch: Callable[[], Any]) -> Any:
-        """Poll ``fetch()`` until it returns a value or the wait bound passes (then NO_VALUE)."""
-        deadline = time.monotonic() + self.wait_bound
+    def wait(self, fetch: Callable[[], Any], lease_key: str, deadline: float) -> tuple[Any, str]:
+        """Wait for the holder's value.
+
+        Polls ``fetch()`` with short sleeps; every :attr:`check_interval` also checks the
+        lease. Returns ``(value, "value")`` when the value arrives, ``(NO_VALUE,
+        "released")`` when the lease is gone without a value (its holder failed, or an
+        invalidation voided it: try to take it), ``(NO_VALUE, "timeout")`` at ``deadline``.
+
+        Raises:
+            BackendError: the store failed.
+        """
         pause = 0.002
+        check_at = time.monotonic() + self.check_interval
         while True:
             time.sleep(pause)
             value = fetch()
             if value is not NO_VALUE:
-                return value
-            if time.monotonic() >= deadline:
-                return NO_VALUE
+                return value, "value"
+            now = time.monotonic()
+            if now >= deadline:
+                return NO_VALUE, "timeout"
+            if now >= check_at:
+                if self.store.get(lease_key) is None:
+                    value = fetch()
+                    return value, "value" if value is not NO_VALUE else "released"
+                check_at = now + self.check_interval
             pause = min(pause * 1.5, 0.025)
