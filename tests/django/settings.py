@@ -33,7 +33,7 @@ if os.environ.get("CACHEDEPS_TEST_DB", "sqlite") == "postgresql":
     DATABASES = {
         "default": {
             "ENGINE": "django_cachedeps.db.backends.postgresql",
-            "NAME": "test",
+            "NAME": os.environ.get("CACHEDEPS_TEST_PG_DB", "test"),
             "USER": "postgres",
             "HOST": "127.0.0.1",
             "PORT": "5432",
@@ -47,6 +47,8 @@ else:
             "ENGINE": "django_cachedeps.db.backends.sqlite3",
             "NAME": _file or ":memory:",
             "TEST": {"NAME": _file} if _file else {},
+            # Writers in several processes: take the write lock at BEGIN, not on upgrade.
+            "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"} if _file else {},
         }
     }
 
