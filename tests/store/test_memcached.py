@@ -16,7 +16,7 @@ pytestmark = pytest.mark.memcached
 class TestMemcachedConformance(StoreConformance):
     @pytest.fixture
     def store(self, memcached):
-        store = open_store(memcached.url)
+        store = open_store(memcached.url + "?timeout=5&connect_timeout=5")
         store.flush_all()
         yield store
         store.close()
@@ -24,7 +24,7 @@ class TestMemcachedConformance(StoreConformance):
     @pytest.fixture
     def small_store(self, memcached_factory):
         server = memcached_factory(memory_mb=4)
-        store = open_store(server.url)
+        store = open_store(server.url + "?timeout=5&connect_timeout=5")
         yield store
         store.close()
 
@@ -37,7 +37,7 @@ class TestMemcachedConformance(StoreConformance):
 
 def test_server_killed_then_back(memcached_factory):
     server = memcached_factory()
-    store = open_store(server.url + "?timeout=0.5&connect_timeout=0.5")
+    store = open_store(server.url + "?timeout=3&connect_timeout=3")
     try:
         store.set("k", b"v")
         server.stop()
@@ -53,7 +53,7 @@ def test_server_killed_then_back(memcached_factory):
 
 
 def test_raw_command_and_version(memcached):
-    store = open_store(memcached.url)
+    store = open_store(memcached.url + "?timeout=5")
     try:
         assert store.server_version()[0].isdigit()
         store.set("raw:k", b"hello", flags=3)
@@ -64,7 +64,7 @@ def test_raw_command_and_version(memcached):
 
 
 def test_stats_sum_and_keep_each_server(memcached):
-    store = open_store(memcached.url)
+    store = open_store(memcached.url + "?timeout=5")
     try:
         store.set("s:1", b"v")
         stats = store.stats()

@@ -7,6 +7,7 @@ import pytest
 from cachedeps.config import open_store
 from cachedeps.errors import BackendUnavailable
 from cachedeps.testing import StoreConformance
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.memcached
 
@@ -18,14 +19,21 @@ def _url(servers) -> str:
 class TestMemcachedPoolConformance(StoreConformance):
     @pytest.fixture
     def store(self, memcached_pool):
-        store = open_store(_url(memcached_pool))
+        store = open_store(_url(memcached_pool) + "?timeout=5&connect_timeout=5")
         store.flush_all()
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def dead_store(self):
+        ports = [free_port(), free_port()]
+        store = open_store("memcache://" + ",".join(f"127.0.0.1:{p}" for p in ports) + "?connect_timeout=1")
         yield store
         store.close()
 
 
 def test_keys_spread_over_every_server_and_get_many_gathers_them(memcached_pool):
-    store = open_store(_url(memcached_pool))
+    store = open_store(_url(memcached_pool) + "?timeout=5")
     try:
         store.flush_all()
         keys = [f"pool:{i}" for i in range(300)]
@@ -40,7 +48,7 @@ def test_keys_spread_over_every_server_and_get_many_gathers_them(memcached_pool)
 
 def test_one_dead_server_costs_its_keys_only(memcached_factory):
     servers = [memcached_factory() for _ in range(3)]
-    store = open_store(_url(servers) + "?timeout=0.5&connect_timeout=0.5&retry_timeout=30")
+    store = open_store(_url(servers) + "?timeout=3&connect_timeout=3&retry_timeout=30")
     try:
         keys = [f"dead:{i}" for i in range(60)]
         store.set_many({k: b"v" for k in keys})
