@@ -384,11 +384,10 @@ class Writes:
     def before_cursor_execute(
         self, conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
     ) -> None:
+        if statement[:7].lstrip()[:6].upper() == "SELECT":
+            return  # the common case, decided without parsing
         compiled = getattr(context, "compiled", None)
         construct = getattr(compiled, "statement", None) if compiled is not None else None
-        if compiled is not None and not (context.isinsert or context.isupdate or context.isdelete):
-            if construct is None or not hasattr(construct, "table"):
-                return
         is_write, table = written_table(construct, statement)
         if not is_write:
             return
