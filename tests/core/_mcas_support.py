@@ -14,6 +14,8 @@ import threading
 import time
 from typing import Any, Iterable, Mapping
 
+import pytest
+
 from cachedeps.api import RELATIVE_EXPIRY_LIMIT
 from cachedeps.errors import ValueTooLarge
 
@@ -26,6 +28,7 @@ __all__ = [
     "Crash",
     "CrashingStore",
     "make_store",
+    "mcas_serve",
     "STORE_KINDS",
 ]
 
@@ -295,9 +298,18 @@ class CrashingStore:
         return write
 
 
+@pytest.fixture(scope="module")
+def mcas_serve():
+    """A ``cachedeps serve`` process for one test module."""
+    from tests.server.conftest import ServeProcess
+
+    server = ServeProcess("--max-memory", "32MB").start()
+    yield server
+    server.stop()
+
+
 def make_store(kind: str, request: Any) -> Any:
-    """Return a fresh-namespace store of ``kind``: dict, embedded, memcached or pool."""
-    import pytest
+    """Return a store of ``kind``: dict, embedded, memcached, pool or serve."""
 
     if kind == "dict":
         return DictStore()
@@ -306,11 +318,12 @@ def make_store(kind: str, request: Any) -> Any:
         store = embedded.EmbeddedStore("mcas-test", background=False)
         request.addfinalizer(store.close)
         return store
-    servers = request.getfixturevalue("memcached" if kind == "memcached" else "memcached_pool")
+    fixture = {"memcached": "memcached", "pool": "memcached_pool", "serve": "mcas_serve"}[kind]
+    servers = request.getfixturevalue(fixture)
     servers = servers if isinstance(servers, list) else [servers]
     store = open_store([s.address for s in servers])
     request.addfinalizer(store.close)
     return store
 
 
-STORE_KINDS = ["dict", "embedded", "memcached", "pool"]
+STORE_KINDS = ["dict", "embedded", "memcached", "pool", "serve"]

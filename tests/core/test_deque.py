@@ -14,7 +14,7 @@ from cachedeps.deque import Deque, DequeExists, DequeNotFound
 from cachedeps.errors import ConfigurationError, InvalidKey
 from cachedeps.mcas import DESCRIPTOR_PREFIX
 
-from ._mcas_support import STORE_KINDS, Crash, CrashingStore, DictStore, make_store
+from ._mcas_support import STORE_KINDS, Crash, CrashingStore, DictStore, make_store, mcas_serve  # noqa: F401 (fixture)
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -197,7 +197,7 @@ def test_dying_mid_operation_keeps_the_deque_consistent(op):
 
 def test_threads_produce_and_consume_each_element_once(store, name):
     if store.name.startswith("memcache://"):
-        pytest.skip("covered with processes in test_mcas_stress")
+        pytest.skip("network stores are stressed with processes in test_mcas_stress")
     Deque.create(store, name)
     produced = [list(range(i, 400, 4)) for i in range(2)]
     consumed: list[list] = [[], []]

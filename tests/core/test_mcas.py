@@ -24,7 +24,7 @@ from cachedeps.mcas import (
     mcas_get_many,
 )
 
-from ._mcas_support import STORE_KINDS, Crash, CrashingStore, DictStore, make_store
+from ._mcas_support import STORE_KINDS, Crash, CrashingStore, DictStore, make_store, mcas_serve  # noqa: F401 (fixture)
 
 
 @pytest.fixture(params=STORE_KINDS)
