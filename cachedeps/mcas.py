@@ -104,7 +104,8 @@ class Entry:
     """A snapshot of one MCAS entry: its key, decoded value and the CAS id it was read at.
 
     Pass it back to :func:`mcas` with a new value; the operation fails if the entry changed
-    since this snapshot.
+    since this snapshot. ``raw`` is the stored form of ``value``, put back if the
+    operation fails.
     """
 
     key: str
@@ -245,6 +246,9 @@ def mcas(
         ValueTooLarge: the descriptor (every old and new value together) is over the item
             size limit.
         McasOutcomeUnknown: the descriptor vanished before the outcome was known.
+        BackendError: the store failed; if the descriptor had been written, the operation
+            may or may not take effect (the next reader of its entries decides), so read
+            them again to find out.
     """
     items: dict[str, tuple[str, int, bytes, bytes]] = {}
     for update in updates:
