@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from cachedeps.errors import ConfigurationError
 from cachedeps.feed import SqlFeed
 
@@ -41,15 +43,32 @@ def feed_for_dialect(dialect: Any, table: str = DEFAULT_TABLE) -> SqlFeed:
     return SqlFeed(dialect=name, paramstyle=paramstyle, table=table)
 
 
-def create_feed_table(engine: Any, table: str = DEFAULT_TABLE) -> None:
+def create_feed_table(bind: Any, table: str = DEFAULT_TABLE) -> None:
     """Create the change feed table (and its index) if it does not exist.
 
     Args:
-        engine: a SQLAlchemy ``Engine`` or ``AsyncEngine``'s ``sync_engine``.
+        bind: a SQLAlchemy ``Engine`` (a transaction is opened and committed) or a
+            ``Connection`` (the statements run in its transaction). With an ``AsyncEngine``::
+
+                async with engine.begin() as conn:
+                    await conn.run_sync(create_feed_table)
+
         table: the table name; the default is shared with ``django_cachedeps``.
+
+    Raises:
+        ConfigurationError: an ``AsyncEngine`` was passed directly, or the database is not
+            supported.
     """
-    sync_engine = getattr(engine, "sync_engine", engine)
-    feed = feed_for_dialect(sync_engine.dialect, table)
-    with sync_engine.begin() as conn:
+    if hasattr(bind, "sync_engine"):
+        raise ConfigurationError(
+            "create_feed_table() cannot run on an AsyncEngine directly; use "
+            "`async with engine.begin() as conn: await conn.run_sync(create_feed_table)`"
+        )
+    feed = feed_for_dialect(bind.dialect, table)
+    if isinstance(bind, Connection):
+        for statement in feed.ddl():
+            bind.exec_driver_sql(statement)
+        return
+    with bind.begin() as conn:
         for statement in feed.ddl():
             conn.exec_driver_sql(statement)
