@@ -25,46 +25,31 @@ Design (see docs/storage.md):
 from __future__ import annotations
 
 import heapq
-import os
 import threading
 import time
 import weakref
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from ..api import RELATIVE_EXPIRY_LIMIT, Item
 from ..errors import ConfigurationError, NonNumericValue, ValueTooLarge
 from ..keys import check_key
 from ._deps import DependencyGraph
-from ._expiry import NEVER, deadline, to_unix
+from ._expiry import NEVER, deadline
 from ._prefix import PrefixTable
+from ._scan import ItemInfo, ScanMixin
+from ._sweeper import SweeperMixin, sweep_loop
 
 if TYPE_CHECKING:
     from ..config import EmbeddedConfig
 
 __all__ = ["EmbeddedStore", "ItemInfo", "ITEM_OVERHEAD"]
 
-T = TypeVar("T")
-
 #: bytes counted per item on top of its key and value (the entry's own bookkeeping)
 ITEM_OVERHEAD = 64
-_CHUNK = 512
 _MAX_U64 = 2**64 - 1
 _MAX_FLAGS = 2**32 - 1
-_VERSION = "1.6.0-cachedeps"
 _monotonic = time.monotonic
-
-
-class ItemInfo(NamedTuple):
-    """What ``lru_crawler metadump`` shows for one item (times are unix seconds)."""
-
-    key: str
-    exptime: int
-    last_access: int
-    size: int
-    cas: int
-    flags: int
-    fetched: bool
 
 
 def _check(key: Any) -> None:
@@ -80,19 +65,7 @@ def _as_bytes(value: Any, key: str) -> bytes:
                     "serialize first (cachedeps.serde)")
 
 
-def _sweep_loop(ref: weakref.ref, wake: threading.Event) -> None:
-    while True:
-        store = ref()
-        if store is None or store._closed:
-            return
-        store.sweep()
-        interval = store._tick_interval
-        del store
-        wake.wait(interval)
-        wake.clear()
-
-
-class EmbeddedStore:
+class EmbeddedStore(ScanMixin, SweeperMixin):
     """An in-process memcache: the :class:`~cachedeps.api.Store` and
     :class:`~cachedeps.api.DependencyStore` contracts over one LRU dictionary.
 
@@ -161,7 +134,7 @@ class EmbeddedStore:
         self._thread: threading.Thread | None = None
         if background:
             self._thread = threading.Thread(
-                target=_sweep_loop, args=(weakref.ref(self), self._wake),
+                target=sweep_loop, args=(weakref.ref(self), self._wake),
                 name=f"cachedeps-sweeper-{name}", daemon=True,
             )
             self._thread.start()
@@ -601,124 +574,6 @@ class EmbeddedStore:
     def __len__(self) -> int:
         return len(self._data)
 
-    def stats(self) -> dict[str, Any]:
-        """Return memcached-like statistics (``stats``)."""
-        now = time.time()
-        with self._lock:
-            out: dict[str, Any] = {
-                "pid": os.getpid(),
-                "uptime": int(now - self._started),
-                "time": int(now),
-                "version": _VERSION,
-                "pointer_size": 64,
-                "curr_items": len(self._data),
-                "total_items": self._cas - self._cas_skipped + self._cas_reused,
-                "cmd_set": self._cas - self._cas_skipped + self._cas_reused,
-                "bytes": self._bytes,
-                "limit_maxbytes": self.max_memory,
-                "cmd_get": self._get_hits + self._get_misses,
-                "get_hits": self._get_hits,
-                "get_misses": self._get_misses,
-                **self._c,
-                "dependency_keys": len(self._deps),
-                "dependency_links_dropped": self._deps.dropped_links,
-                "dependency_keys_dropped": self._deps.dropped_parents,
-            }
-        out["cmd_touch"] = out["touch_hits"] + out["touch_misses"]
-        return out
-
-    def prefix_stats(self) -> dict[str, dict[str, int]]:
-        """Return ``{prefix: {items, bytes, hits, misses, evictions}}`` (prefix: text before ``:``)."""
-        usage: dict[str, list[int]] = {}
-
-        def count(acc: None, key: str, entry: list) -> None:
-            figures = usage.setdefault(self._prefixes.name_of(key), [0, 0])
-            figures[0] += 1
-            figures[1] += entry[4]
-
-        self._fold_entries(count, None)
-        with self._lock:
-            return self._prefixes.snapshot(usage)
-
-    def items_snapshot(self) -> Iterator[ItemInfo]:
-        """Yield every live item's metadata, for ``lru_crawler metadump``.
-
-        The key list is copied once; entries are then read in small chunks, releasing the
-        lock between chunks, so writers and readers carry on meanwhile.
-        """
-        with self._lock:
-            keys = list(self._data)
-        wall, mono = time.time(), _monotonic()
-        for start in range(0, len(keys), _CHUNK):
-            infos = []
-            with self._lock:
-                now = _monotonic()
-                for key in keys[start:start + _CHUNK]:
-                    e = self._data.get(key)
-                    if e is None or (e[2] and e[2] <= now):
-                        continue
-                    infos.append(ItemInfo(key, to_unix(e[2]), int(wall - (mono - abs(e[5]))),
-                                          e[4], e[3], e[1], e[5] > 0))
-            yield from infos
-
-    def fold(self, fn: Callable[[T, str, Item], T], initial: T) -> T:
-        """Fold ``fn(acc, key, item)`` over every live item without stopping other threads.
-
-        The key list is copied once; entries are read in small locked chunks and ``fn``
-        runs outside the lock, so it may be slow or call the store itself.
-        """
-        return self._fold_entries(lambda acc, key, e: fn(acc, key, Item(e[0], e[1], e[3])), initial)
-
-    def _fold_entries(self, fn: Callable[[T, str, list], T], initial: T) -> T:
-        with self._lock:
-            keys = list(self._data)
-        acc = initial
-        for start in range(0, len(keys), _CHUNK):
-            batch = []
-            with self._lock:
-                now = _monotonic()
-                for key in keys[start:start + _CHUNK]:
-                    e = self._data.get(key)
-                    if e is not None and (not e[2] or e[2] > now):
-                        batch.append((key, e[:6]))
-            for key, e in batch:
-                acc = fn(acc, key, e)
-        return acc
-
-    # -- maintenance ---------------------------------------------------------------------
-
-    def sweep(self) -> None:
-        """Expire due items and evict down to the low water mark, in small locked chunks."""
-        self._tick = int(_monotonic()) + 1
-        self._wake_pending = False
-        if self._flush_at:
-            with self._lock:
-                self._flush_due()
-        heap = self._expiring
-        while heap and heap[0][0] <= _monotonic():
-            with self._lock:
-                now = _monotonic()
-                for _ in range(_CHUNK):
-                    if not heap or heap[0][0] > now:
-                        break
-                    key = heapq.heappop(heap)[1]
-                    e = self._data.get(key)
-                    if e is None or not e[2]:
-                        continue
-                    if e[2] <= now:
-                        self._expire_locked(key, e)
-                    else:
-                        # Stored again with a later deadline since this entry was pushed.
-                        heapq.heappush(heap, (e[2], key))
-        while self._bytes > self._low_mark:
-            with self._lock:
-                if not self._evict_locked(self._low_mark, _CHUNK):
-                    break
-        if len(heap) > 2 * len(self._data) + 1024:
-            with self._lock:
-                self._expiring = [(e[2], k) for k, e in self._data.items() if e[2]]
-                heapq.heapify(self._expiring)
-
     def close(self) -> None:
         """Stop the sweeper thread and drop every item."""
         self._closed = True
@@ -752,43 +607,6 @@ class EmbeddedStore:
         if dl and (not e[2] or dl < e[2]):
             heapq.heappush(self._expiring, (dl, key))
         e[2] = dl
-
-    def _pressure(self) -> None:
-        if self._bytes > self._high_mark:
-            self._evict_locked(self._high_mark)
-        if not self._wake_pending:
-            self._wake_pending = True
-            self._wake.set()
-
-    def _evict_locked(self, target: int, budget: int = -1) -> int:
-        data = self._data
-        now = _monotonic()
-        removed = 0
-        # Keep the most recent item: it is the one just written.
-        while self._bytes > target and len(data) > 1 and budget != 0:
-            budget -= 1
-            removed += 1
-            key, e = data.popitem(last=False)
-            self._bytes -= e[4]
-            if e[2] and e[2] <= now:
-                self._c["expired_unfetched" if e[5] < 0 else "reclaimed"] += 1
-                continue
-            e[6][2] += 1
-            self._c["evictions"] += 1
-            if e[5] < 0:
-                self._c["evicted_unfetched"] += 1
-        return removed
-
-    def _flush_due(self) -> None:
-        if _monotonic() >= self._flush_at:
-            self._clear_locked()
-
-    def _clear_locked(self) -> None:
-        self._data.clear()
-        self._bytes = 0
-        self._expiring = []
-        self._flush_at = 0.0
-        self._deps.clear()
 
     def _too_large(self, key: str, value: bytes) -> None:
         raise ValueTooLarge(

@@ -75,7 +75,7 @@ def test_unencodable_value_names_its_type():
         msgpack_serde.dumps(object())
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(st.recursive(
     st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.text() | st.binary()
     | st.floats(allow_nan=False) | st.decimals(allow_nan=False, allow_infinity=False) | st.datetimes(),
