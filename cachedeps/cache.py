@@ -40,8 +40,9 @@ from .checkpoints import BLIND, DeltaMaps, decode_checkpoints, encode_checkpoint
 from .deps import DependencyTrees
 from .errors import BackendError, ConfigurationError
 from .feed import Feed, Poll, SqlFeed, StoreFeed, feed_key
-from .keys import expand, implied, safe_key
+from .keys import expand, safe_key
 from .leases import Leases
+from .states import StateMixin
 from .stats import Listener, Stats
 
 __all__ = ["Cache", "default_serializer"]
@@ -57,7 +58,7 @@ def default_serializer() -> Any:
     return MsgpackSerializer()
 
 
-class Cache:
+class Cache(StateMixin):
     """Dependency-tracked cache over a store and a change feed.
 
     Args:
@@ -296,7 +297,10 @@ class Cache:
                 stats.emit("miss", key)
             return NO_VALUE
         try:
-            stamp, deps, payload = self.serializer.loads(raw)
+            entry = self.serializer.loads(raw)
+            if type(entry) is not list or len(entry) != 3 or type(entry[0]) is not int:
+                raise ValueError("not a cachedeps entry")
+            stamp, deps, payload = entry
         except Exception:  # corrupt or foreign bytes: a miss
             stats.incr("misses")
             if stats.listening:
@@ -467,105 +471,6 @@ class Cache:
     def record(self, *keys: str) -> None:
         """Add dependency keys to every active recorder."""
         _rec.record(*keys)
-
-    # -- object states ----------------------------------------------------------------------
-
-    def _state_deps(self, oid: str) -> list[str]:
-        return [feed_key(k) for k in implied(oid)]
-
-    def _state_keys(self, oid: str, deps: list[str]) -> list[str]:
-        view = self._maps.view
-        if view.cp1 == BLIND:
-            return []
-        t = self._maps.newest(deps)
-        if t:
-            return [safe_key(self._s, f"{t}:{oid}")]
-        if view.cp0 == view.cp1:
-            return [safe_key(self._s, f"{view.cp0}:{oid}")]
-        return [safe_key(self._s, f"{view.cp0}:{oid}"), safe_key(self._s, f"{view.cp1}:{oid}")]
-
-    def get_state(self, oid: str) -> Any:
-        """Return the cached state of object ``oid`` if current, else NO_VALUE (one round trip)."""
-        return self.get_states([oid]).get(oid, NO_VALUE)
-
-    def get_states(self, oids: Iterable[str]) -> dict[str, Any]:
-        """Return the current cached states of ``oids`` (missing ones left out), in one round trip."""
-        plan: list[tuple[str, list[str], list[str]]] = []
-        wanted: list[str] = []
-        for oid in dict.fromkeys(oids):
-            deps = self._state_deps(oid)
-            keys = self._state_keys(oid, deps)
-            plan.append((oid, deps, keys))
-            wanted.extend(keys)
-        if _rec.active():
-            _rec.record_many(oid for oid, _, _ in plan)
-        found: dict[str, bytes] = {}
-        if wanted:
-            try:
-                found = self.store.get_many(wanted)
-            except BackendError as exc:
-                self._failed(exc)
-        out: dict[str, Any] = {}
-        stats = self._stats
-        for oid, deps, keys in plan:
-            result = NO_VALUE
-            event = "miss"
-            for k in keys:
-                raw = found.get(k)
-                if raw is None:
-                    continue
-                try:
-                    stamp, payload = self.serializer.loads(raw)
-                except Exception:
-                    continue
-                if self._maps.valid(stamp, deps):
-                    result, event = payload, "hit"
-                    break
-                event = "stale"
-            stats.incr("hits" if event == "hit" else "misses" if event == "miss" else "stale")
-            if stats.listening:
-                stats.emit(event, oid, state=True)
-            if result is not NO_VALUE or event == "hit":
-                out[oid] = result
-        return out
-
-    def set_state(self, oid: str, value: Any, tid: int | None = None) -> bool:
-        """Store the state of ``oid`` loaded by a database read that started at ``tid``.
-
-        ``tid`` is the ``current_tid`` read before the load (default: the current one);
-        ``None`` is a fine value for a row that does not exist. Returns whether it was stored.
-        """
-        stamp = self._maps.current_tid if tid is None else int(tid)
-        deps = self._state_deps(oid)
-        maps = self._maps
-        view = maps.view
-        t = maps.newest(deps)
-        if t:
-            if t > stamp:
-                return False
-            skey = safe_key(self._s, f"{t}:{oid}")
-        else:
-            if stamp < view.cp1:
-                return False
-            skey = safe_key(self._s, f"{view.cp0}:{oid}")
-        raw = self.serializer.dumps([stamp, value])
-        try:
-            self.store.set(skey, raw)
-        except BackendError as exc:
-            self._failed(exc)
-            return False
-        self._stats.incr("sets")
-        return True
-
-    def load_state(self, oid: str, loader: Callable[[], Any]) -> Any:
-        """Return the state of ``oid`` from the cache, else from ``loader()`` (and cache it)."""
-        value = self.get_state(oid)
-        if value is not NO_VALUE:
-            return value
-        stamp = self._maps.current_tid
-        value = loader()
-        self.set_state(oid, value, tid=stamp)
-        return value
 
     # -- writes -------------------------------------------------------------------------------
 

@@ -88,6 +88,10 @@ def test_corrupt_entry_is_a_miss(pair, embedded):
     assert a.get("bad") is NO_VALUE
     embedded.set("d:bad2", a.serializer.dumps({"not": "a list"}))
     assert a.get("bad2") is NO_VALUE
+    embedded.set("d:bad3", a.serializer.dumps({"three": 1, "keys": 2, "here": 3}))
+    assert a.get("bad3") is NO_VALUE
+    embedded.set("s:0:x:1", a.serializer.dumps(["x", "y"]))
+    assert a.get_state("x:1") is NO_VALUE
 
 
 def test_long_and_odd_keys_are_hashed(pair):
