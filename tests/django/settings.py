@@ -48,7 +48,12 @@ else:
             "NAME": _file or ":memory:",
             "TEST": {"NAME": _file} if _file else {},
             # Writers in several processes: take the write lock at BEGIN, not on upgrade.
-            "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"} if _file else {},
+            # WAL: readers in other processes do not block the writers' commits.
+            "OPTIONS": (
+                {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+                if _file
+                else {}
+            ),
         }
     }
 
