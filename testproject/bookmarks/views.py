@@ -51,7 +51,11 @@ def user_bookmarks(request: HttpRequest, username: str) -> HttpResponse:
 def tag_page(request: HttpRequest, slug: str) -> HttpResponse:
     """List the newest bookmarks carrying a tag."""
     tag = get_object_or_404(Tag, slug=slug)
-    bookmarks = (Bookmark.objects.filter(tags__id=tag.pk).select_related("owner")
+    # Two steps rather than a join: the page then depends on this tag's links and on the
+    # listed bookmarks only, not on every bookmark (an IN list gives one key per value).
+    ids = list(Bookmark.tags.through.objects.filter(tag_id=tag.pk)
+               .values_list("bookmark_id", flat=True))
+    bookmarks = (Bookmark.objects.filter(pk__in=ids).select_related("owner")
                  .order_by("-created", "-id"))
     page = Paginator(bookmarks, PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "bookmarks/tag.html", {"tag": tag, "page": page})

@@ -69,6 +69,18 @@ CACHES = {
 
 CACHEDEPS = {"CACHE": "default", "TIMEOUT": 3600}
 
+# DEMO_CACHE_MODE compares configurations (benchmarks/bench_django.py): "cachedeps" (the
+# default), "none" (no caching at all), "cache_page" (Django's time-based page cache).
+DEMO_CACHE_MODE = os.environ.get("DEMO_CACHE_MODE", "cachedeps")
+if DEMO_CACHE_MODE != "cachedeps":
+    CACHEDEPS["ENABLED"] = False
+if DEMO_CACHE_MODE == "cache_page":
+    CACHES["pages"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    CACHE_MIDDLEWARE_ALIAS = "pages"
+    CACHE_MIDDLEWARE_SECONDS = 60
+    MIDDLEWARE = ["django.middleware.cache.UpdateCacheMiddleware", *MIDDLEWARE,
+                  "django.middleware.cache.FetchFromCacheMiddleware"]
+
 SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
