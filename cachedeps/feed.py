@@ -213,6 +213,7 @@ class SqlFeed:
                 cur.execute(self._poll_sql, (after,))
                 rows = cur.fetchall()
                 complete = True
+                head = int(rows[-1][0]) if rows else after
                 if len(rows) > self.max_rows:
                     complete = False
                     cur.execute(f"SELECT MAX(tid) FROM {self.table}")
@@ -233,8 +234,6 @@ class SqlFeed:
                     complete = False
                 continue
             changes.append((int(tid), key))
-        if complete:
-            head = int(rows[-1][0]) if rows else after
         return Poll(head, changes, complete)
 
     def head(self, conn: Any) -> int:
