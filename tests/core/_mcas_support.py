@@ -245,22 +245,29 @@ def deque_worker(addresses: list[str], name: str, role: str, ids: list[int], tim
     return got
 
 
-def transfer_worker(addresses: list[str], keys: list[str], transfers: int, seed: int) -> tuple[int, int]:
-    """Move random amounts between random accounts with MCAS; return (done, failed)."""
+def transfer_worker(
+    addresses: list[str], keys: list[str], transfers: int, seed: int, beacon: str | None = None
+) -> tuple[int, int]:
+    """Move random amounts from one account to one or two others with MCAS.
+
+    Sets ``beacon`` (when given) after the first transfer. Returns (done, failed).
+    """
     from cachedeps.mcas import mcas, mcas_get_many
 
     store = open_store(addresses)
     rng = random.Random(seed)
     done = failed = 0
     while done < transfers:
-        src, dst = rng.sample(keys, 2)
-        entries = mcas_get_many(store, [src, dst])
-        a, b = entries[src], entries[dst]
-        amount = rng.randint(1, 10)
-        if a.value < amount:
-            amount = a.value
-        if mcas(store, [(a, a.value - amount), (b, b.value + amount)]):
+        chosen = rng.sample(keys, rng.choice([2, 3]))
+        entries = mcas_get_many(store, chosen)
+        source, targets = entries[chosen[0]], [entries[k] for k in chosen[1:]]
+        amounts = [min(rng.randint(1, 10), source.value // len(targets)) for _ in targets]
+        updates = [(source, source.value - sum(amounts))]
+        updates += [(t, t.value + a) for t, a in zip(targets, amounts)]
+        if mcas(store, updates):
             done += 1
+            if beacon is not None and done == 1:
+                store.set(beacon, b"1")
         else:
             failed += 1
     store.close()
