@@ -200,9 +200,8 @@ def mcas_get_many(store: Store, keys: Iterable[str]) -> dict[str, Entry]:
 
     Each entry is a snapshot of its own: the set is not read atomically (on a pool it
     spans servers), but an :func:`mcas` over them checks every one, so acting on a
-    mixed set fails instead of applying. When an operation in flight is met, it is
-    finished and every key read again, so no entry reflects a state older than an
-    operation another entry was seen taking part in.
+    mixed set fails instead of applying. An operation met in flight is finished first,
+    and then every key is read again.
 
     Returns:
         A dict from key to entry snapshot; missing keys are left out.
