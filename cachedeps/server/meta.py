@@ -96,12 +96,12 @@ def _key(key: bytes, opts: dict) -> str | bytes:
 def _echo(out: list[bytes], opts: dict, key: bytes) -> None:
     """Add the k/O/b echo flags, in request order."""
     for c, tok in opts.items():
-        if c == 107:  # k
+        if c == 107:  # k, and b right after it when the key is base64
             out.append(b"k" + key)
+            if 98 in opts:
+                out.append(b"b")
         elif c == 79:  # O
             out.append(b"O" + tok)
-    if 98 in opts and 107 in opts:
-        out.append(b"b")
 
 
 class MetaCommands:
@@ -158,11 +158,11 @@ class MetaCommands:
         won = False
         if item is None:
             if 78 not in nums:
-                return b"" if 113 in opts else _EN
+                return b"" if 113 in opts else self._miss(opts, tokens[1])
             status, cas = store.store_item("add", skey, b"", nums[78])
             item = store.get_item(skey)
             if item is None:
-                return b"" if 113 in opts else _EN
+                return b"" if 113 in opts else self._miss(opts, tokens[1])
             if status == "STORED":
                 won = True
                 self.ctx.lease(skey, item[2])[2] = True
@@ -194,6 +194,8 @@ class MetaCommands:
                 out.append(b"h1" if info and info[3] else b"h0")
             elif c == 107:  # k
                 out.append(b"k" + key)
+                if 98 in opts:
+                    out.append(b"b")
             elif c == 108:  # l
                 out.append(b"l%d" % (info[2] if info else 0))
             elif c == 79:  # O
@@ -202,8 +204,6 @@ class MetaCommands:
                 out.append(b"s%d" % len(value))
             elif c == 116:  # t
                 out.append(b"t%d" % ttl)
-        if 98 in opts and 107 in opts:
-            out.append(b"b")
         if sent:
             out.append(b"Z")
         if stale:
@@ -227,9 +227,10 @@ class MetaCommands:
         skey = _key(tokens[1], opts)
         if skey.__class__ is bytes:
             return skey
-        flags = parse_uint(opts[70], 0xFFFFFFFF) if 70 in opts else 0
+        flags = parse_uint(opts[70]) if 70 in opts else 0
         if flags < 0:
             return _BAD_FORMAT
+        flags &= 0xFFFFFFFF  # as memcached: the low 32 bits of a 64-bit number
         ttl = 0
         if 84 in opts:
             ttl = parse_int(opts[84])
@@ -274,12 +275,12 @@ class MetaCommands:
         for c, tok in opts.items():
             if c == 107:
                 out.append(b"k" + tokens[1])
+                if 98 in opts:
+                    out.append(b"b")
             elif c == 79:
                 out.append(b"O" + tok)
             elif c == 99:
                 out.append(b"c%d" % (cas if status == "STORED" else 0))
-        if 98 in opts and 107 in opts:
-            out.append(b"b")
         return b" ".join(out) + b"\r\n"
 
     # -- md ------------------------------------------------------------------------------
@@ -376,7 +377,7 @@ class MetaCommands:
         except (ValueError, CachedepsError) as exc:
             return _NON_NUMERIC if exc.__class__.__name__ == "NonNumericValue" else _BAD_FORMAT
         info = peek(store, skey) if (99 in opts or 116 in opts) else None
-        if 113 in opts and 118 not in opts:
+        if 113 in opts:
             return b""
         digits = b"%d" % number
         out = [b"VA %d" % len(digits) if 118 in opts else b"HD"]
@@ -394,6 +395,12 @@ class MetaCommands:
         return b" ".join(out) + b"\r\n"
 
     @staticmethod
+    def _miss(opts: dict, key: bytes) -> bytes:
+        out = [b"EN"]
+        _echo(out, opts, key)
+        return b" ".join(out) + b"\r\n" if len(out) > 1 else _EN
+
+    @staticmethod
     def _ma_reply(code: bytes, opts: dict, key: bytes) -> bytes:
         out = [code]
         _echo(out, opts, key)
@@ -404,7 +411,7 @@ class MetaCommands:
     def me(self, tokens: list[bytes], _data: object) -> bytes:
         """Answer ``me <key> [b]`` with the item's metadata."""
         if len(tokens) < 2:
-            return _ERROR
+            return _BAD_FORMAT
         opts = {98: b""} if len(tokens) > 2 and tokens[2] == b"b" else {}
         skey = _key(tokens[1], opts)
         if skey.__class__ is bytes:

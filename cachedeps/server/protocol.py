@@ -225,7 +225,7 @@ class TextParser:
         if len(key) > KEY_MAX:
             out.append((OP_REPLY, noreply, _BAD_FORMAT))
             return None
-        flags = parse_uint(tokens[2], _UINT32)
+        flags = parse_uint(tokens[2])  # memcached keeps the low 32 bits of a 64-bit number
         exptime = parse_int(tokens[3])
         vlen_token = tokens[4]
         vlen = int(vlen_token) if vlen_token.isdigit() else -1
@@ -241,7 +241,7 @@ class TextParser:
         if vlen < 0 or vlen > _INT32_MAX - 2:
             out.append((OP_REPLY, noreply, _BAD_FORMAT))
             return None
-        args = (key, flags, exptime, cas, noreply)
+        args = (key, flags & _UINT32, exptime, cas, noreply)
         if vlen > self.item_max:
             out.append((OP_TOO_LARGE, args, op))
             return args, -(vlen + 2)

@@ -60,7 +60,26 @@ SESSION = [
     b"set c 4294967295 -1 1\r\nx\r\nget c\r\nset c 4294967295 0 1\r\nx\r\nget c\r\n"
     b"prepend c 0 0 1 noreply\r\ny\r\nget c\r\ndelete c noreply\r\nget c\r\n"
     b"incr c 1 noreply\r\n",
-    b"lru_crawler foo\r\nstats nonsense\r\nset x 0 0 5 noreply\r\nabc\r\n\r\n",    # values over the item limit are refused and swallowed; a failed set removes the old value
+    b"lru_crawler foo\r\nstats nonsense\r\nset x 0 0 5 noreply\r\nabc\r\n\r\n",    b"ms a 2\r\nabc\r\nmg a v\r\n",
+    b"ms a 2 q\r\nab\r\nms a 2 MA q\r\ncd\r\nmg a v\r\nms a 2 MP\r\nzz\r\n"
+    b"mg a v s\r\n",
+    b"ms a 2 T-1\r\nab\r\nmg a v\r\nms a 2 F4294967297\r\nab\r\nmg a f v\r\n"
+    b"set z 4294967296 0 1\r\nx\r\nget z\r\n",
+    b"set c 0 0 2\r\n10\r\nma c D5 v\r\nma c MD D20 v\r\nma c MD v q\r\nma c v q\r\n"
+    b"ma c q\r\nma c v\r\n",
+    b"ms d 1\r\nx\r\nma d\r\nma d v\r\nmd d\r\nmd d\r\nmd d q\r\nmd d k O9\r\n"
+    b"mg d k O9\r\nmg d k O9 q\r\nmn\r\n",
+    b"get a b\r\ngat 0 a\r\ngats 0\r\ntouch\r\ntouch a\r\nincr\r\nincr a\r\n"
+    b"decr a 1 2 3\r\ndelete\r\ndelete a b c d\r\n",
+    b"set e 0 0 1\r\n5\r\nset e 0 0 1 noreply extra\r\n5\r\ncas e 0 0 1\r\n5\r\n"
+    b"append e 0 0 1 1 noreply\r\nx\r\nget e\r\n",
+    b"set f 0 0 0\r\n\r\nget f\r\nappend f 0 0 0\r\n\r\nget f\r\nincr f 1\r\n",
+    b"mg\r\nms\r\nmd\r\nma\r\nme\r\nmn x\r\nmgx a\r\n",
+    b"set k 0 2592001 1\r\nx\r\nget k\r\nset k 0 -5 1\r\nx\r\nget k\r\n",
+    b"mg bm9wZQ== k O1 b\r\nma nope k O1\r\nma nope q\r\nmd nope q k\r\n"
+    b"mg Zm9v b k O1\r\nms Zm9v 1 b k O2 q\r\nx\r\nms Zm9v 1 b O3 k\r\nx\r\n"
+    b"mg Zm9v b O4 k\r\n",
+    # values over the item limit are refused and swallowed; a failed set removes the old value
     b"set big 0 0 1\r\n1\r\nset big 0 0 1048577\r\n" + b"y" * 1048577 + b"\r\nget big\r\n",
     b"get a " + b"k" * 251 + b"\r\n",
     b"stats nonsense\r\nverbosity\r\n",

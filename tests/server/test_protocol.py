@@ -58,7 +58,7 @@ def test_session_parses_the_same_whole_and_byte_by_byte(parse):
     (b"set k x 0 1\r\n", b"CLIENT_ERROR bad command line format\r\n"),
     (b"set k 0 x 1\r\n", b"CLIENT_ERROR bad command line format\r\n"),
     (b"set k 0 0 -1\r\n", b"CLIENT_ERROR bad command line format\r\n"),
-    (b"set k 4294967296 0 1\r\n", b"CLIENT_ERROR bad command line format\r\n"),
+    (b"set k 18446744073709551616 0 1\r\n", b"CLIENT_ERROR bad command line format\r\n"),
     (b"set " + b"k" * 251 + b" 0 0 1\r\n", b"CLIENT_ERROR bad command line format\r\n"),
     (b"cas k 0 0 1 x\r\n", b"CLIENT_ERROR bad command line format\r\n"),
     (b"ms k x\r\n", b"CLIENT_ERROR bad command line format\r\n"),
