@@ -177,7 +177,8 @@ class CachedepsCache(BaseCache):
         )
         return NO_VALUE
 
-    def _get_dependent(self, key: str) -> Any:
+    def _polled_engine(self) -> Any:
+        """Return the engine, its delta maps brought up to date from the change feed."""
         from django.db import DEFAULT_DB_ALIAS, connections
 
         from .conf import get_settings
@@ -188,6 +189,10 @@ class CachedepsCache(BaseCache):
             ensure_polled(DEFAULT_DB_ALIAS)  # once per request inside CachedepsMiddleware
         else:
             engine.poll(connections[DEFAULT_DB_ALIAS])
+        return engine
+
+    def _get_dependent(self, key: str) -> Any:
+        engine = self._polled_engine()
         blob = engine.get(key)
         if blob is NO_VALUE:
             return NO_VALUE
@@ -246,7 +251,12 @@ class CachedepsCache(BaseCache):
         version: int | None = None,
         depends_on: Iterable[str] = (),
     ) -> None:
-        """Store ``value``; with ``depends_on``, drop it when a write touches any of those keys."""
+        """Store ``value``; with ``depends_on``, drop it when a write touches any of those keys.
+
+        A dependent value is stamped with the change feed's position when it is stored, so
+        compute it inside the same request (the feed is polled once per request) or
+        transaction as the ``set``.
+        """
         key = self.make_and_validate_key(key, version=version)
         expire = self.get_backend_timeout(timeout)
         deps = list(depends_on)
@@ -264,7 +274,7 @@ class CachedepsCache(BaseCache):
             _warn_down(store.name, exc)
 
     def _set_dependent(self, key: str, value: Any, expire: float, deps: list[str]) -> None:
-        engine = self.engine
+        engine = self._polled_engine()
         if expire < 0:
             self._quiet_delete(key)
             return

@@ -1,0 +1,105 @@
+"""System checks (each id fires on its bad setting) and the management commands."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.cache import caches
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.test import override_settings
+
+from django_cachedeps import checks
+
+BACKEND = "django_cachedeps.backend.CachedepsCache"
+GOOD_CACHES = {"default": {"BACKEND": BACKEND, "LOCATION": "embedded://checks"}}
+
+
+def ids(messages):
+    return {m.id for m in messages}
+
+
+def run_all():
+    return [*checks.check_settings(), *checks.check_cache(), *checks.check_models(),
+            *checks.check_databases(), *checks.check_middleware()]
+
+
+def test_the_test_settings_pass():
+    assert run_all() == []
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"CACHEDEPS": {"CACHE": "default", "BOGUS": 1}}, "cachedeps.E001"),
+    ({"CACHEDEPS": {"CACHE": "nope"}}, "cachedeps.E002"),
+    ({"CACHES": {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}},
+     "cachedeps.E003"),
+    ({"CACHES": {"default": {"BACKEND": BACKEND, "LOCATION": "redis://x"}}}, "cachedeps.E004"),
+    ({"CACHEDEPS": {"CACHE": "default", "MODELS": ["testapp.Nope"]}}, "cachedeps.E005"),
+    ({"CACHEDEPS": {"CACHE": "default", "EXCLUDE": ["nope.Model"]}}, "cachedeps.E005"),
+    ({"DATABASES": {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}},
+     "cachedeps.E006"),
+    ({"MIDDLEWARE": []}, "cachedeps.W001"),
+])
+def test_each_check_fires_on_its_bad_setting(overrides, expected):
+    with override_settings(**overrides):
+        found = run_all()
+    assert expected in ids(found)
+    message = next(m for m in found if m.id == expected)
+    assert message.hint  # says the fix
+
+
+def test_disabled_cachedeps_does_not_require_the_wrappers():
+    with override_settings(CACHEDEPS={"CACHE": "default", "ENABLED": False}, MIDDLEWARE=[],
+                           DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3",
+                                                  "NAME": ":memory:"}}):
+        assert {"cachedeps.E006", "cachedeps.W001"}.isdisjoint(ids(run_all()))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stats_command_prints_prefix_rows_and_hit_rates():
+    cache = caches["default"]
+    cache.set("stat-key", "v")
+    cache.get("stat-key")
+    cache.get("stat-missing")
+    out = io.StringIO()
+    call_command("cachedeps_stats", stdout=out)
+    text = out.getvalue()
+    assert "hit rate" in text and "prefix" in text
+    assert "%" in text  # a computed hit rate
+
+
+@pytest.mark.django_db(transaction=True)
+def test_invalidate_command_drops_dependent_entries():
+    cache = caches["default"]
+    cache.set("page", "rendered", depends_on=["book:1"])
+    cache.set("other", "rendered", depends_on=["book:2"])
+    assert cache.get("page") == "rendered"
+    out = io.StringIO()
+    call_command("cachedeps_invalidate", "book:1", stdout=out)
+    assert "invalidated 1 key" in out.getvalue()
+    assert cache.get("page") is None
+    assert cache.get("other") == "rendered"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_backend_set_depends_on_and_invalidate():
+    cache = caches["default"]
+    cache.set("a", {"x": 1}, depends_on=["author:7", "book.author_id=7"])
+    assert cache.get("a") == {"x": 1}
+    assert cache.get_many(["a"]) == {"a": {"x": 1}}
+    cache.invalidate("book.author_id=8")
+    assert cache.get("a") == {"x": 1}
+    cache.invalidate("book:*")  # every row of book: implies the field key
+    assert cache.get("a") is None
+
+
+def test_serve_command_takes_host_and_port_from_location():
+    out = io.StringIO()
+    with override_settings(CACHES={"default": {"BACKEND": BACKEND,
+                                               "LOCATION": "memcache://127.0.0.1:22122"}}):
+        call_command("cachedeps_serve", "--print-args", "--max-memory", "32MB", stdout=out)
+    assert out.getvalue().strip() == (
+        "cachedeps serve --host 127.0.0.1 --port 22122 --max-memory 32MB")
+    with override_settings(CACHES=GOOD_CACHES), pytest.raises(CommandError, match="in-process"):
+        call_command("cachedeps_serve", "--print-args", stdout=io.StringIO())
