@@ -28,7 +28,7 @@ log = logging.getLogger("cachedeps.server")
 
 _ERROR = b"ERROR\r\n"
 _INTERNAL = b"SERVER_ERROR internal error\r\n"
-_TOO_MANY = b"SERVER_ERROR Too many open connections\r\n"
+_TOO_MANY = b"ERROR Too many open connections\r\n"  # memcached's words
 
 
 def make_store(settings: ServerSettings):

@@ -121,7 +121,7 @@ def test_connection_limit_refuses_cleanly(serve_factory):
         s.sendall(b"version\r\n")
         assert s.recv(100).startswith(b"VERSION")
     extra = socket.create_connection(("127.0.0.1", serve.port), timeout=2)
-    assert extra.recv(100) == b"SERVER_ERROR Too many open connections\r\n"
+    assert extra.recv(100) == b"ERROR Too many open connections\r\n"
     assert extra.recv(100) == b""
     held.pop().close()
     time.sleep(0.2)
