@@ -8,6 +8,7 @@ from cachedeps.api import DependencyStore
 from cachedeps.config import open_store
 from cachedeps.store.served import MAX_LINE, ServedDependencies, detect_native_deps
 from tests.conftest import free_port
+from tests.server.conftest import exchange
 
 pytest.importorskip("pymemcache")
 
@@ -54,3 +55,19 @@ def test_many_dependents_are_sent_in_several_lines(remote):
     deps.link("parent", children)
     assert deps.invalidate(["parent"]) == 50
     assert deps.invalidate(children + ["parent"]) == 0
+
+
+def test_engine_uses_native_trees_and_purges_on_the_server(remote, serve):
+    from cachedeps.cache import Cache
+
+    cache = Cache(remote)
+    assert cache.stats()["native_trees"] is True
+    cache.poll()
+    cache.set("recent-books", [1, 2, 3], depends_on=["book:1"])
+    assert cache.get("recent-books") == [1, 2, 3]
+    assert b"recent-books" in exchange(serve.port, b"lru_crawler metadump all\r\n")
+    cache.invalidate("book:1")
+    cache.poll()
+    # the entry was deleted in the server by cd_invalidate, not merely rejected on read
+    assert b"recent-books" not in exchange(serve.port, b"lru_crawler metadump all\r\n")
+    assert not cache.get("recent-books")
