@@ -67,20 +67,6 @@ def _namespace(using: str) -> str:
     return "d" + hashlib.blake2b(ident.encode("utf-8"), digest_size=5).hexdigest() + ":"
 
 
-def _open_store(location: str) -> Any:
-    import cachedeps
-
-    try:
-        return cachedeps.open_store(location)
-    except ModuleNotFoundError as exc:
-        # LOCAL SHIM until cachedeps.config lands: embedded stores only; remove then.
-        if exc.name != "cachedeps.config" or not location.startswith("embedded://"):
-            raise
-        from cachedeps.store.embedded import EmbeddedStore
-
-        return EmbeddedStore()
-
-
 def _build(alias: str, using: str) -> Any:
     import cachedeps
     from cachedeps.feed import SqlFeed
@@ -89,7 +75,7 @@ def _build(alias: str, using: str) -> Any:
     location = _location(alias)
     store = _stores.get(location)
     if store is None:
-        store = _stores[location] = _open_store(location)
+        store = _stores[location] = cachedeps.open_store(location)
     vendor = connections[using].vendor
     dialect = "postgresql" if vendor == "postgresql" else "sqlite"
     feed = SqlFeed(dialect=dialect, paramstyle="format", table=FEED_TABLE)
