@@ -159,7 +159,11 @@ class MetaCommands:
         if item is None:
             if 78 not in nums:
                 return b"" if 113 in opts else self._miss(opts, tokens[1])
-            status, cas = store.store_item("add", skey, b"", nums[78])
+            explicit = parse_uint(opts[69]) if 69 in opts else -1  # E: the new item's CAS id
+            if explicit == 0 or (69 in opts and explicit < 0):
+                return _BAD_TOKEN
+            status, cas = store.store_item("add", skey, b"", nums[78],
+                                           cas_id=explicit if explicit > 0 else None)
             item = store.get_item(skey)
             if item is None:
                 return b"" if 113 in opts else self._miss(opts, tokens[1])

@@ -185,11 +185,11 @@ class Server:
         self.settings = settings
         self.store = store if store is not None else make_store(settings)
         self.ctx = ServerContext(self.store, settings)
+        text = TextCommands(self.ctx)
         handlers: dict[bytes, Callable] = {}
-        for group in (TextCommands(self.ctx), MetaCommands(self.ctx), AdminCommands(self.ctx)):
+        for group in (text, MetaCommands(self.ctx), AdminCommands(self.ctx)):
             handlers.update(group.handlers())
-        self._text = TextCommands(self.ctx)
-        handlers[OP_TOO_LARGE] = self._text.too_large
+        handlers[OP_TOO_LARGE] = text.too_large
         self.handlers = handlers
         self.connections: set[_Connection] = set()
         self._server: asyncio.base_events.Server | None = None
