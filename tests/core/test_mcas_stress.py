@@ -46,6 +46,33 @@ def _run_deque(addresses: list[str], per_producer: int) -> None:
     store.close()
 
 
+def _run_deque_with_a_killed_producer(addresses: list[str], per_producer: int) -> None:
+    """One of two producers is SIGKILLed mid-run: what it pushed is a prefix of its ids."""
+    name = f"kq{uuid.uuid4().hex[:10]}"
+    store = open_store(addresses)
+    Deque.create(store, name)
+    survivor_ids = list(range(0, per_producer * 2, 2))
+    victim_ids = list(range(1, per_producer * 2, 2))
+    ctx = multiprocessing.get_context("spawn")
+    victim = ctx.Process(target=deque_worker, args=(addresses, name, "producer", victim_ids, 0))
+    victim.start()
+    with ctx.Pool(PROCESSES - 1) as pool:
+        producer = pool.apply_async(deque_worker, (addresses, name, "producer", survivor_ids, 0))
+        consumers = [pool.apply_async(deque_worker, (addresses, name, "consumer", [], 120)) for _ in range(2)]
+        time.sleep(random.uniform(1.0, 2.0))
+        victim.kill()
+        victim.join()
+        producer.get(timeout=120)
+        store.set(f"{name}:done", b"1")
+        consumed = [i for result in consumers for i in result.get(timeout=120)]
+    assert len(consumed) == len(set(consumed)), "an element was consumed twice"
+    assert set(survivor_ids) <= set(consumed), "an element of the surviving producer was lost"
+    pushed = sorted(i for i in consumed if i % 2)
+    assert len(pushed) < len(victim_ids), "the producer finished before it was killed"
+    assert pushed == victim_ids[: len(pushed)], "the killed producer's elements are not a prefix"
+    store.close()
+
+
 def _run_transfers(addresses: list[str], accounts: int, per_process: int) -> None:
     prefix = f"acct{uuid.uuid4().hex[:8]}"
     keys = [f"{prefix}:{i}" for i in range(accounts)]
@@ -119,6 +146,13 @@ def test_deque_producers_and_consumers_processes_long(request, pool):
 @pytest.mark.parametrize("pool", [False, True], ids=["one", "pool"])
 def test_mcas_transfers_processes_long(request, pool):
     _run_transfers(_addresses(request, pool), accounts=10, per_process=1500)
+
+
+@pytest.mark.slow
+@pytest.mark.memcached
+@pytest.mark.parametrize("run", range(3))
+def test_deque_survives_a_killed_producer_long(request, run):
+    _run_deque_with_a_killed_producer(_addresses(request, pool=run % 2 == 1), per_producer=2000)
 
 
 @pytest.mark.slow
