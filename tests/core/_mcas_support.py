@@ -1,8 +1,9 @@
 """Stores and worker functions shared by the MCAS and deque tests.
 
 ``DictStore`` is a small thread-safe in-process store with memcached's CAS semantics
-(unique, never reused CAS ids; negative expiry means already expired). ``open_store``
-opens a store on memcached addresses; the multiprocessing workers live here so that
+(unique, never reused CAS ids; negative expiry means already expired) that can list its
+live keys, so tests can see everything an operation leaves behind. ``open_store`` opens
+the remote store on memcached addresses; the multiprocessing workers live here so that
 spawned children can import them.
 """
 
@@ -17,11 +18,10 @@ from typing import Any, Iterable, Mapping
 import pytest
 
 from cachedeps.api import RELATIVE_EXPIRY_LIMIT
-from cachedeps.errors import ValueTooLarge
+from cachedeps.config import open_store as open_url
 
 __all__ = [
     "DictStore",
-    "MemcacheStore",
     "open_store",
     "deque_worker",
     "transfer_worker",
@@ -141,78 +141,8 @@ class DictStore:
         pass
 
 
-class MemcacheStore:
-    """The store contract over pymemcache, for one server or a hashed pool."""
-
-    def __init__(self, addresses: list[str]) -> None:
-        from pymemcache.client.base import Client
-        from pymemcache.client.hash import HashClient
-
-        servers = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in addresses]
-        self.name = "memcache://" + ",".join(addresses)
-        if len(servers) == 1:
-            self._mc: Any = Client(servers[0], default_noreply=False)
-        else:
-            self._mc = HashClient(servers, default_noreply=False, use_pooling=False)
-
-    def get(self, key: str) -> bytes | None:
-        return self._mc.get(key)
-
-    def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
-        return self._mc.get_many(list(keys))
-
-    def gets(self, key: str) -> tuple[bytes, int] | None:
-        value, cas = self._mc.gets(key)
-        return None if value is None else (value, int(cas))
-
-    def gets_many(self, keys: Iterable[str]) -> dict[str, tuple[bytes, int]]:
-        return {k: (v, int(c)) for k, (v, c) in self._mc.gets_many(list(keys)).items()}
-
-    def set(self, key: str, value: bytes, expire: float = 0, flags: int = 0) -> None:
-        self._mc.set(key, value, expire=int(expire), noreply=False)
-
-    def set_many(self, mapping: Mapping[str, bytes], expire: float = 0, flags: int = 0) -> list[str]:
-        return list(self._mc.set_many(dict(mapping), expire=int(expire), noreply=False))
-
-    def add(self, key: str, value: bytes, expire: float = 0, flags: int = 0) -> bool:
-        from pymemcache.exceptions import MemcacheServerError
-
-        try:
-            return bool(self._mc.add(key, value, expire=int(expire), noreply=False))
-        except MemcacheServerError as exc:
-            raise ValueTooLarge(f"{len(value)} bytes for {key!r}: {exc}") from exc
-
-    def cas(self, key: str, value: bytes, cas: int, expire: float = 0, flags: int = 0) -> bool | None:
-        return self._mc.cas(key, value, str(cas).encode(), expire=int(expire), noreply=False)
-
-    def touch(self, key: str, expire: float = 0) -> bool:
-        return bool(self._mc.touch(key, expire=int(expire), noreply=False))
-
-    def delete(self, key: str) -> bool:
-        return bool(self._mc.delete(key, noreply=False))
-
-    def flush_all(self, delay: float = 0) -> None:
-        if hasattr(self._mc, "clients"):
-            for client in self._mc.clients.values():
-                client.flush_all(noreply=False)
-        else:
-            self._mc.flush_all(noreply=False)
-
-    def close(self) -> None:
-        self._mc.close()
-
-
 def open_store(addresses: list[str]) -> Any:
-    """Open a store on memcached ``host:port`` addresses (a pool when several).
-
-    The library's remote store when it is there, else :class:`MemcacheStore`.
-    """
-    try:
-        import cachedeps.store.remote  # noqa: F401
-    except ImportError:
-        return MemcacheStore(addresses)
-    from cachedeps.config import open_store as open_url
-
+    """Open the library's remote store on memcached ``host:port`` addresses (a pool when several)."""
     # A generous timeout: the test machine is shared and may stall a process briefly.
     return open_url("memcache://" + ",".join(addresses) + "?timeout=5s")
 
