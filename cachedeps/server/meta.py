@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
-import time
 
 from ..errors import CachedepsError, ValueTooLarge
 from .context import ServerContext
 from .protocol import KEY_MAX, parse_int, parse_uint
 
-__all__ = ["MetaCommands", "peek"]
+__all__ = ["MetaCommands"]
 
 _ERROR = b"ERROR\r\n"
 _EN = b"EN\r\n"
@@ -42,25 +40,6 @@ _MA_FLAGS = frozenset(b"bCENJDTMqtcvkO")
 _MS_MODES = {b"S": "set", b"s": "set", b"E": "add", b"e": "add", b"A": "append", b"a": "append",
              b"P": "prepend", b"p": "prepend", b"R": "replace", b"r": "replace"}
 _MS_STATUS = {"STORED": b"HD", "NOT_STORED": b"NS", "EXISTS": b"EX", "NOT_FOUND": b"NF"}
-_monotonic = time.monotonic
-
-
-def peek(store, key: str) -> tuple[int, int, int, bool, int] | None:
-    """Return ``(cas, ttl, idle, fetched, size)`` of a live item without touching it.
-
-    ``ttl`` is the whole seconds left (``-1``: never expires), ``idle`` the seconds since
-    the last access. Reads the embedded store's entry under its lock.
-    """
-    with store._lock:
-        e = store._data.get(key)
-        if e is None:
-            return None
-        now = _monotonic()
-        dl = e[2]
-        if dl and dl <= now:
-            return None
-        ttl = -1 if not dl else math.ceil(dl - now)
-        return e[3], ttl, max(int(now) - e[5], 0), e[6], e[4]
 
 
 def _parse_flags(tokens: list[bytes], start: int, allowed: frozenset, dup_error: bytes):
@@ -150,7 +129,7 @@ class MetaCommands:
                     return _BAD_TOKEN
                 nums[c] = v
         store = self.store
-        info = peek(store, skey) if (104 in opts or 108 in opts) else None  # h l: before access
+        info = store.peek(skey) if (104 in opts or 108 in opts) else None  # h l: before access
         try:
             item = store.gat(skey, nums[84]) if 84 in nums else store.get_item(skey)
         except (ValueError, CachedepsError):
@@ -177,7 +156,7 @@ class MetaCommands:
         ttl_needed = 116 in opts or 82 in nums
         ttl = -1
         if ttl_needed or info is None and (104 in opts or 108 in opts):
-            now = peek(store, skey)
+            now = store.peek(skey)
             if now is not None:
                 ttl = now[1]
                 if info is None:
@@ -260,7 +239,7 @@ class MetaCommands:
         store = self.store
         stale = False
         if compare is not None and 73 in opts:  # I: an older CAS stores, marked stale
-            current = peek(store, skey)
+            current = store.peek(skey)
             if current is not None and compare < current[0]:
                 compare, stale = None, True
         try:
@@ -360,7 +339,7 @@ class MetaCommands:
         store = self.store
         try:
             if compare is not None:
-                current = peek(store, skey)
+                current = store.peek(skey)
                 if current is None:
                     return self._ma_reply(b"NF", opts, tokens[1])
                 if current[0] != compare:
@@ -380,7 +359,7 @@ class MetaCommands:
                 store.touch(skey, ttl)
         except (ValueError, CachedepsError) as exc:
             return _NON_NUMERIC if exc.__class__.__name__ == "NonNumericValue" else _BAD_FORMAT
-        info = peek(store, skey) if (99 in opts or 116 in opts) else None
+        info = store.peek(skey) if (99 in opts or 116 in opts) else None
         if 113 in opts:
             return b""
         digits = b"%d" % number
@@ -420,7 +399,7 @@ class MetaCommands:
         skey = _key(tokens[1], opts)
         if skey.__class__ is bytes:
             return skey
-        info = peek(self.store, skey)
+        info = self.store.peek(skey)
         if info is None:
             return _EN
         from .admin import size_class

@@ -79,6 +79,7 @@ SESSION = [
     b"mg bm9wZQ== k O1 b\r\nma nope k O1\r\nma nope q\r\nmd nope q k\r\n"
     b"mg Zm9v b k O1\r\nms Zm9v 1 b k O2 q\r\nx\r\nms Zm9v 1 b O3 k\r\nx\r\n"
     b"mg Zm9v b O4 k\r\n",
+    b"ms hh 1 T100\r\nx\r\nmg hh h l t\r\nmg hh h l t v\r\n",
     # values over the item limit are refused and swallowed; a failed set removes the old value
     b"set big 0 0 1\r\n1\r\nset big 0 0 1048577\r\n" + b"y" * 1048577 + b"\r\nget big\r\n",
     b"get a " + b"k" * 251 + b"\r\n",
