@@ -574,6 +574,26 @@ class EmbeddedStore(ScanMixin, SweeperMixin):
     def __len__(self) -> int:
         return len(self._data)
 
+    def peek(self, key: str) -> tuple[int, int, int, bool, int] | None:
+        """Return ``(cas, ttl, idle, fetched, size)`` of a live item without touching it.
+
+        For the meta protocol (``mg t l h``, ``me``): ``ttl`` is the whole seconds left
+        (``-1``: never expires), ``idle`` the seconds since the last read or store. Neither
+        the LRU order nor the statistics change.
+        """
+        with self._lock:
+            if self._flush_at:
+                self._flush_due()
+            e = self._data.get(key)
+            if e is None:
+                return None
+            now = _monotonic()
+            dl = e[2]
+            if dl and dl <= now:
+                return None
+            ttl = -1 if not dl else int(-((now - dl) // 1))  # whole seconds, rounded up
+            return e[3], ttl, max(int(now) - abs(e[5]), 0), e[5] > 0, e[4]
+
     def close(self) -> None:
         """Stop the sweeper thread and drop every item."""
         self._closed = True
