@@ -193,11 +193,12 @@ class Deque:
             anchor = self._read_anchor()
             lo, hi = anchor.value
             index = hi if right else lo - 1
-            slot = mcas_get(store, self._slot_key(index))
+            slot_key = self._slot_key(index)
+            slot = mcas_get(store, slot_key)
             if slot is None:
-                mcas_add(store, self._slot_key(index), None, expire=ttl)
-                continue
-            if slot.value is not None:
+                mcas_add(store, slot_key, None, expire=ttl)
+                slot = mcas_get(store, slot_key)
+            if slot is None or slot.value is not None:
                 continue  # the anchor moved since we read it; read it again
             moved = [lo, hi + 1] if right else [lo - 1, hi]
             if mcas(store, [(anchor, moved), (slot, payload)], expire=ttl):
