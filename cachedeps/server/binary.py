@@ -86,33 +86,60 @@ class BinaryConnection:
         self.store = ctx.store
         self._admin_stats = text_handlers.get(b"stats")
         self._rest = b""
+        self._queue: list[tuple] = []
+        self._error_after: bytes | None = None
         self.max_body = ctx.settings.item_max + 1024
+        self.batch_bytes = ctx.settings.write_high_water
+
+    @property
+    def pending(self) -> bool:
+        """Return whether parsed requests wait to be answered (replies were held back)."""
+        return bool(self._queue)
 
     def feed(self, data: bytes) -> tuple[list[bytes], bool]:
-        """Take bytes; return ``(replies, close)``."""
-        buf = self._rest + data if self._rest else data
-        packets, used, error = parse_packets(buf, self.max_body)
-        self._rest = buf[used:]
+        """Take bytes; return ``(replies, close)``.
+
+        Replies stop after about ``batch_bytes``; the requests left wait in a queue
+        (:attr:`pending`) for the next call, which the connection makes once the client
+        has read enough.
+        """
+        if data:
+            buf = self._rest + data if self._rest else data
+            packets, used, error = parse_packets(buf, self.max_body)
+            self._rest = buf[used:]
+            self._queue.extend(packets)
+            if error is not None:
+                reply = b""
+                if error == "size" and len(buf) >= used + 24:
+                    opaque = _HEADER.unpack_from(buf, used)[7]
+                    reply = _response(buf[used + 1], TOO_LARGE, opaque, value=_MESSAGES[TOO_LARGE])
+                self._error_after = reply
+            elif len(self._rest) > self.max_body + 24:
+                self._error_after = b""
         out: list[bytes] = []
-        for packet in packets:
+        size = 0
+        queue = self._queue
+        done = 0
+        for packet in queue:
+            done += 1
             if packet[0] in (0x07, 0x17):  # quit: answer (unless quiet), then close
                 if packet[0] == 0x07:
                     out.append(_response(0x07, OK, packet[4]))
+                self._queue = []
                 return out, True
             try:
                 reply = self._execute(*packet)
             except Exception:  # keep serving; the error is answered, not raised
                 reply = _response(packet[0], INVALID, packet[4], value=b"Internal error")
-            if reply is None:
-                return out, True
             if reply:
                 out.append(reply)
-        if error is not None:
-            if error == "size" and len(buf) >= used + 24:
-                opaque = _HEADER.unpack_from(buf, used)[7]
-                out.append(_response(buf[used + 1], TOO_LARGE, opaque, value=_MESSAGES[TOO_LARGE]))
-            return out, True
-        if len(self._rest) > self.max_body + 24:
+                size += len(reply)
+                if size > self.batch_bytes:
+                    break
+        del queue[:done]
+        if not queue and self._error_after is not None:
+            if self._error_after:
+                out.append(self._error_after)
             return out, True
         return out, False
 

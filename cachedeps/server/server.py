@@ -28,6 +28,8 @@ log = logging.getLogger("cachedeps.server")
 
 _ERROR = b"ERROR\r\n"
 _INTERNAL = b"SERVER_ERROR internal error\r\n"
+# marks a binary connection whose parsed requests wait for the client to read
+_BINARY_BACKLOG: tuple[list[tuple], int] = ([], 0)
 _TOO_MANY = b"ERROR Too many open connections\r\n"  # memcached's words
 
 
@@ -86,10 +88,21 @@ class _Connection(asyncio.Protocol):
             if data[:1] == b"\x80":
                 self.binary = BinaryConnection(self.ctx, self.server.handlers)
         if self.binary is not None:
-            out, close = self.binary.feed(data)
-            self._send(out, close)
+            self._run_binary(data)
             return
         self._run(self.parser.feed(data), 0)
+
+    def _run_binary(self, data: bytes) -> None:
+        binary = self.binary
+        while True:
+            out, close = binary.feed(data)
+            data = b""
+            self._send(out, close)
+            if close or not binary.pending:
+                return
+            if self.paused_at:
+                self.backlog = _BINARY_BACKLOG
+                return
 
     def _run(self, commands: list[tuple], start: int) -> None:
         """Execute ``commands[start:]``, writing replies in batches of bounded size.
@@ -160,7 +173,10 @@ class _Connection(asyncio.Protocol):
         backlog = self.backlog
         if backlog is not None:
             self.backlog = None
-            self._run(*backlog)
+            if backlog is _BINARY_BACKLOG:
+                self._run_binary(b"")
+            else:
+                self._run(*backlog)
             if self.paused_at or self.closing:
                 return
         self.transport.resume_reading()

@@ -50,7 +50,20 @@ class TextCommands:
 
     def get(self, tokens: list[bytes], _data: object) -> bytes:
         """Answer ``get <key>+``."""
-        if len(tokens) < 2:
+        n = len(tokens)
+        if n == 2:  # the common case, without building a list
+            key = tokens[1]
+            if len(key) > KEY_MAX:
+                return _BAD_FORMAT
+            try:
+                item = self.store.get_item(key.decode())
+            except (ValueError, CachedepsError):
+                return _BAD_FORMAT
+            if item is None:
+                return _END
+            value = item[0]
+            return b"VALUE %b %d %d\r\n%b\r\nEND\r\n" % (key, item[1], len(value), value)
+        if n < 2:
             return _ERROR
         get_item = self.store.get_item
         out = []

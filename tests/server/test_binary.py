@@ -63,3 +63,22 @@ def test_binary_session(serve):
     assert struct.unpack(">Q", replies[2][3])[0] == 10
     assert struct.unpack(">Q", replies[3][3])[0] == 15
     assert b"cachedeps/" in replies[4][3]
+
+
+def test_binary_client_that_never_reads_cannot_grow_the_server(serve_factory):
+    serve = serve_factory("--write-timeout", "2")
+    with socket.create_connection(("127.0.0.1", serve.port)) as c:
+        c.sendall(request(0x01, b"big", struct.pack(">II", 0, 0), b"v" * 100000))
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        before = serve.rss_kb()
+        c.settimeout(0.5)
+        batch = request(0x00, b"big") * 200
+        sent = 0
+        try:
+            while sent < 100 * 2**20:
+                sent += c.send(batch)
+        except (socket.timeout, OSError):
+            pass
+        # gigabytes of replies were asked for; the server stopped reading instead
+        assert sent < 100 * 2**20
+        assert serve.rss_kb() - before < 64 * 1024
