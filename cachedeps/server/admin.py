@@ -134,6 +134,9 @@ class AdminCommands:
         if sub == b"cachedump":
             return self._cachedump(tokens)
         if sub == b"reset":
+            ctx = self.ctx
+            ctx.total_connections = ctx.rejected_connections = ctx.cmd_meta = 0
+            ctx.bytes_read = ctx.bytes_written = 0
             return b"RESET\r\n"
         if sub in (b"conns", b"extstore", b"detail"):
             return _END

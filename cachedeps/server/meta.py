@@ -36,7 +36,7 @@ _NON_NUMERIC = b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\
 _MG_FLAGS = frozenset(b"bcfhklOqstuvNRTE")
 _MS_FLAGS = frozenset(b"bcCEFIkOqsSTM")
 _MD_FLAGS = frozenset(b"bCEIkOqTx")
-_MA_FLAGS = frozenset(b"bCENJDTMqtcvkO")
+_MA_FLAGS = frozenset(b"bCNJDTMqtcvkO")
 _MS_MODES = {b"S": "set", b"s": "set", b"E": "add", b"e": "add", b"A": "append", b"a": "append",
              b"P": "prepend", b"p": "prepend", b"R": "replace", b"r": "replace"}
 _MS_STATUS = {"STORED": b"HD", "NOT_STORED": b"NS", "EXISTS": b"EX", "NOT_FOUND": b"NF"}
@@ -286,7 +286,11 @@ class MetaCommands:
                 ttl = parse_int(opts[84]) if 84 in opts else 0
                 if ttl is None:
                     return _BAD_OR_DUP
-                status, cas = store.store_item("append", skey, b"", compare_cas=compare)
+                explicit = parse_uint(opts[69]) if 69 in opts else None  # E: the new CAS id
+                if explicit is not None and explicit <= 0:
+                    return _BAD_OR_DUP
+                status, cas = store.store_item("append", skey, b"", compare_cas=compare,
+                                               cas_id=explicit)
                 if status == "STORED":
                     if 84 in opts:
                         store.touch(skey, ttl)

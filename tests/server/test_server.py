@@ -107,6 +107,7 @@ def test_meta_leases_and_explicit_cas(serve, client):
     assert exchange(serve.port, b"md e I\r\nmg e v\r\nmg e v\r\n") == \
         b"HD\r\nVA 1 X W\r\n1\r\nVA 1 Z X\r\n1\r\n"
     assert exchange(serve.port, b"ms e 1\r\n2\r\nmg e v\r\n") == b"HD\r\nVA 1\r\n2\r\n"
+    assert exchange(serve.port, b"md e I E9500\r\nmg e c\r\n") == b"HD\r\nHD c9500 X W\r\n"
     # a vivified item may take an explicit CAS id (E)
     assert exchange(serve.port, b"mg viv N30 E9000 c v\r\nmg viv c\r\n") == b"VA 0 c9000 W\r\n\r\nHD c9000 Z\r\n"
 
