@@ -165,6 +165,9 @@ class TextCommands:
                 return b"" if noreply else _STORED
             status = self.store.store_item(mode, skey, value, exptime, flags, compare_cas=cas)[0]
         except ValueTooLarge:
+            if mode == "set":
+                # As memcached: a set that failed must not leave the old value readable.
+                self.store.delete(skey)
             return b"" if noreply else _TOO_LARGE
         except (ValueError, CachedepsError):
             return b"" if noreply else _BAD_FORMAT

@@ -214,3 +214,10 @@ def test_sigterm_shuts_down_cleanly(serve_factory):
     assert "stopped" in log
     assert conn.recv(10) == b""
     conn.close()
+
+
+def test_value_just_over_the_store_limit_is_refused_and_drops_the_old_value(serve_factory):
+    serve = serve_factory("--item-max", "1KB")
+    # the parser lets 1024 bytes through; key and item overhead push it over in the store
+    reply = exchange(serve.port, b"set k 0 0 1\r\nx\r\nset k 0 0 1024\r\n" + b"y" * 1024 + b"\r\nget k\r\n")
+    assert reply == b"STORED\r\nSERVER_ERROR object too large for cache\r\nEND\r\n"
