@@ -43,6 +43,7 @@ __all__ = [
     "written_table",
     "statement_mappers",
     "mapper_extra_tables",
+    "primary_key_binds",
 ]
 
 _WRITE_SQL = re.compile(
@@ -55,6 +56,8 @@ _WRITE_SQL = re.compile(
 _WRITE_VERB = re.compile(r"^\s*(?:with\b.*?\)\s*)?(insert|update|delete|replace|merge|truncate)\b", re.I | re.S)
 
 _NO_VALUE = object()
+# id(where clause) -> (clause, mapper, bind names of its primary key columns or None)
+_PK_BINDS: dict[int, tuple[Any, Any, list[str] | None]] = {}
 # mapper -> tables its loads may read beyond its statement (computed once per mapper)
 _EXTRA: weakref.WeakKeyDictionary[Mapper, list[str]] = weakref.WeakKeyDictionary()
 
@@ -196,6 +199,51 @@ def mapper_extra_tables(mapper: Mapper) -> list[str]:
     result = list(extra)
     _EXTRA[mapper] = result
     return result
+
+
+def primary_key_binds(mapper: Mapper, where: Any) -> list[str] | None:
+    """Return the bind parameter names giving each primary key column of ``mapper`` when
+    ``where`` is exactly ``pk1 = :a AND pk2 = :b ...`` (a get by primary key), else None.
+
+    Memoized per clause object: ``session.get`` reuses one clause per mapper.
+    """
+    memo = _PK_BINDS.get(id(where))
+    if memo is not None and memo[0] is where and memo[1] is mapper:
+        return memo[2]
+    result = _pk_binds(mapper, where)
+    if len(_PK_BINDS) > 1000:
+        _PK_BINDS.clear()
+    _PK_BINDS[id(where)] = (where, mapper, result)
+    return result
+
+
+def _pk_binds(mapper: Mapper, where: Any) -> list[str] | None:
+    if isinstance(where, BooleanClauseList) and where.operator is operators.and_:
+        terms: Iterable[Any] = where.clauses
+    else:
+        terms = (where,)
+    found: dict[int, str] = {}
+    pk = list(mapper.primary_key)
+    for term in terms:
+        if not isinstance(term, BinaryExpression) or term.operator is not operators.eq:
+            return None
+        col, bind = term.left, term.right
+        if isinstance(col, BindParameter):
+            col, bind = bind, col
+        if not isinstance(bind, BindParameter) or not isinstance(col, ColumnClause):
+            return None
+        table = getattr(col, "table", None)
+        index = next(
+            (i for i, c in enumerate(pk)
+             if c.name == col.name and table is not None and c.table.name == table.name),
+            None,
+        )
+        if index is None or index in found:
+            return None
+        found[index] = bind.key
+    if len(found) != len(pk):
+        return None
+    return [found[i] for i in range(len(pk))]
 
 
 def table_write_keys(table: str) -> list[str]:

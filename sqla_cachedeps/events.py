@@ -35,7 +35,7 @@ from cachedeps.errors import CachedepsError, ConfigurationError
 from cachedeps.feed import SqlFeed
 
 from . import identity
-from .analysis import read_keys, statement_mappers
+from .analysis import primary_key_binds, read_keys, statement_mappers
 from .feed import DEFAULT_TABLE, feed_for_dialect
 from .options import EXECUTION_OPTION, FromCache, RelationshipCache
 from .writes import Writes, conn_state, session_state
@@ -45,6 +45,8 @@ __all__ = ["install", "Installation"]
 log = logging.getLogger("sqla_cachedeps")
 
 _QUERY_PREFIX = "sqla:q:"
+# distinct statement shapes whose SQL text is kept for building query keys
+_MAX_STATEMENTS = 2000
 
 
 def install(
@@ -255,10 +257,9 @@ class Installation:
 
     def _get(self, orm_state: ORMExecuteState, state: Any, refresh: bool) -> Result | None:
         statement = orm_state.statement
-        mappers = statement_mappers(statement)
-        if len(mappers) != 1 or not identity.state_cacheable(mappers[0]):
+        mapper = orm_state.bind_mapper
+        if mapper is None or not identity.state_cacheable(mapper):
             return None
-        mapper = mappers[0]
         opts = orm_state.load_options
         if getattr(opts, "_populate_existing", False) or getattr(statement, "_for_update_arg", None) is not None:
             return None
@@ -266,7 +267,7 @@ class Installation:
             refresh_state = getattr(opts, "_refresh_state", None)
             compile_opts = getattr(statement, "_compile_options", None)
             only = getattr(compile_opts, "_only_load_props", None)
-            if refresh_state is None or refresh_state.modified:
+            if refresh_state is None or refresh_state.modified or refresh_state.mapper is not mapper:
                 return None
             if only and not only.issuperset(p.key for p in mapper.column_attrs):
                 return None  # a partial refresh (deferred columns): leave it to the database
@@ -283,43 +284,42 @@ class Installation:
         cached = cache.get_state(oid)  # records the oid
         if cached is not NO_VALUE:
             try:
-                rows = [] if cached is None else [(identity.decode_state(mapper, cached),)]
-                return identity.merge_rows(orm_state.session, statement, [mapper.class_.__name__], rows)
+                rows = [] if cached is None else [(identity.attach(orm_state.session, mapper, cached),)]
             except (identity.Unsupported, TypeError, KeyError, AttributeError) as exc:
                 log.debug("cached state of %s unusable (%s); loading from the database", oid, exc)
-        result = orm_state.invoke_statement()
-        frozen = result.freeze()
+            else:
+                return identity.make_result((mapper.class_.__name__,), rows)
+        frozen = orm_state.invoke_statement().freeze()
         objs = [row[0] for row in frozen()]
-        try:
-            value = identity.encode_state(objs[0]) if objs else None
-        except identity.Unsupported:
-            return frozen()
         if len(objs) <= 1:
+            try:
+                value = identity.encode_state(objs[0]) if objs else None
+            except identity.Unsupported:
+                return frozen()
             _store(cache.set_state, oid, value, tid=tid)
         return frozen()
 
     def _query(self, orm_state: ORMExecuteState, state: Any, option: FromCache | None) -> Result | None:
         statement = orm_state.statement
         params = orm_state.parameters or {}
-        deps = read_keys(statement, params)
-        if deps is None:
-            return None
         tid = self._begin(orm_state, state)
         if tid is None:
             return None
-        key = self._query_key(orm_state, statement, params)
+        key = self._query_key(statement, params)
         if key is None:
             return None
         cache = self.cache
-        registry = _registry_of(statement)
         cached = cache.get(key)  # a hit records its dependencies
-        if cached is not NO_VALUE and registry is not None:
+        if cached is not NO_VALUE:
             try:
-                result = identity.decode_result(orm_state.session, statement, cached, registry)
+                result = identity.decode_result(orm_state.session, cached, lambda: _registries(statement))
             except (identity.Unsupported, TypeError, KeyError, AttributeError, ValueError) as exc:
                 log.debug("cached result %s unusable (%s); loading from the database", key, exc)
             else:
                 return self._carry_options(orm_state, result)
+        deps = read_keys(statement, params)
+        if deps is None:
+            return None  # not analysable: never cached
         cache.record(*deps)
         frozen = orm_state.invoke_statement().freeze()
         try:
@@ -344,12 +344,14 @@ class Installation:
                     continue
         return frozen()
 
-    def _query_key(self, orm_state: ORMExecuteState, statement: Any, params: Any) -> str | None:
+    def _query_key(self, statement: Any, params: Any) -> str | None:
         cache_key = statement._generate_cache_key()
         if cache_key is None:
             return None
+        if len(self._statement_cache) > _MAX_STATEMENTS:
+            self._statement_cache.clear()
         text = cache_key.to_offline_string(self._statement_cache, statement, params)
-        return keys.safe_key(_QUERY_PREFIX, hashlib.blake2b(text.encode("utf-8"), digest_size=20).hexdigest())
+        return _QUERY_PREFIX + hashlib.blake2b(text.encode("utf-8"), digest_size=20).hexdigest()
 
 
 def _store(fn: Any, *args: Any, **kw: Any) -> None:
@@ -359,45 +361,26 @@ def _store(fn: Any, *args: Any, **kw: Any) -> None:
         log.debug("result not cached: %s", exc)
 
 
-def _registry_of(statement: Any) -> Any:
-    mappers = statement_mappers(statement)
-    return mappers[0].registry if mappers else _NO_REGISTRY
-
-
-class _NoRegistry:
-    mappers: tuple = ()
-
-
-_NO_REGISTRY = _NoRegistry()
+def _registries(statement: Any) -> list[Any]:
+    return [m.registry for m in statement_mappers(statement)]
 
 
 def _get_identity(mapper: Any, orm_state: ORMExecuteState) -> tuple | None:
     """Return the primary key a ``session.get()`` statement loads, or None if it is not one."""
     params = orm_state.parameters
-    where = getattr(orm_state.statement, "whereclause", None)
+    statement = orm_state.statement
+    where = getattr(statement, "whereclause", None)
     if not params or where is None:
         return None
-    pk_cols = list(mapper.primary_key)
-    values: dict[Any, Any] = {}
-    from sqlalchemy.sql import operators
-    from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList
-
-    terms = where.clauses if isinstance(where, BooleanClauseList) and where.operator is operators.and_ else [where]
-    for term in terms:
-        if not isinstance(term, BinaryExpression) or term.operator is not operators.eq:
-            return None
-        col, bind = term.left, term.right
-        if isinstance(col, BindParameter):
-            col, bind = bind, col
-        if not isinstance(bind, BindParameter) or bind.key not in params:
-            return None
-        match = next((c for c in pk_cols if c.compare(col) or getattr(col, "name", None) == c.name and getattr(col, "table", None) is not None and col.table.name == c.table.name), None)
-        if match is None:
-            return None
-        values[match] = params[bind.key]
-    if len(values) != len(pk_cols) or any(v is None for v in values.values()):
+    bind_keys = primary_key_binds(mapper, where)
+    if bind_keys is None:
         return None
-    stmt = orm_state.statement
-    if getattr(stmt, "_setup_joins", None) or getattr(stmt, "_limit_clause", None) is not None:
+    try:
+        values = tuple(params[k] for k in bind_keys)
+    except KeyError:
         return None
-    return tuple(values[c] for c in pk_cols)
+    if None in values:
+        return None
+    if getattr(statement, "_setup_joins", None) or getattr(statement, "_limit_clause", None) is not None:
+        return None
+    return values

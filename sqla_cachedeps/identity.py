@@ -7,22 +7,22 @@ A cached query result is stored as plain values the safe serializer can write:
 and any other cell is the value itself. Relationships are not stored: they load lazily on
 access (and may be cached themselves, see :class:`~sqla_cachedeps.options.RelationshipCache`).
 
-On a hit the entities are rebuilt detached with
-:func:`~sqlalchemy.orm.make_transient_to_detached` and merged with
-:func:`~sqlalchemy.orm.loading.merge_frozen_result` (``load=False``): objects already in the
-session's identity map are reused, the others join it as persistent objects.
+On a hit each entity is looked up in the session's identity map, as a database load would:
+an instance already there is reused (its expired attributes filled from the cache), else a
+new instance with the cached state joins the session as a persistent object
+(:func:`~sqlalchemy.orm.make_transient_to_detached`, then ``Session.add``).
 """
 
 from __future__ import annotations
 
 import weakref
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import FrozenResult, Result
 from sqlalchemy.engine.result import IteratorResult, SimpleResultMetaData
-from sqlalchemy.orm import Mapper, Session, loading, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import instance_dict, set_committed_value
 from sqlalchemy.orm.base import instance_state
 
 __all__ = [
@@ -30,15 +30,19 @@ __all__ = [
     "encode_result",
     "decode_result",
     "encode_state",
-    "decode_state",
+    "attach",
     "state_cacheable",
-    "merge_rows",
+    "make_result",
     "entity_of",
 ]
 
 _ENTITY = "$e"
-# mapper registry -> {class path: mapper}; weak so that disposed registries go away
-_by_path: weakref.WeakKeyDictionary[Any, dict[str, Mapper]] = weakref.WeakKeyDictionary()
+# class path -> mapper, for the classes this process has cached or looked up
+_KNOWN: weakref.WeakValueDictionary[str, Mapper] = weakref.WeakValueDictionary()
+# column names -> result metadata (immutable, shared by the results of cache hits)
+_METADATA: dict[tuple, SimpleResultMetaData] = {}
+# mapper -> attribute keys of its primary key columns
+_PK_KEYS: weakref.WeakKeyDictionary[Mapper, list[str]] = weakref.WeakKeyDictionary()
 # mapper -> whether its rows are cached by oid (computed once per mapper)
 _STATE_OK: weakref.WeakKeyDictionary[Mapper, bool] = weakref.WeakKeyDictionary()
 
@@ -52,15 +56,17 @@ def _path(mapper: Mapper) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _mapper_for(path: str, registry: Any) -> Mapper:
-    table = _by_path.get(registry)
-    if table is None or path not in table:
-        table = {_path(m): m for m in registry.mappers}
-        _by_path[registry] = table
+def _mapper_for(path: str, registries: Callable[[], Iterable[Any]]) -> Mapper:
+    mapper = _KNOWN.get(path)
+    if mapper is not None:
+        return mapper
+    for registry in registries():
+        for m in registry.mappers:
+            _KNOWN[_path(m)] = m
     try:
-        return table[path]
+        return _KNOWN[path]
     except KeyError:
-        raise Unsupported(f"no mapped class {path!r} in the registry") from None
+        raise Unsupported(f"no mapped class {path!r} in this process") from None
 
 
 def state_cacheable(mapper: Mapper) -> bool:
@@ -95,13 +101,44 @@ def encode_state(obj: Any) -> dict[str, Any]:
     return {p.key: d[p.key] for p in state.mapper.column_attrs if p.key in d}
 
 
-def decode_state(mapper: Mapper, values: dict[str, Any]) -> Any:
-    """Return a detached instance of ``mapper`` holding ``values`` as its loaded state."""
+def attach(session: Session, mapper: Mapper, values: dict[str, Any]) -> Any:
+    """Return the session's instance of a cached row, as a database load would.
+
+    An instance already in the identity map wins (its unflushed changes are kept); its
+    expired attributes are filled from ``values``. Otherwise a new instance holding
+    ``values`` as loaded state joins the session as a persistent object.
+
+    Raises:
+        Unsupported: ``values`` lacks the primary key.
+    """
+    try:
+        pk = [values[k] for k in _pk_keys(mapper)]
+    except KeyError:
+        raise Unsupported(f"cached state of {mapper} lacks its primary key") from None
+    key = mapper.identity_key_from_primary_key(pk)
+    existing = session.identity_map.get(key)
+    if existing is not None:
+        state = instance_state(existing)
+        expired = state.expired_attributes
+        if expired:
+            for name in list(expired):
+                if name in values:
+                    set_committed_value(existing, name, values[name])
+        return existing
     obj = mapper.class_manager.new_instance()
-    for key, value in values.items():
-        set_committed_value(obj, key, value)
+    # Written as the ORM's own loader writes loaded state: straight into the instance dict.
+    instance_dict(obj).update(values)
     make_transient_to_detached(obj)
+    session.add(obj)
     return obj
+
+
+def _pk_keys(mapper: Mapper) -> list[str]:
+    found = _PK_KEYS.get(mapper)
+    if found is None:
+        found = [mapper.get_property_by_column(col).key for col in mapper.primary_key]
+        _PK_KEYS[mapper] = found
+    return found
 
 
 def encode_result(frozen: FrozenResult) -> dict[str, Any]:
@@ -121,13 +158,19 @@ def _encode_cell(cell: Any) -> Any:
         state = instance_state(cell)
     except Exception:
         return cell
-    if state.mapper.inherits is not None or state.mapper.polymorphic_map:
+    mapper = state.mapper
+    if mapper.inherits is not None or mapper.polymorphic_map:
         raise Unsupported("polymorphic entities are not cached by value")
-    return {_ENTITY: _path(state.mapper), "s": encode_state(cell)}
+    path = _path(mapper)
+    _KNOWN[path] = mapper
+    return {_ENTITY: path, "s": encode_state(cell)}
 
 
-def decode_result(session: Session, statement: Any, data: dict[str, Any], registry: Any) -> Result:
-    """Rebuild a cached result and merge its entities into ``session``.
+def decode_result(session: Session, data: Any, registries: Callable[[], Iterable[Any]]) -> Result:
+    """Rebuild a cached result; its entities join ``session`` (see :func:`attach`).
+
+    ``registries`` returns the mapper registries to search for a class this process has
+    not cached yet.
 
     Raises:
         Unsupported: the data does not match the current mappings.
@@ -136,27 +179,21 @@ def decode_result(session: Session, statement: Any, data: dict[str, Any], regist
         raise Unsupported("not a cached result")
     rows = []
     for row in data["r"]:
-        rows.append(tuple(_decode_cell(cell, registry) for cell in row))
-    return merge_rows(session, statement, data["c"], rows)
+        cells = []
+        for cell in row:
+            if isinstance(cell, dict) and _ENTITY in cell:
+                cell = attach(session, _mapper_for(cell[_ENTITY], registries), cell["s"])
+            cells.append(cell)
+        rows.append(tuple(cells))
+    return make_result(data["c"], rows)
 
 
-def _decode_cell(cell: Any, registry: Any) -> Any:
-    if isinstance(cell, dict) and _ENTITY in cell:
-        mapper = _mapper_for(cell[_ENTITY], registry)
-        return decode_state(mapper, cell["s"])
-    return cell
-
-
-def merge_rows(session: Session, statement: Any, columns: Sequence[str], rows: list[tuple]) -> Result:
-    """Return a result of ``rows`` with their detached entities merged into ``session``."""
-    source = IteratorResult(SimpleResultMetaData(list(columns)), iter(rows))
-    frozen = source.freeze()
-    return loading.merge_frozen_result(session, statement, frozen, load=False)()
-
-
-def entity_of(obj: Any) -> Mapper | None:
-    """Return the mapper of an ORM instance, or ``None`` for anything else."""
-    try:
-        return sa_inspect(obj).mapper
-    except Exception:
-        return None
+def make_result(columns: Sequence[str], rows: list[tuple]) -> Result:
+    """Return a result of ``rows`` named by ``columns``."""
+    names = tuple(columns)
+    metadata = _METADATA.get(names)
+    if metadata is None:
+        if len(_METADATA) > 1000:
+            _METADATA.clear()
+        metadata = _METADATA[names] = SimpleResultMetaData(list(names))
+    return IteratorResult(metadata, iter(rows))
