@@ -5,6 +5,9 @@ from __future__ import annotations
 import socket
 import struct
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from cachedeps.server.binary import parse_packets
 
 _HEADER = struct.Struct(">BBHBBHIIQ")
@@ -82,3 +85,13 @@ def test_binary_client_that_never_reads_cannot_grow_the_server(serve_factory):
         # gigabytes of replies were asked for; the server stopped reading instead
         assert sent < 100 * 2**20
         assert serve.rss_kb() - before < 64 * 1024
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.integers(0, 64))
+def test_fuzz_packet_parser_consumes_only_whole_packets(data, max_body):
+    packets, used, error = parse_packets(b"\x80" + data, max_body)
+    assert 0 <= used <= len(data) + 1
+    assert error in (None, "magic", "size")
+    for opcode, key, extras, value, opaque, cas in packets:
+        assert len(key) + len(extras) + len(value) <= max_body
