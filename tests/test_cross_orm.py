@@ -1,0 +1,203 @@
+"""One world: Django and SQLAlchemy on one database invalidate each other's caches.
+
+Both adapters spell dependency keys with :mod:`cachedeps.keys` (table ``book``, oid
+``book:7``, field key ``book.author_id=3``) and write the same change feed table, so a
+write through either ORM reaches the other's cached gets and queries. The test runs on the
+database Django's test settings use (SQLite by default; PostgreSQL with
+``CACHEDEPS_TEST_DB=postgresql``, which the last test arranges in a subprocess).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sqlite3
+import subprocess
+import sys
+import uuid
+from typing import Any, Iterator
+
+import pytest
+from sqlalchemy import BigInteger, Date, ForeignKey, String, create_engine, event, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+import cachedeps
+import sqla_cachedeps
+from sqla_cachedeps import FromCache
+from sqla_cachedeps.feed import feed_for_dialect
+from tests.conftest import require
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class SaAuthor(_Base):
+    """Django's ``testapp.Author`` table, mapped by SQLAlchemy."""
+
+    __tablename__ = "author"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    active: Mapped[bool]
+
+
+class SaBook(_Base):
+    """Django's ``testapp.Book`` table, mapped by SQLAlchemy."""
+
+    __tablename__ = "book"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("author.id"))
+    title: Mapped[str] = mapped_column(String(200))
+    isbn: Mapped[str] = mapped_column(String(20))
+    pages: Mapped[int]
+    published: Mapped[datetime.date | None] = mapped_column(Date)
+
+
+def _sqlalchemy_engine() -> Any:
+    """Return an engine on the very database Django's test connection uses."""
+    from django.db import connection
+
+    settings = connection.settings_dict
+    if connection.vendor == "sqlite":
+        name = settings["NAME"]
+        if str(name).startswith("file:"):  # Django's shared in-memory test database
+            return create_engine("sqlite://", creator=lambda: sqlite3.connect(name, uri=True, check_same_thread=False))
+        return create_engine(f"sqlite:///{name}")
+    host = settings.get("HOST") or "127.0.0.1"
+    port = settings.get("PORT") or "5432"
+    return create_engine(f"postgresql+psycopg://{settings['USER']}@{host}:{port}/{settings['NAME']}")
+
+
+@pytest.fixture
+def world() -> Iterator[dict[str, Any]]:
+    """Seed rows through Django; return Django's models and an installed SQLAlchemy app."""
+    from django_cachedeps import runtime
+    from tests.django.testapp.models import Author, Book
+
+    runtime.reset()
+    ann = Author.objects.create(name="Ann")
+    bob = Author.objects.create(name="Bob")
+    b1 = Book.objects.create(author=ann, title="Alpha", isbn="111", pages=100)
+    b2 = Book.objects.create(author=ann, title="Beta", isbn="222", pages=200)
+    engine = _sqlalchemy_engine()
+    selects: list[str] = []
+    event.listen(
+        engine,
+        "before_cursor_execute",
+        lambda c, cur, sql, *a: selects.append(sql) if sql.lstrip().upper().startswith("SELECT") else None,
+    )
+    factory = sessionmaker(engine)
+    cache = cachedeps.Cache("embedded://", feed=feed_for_dialect(engine.dialect))
+    handle = sqla_cachedeps.install(factory, cache)
+    yield {"Author": Author, "Book": Book, "ann": ann, "bob": bob, "b1": b1, "b2": b2,
+           "Session": factory, "selects": selects}
+    handle.uninstall()
+    engine.dispose()
+    runtime.reset()
+
+
+def _django_reads(world: dict[str, Any]) -> tuple[Any, list[int]]:
+    Book = world["Book"]
+    book = Book.objects.get(pk=world["b1"].pk)
+    ids = sorted(Book.objects.filter(author_id=world["ann"].pk).values_list("pk", flat=True))
+    return (book.title, book.author_id), ids
+
+
+def _django_served_from_cache(world: dict[str, Any]) -> Any:
+    from django.db import connection
+
+    from tests.django.conftest import DbQueries
+
+    first = _django_reads(world)
+    with DbQueries(connection) as q:
+        second = _django_reads(world)
+    assert q.data == [], f"Django did not serve these reads from its cache: {q.data}"
+    assert second == first
+    return first
+
+
+def test_sqlalchemy_write_invalidates_what_django_cached(world):
+    b1, ann, bob = world["b1"], world["ann"], world["bob"]
+    assert _django_served_from_cache(world) == (("Alpha", ann.pk), [b1.pk, world["b2"].pk])
+    with world["Session"].begin() as s:
+        book = s.get(SaBook, b1.pk)
+        book.title = "Moved"
+        book.author_id = bob.pk  # leaves Django's cached `author_id = ann` result
+    assert _django_reads(world) == (("Moved", bob.pk), [world["b2"].pk])
+
+
+def test_sqlalchemy_statement_invalidates_what_django_cached(world):
+    from sqlalchemy import update
+
+    _django_served_from_cache(world)
+    with world["Session"].begin() as s:
+        s.execute(update(SaBook).where(SaBook.id == world["b1"].pk).values(title="Stmt"))
+    assert _django_reads(world)[0] == ("Stmt", world["ann"].pk)
+
+
+def test_django_write_invalidates_what_sqlalchemy_cached(world):
+    b1, ann, bob = world["b1"], world["ann"], world["bob"]
+    stmt = select(SaBook.id).where(SaBook.author_id == ann.pk).order_by(SaBook.id).options(FromCache())
+
+    def read() -> tuple[Any, list[int]]:
+        with world["Session"]() as s:
+            book = s.get(SaBook, b1.pk)
+            return (book.title, book.author_id), s.scalars(stmt).all()
+
+    assert read() == (("Alpha", ann.pk), [b1.pk, world["b2"].pk])
+    world["selects"].clear()
+    assert read() == (("Alpha", ann.pk), [b1.pk, world["b2"].pk])
+    assert world["selects"] == []  # served from SQLAlchemy's cache
+
+    book = world["Book"].objects.get(pk=b1.pk)
+    book.title = "Django"
+    book.author = bob
+    book.save()
+    assert read() == (("Django", bob.pk), [world["b2"].pk])
+
+    world["Book"].objects.filter(pk=world["b2"].pk).update(title="Bulk")
+    with world["Session"]() as s:
+        assert s.get(SaBook, world["b2"].pk).title == "Bulk"
+
+
+def test_feed_rows_are_the_keys_django_would_write(world):
+    """The SQLAlchemy half on its own: the exact keys of an update, as cachedeps.keys spells them."""
+    from cachedeps import keys
+    from django.db import connection
+
+    b1, ann, bob = world["b1"], world["ann"], world["bob"]
+    with connection.cursor() as cur:
+        cur.execute("SELECT MAX(tid) FROM cachedeps_change")
+        before = cur.fetchone()[0] or 0
+    with world["Session"].begin() as s:
+        s.get(SaBook, b1.pk).author_id = bob.pk
+    with connection.cursor() as cur:
+        cur.execute("SELECT key FROM cachedeps_change WHERE tid > %s", [before])
+        written = {row[0] for row in cur.fetchall()}
+    old = {"id": b1.pk, "author_id": ann.pk, "title": "Alpha", "isbn": "111", "pages": 100, "published": None}
+    new = dict(old, author_id=bob.pk)
+    assert written == set(keys.row_keys("book", b1.pk, old, new))
+    assert {f"book:{b1.pk}", f"book.author_id={ann.pk}", f"book.author_id={bob.pk}"} <= written
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=False)
+def test_cross_orm_on_postgresql_in_a_subprocess(postgres_dsn):
+    """Run this module again with Django on PostgreSQL (its settings pick the database at start)."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        pytest.skip("already running on PostgreSQL")
+    require(bool(postgres_dsn), "PostgreSQL is needed")
+    env = dict(os.environ, CACHEDEPS_TEST_DB="postgresql",
+               CACHEDEPS_TEST_PG_NAME=f"test_cachedeps_cross_{uuid.uuid4().hex[:8]}")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+         "-k", "not in_a_subprocess"],
+        env=env, capture_output=True, text=True, timeout=240,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and "skipped" not in proc.stdout.split("\n")[-2]
