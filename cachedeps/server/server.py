@@ -260,7 +260,11 @@ class Server:
 
 async def _serve(settings: ServerSettings) -> None:
     server = Server(settings)
-    await server.start()
+    try:
+        await server.start()
+    except BaseException:
+        server.store.close()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

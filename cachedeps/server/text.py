@@ -165,7 +165,7 @@ class TextCommands:
                 return b"" if noreply else _STORED
             status = self.store.store_item(mode, skey, value, exptime, flags, compare_cas=cas)[0]
         except ValueTooLarge:
-            if mode == "set":
+            if mode == "set" and cas is None:
                 # As memcached: a set that failed must not leave the old value readable.
                 self.store.delete(skey)
             return b"" if noreply else _TOO_LARGE
