@@ -233,6 +233,11 @@ class Installation:
                 return None
             return self._get(orm_state, state, refresh=True)
         if orm_state.is_relationship_load:
+            if self.gets and "_sa_orm_load_options" in orm_state.local_execution_options:
+                # A many-to-one lazy load by primary key is a get: the row's cached state.
+                result = self._get(orm_state, state, refresh=False)
+                if result is not None:
+                    return result
             options = list(orm_state.user_defined_options)
             parent = orm_state.lazy_loaded_from
             if parent is not None:

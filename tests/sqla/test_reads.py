@@ -124,3 +124,12 @@ def test_reads_after_a_write_in_the_transaction_bypass_the_cache(app):
         s.rollback()
     with app.Session() as s:
         assert sorted(b.id for b in s.scalars(stmt)) == [1, 2]
+
+
+def test_many_to_one_lazy_load_is_a_cached_get(app):
+    for _ in range(2):
+        app.selects.clear()
+        with app.Session() as s:
+            book = s.get(Book, 3)
+            assert book.author.name == "Bob"
+    assert app.selects == []
