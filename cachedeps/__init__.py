@@ -30,6 +30,13 @@ _LAZY = {
     "Cache": "cachedeps.cache:Cache",
     "open_store": "cachedeps.config:open_store",
     "parse_url": "cachedeps.config:parse_url",
+    "SqlFeed": "cachedeps.feed:SqlFeed",
+    "StoreFeed": "cachedeps.feed:StoreFeed",
+    "Deque": "cachedeps.deque:Deque",
+    "mcas": "cachedeps.mcas:mcas",
+    "mcas_get": "cachedeps.mcas:mcas_get",
+    "mcas_get_many": "cachedeps.mcas:mcas_get_many",
+    "mcas_add": "cachedeps.mcas:mcas_add",
 }
 
 __all__ = [
