@@ -33,7 +33,6 @@ _LAZY = {
     "SqlFeed": "cachedeps.feed:SqlFeed",
     "StoreFeed": "cachedeps.feed:StoreFeed",
     "Deque": "cachedeps.deque:Deque",
-    "mcas": "cachedeps.mcas:mcas",
     "mcas_get": "cachedeps.mcas:mcas_get",
     "mcas_get_many": "cachedeps.mcas:mcas_get_many",
     "mcas_add": "cachedeps.mcas:mcas_add",
