@@ -47,6 +47,7 @@ _UINT64 = 0xFFFFFFFFFFFFFFFF
 _INT32_MAX = 0x7FFFFFFF
 
 STORAGE_OPS = frozenset((b"set", b"add", b"replace", b"append", b"prepend", b"cas"))
+_BLOCK_OPS = STORAGE_OPS | {b"ms"}
 # Commands whose lines may be longer than ``line_max`` (up to ``multiget_max``): multi-key
 # reads, as in memcached, and the dependency extension's multi-key commands.
 _LONG_OPS = frozenset((b"get", b"gets", b"gat", b"gats", b"cd_link", b"cd_invalidate"))
@@ -137,6 +138,7 @@ class TextParser:
         end = len(buf)
         find = buf.find
         append = out.append
+        line_max = self.line_max
         while pos < end:
             eol = find(b"\n", pos)
             if eol < 0:
@@ -150,11 +152,11 @@ class TextParser:
                 append((OP_REPLY, False, _ERROR))
                 continue
             op = tokens[0]
-            if len(line) > self.line_max and (op not in _LONG_OPS or len(line) > self.multiget_max):
+            if len(line) > line_max and (op not in _LONG_OPS or len(line) > self.multiget_max):
                 append((OP_CLOSE, b"command line too long", None))
                 self._rest = b""
                 return out
-            if op in STORAGE_OPS or op == b"ms":
+            if op in _BLOCK_OPS:
                 block = self._storage_line(out, op, tokens)
                 if block is None:
                     continue
