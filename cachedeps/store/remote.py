@@ -95,18 +95,21 @@ class RemoteStore:
         try:
             import pymemcache.exceptions
             from pymemcache.client.base import PooledClient
-            from pymemcache.client.hash import HashClient
+
+            from ._pool import PoolExhausted, WaitingHashClient, install_waiting_pool
         except ImportError as exc:
             raise ConfigurationError(
                 "memcache:// stores need pymemcache; install it with pip install 'cachedeps[memcache]'"
             ) from exc
         self._exc = pymemcache.exceptions
+        self._exhausted = PoolExhausted
         self.servers = tuple((str(host), int(port)) for host, port in servers)
         if not self.servers:
             raise ConfigurationError("RemoteStore needs at least one (host, port) server")
         self.addresses = tuple(_address(s) for s in self.servers)
         self.name = "memcache://" + ",".join(self.addresses)
         self._last_warning = 0.0
+        self.pool_size = pool_size
         common = dict(
             serde=_PassThrough(), connect_timeout=connect_timeout, timeout=timeout, no_delay=True,
             allow_unicode_keys=True, default_noreply=False,
@@ -114,11 +117,12 @@ class RemoteStore:
         if len(self.servers) == 1:
             self._hash: Any = None
             self._client: Any = PooledClient(self.servers[0], max_pool_size=pool_size, **common)
+            install_waiting_pool(self._client, timeout)
         else:
-            self._hash = self._client = HashClient(
+            self._hash = self._client = WaitingHashClient(
                 list(self.servers), use_pooling=True, max_pool_size=pool_size, ignore_exc=False,
                 retry_attempts=retry_attempts, retry_timeout=retry_timeout, dead_timeout=dead_timeout,
-                **common,
+                pool_wait=timeout, **common,
             )
 
     @classmethod
@@ -144,6 +148,13 @@ class RemoteStore:
 
     def _translate(self, exc: BaseException, address: str) -> NoReturn:
         errors = self._exc
+        if isinstance(exc, self._exhausted):
+            where = _address(exc.server)
+            raise BackendUnavailable(
+                f"No free connection to memcached at {where}: {exc}; raise pool_size in the store URL "
+                f"(now pool_size={exc.size}) or lower the number of threads using it at once",
+                where,
+            ) from exc
         if isinstance(exc, CachedepsError):
             raise exc
         if isinstance(exc, (OSError, errors.MemcacheUnexpectedCloseError)):
