@@ -64,6 +64,8 @@ class _Connection(asyncio.Protocol):
         ctx = self.ctx
         if ctx.curr_connections >= ctx.settings.max_conns:
             ctx.rejected_connections += 1
+            log.warning("refusing %s: %d connections open (--max-conns)", self._peer(),
+                        ctx.curr_connections)
             transport.write(_TOO_MANY)
             transport.close()
             self.closing = True
@@ -72,11 +74,13 @@ class _Connection(asyncio.Protocol):
         ctx.total_connections += 1
         transport.set_write_buffer_limits(high=ctx.settings.write_high_water)
         self.server.connections.add(self)
+        log.debug("connection from %s (%d open)", self._peer(), ctx.curr_connections)
 
     def connection_lost(self, exc) -> None:
         if self in self.server.connections:
             self.server.connections.discard(self)
             self.ctx.curr_connections -= 1
+            log.debug("connection from %s closed%s", self._peer(), f": {exc}" if exc else "")
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
