@@ -25,6 +25,7 @@ from .feed import create_feed_table as create_feed_table
 from .options import EXECUTION_OPTION as EXECUTION_OPTION
 from .options import FromCache as FromCache
 from .options import RelationshipCache as RelationshipCache
+from .session import CachingSession as CachingSession
 
 __all__ = [
     "install",
@@ -33,4 +34,5 @@ __all__ = [
     "FromCache",
     "RelationshipCache",
     "EXECUTION_OPTION",
+    "CachingSession",
 ]

@@ -193,6 +193,11 @@ class Installation:
         self.writes.listen(self.target)
         self._installed = True
 
+    @property
+    def installed(self) -> bool:
+        """Whether the listeners are in place (False after :meth:`uninstall`)."""
+        return self._installed
+
     def uninstall(self) -> None:
         """Remove every listener this installation added."""
         if not self._installed:

@@ -88,9 +88,10 @@ def engine(db):
 class App:
     """One simulated process: an engine, a session factory and its own Cache (delta maps)."""
 
-    def __init__(self, url: str, connect_args: dict, store, namespace: str, **install_kw) -> None:
+    def __init__(self, url: str, connect_args: dict, store, namespace: str, session_class=None,
+                 **install_kw) -> None:
         self.engine = create_engine(url, connect_args=connect_args)
-        self.Session = sessionmaker(self.engine)
+        self.Session = sessionmaker(self.engine, **({"class_": session_class} if session_class else {}))
         self.cache = cachedeps.Cache(store, feed=feed_for_dialect(self.engine.dialect), namespace=namespace)
         self.handle = sqla_cachedeps.install(self.Session, self.cache, **install_kw)
         self.selects: list[str] = []

@@ -133,3 +133,32 @@ def test_many_to_one_lazy_load_is_a_cached_get(app):
             book = s.get(Book, 3)
             assert book.author.name == "Bob"
     assert app.selects == []
+
+
+def test_caching_session_answers_hits_without_a_statement(make_app, app):
+    from sqla_cachedeps import CachingSession
+
+    fast = make_app(session_class=CachingSession)
+    with fast.Session() as s:
+        assert s.get(Book, 1).title == "A1"
+        assert s.get(Book, 98) is None
+    fast.selects.clear()
+    with fast.Session() as s:
+        book = s.get(Book, 1)
+        assert (book.title, book.pages) == ("A1", 10)
+        assert s.get(Book, 1) is book
+        assert s.get(Book, 98) is None
+        assert s.get(Book, 1, populate_existing=True).title == "A1"  # options: the ordinary path
+    assert len(fast.selects) == 1
+    fast.selects.clear()
+    with fast.Session() as s:
+        s.get(Book, 2).title = "mine"
+        s.flush()
+        s.expunge_all()
+        assert s.get(Book, 2).title == "mine"  # a transaction with writes reads past the cache
+        s.delete(s.get(Book, 2))
+        s.flush()
+        assert s.get(Book, 2) is None
+        s.rollback()
+    with fast.Session() as s:
+        assert s.get(Book, 2).title == "A2"
