@@ -73,6 +73,21 @@ def _warn_down(name: str, exc: BaseException) -> None:
     logger.warning("cache %s unavailable: %s; serving from the database", name, exc)
 
 
+def _report_down(engine: Any, exc: BaseException) -> None:
+    """Report a store failure through the engine that shares the store.
+
+    The ORM's reads and this backend then log one "unavailable" warning per interval
+    between them, not one each, and the failure shows in the engine's ``store_errors``.
+    """
+    # Local shim: the engine has no public failure report yet; use its own throttle when
+    # it exists, else this module's.
+    report = getattr(engine, "store_failed", None) or getattr(engine, "_failed", None)
+    if callable(report):
+        report(exc)
+    else:
+        _warn_down(getattr(engine, "name", "?"), exc)
+
+
 class CachedepsCache(BaseCache):
     """Django cache backend storing values in a cachedeps store.
 
@@ -116,6 +131,10 @@ class CachedepsCache(BaseCache):
     def store(self) -> Any:
         """Return the :class:`cachedeps.api.Store` the values live in."""
         return self.engine.store
+
+    def _store_failed(self, exc: BaseException) -> None:
+        """Count and log (once per interval, shared with the ORM) an unreachable store."""
+        _report_down(self.engine, exc)
 
     def _serializer(self) -> Any:
         if self._signer is None:
@@ -212,7 +231,7 @@ class CachedepsCache(BaseCache):
         try:
             data = store.get(key)
         except BackendError as exc:
-            _warn_down(store.name, exc)
+            self._store_failed(exc)
             return default
         if data is None:
             return default
@@ -228,7 +247,7 @@ class CachedepsCache(BaseCache):
         try:
             found = store.get_many(list(key_map))
         except BackendError as exc:
-            _warn_down(store.name, exc)
+            self._store_failed(exc)
             return {}
         out = {}
         for made, data in found.items():
@@ -271,7 +290,7 @@ class CachedepsCache(BaseCache):
             logger.warning("cache value for %r not stored: %s", key, exc)
             self._quiet_delete(key)
         except BackendError as exc:
-            _warn_down(store.name, exc)
+            self._store_failed(exc)
 
     def _set_dependent(self, key: str, value: Any, expire: float, deps: list[str]) -> None:
         engine = self._polled_engine()
@@ -284,7 +303,7 @@ class CachedepsCache(BaseCache):
         try:
             store.set(key, _DEPENDENT_MARKER, expire)
         except BackendError as exc:
-            _warn_down(store.name, exc)
+            self._store_failed(exc)
 
     def add(
         self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
@@ -298,7 +317,7 @@ class CachedepsCache(BaseCache):
             logger.warning("cache value for %r not stored: %s", key, exc)
             return False
         except BackendError as exc:
-            _warn_down(store.name, exc)
+            self._store_failed(exc)
             return False
 
     def set_many(
@@ -317,7 +336,7 @@ class CachedepsCache(BaseCache):
         try:
             failed = store.set_many(encoded, self.get_backend_timeout(timeout))
         except BackendError as exc:
-            _warn_down(store.name, exc)
+            self._store_failed(exc)
             return list(data)
         return [originals[k] for k in failed]
 
@@ -328,7 +347,7 @@ class CachedepsCache(BaseCache):
         try:
             return bool(store.touch(key, self.get_backend_timeout(timeout)))
         except BackendError as exc:
-            _warn_down(store.name, exc)
+            self._store_failed(exc)
             return False
 
     def delete(self, key: str, version: int | None = None) -> bool:
@@ -338,7 +357,7 @@ class CachedepsCache(BaseCache):
         try:
             return bool(store.delete(key))
         except BackendError as exc:
-            _warn_down(store.name, exc)
+            self._store_failed(exc)
             return False
 
     def _quiet_delete(self, key: str) -> None:
@@ -346,7 +365,7 @@ class CachedepsCache(BaseCache):
         try:
             store.delete(key)
         except BackendError as exc:
-            _warn_down(store.name, exc)
+            self._store_failed(exc)
 
     def delete_many(self, keys: Iterable[str], version: int | None = None) -> None:
         """Delete every key in ``keys``."""
@@ -357,7 +376,7 @@ class CachedepsCache(BaseCache):
         try:
             store.delete_many(made)
         except BackendError as exc:
-            _warn_down(store.name, exc)
+            self._store_failed(exc)
 
     def incr(self, key: str, delta: int = 1, version: int | None = None) -> int:
         """Add ``delta`` to an integer atomically and return the result.
@@ -374,7 +393,7 @@ class CachedepsCache(BaseCache):
             # read-modify-write fallback, as BaseCache does it.
             return super().incr(key, delta, version=version)
         except BackendError as exc:
-            _warn_down(store.name, exc)
+            self._store_failed(exc)
             raise ValueError(f"Key {made!r} not found (cache {store.name} unavailable)") from exc
         if value is None:
             raise ValueError(f"Key {made!r} not found")
@@ -390,7 +409,7 @@ class CachedepsCache(BaseCache):
         try:
             store.flush_all()
         except BackendError as exc:
-            _warn_down(store.name, exc)
+            self._store_failed(exc)
 
     def close(self, **kwargs: Any) -> None:
         """Keep the store open: it is shared by every thread and alias of the process."""

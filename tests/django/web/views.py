@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.cache import caches
 from django.http import HttpResponse
 from django.template import Context, Template
 from django.urls import path
@@ -87,6 +88,24 @@ class _Recorder:
         return ""
 
 
+_BOOK_PAGE = Template(
+    "{% load cachedeps %}<h1>{{ book.title }}</h1>"
+    "{% cachedeps 'shelf' book.author_id %}<ul>{% for b in shelf %}<li>{{ b.title }}</li>{% endfor %}</ul>"
+    "{% endcachedeps %}"
+)
+
+
+@cached_view
+def book_page(request, pk):
+    """Render a book through the cached ORM, with a fragment listing its author's books."""
+    from tests.django.testapp.models import Book
+
+    book = Book.objects.get(pk=pk)
+    caches["default"].get_or_set(f"visits:{pk}", 0)  # the CACHES API on the same store
+    shelf = Book.objects.filter(author_id=book.author_id).order_by("pk")  # lazy: read in the fragment
+    return HttpResponse(_BOOK_PAGE.render(Context({"book": book, "shelf": shelf})))
+
+
 def fragments(request, pk):
     """Render nested fragments; the inner one depends on ``item:<pk>``."""
     n = _count()
@@ -103,4 +122,5 @@ urlpatterns = [
     path("missing/", missing),
     path("async/<int:pk>/", async_item),
     path("fragments/<int:pk>/", fragments),
+    path("book/<int:pk>/", book_page),
 ]
