@@ -44,6 +44,7 @@ __all__ = [
     "statement_mappers",
     "mapper_extra_tables",
     "primary_key_binds",
+    "cascaded_tables",
 ]
 
 _WRITE_SQL = re.compile(
@@ -56,6 +57,8 @@ _WRITE_SQL = re.compile(
 _WRITE_VERB = re.compile(r"^\s*(?:with\b.*?\)\s*)?(insert|update|delete|replace|merge|truncate)\b", re.I | re.S)
 
 _NO_VALUE = object()
+# (id(table), delete) -> (table, tables the database changes through cascading foreign keys)
+_CASCADES: dict[tuple[int, bool], tuple[Any, list[tuple[str, list[str]]]]] = {}
 # id(where clause) -> (clause, mapper, bind names of its primary key columns or None)
 _PK_BINDS: dict[int, tuple[Any, Any, list[str] | None]] = {}
 # mapper -> tables its loads may read beyond its statement (computed once per mapper)
@@ -244,6 +247,33 @@ def _pk_binds(mapper: Mapper, where: Any) -> list[str] | None:
     if len(found) != len(pk):
         return None
     return [found[i] for i in range(len(pk))]
+
+
+def cascaded_tables(table: Any, delete: bool) -> list[tuple[str, list[str]]]:
+    """Return the tables whose rows the database itself changes when rows of ``table``
+    are deleted (``delete``) or their referenced columns updated: foreign keys declared with
+    ``ON DELETE``/``ON UPDATE`` ``CASCADE``, ``SET NULL`` or ``SET DEFAULT``.
+
+    Each entry is ``(child table name, referenced column names)``.
+    """
+    metadata = getattr(table, "metadata", None)
+    if metadata is None:
+        return []
+    table = metadata.tables.get(getattr(table, "fullname", None), table)  # ORM statements annotate it
+    memo_key = (id(table), delete)
+    memo = _CASCADES.get(memo_key)
+    if memo is not None and memo[0] is table:
+        return memo[1]
+    out: list[tuple[str, list[str]]] = []
+    for child in metadata.tables.values():
+        for constraint in child.foreign_key_constraints:
+            action = constraint.ondelete if delete else constraint.onupdate
+            if not action or action.upper() in ("RESTRICT", "NO ACTION"):
+                continue
+            if constraint.referred_table is table:
+                out.append((child.name, [e.column.name for e in constraint.elements]))
+    _CASCADES[memo_key] = (table, out)
+    return out
 
 
 def table_write_keys(table: str) -> list[str]:

@@ -260,7 +260,8 @@ class Installation:
     def _begin(self, orm_state: ORMExecuteState, state: Any) -> int | None:
         """Make sure the transaction began (and polled); return its tid, None to bypass."""
         if state.tid is None:
-            orm_state.session.connection()
+            mapper = orm_state.bind_mapper
+            orm_state.session.connection(bind_arguments={"mapper": mapper} if mapper is not None else None)
         if state.has_writes():
             return None
         return state.tid

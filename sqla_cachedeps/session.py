@@ -55,7 +55,7 @@ def _cached_get(session: Session, entity: Any, ident: Any) -> Any:
         return NO_VALUE  # the ordinary path answers from the identity map (and knows deletes)
     state = session_state(session)
     if state is None or state.tid is None:
-        session.connection()  # begin the transaction: an installed session polls the feed
+        session.connection(bind_arguments={"mapper": mapper})  # begins: an installed session polls
         state = session_state(session)
         if state is None or state.tid is None:
             return NO_VALUE  # not installed

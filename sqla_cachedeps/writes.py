@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from sqlalchemy import event, select, tuple_
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Mapper, Session, SessionTransaction, object_session
+from sqlalchemy.orm import Mapper, Session, SessionTransaction, object_mapper, object_session
 from sqlalchemy.orm.base import instance_state
 
 from cachedeps import keys
 
-from .analysis import table_write_keys, written_table
+from .analysis import cascaded_tables, table_write_keys, written_table
 
 if TYPE_CHECKING:
     from .events import Installation
@@ -122,6 +122,14 @@ def conn_state(conn: Connection) -> ConnState:
     if state is None:
         state = conn.info[_CONN_KEY] = ConnState()
     return state
+
+
+def _flush_connection(session: Session) -> Connection:
+    """Return the connection a flush of ``session`` writes on (its bind for the first object)."""
+    for group in (session.new, session.dirty, session.deleted):
+        for obj in group:
+            return session.connection(bind_arguments={"mapper": object_mapper(obj)})
+    return session.connection()
 
 
 def _pk_value(values: tuple) -> Any:
@@ -245,7 +253,7 @@ class Writes:
         state = session_state(session, self.inst)
         if state is None or not (session.new or session.dirty or session.deleted):
             return
-        conn = session.connection()
+        conn = _flush_connection(session)
         cstate = conn_state(conn)
         cstate.flushing = True
         cstate.flush_tables.clear()
@@ -295,7 +303,7 @@ class Writes:
         state = session_state(session)
         if state is None or state.installation is not self.inst:
             return
-        conn = session.connection()
+        conn = _flush_connection(session)
         cstate = conn_state(conn)
         cstate.flushing = False
         out: dict[str, None] = {}
@@ -313,6 +321,11 @@ class Writes:
             old = state.old_rows.get((name, pk))
             new = new_rows.get((name, pk))
             out.update(dict.fromkeys(keys.row_keys(name, pk, old, new)))
+            if op != "insert" and old is not None:
+                # Rows the database changes itself (ON DELETE/UPDATE CASCADE, SET NULL).
+                for child, columns in cascaded_tables(table, delete=new is None):
+                    if new is None or any(old.get(c) != new.get(c) for c in columns):
+                        out.update(dict.fromkeys(table_write_keys(child)))
         for name in cstate.flush_tables - rows_tables:
             out.update(dict.fromkeys(table_write_keys(name)))
         cstate.flush_tables.clear()
@@ -408,6 +421,10 @@ class Writes:
             return
         self._lock(conn, cstate)
         cstate.pending.update(dict.fromkeys(table_write_keys(table)))
+        target = getattr(construct, "table", None)
+        if target is not None and (context.isdelete or context.isupdate):
+            for child, _ in cascaded_tables(target, delete=bool(context.isdelete)):
+                cstate.pending.update(dict.fromkeys(table_write_keys(child)))
 
     def on_commit(self, conn: Connection) -> None:
         cstate = conn.info.get(_CONN_KEY)

@@ -85,12 +85,18 @@ def engine(db):
     eng.dispose()
 
 
+def _sqlite_foreign_keys(dbapi_conn, record) -> None:
+    dbapi_conn.execute("PRAGMA foreign_keys = ON")  # ON DELETE CASCADE as on PostgreSQL
+
+
 class App:
     """One simulated process: an engine, a session factory and its own Cache (delta maps)."""
 
     def __init__(self, url: str, connect_args: dict, store, namespace: str, session_class=None,
                  **install_kw) -> None:
         self.engine = create_engine(url, connect_args=connect_args)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_foreign_keys)
         self.Session = sessionmaker(self.engine, **({"class_": session_class} if session_class else {}))
         self.cache = cachedeps.Cache(store, feed=feed_for_dialect(self.engine.dialect), namespace=namespace)
         self.handle = sqla_cachedeps.install(self.Session, self.cache, **install_kw)

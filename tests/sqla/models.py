@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Column, ForeignKey, Integer, String, Table, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Base", "Author", "Book", "Tag", "book_tag"]
+__all__ = ["Base", "Author", "Book", "Tag", "Review", "book_tag"]
 
 
 class Base(DeclarativeBase):
@@ -43,3 +43,12 @@ class Tag(Base):
     __tablename__ = "sq_tag"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(50))
+
+
+class Review(Base):
+    """Deleted by the database with its book (no relationship: the ORM never sees it)."""
+
+    __tablename__ = "sq_review"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    book_id: Mapped[int] = mapped_column(ForeignKey("sq_book.id", ondelete="CASCADE"))
+    stars: Mapped[int]

@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, insert, select, text, update
 
 from sqla_cachedeps import FromCache
 
-from .models import Author, Book, Tag, book_tag
+from .models import Author, Book, Review, Tag, book_tag
 
 
 def by_author(author_id):
@@ -185,3 +185,21 @@ def test_rolled_back_transaction_invalidates_nothing_it_did_not_change(app, writ
         s.rollback()
     app.selects.clear()
     assert snapshot(app) == truth(app)
+
+
+def test_rows_the_database_deletes_by_cascade(app, writer):
+    stmt = select(Review.id).where(Review.book_id.in_([1, 3])).order_by(Review.id).options(FromCache())
+    with app.Session.begin() as s:
+        s.add_all([Review(id=1, book_id=1, stars=5), Review(id=2, book_id=3, stars=4)])
+    for _ in range(2):
+        with app.Session() as s:
+            assert s.scalars(stmt).all() == [1, 2]
+    with writer.Session.begin() as s:
+        s.delete(s.get(Book, 1))  # flush path
+    with app.Session() as s:
+        assert s.scalars(stmt).all() == [2]
+    with writer.Session.begin() as s:
+        s.execute(delete(book_tag))
+        s.execute(delete(Book).where(Book.id == 3))  # statement path
+    with app.Session() as s:
+        assert s.scalars(stmt).all() == []
