@@ -31,7 +31,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, session
 from sqlalchemy.orm.base import instance_state
 
 from cachedeps import NO_VALUE, keys
-from cachedeps.errors import CachedepsError, ConfigurationError
+from cachedeps.errors import CachedepsError, ConfigurationError, FeedError
 from cachedeps.feed import SqlFeed
 
 from . import identity
@@ -45,6 +45,8 @@ __all__ = ["install", "Installation"]
 log = logging.getLogger("sqla_cachedeps")
 
 _QUERY_PREFIX = "sqla:q:"
+# session factory target -> its installation (one per target)
+_installed: weakref.WeakKeyDictionary[Any, Installation] = weakref.WeakKeyDictionary()
 # distinct statement shapes whose SQL text is kept for building query keys
 _MAX_STATEMENTS = 2000
 
@@ -79,11 +81,18 @@ def install(
         ConfigurationError: the factory or the cache is not usable.
     """
     target = _session_class(session_factory)
+    existing = _installed.get(target)
+    if existing is not None and existing.installed:
+        raise ConfigurationError(
+            f"{session_factory!r} is already installed; call uninstall() on the first handle before "
+            "installing again"
+        )
     inst = Installation(target, cache, gets=gets, lazy_loads=lazy_loads, feed_table=feed_table)
     bind = _bind_of(session_factory)
     if bind is not None:
         inst.watch_engine(bind)
     inst._listen()
+    _installed[target] = inst
     return inst
 
 
@@ -207,6 +216,10 @@ class Installation:
                 event.remove(self.target, name, fn)
         self.writes.remove(self.target)
         self._installed = False
+        if _installed.get(self.target) is self:
+            del _installed[self.target]
+        if self._url is not None and self._cache is not None:
+            self._cache.store.close()  # the store this installation opened from its URL
 
     # -- transactions -------------------------------------------------------------------------
 
@@ -219,7 +232,12 @@ class Installation:
             state.connections.append(connection)
         conn_state(connection)
         if state.tid is None:
-            state.tid = self.cache.poll(connection.connection)
+            try:
+                state.tid = self.cache.poll(connection.connection)
+            except FeedError as exc:
+                raise FeedError(
+                    f"{exc}; does the table exist? create it with sqla_cachedeps.create_feed_table(engine)"
+                ) from exc
 
     # -- reads ----------------------------------------------------------------------------------
 

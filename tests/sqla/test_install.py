@@ -63,6 +63,12 @@ def test_configuration_errors_name_the_fix(sqlite_engine):
     store = cachedeps.open_store("embedded://")
     with pytest.raises(ConfigurationError, match="SqlFeed"):
         sqla_cachedeps.install(sessionmaker(sqlite_engine), cachedeps.Cache(store, feed=StoreFeed(store)))
+    factory = sessionmaker(sqlite_engine)
+    handle = sqla_cachedeps.install(factory, "embedded://")
+    with pytest.raises(ConfigurationError, match="already installed"):
+        sqla_cachedeps.install(factory, "embedded://")
+    handle.uninstall()
+    sqla_cachedeps.install(factory, "embedded://").uninstall()  # fine once the first is gone
     with pytest.raises(ConfigurationError, match="AsyncEngine"):
         from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -110,3 +116,19 @@ def test_values_the_serializer_refuses_are_served_uncached(sqlite_engine):
         assert len(sqlite_engine.selects) == 4  # never cached, never pickled, always right
     finally:
         handle.uninstall()
+
+
+def test_missing_feed_table_says_how_to_create_it(tmp_path):
+    from cachedeps.errors import FeedError
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'nofeed.sqlite'}")
+    Base.metadata.create_all(engine)
+    factory = sessionmaker(engine)
+    handle = sqla_cachedeps.install(factory, "embedded://")
+    try:
+        with pytest.raises(FeedError, match="create_feed_table"):
+            with factory() as s:
+                s.get(Book, 1)
+    finally:
+        handle.uninstall()
+        engine.dispose()
