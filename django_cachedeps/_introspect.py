@@ -6,11 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cachedeps.api import NO_VALUE
+from cachedeps.recording import ENTRY_REF
 
 __all__ = ["PrefixRow", "prefix_rows", "DependencyNode", "dependency_tree", "page_tree", "ENTRY_REF"]
-
-#: how a recorder spells a reference to another cached entry (see cachedeps.recording)
-ENTRY_REF = "@"
 
 
 @dataclass(frozen=True)

@@ -103,3 +103,40 @@ def test_serve_command_takes_host_and_port_from_location():
         "cachedeps serve --host 127.0.0.1 --port 22122 --max-memory 32MB")
     with override_settings(CACHES=GOOD_CACHES), pytest.raises(CommandError, match="in-process"):
         call_command("cachedeps_serve", "--print-args", stdout=io.StringIO())
+
+
+def _feed_rows() -> list[tuple[int, str]]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tid, key FROM cachedeps_change ORDER BY tid")
+        return [(int(t), k) for t, k in cursor.fetchall()]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prune_command_keeps_the_newest_rows_and_entries_stay_correct():
+    cache = caches["default"]
+    for i in range(6):
+        cache.invalidate(f"book:{i}")
+    before = _feed_rows()
+    out = io.StringIO()
+    call_command("cachedeps_prune", "--keep", "2", stdout=out)
+    after = _feed_rows()
+    assert "pruned" in out.getvalue()
+    kept = [row for row in after if row in before]
+    assert kept == before[-2:]  # the newest two, plus the prune marker
+    assert len(after) == 3
+    cache.set("page", "rendered", depends_on=["book:9"])
+    cache.invalidate("book:9")
+    assert cache.get("page") is None  # the feed still invalidates after a prune
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prune_command_with_little_to_prune_and_bad_input():
+    out = io.StringIO()
+    call_command("cachedeps_prune", "--keep", "1000", stdout=out)
+    assert "nothing to prune" in out.getvalue()
+    with pytest.raises(CommandError, match="--keep"):
+        call_command("cachedeps_prune", "--keep", "-1")
+    with pytest.raises(CommandError, match="not in DATABASES"):
+        call_command("cachedeps_prune", "--database", "nope")
