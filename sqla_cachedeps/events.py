@@ -282,6 +282,9 @@ class Installation:
             orm_state.session.connection(bind_arguments={"mapper": mapper} if mapper is not None else None)
         if state.has_writes():
             return None
+        session = orm_state.session
+        if session.new or session.dirty or session.deleted:
+            return None  # unflushed changes (autoflush off): what a load returns is not the database's
         return state.tid
 
     def _get(self, orm_state: ORMExecuteState, state: Any, refresh: bool) -> Result | None:
@@ -350,7 +353,9 @@ class Installation:
         if deps is None:
             return None  # not analysable: never cached
         cache.record(*deps)
-        frozen = orm_state.invoke_statement().freeze()
+        # Objects already in the identity map may hold values from an earlier transaction
+        # (expire_on_commit=False); the entry must hold what the database holds now.
+        frozen = orm_state.invoke_statement(execution_options={"populate_existing": True}).freeze()
         try:
             value = identity.encode_result(frozen)
         except identity.Unsupported:

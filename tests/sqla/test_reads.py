@@ -162,3 +162,17 @@ def test_caching_session_answers_hits_without_a_statement(make_app, app):
         s.rollback()
     with fast.Session() as s:
         assert s.get(Book, 2).title == "A2"
+
+
+def test_a_miss_stores_database_values_not_older_identity_map_values(app):
+    app.Session.configure(expire_on_commit=False)
+    stmt = select(Book).where(Book.author_id == 1).order_by(Book.id).options(FromCache())
+    with app.Session() as s:
+        book = s.get(Book, 1)
+        s.commit()  # book keeps its loaded values into the next transaction
+        with app.Session.begin() as other:
+            other.get(Book, 1).title = "written"
+        assert [b.title for b in s.scalars(stmt)] == ["written", "A2"]  # a miss: the database's rows
+        assert book.title == "written"
+    with app.Session() as s:
+        assert [b.title for b in s.scalars(stmt)] == ["written", "A2"]
