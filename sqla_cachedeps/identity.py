@@ -18,7 +18,6 @@ from __future__ import annotations
 import weakref
 from typing import Any, Callable, Iterable, Sequence
 
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import FrozenResult, Result
 from sqlalchemy.engine.result import IteratorResult, SimpleResultMetaData
 from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
@@ -33,7 +32,6 @@ __all__ = [
     "attach",
     "state_cacheable",
     "make_result",
-    "entity_of",
 ]
 
 _ENTITY = "$e"

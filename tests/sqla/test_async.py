@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
@@ -13,7 +12,6 @@ import sqla_cachedeps
 from sqla_cachedeps import FromCache
 from sqla_cachedeps.feed import feed_for_dialect
 
-from .conftest import pg_sqlalchemy_url
 from .models import Author, Base, Book
 
 
