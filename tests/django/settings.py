@@ -22,6 +22,14 @@ INSTALLED_APPS = [
     "tests.django.testapp",
 ]
 
+try:  # the debug-toolbar panel's tests (django-debug-toolbar is a test dependency)
+    import debug_toolbar  # noqa: F401
+except ImportError:
+    pass
+else:
+    INSTALLED_APPS.append("debug_toolbar")
+    STATIC_URL = "static/"  # the toolbar's staticfiles panel reads it at start-up
+
 MIDDLEWARE = [
     "django_cachedeps.middleware.CachedepsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
