@@ -242,6 +242,10 @@ class Installation:
     # -- reads ----------------------------------------------------------------------------------
 
     def _do_orm_execute(self, orm_state: ORMExecuteState) -> Result | None:
+        if orm_state.is_update or orm_state.is_delete:
+            if orm_state.execution_options.get(EXECUTION_OPTION) is False:
+                return None
+            return self.writes.statement(orm_state)
         if not orm_state.is_select:
             return None
         flag = orm_state.execution_options.get(EXECUTION_OPTION)

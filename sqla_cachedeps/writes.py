@@ -39,13 +39,15 @@ from .analysis import cascaded_tables, table_write_keys, written_table
 if TYPE_CHECKING:
     from .events import Installation
 
-__all__ = ["Writes", "SessionState", "ConnState", "session_state"]
+__all__ = ["Writes", "SessionState", "ConnState", "session_state", "MAX_PRECISE_ROWS"]
 
 log = logging.getLogger("sqla_cachedeps")
 
 _SESSION_KEY = "cachedeps"
 _CONN_KEY = "cachedeps"
 _SELECT_CHUNK = 500
+#: ORM update()/delete() statements matching more rows than this emit table keys instead
+MAX_PRECISE_ROWS = 1000
 
 
 class ConnState:
@@ -130,6 +132,16 @@ def _flush_connection(session: Session) -> Connection:
         for obj in group:
             return session.connection(bind_arguments={"mapper": object_mapper(obj)})
     return session.connection()
+
+
+def _row_change(out: dict[str, None], table: Any, pk: Any, old: dict | None, new: dict | None) -> None:
+    """Add the keys of one row write to ``out``, with tables changed by cascading keys."""
+    out.update(dict.fromkeys(keys.row_keys(table.name, pk, old, new)))
+    if old is not None:
+        # Rows the database changes itself (ON DELETE/UPDATE CASCADE, SET NULL).
+        for child, columns in cascaded_tables(table, delete=new is None):
+            if new is None or any(old.get(c) != new.get(c) for c in columns):
+                out.update(dict.fromkeys(table_write_keys(child)))
 
 
 def _pk_value(values: tuple) -> Any:
@@ -318,19 +330,16 @@ class Writes:
         rows_tables: set[str] = set()
         for (name, pk), (table, op) in state.written.items():
             rows_tables.add(name)
-            old = state.old_rows.get((name, pk))
-            new = new_rows.get((name, pk))
-            out.update(dict.fromkeys(keys.row_keys(name, pk, old, new)))
-            if op != "insert" and old is not None:
-                # Rows the database changes itself (ON DELETE/UPDATE CASCADE, SET NULL).
-                for child, columns in cascaded_tables(table, delete=new is None):
-                    if new is None or any(old.get(c) != new.get(c) for c in columns):
-                        out.update(dict.fromkeys(table_write_keys(child)))
+            _row_change(out, table, pk, state.old_rows.get((name, pk)), new_rows.get((name, pk)))
         for name in cstate.flush_tables - rows_tables:
             out.update(dict.fromkeys(table_write_keys(name)))
         cstate.flush_tables.clear()
         state.old_rows.clear()
         state.written.clear()
+        self._publish(session, state, conn, out)
+
+    def _publish(self, session: Session, state: SessionState, conn: Connection, out: dict[str, None]) -> None:
+        """Append ``out`` to the feed in the open transaction; keep it for the commit."""
         if not out:
             return
         tid = self.inst.feed.append(conn.connection, list(out))
@@ -342,6 +351,57 @@ class Writes:
             record.keys.update(out)
             record.tid = max(record.tid, tid)
         state.wrote = True
+
+    # -- ORM update()/delete() statements ---------------------------------------------------
+
+    def statement(self, orm_state: Any) -> Any:
+        """Run an ORM-enabled ``update()``/``delete()`` with row-precise keys, or return None.
+
+        The rows it matches are read first (under the feed lock), their new values after;
+        each emits :func:`cachedeps.keys.row_keys`. Statements over more than
+        ``MAX_PRECISE_ROWS`` rows, over mappers of several tables, or given parameter lists
+        return None: they run normally and emit table keys.
+        """
+        session = orm_state.session
+        state = session_state(session)
+        if state is None or state.installation is not self.inst or orm_state.is_executemany:
+            return None
+        mapper = orm_state.bind_mapper
+        where = getattr(orm_state.statement, "whereclause", None)
+        if mapper is None or where is None or len(mapper.tables) != 1:
+            return None
+        table = mapper.local_table
+        conn = session.connection(bind_arguments={"mapper": mapper})
+        cstate = conn_state(conn)
+        self._lock(conn, cstate)
+        cols = list(table.primary_key.columns)
+        found = conn.execute(select(table).where(where).limit(MAX_PRECISE_ROWS + 1)).all()
+        if len(found) > MAX_PRECISE_ROWS or not cols:
+            return None
+        old_rows = {}
+        for row in found:
+            m = row._mapping
+            old_rows[_pk_value(tuple(m[c] for c in cols))] = {c.name: m[c] for c in table.columns}
+        cstate.flushing = True  # the statement's own write is accounted for here, precisely
+        cstate.flush_tables.clear()
+        try:
+            result = orm_state.invoke_statement()
+        finally:
+            cstate.flushing = False
+        written = cstate.flush_tables - {table.name}
+        cstate.flush_tables.clear()
+        new_rows = {} if orm_state.is_delete else self._select_rows(conn, table, list(old_rows))
+        out: dict[str, None] = {}
+        for pk, old in old_rows.items():
+            new = new_rows.get((table.name, pk))
+            if new is None and not orm_state.is_delete:
+                # The row moved to another primary key: its new spelling is unknown.
+                out.update(dict.fromkeys(table_write_keys(table.name)))
+            _row_change(out, table, pk, old, new)
+        for name in written:  # anything else the statement wrote
+            out.update(dict.fromkeys(table_write_keys(name)))
+        self._publish(session, state, conn, out)
+        return result
 
     def _fetch_old(self, conn: Connection, state: SessionState, objects: Iterable[Any]) -> None:
         by_table: dict[str, tuple[Any, list]] = {}

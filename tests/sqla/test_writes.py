@@ -203,3 +203,17 @@ def test_rows_the_database_deletes_by_cascade(app, writer):
         s.execute(delete(Book).where(Book.id == 3))  # statement path
     with app.Session() as s:
         assert s.scalars(stmt).all() == []
+
+
+def test_update_statement_invalidates_only_the_rows_it_matched(app, writer):
+    with app.Session() as s:
+        s.scalars(by_author(1)).all()
+        s.scalars(by_author(2)).all()
+    with writer.Session.begin() as s:
+        s.execute(update(Book).where(Book.pages > 25).values(title="long"))  # only book 3 (author 2)
+    app.selects.clear()
+    with app.Session() as s:
+        assert [b.title for b in s.scalars(by_author(1))] == ["A1", "A2"]
+        assert app.selects == []  # author 1's books were not touched: still cached
+        assert [b.title for b in s.scalars(by_author(2))] == ["long"]
+    assert len(app.selects) == 1
