@@ -176,3 +176,28 @@ def test_a_miss_stores_database_values_not_older_identity_map_values(app):
         assert book.title == "written"
     with app.Session() as s:
         assert [b.title for b in s.scalars(stmt)] == ["written", "A2"]
+
+
+def test_eager_loaded_collections_load_lazily_on_a_hit(app):
+    from sqlalchemy.orm import joinedload
+
+    stmt = select(Author).order_by(Author.id).options(joinedload(Author.books), FromCache())
+    for _ in range(2):
+        with app.Session() as s:
+            authors = s.scalars(stmt).unique().all()
+            assert [[b.title for b in a.books] for a in authors] == [["A1", "A2"], ["B1"]]
+    with app.Session.begin() as s:
+        s.get(Book, 3).title = "B2"
+    with app.Session() as s:
+        assert [[b.title for b in a.books] for a in s.scalars(stmt).unique()] == [["A1", "A2"], ["B2"]]
+
+
+def test_relationship_cache_takes_relationships_only():
+    import pytest
+
+    from cachedeps.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="relationship attributes"):
+        RelationshipCache(Book.title)
+    with pytest.raises(ConfigurationError, match="at least one"):
+        RelationshipCache()
