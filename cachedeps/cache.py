@@ -5,10 +5,13 @@
 - :meth:`Cache.poll` brings the process-wide delta maps (:mod:`cachedeps.checkpoints`) up
   to date from the change feed (:mod:`cachedeps.feed`) with one query, and keeps the
   checkpoints in step with the ones shared in the store (read at most once a second).
-- A *derived entry* (a query result, a view, a fragment) is stored at ``<ns>d:<key>`` as
-  ``[stamp, deps, payload]``: ``stamp`` is the ``current_tid`` read before the computation's
-  database reads, ``deps`` its dependency keys with their implied ``t:*`` keys. A read is
-  one store round trip and a local check against the delta maps.
+- A *derived entry* (a query result, a view, a fragment) is stored at ``<ns>d:<key>`` in
+  the layout of :mod:`cachedeps.entries`: a fixed header with ``stamp`` (the
+  ``current_tid`` read before the computation's database reads), then ``deps`` (its
+  dependency keys with their implied ``t:*`` keys), then the payload (``bytes`` values as
+  they are, others serialized). A read is one store round trip and a local check against
+  the delta maps, made before the payload is decoded; an entry stamped after every change
+  the maps know needs no look-up at all.
 - An *object state* is stored at ``<ns>s:<tid>:<oid>`` (RelStorage's ``(tid, oid)`` keys):
   at the tid of the object's last known change, or at checkpoint ``cp0`` when it did not
   change since ``cp1``. A reader looks up the one key its maps name, or both checkpoint keys
@@ -38,7 +41,8 @@ from . import recording as _rec
 from .api import NO_VALUE
 from .checkpoints import BLIND, DeltaMaps, decode_checkpoints, encode_checkpoints
 from .deps import DependencyTrees
-from .errors import BackendError, ConfigurationError
+from .entries import ENTRY_TAG, HEADER, HEADER_SIZE, KIND_BYTES, KIND_SERIALIZED, encode_entry, entry_deps
+from .errors import BackendError, ConfigurationError, CorruptValue
 from .feed import Feed, Poll, SqlFeed, StoreFeed, feed_key
 from .keys import expand, safe_key
 from .leases import Leases
@@ -49,6 +53,9 @@ __all__ = ["Cache", "default_serializer"]
 
 _log = logging.getLogger("cachedeps")
 _REF = _rec.ENTRY_REF
+_RECORDERS = _rec.RECORDERS
+_UNPACK_HEADER = HEADER.unpack_from
+_MAX_MEMO = 4096
 
 
 def default_serializer() -> Any:
@@ -115,6 +122,7 @@ class Cache(StateMixin):
         self._leases = Leases(store, ttl=lease_ttl)
         self._poll_lock = threading.Lock()
         self._d = namespace + "d:"
+        self._skeys: dict[str, str] = {}
         self._s = namespace + "s:"
         self._l = namespace + "l:"
         self._cp_key = namespace + "checkpoints"
@@ -274,50 +282,68 @@ class Cache(StateMixin):
 
     # -- derived entries --------------------------------------------------------------------
 
+    def _entry_key(self, key: str) -> str:
+        """Return the store key of entry ``key`` (memoized: hits skip the key checks)."""
+        skey = self._skeys.get(key)
+        if skey is None:
+            skey = safe_key(self._d, key)
+            if len(self._skeys) >= _MAX_MEMO:
+                self._skeys.clear()
+            self._skeys[key] = skey
+        return skey
+
     def get(self, key: str, default: Any = NO_VALUE) -> Any:
         """Return the cached value of ``key`` if it is current, else ``default``.
 
         Never raises for a store that is down (that is a miss). A hit records the entry's
         dependencies in the active recorders.
         """
-        skey = safe_key(self._d, key)
+        # The hot path of every cached read: kept in one function, without per-hit
+        # allocations beyond the value itself (docs/engine.md, "Cost of a hit").
+        stats = self._stats
         try:
-            raw = self.store.get(skey)
+            raw = self.store.get(self._skeys.get(key) or self._entry_key(key))
         except BackendError as exc:
             self._failed(exc)
             raw = None
-        value = self._decode_entry(key, raw)
-        return default if value is NO_VALUE else value
-
-    def _decode_entry(self, key: str, raw: bytes | None) -> Any:
-        stats = self._stats
         if raw is None:
-            stats.incr("misses")
+            stats.counters["misses"] += 1
             if stats.listening:
                 stats.emit("miss", key)
-            return NO_VALUE
+            return default
         try:
-            entry = self.serializer.loads(raw)
-            if type(entry) is not list or len(entry) != 3 or type(entry[0]) is not int:
-                raise ValueError("not a cachedeps entry")
-            stamp, deps, payload = entry
-        except Exception:  # corrupt or foreign bytes: a miss
-            stats.incr("misses")
+            tag, stamp, kind, n = _UNPACK_HEADER(raw)
+            if tag != ENTRY_TAG:
+                raise CorruptValue("not a cachedeps entry")
+            deps = None
+            if n:
+                # Stamped at or after the horizon and every change the maps hold: current
+                # whatever it depends on, so the dependency keys are not even read.
+                if stamp < self._maps.floor:
+                    deps = raw[HEADER_SIZE : HEADER_SIZE + n].decode("utf-8").split("\x00")
+                    if not self._maps.valid(stamp, deps):
+                        stats.counters["stale"] += 1
+                        if stats.listening:
+                            stats.emit("stale", key, tid=stamp)
+                        return default
+            if kind == KIND_BYTES:
+                value = raw[HEADER_SIZE + n :]
+            elif kind == KIND_SERIALIZED:
+                value = self.serializer.loads(raw[HEADER_SIZE + n :])
+            else:
+                raise CorruptValue(f"unknown payload kind {kind}")
+            if _RECORDERS.get():
+                _rec.record_many(entry_deps(raw, n) if deps is None else deps)
+                _rec.record(_REF + key)
+        except Exception:  # corrupt, foreign or older-layout bytes: a miss
+            stats.counters["misses"] += 1
             if stats.listening:
                 stats.emit("miss", key, corrupt=True)
-            return NO_VALUE
-        if deps and not self._maps.valid(stamp, deps):
-            stats.incr("stale")
-            if stats.listening:
-                stats.emit("stale", key, tid=stamp)
-            return NO_VALUE
-        stats.incr("hits")
-        if _rec.active():
-            _rec.record_many(deps)
-            _rec.record(_REF + key)
+            return default
+        stats.counters["hits"] += 1
         if stats.listening:
             stats.emit("hit", key, tid=stamp)
-        return payload
+        return value
 
     def set(
         self,
@@ -346,8 +372,8 @@ class Cache(StateMixin):
         deps, sources = self._split(depends_on)
         if deps and not self._maps.valid(stamp, deps):
             return False  # computed from data older than a change we know of
-        raw = self.serializer.dumps([stamp, deps, value])
-        skey = safe_key(self._d, key)
+        raw = encode_entry(stamp, deps, value, self.serializer)
+        skey = self._entry_key(key)
         expire = timeout or 0
         try:
             self.store.set(skey, raw, expire)
@@ -419,7 +445,7 @@ class Cache(StateMixin):
                 break
             self._stats.incr("lease_waits")
             try:
-                value, status = leases.wait(lambda: self._peek(skey), lkey, deadline)
+                value, status = leases.wait(lambda: self.get(key), lkey, deadline)
             except BackendError as exc:
                 self._failed(exc)
                 value, status = NO_VALUE, "timeout"
@@ -442,17 +468,6 @@ class Cache(StateMixin):
             if won:
                 self._guarded(leases.release, lkey)
         return value
-
-    def _peek(self, skey: str) -> Any:
-        """Return the current value at ``skey`` for a lease loser, recording on a hit."""
-        try:
-            raw = self.store.get(skey)
-        except BackendError as exc:
-            self._failed(exc)
-            return NO_VALUE
-        if raw is None:
-            return NO_VALUE
-        return self._decode_entry(skey[len(self._d) :], raw)
 
     def _compute(self, key: str, fn: Callable[[], Any], depends_on: Iterable[str]) -> tuple[Any, list[str]]:
         depends_on = list(depends_on)

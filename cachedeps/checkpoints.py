@@ -95,6 +95,11 @@ class DeltaMaps:
         self.view = MapsView({}, {}, BLIND, BLIND)
         self.current_tid = 0
         self.ready = False
+        #: an upper bound of every tid in the maps
+        self.newest_change = 0
+        #: ``max(horizon, newest_change)``: a value stamped at or after it is current
+        #: whatever it depends on, so a hit need not read its dependency keys
+        self.floor = BLIND
         self._pending: dict[str, int] = {}
         self._limit = self._draw_limit()
 
@@ -142,6 +147,8 @@ class DeltaMaps:
         view = self.view
         if stamp < view.cp1:
             return False
+        if stamp >= self.floor:
+            return True
         a0 = view.after0
         a1 = view.after1
         for d in deps:
@@ -155,6 +162,10 @@ class DeltaMaps:
     # -- updating (under the lock) ---------------------------------------------------
 
     def _put(self, view: MapsView, key: str, tid: int) -> None:
+        if tid > self.newest_change:  # raised before the key is visible in a map
+            self.newest_change = tid
+            if tid > self.floor:
+                self.floor = tid
         if tid > view.cp0:
             m = view.after0
         elif tid > view.cp1:
@@ -164,6 +175,10 @@ class DeltaMaps:
         old = m.get(key)
         if old is None or tid > old:
             m[key] = tid
+
+    def _install(self, view: MapsView) -> None:
+        self.view = view
+        self.floor = max(view.cp1, self.newest_change)
 
     def apply(self, changes: Iterable[tuple[int, str]], tid: int) -> None:
         """Add polled changes and move ``current_tid`` to ``tid``."""
@@ -213,7 +228,7 @@ class DeltaMaps:
     def reset(self, tid: int) -> None:
         """Forget everything: entries stamped before ``tid`` become misses."""
         with self.lock:
-            self.view = MapsView({}, {}, tid, tid)
+            self._install(MapsView({}, {}, tid, tid))
             self.current_tid = tid
             self._pending.clear()
             self.ready = True
@@ -221,7 +236,7 @@ class DeltaMaps:
     def blind(self) -> None:
         """Invalidate every entry with dependencies until the next :meth:`reset`."""
         with self.lock:
-            self.view = MapsView({}, {}, BLIND, BLIND)
+            self._install(MapsView({}, {}, BLIND, BLIND))
             self.ready = False
 
     def build(self, cp0: int, cp1: int, changes: Iterable[tuple[int, str]], tid: int) -> None:
@@ -235,7 +250,7 @@ class DeltaMaps:
             for m in (old.after1, old.after0):
                 for key, t in m.items():
                     self._put(view, key, t)
-            self.view = view
+            self._install(view)
             self.current_tid = max(tid, self.current_tid if self.ready else tid)
             self.ready = True
 
@@ -255,7 +270,7 @@ class DeltaMaps:
             for m in (old.after1, old.after0):
                 for key, t in m.items():
                     self._put(view, key, t)
-            self.view = view
+            self._install(view)
             self._limit = self._draw_limit()
             return True
 

@@ -18,7 +18,7 @@ import contextvars
 from contextlib import contextmanager
 from typing import Iterable, Iterator
 
-__all__ = ["Recorder", "recording", "record", "record_many", "active", "ENTRY_REF"]
+__all__ = ["Recorder", "recording", "record", "record_many", "active", "ENTRY_REF", "RECORDERS"]
 
 #: prefix of a recorded reference to another cached entry
 ENTRY_REF = "@"
@@ -39,6 +39,10 @@ class Recorder:
 _STACK: contextvars.ContextVar[tuple[Recorder, ...]] = contextvars.ContextVar(
     "cachedeps_recorders", default=()
 )
+
+#: the open recorders of this context (hot paths test ``RECORDERS.get()`` instead of
+#: calling :func:`active`)
+RECORDERS = _STACK
 
 
 @contextmanager

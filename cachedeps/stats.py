@@ -44,28 +44,28 @@ COUNTERS = (
 class Stats:
     """Hold counters and listeners for one :class:`~cachedeps.cache.Cache`."""
 
-    __slots__ = ("counters", "_listeners")
+    __slots__ = ("counters", "_listeners", "listening")
 
     def __init__(self) -> None:
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self._listeners: tuple[Listener, ...] = ()
+        #: whether any listener is registered (lets hot paths skip building details); a
+        #: plain attribute, read on every cache hit
+        self.listening = False
 
     def incr(self, name: str, n: int = 1) -> None:
         """Add ``n`` to the counter ``name``."""
         self.counters[name] = self.counters.get(name, 0) + n
 
-    @property
-    def listening(self) -> bool:
-        """Return whether any listener is registered (lets hot paths skip building details)."""
-        return bool(self._listeners)
-
     def add_listener(self, fn: Listener) -> None:
         """Register ``fn(event, key, **detail)``."""
         self._listeners = (*self._listeners, fn)
+        self.listening = True
 
     def remove_listener(self, fn: Listener) -> None:
         """Unregister ``fn``; unknown listeners are ignored."""
         self._listeners = tuple(f for f in self._listeners if f is not fn)
+        self.listening = bool(self._listeners)
 
     def emit(self, event: str, key: str, **detail: Any) -> None:
         """Call every listener; a listener that raises is logged and skipped."""

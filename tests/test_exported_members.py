@@ -10,7 +10,7 @@ import pytest
 import cachedeps
 
 # Modules that need an optional dependency to import are checked only when it is installed.
-_OPTIONAL = {"cachedeps.store.remote": "pymemcache", "cachedeps.testing.conformance": "pytest"}
+_OPTIONAL = {"cachedeps.store.remote": "pymemcache", "cachedeps.store._pool": "pymemcache", "cachedeps.testing.conformance": "pytest"}
 
 
 def _modules() -> list[str]:
