@@ -27,6 +27,9 @@ hits entries computed before it started. Disagreement only costs hits. The proto
 itself (reading and publishing the shared key) lives in :class:`~cachedeps.cache.Cache`;
 this module is the in-memory part.
 
+``floor`` (the larger of the horizon and the newest tid in the maps) gives hits a shortcut:
+a value stamped at or after it is current whatever its dependency keys are.
+
 Concurrency: updates hold one lock; readers do lock-free ``dict.get`` on a snapshot
 (:class:`MapsView`) that is replaced as a whole on shift, adoption and reset. Polled
 changes are added to the live dicts in place, which a concurrent reader may or may not see
