@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from cachedeps import NO_VALUE
@@ -28,7 +30,7 @@ from django.core.exceptions import EmptyResultSet
 
 from .. import runtime
 from ..conf import cached_tables, get_settings
-from .deps import FROM_ALIASES, analyze
+from .deps import FROM_ALIASES, ReadPlan, analyze
 from .hints import bypassed, in_own_statement, query_opted_out
 from .rows import Unencodable, decode_row, decode_rows, encode_row, encode_rows
 
@@ -36,6 +38,7 @@ __all__ = ["CachedReadMixin", "reads_bypass_cache"]
 
 logger = logging.getLogger("django_cachedeps")
 _EMPTY = "-"
+_PLAN_MEMO_SIZE = 4096
 
 
 def reads_bypass_cache(connection: Any) -> bool:
@@ -62,6 +65,41 @@ def _query_key(using: str, sql: str, params: Any, result_type: str, col_count: i
     return "q:" + hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=20).hexdigest()
 
 
+class _PlanMemo:
+    """Remember the read plan of each query key (bounded, least recently used).
+
+    The key digests the database alias, the SQL text and its parameters, which fix what the
+    query reads and filters on, so every query compiling to it has the same dependencies;
+    a hit then skips walking the query tree. Plans are dropped when the set of cached tables
+    changes (settings).
+    """
+
+    def __init__(self, size: int = _PLAN_MEMO_SIZE) -> None:
+        self._size = size
+        self._plans: OrderedDict[str, ReadPlan | None] = OrderedDict()
+        self._tables: frozenset[str] | None = None
+        self._lock = threading.Lock()
+
+    def plan(self, key: str, query: Any) -> ReadPlan | None:
+        tables = cached_tables()
+        with self._lock:
+            if self._tables is tables and key in self._plans:
+                self._plans.move_to_end(key)
+                return self._plans[key]
+        plan = analyze(query, tables)
+        with self._lock:
+            if self._tables is not tables:
+                self._plans.clear()
+                self._tables = tables
+            self._plans[key] = plan
+            if len(self._plans) > self._size:
+                self._plans.popitem(last=False)
+        return plan
+
+
+_plan = _PlanMemo().plan
+
+
 class CachedReadMixin:
     """Cache the rows of ``MULTI``/``SINGLE`` reads; mix in before Django's ``SQLCompiler``."""
 
@@ -83,13 +121,13 @@ class CachedReadMixin:
                 raise EmptyResultSet
         except EmptyResultSet:
             return iter([]) if result_type == MULTI else None
-        plan = analyze(self.query, cached_tables())  # type: ignore[attr-defined]
+        key = _query_key(self.using, sql, params, result_type, self.col_count)  # type: ignore[attr-defined]
+        plan = _plan(key, self.query)  # type: ignore[attr-defined]
         if plan is None or not runtime.feed_ready(self.using):  # type: ignore[attr-defined]
             return self._cachedeps_run(sql, params, result_type)
         engine = runtime.ensure_polled(self.using)  # type: ignore[attr-defined]
         if plan.oid is not None:
             return self._cachedeps_state(engine, plan, sql, params, result_type)
-        key = _query_key(self.using, sql, params, result_type, self.col_count)  # type: ignore[attr-defined]
         hit = engine.get(key)
         engine.record(*plan.deps)
         if hit is not NO_VALUE:

@@ -159,6 +159,17 @@ def test_excluded_model_is_not_cached(data, queries, settings):
     served_from_cache(lambda: list(Book.objects.all()))
 
 
+def test_a_model_excluded_after_its_queries_were_cached_is_read_from_the_database(data, queries, settings):
+    pk = data["b1"].pk
+    served_from_cache(lambda: Book.objects.get(pk=pk))  # plans of both queries remembered
+    served_from_cache(lambda: list(Book.objects.filter(author_id=data["ann"].pk)))
+    settings.CACHEDEPS = {"EXCLUDE": ["testapp.Book"]}
+    with queries() as q:
+        Book.objects.get(pk=pk)
+        list(Book.objects.filter(author_id=data["ann"].pk))
+    assert len(q.data) == 2
+
+
 @pytest.mark.parametrize("read_name", ["pk", "iteration", "count"])
 def test_reads_on_both_stores(store_url, data, read_name):
     pk = data["b2"].pk
