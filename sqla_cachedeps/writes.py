@@ -9,11 +9,14 @@ transaction, then handed to :meth:`cachedeps.Cache.committed` after the commit:
   :func:`cachedeps.keys.row_keys`. Tables the flush writes without mapped rows
   (many-to-many association tables) emit their table and all-rows keys. The keys go to the
   feed in ``after_flush``, recorded against the innermost session transaction.
-- **Statements outside a flush** (Core ``Connection.execute``, ORM-enabled ``update()``/
-  ``delete()``, bulk inserts and updates, raw SQL): ``before_cursor_execute`` on the engine
-  takes the feed lock before the first write of the transaction and collects the table and
-  all-rows keys of the table written; they go to the feed in the connection's ``commit``
-  event.
+- **ORM-enabled ``update()``/``delete()``** of one table matching up to
+  :data:`MAX_PRECISE_ROWS` rows (precise): the matched rows are read before the statement
+  under the feed lock, their new values after; keys go to the feed right after it.
+- **Other statements** (Core ``Connection.execute``, larger ORM statements, bulk inserts
+  and updates, raw SQL): ``before_cursor_execute`` on the engine takes the feed lock before
+  the first write of the transaction and collects the table and all-rows keys of the table
+  written (and of tables changed by cascading foreign keys); they go to the feed in the
+  connection's ``commit`` event.
 - **Savepoints.** Keys of a ``begin_nested()`` block that rolls back are dropped (its feed
   rows roll back with it in the database); a released savepoint hands its keys to its parent.
 
@@ -63,6 +66,7 @@ class ConnState:
         self.published: list[tuple[list[str], int]] = []
 
     def reset(self) -> None:
+        """Forget the transaction's state (it committed, rolled back or a new one began)."""
         self.pending.clear()
         self.locked = False
         self.flushing = False
@@ -91,6 +95,7 @@ class SessionState:
         self.written: dict[tuple[str, Any], tuple[Any, Any]] = {}  # (table, pk) -> (Table, op)
 
     def end_root(self) -> None:
+        """Forget the root transaction that ended."""
         self.tid = None
         self.wrote = False
         self.records.clear()
@@ -120,6 +125,7 @@ def session_state(session: Session, installation: Installation | None = None) ->
 
 
 def conn_state(conn: Connection) -> ConnState:
+    """Return the connection's write bookkeeping (created on first use)."""
     state = conn.info.get(_CONN_KEY)
     if state is None:
         state = conn.info[_CONN_KEY] = ConnState()
@@ -179,12 +185,14 @@ class Writes:
     # -- wiring -------------------------------------------------------------------------
 
     def listen(self, target: Any) -> None:
+        """Add the session and mapper listeners (``target``: the session factory or class)."""
         for name, fn in self._session_events:
             event.listen(target, name, fn)
         for name, fn in self._mapper_events:
             event.listen(Mapper, name, fn)
 
     def remove(self, target: Any) -> None:
+        """Remove every listener :meth:`listen` and :meth:`watch_engine` added."""
         for name, fn in self._session_events:
             if event.contains(target, name, fn):
                 event.remove(target, name, fn)
@@ -210,11 +218,13 @@ class Writes:
     # -- session transactions --------------------------------------------------------------
 
     def after_transaction_create(self, session: Session, transaction: SessionTransaction) -> None:
+        """Start the key record of a root transaction or a savepoint."""
         state = session_state(session, self.inst)
         if state is not None and (transaction.parent is None or transaction.nested):
             state.records[transaction] = _TxRecord()
 
     def after_commit(self, session: Session) -> None:
+        """Mark a released savepoint; after the root commit, hand every key to the cache."""
         state = session_state(session)
         if state is None or state.installation is not self.inst:
             return
@@ -243,6 +253,7 @@ class Writes:
             self.inst.cache.committed(list(pending), tid)
 
     def after_transaction_end(self, session: Session, transaction: SessionTransaction) -> None:
+        """Give a released savepoint's keys to its parent; drop a rolled-back one's."""
         state = session_state(session)
         if state is None or state.installation is not self.inst:
             return
@@ -262,6 +273,7 @@ class Writes:
     # -- flush ------------------------------------------------------------------------------
 
     def before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
+        """Take the feed lock and read the old values of rows the flush will change."""
         state = session_state(session, self.inst)
         if state is None or not (session.new or session.dirty or session.deleted):
             return
@@ -277,6 +289,7 @@ class Writes:
         self._fetch_old(conn, state, targets)
 
     def before_row_write(self, mapper: Mapper, connection: Connection, target: Any) -> None:
+        """Read the old values of a row the flush changes that ``before_flush`` did not see."""
         session = object_session(target)
         state = session_state(session) if session is not None else None
         if state is None or state.installation is not self.inst:
@@ -289,12 +302,15 @@ class Writes:
             self._fetch_old(connection, state, [target])
 
     def after_insert(self, mapper: Mapper, connection: Connection, target: Any) -> None:
+        """Note an inserted row."""
         self._note(mapper, target, "insert")
 
     def after_update(self, mapper: Mapper, connection: Connection, target: Any) -> None:
+        """Note an updated row."""
         self._note(mapper, target, "update")
 
     def after_delete(self, mapper: Mapper, connection: Connection, target: Any) -> None:
+        """Note a deleted row."""
         self._note(mapper, target, "delete")
 
     def _note(self, mapper: Mapper, target: Any, op: str) -> None:
@@ -312,6 +328,7 @@ class Writes:
                 state.written[(table.name, _pk_value(new))] = (table, op)
 
     def after_flush(self, session: Session, flush_context: Any) -> None:
+        """Read back the new values, turn every written row into keys, append them to the feed."""
         state = session_state(session)
         if state is None or state.installation is not self.inst:
             return
@@ -457,6 +474,7 @@ class Writes:
     def before_cursor_execute(
         self, conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
     ) -> None:
+        """Collect the keys of a write outside a flush, taking the feed lock first."""
         if statement[:7].lstrip()[:6].upper() == "SELECT":
             return  # the common case, decided without parsing
         compiled = getattr(context, "compiled", None)
@@ -487,6 +505,7 @@ class Writes:
                 cstate.pending.update(dict.fromkeys(table_write_keys(child)))
 
     def on_commit(self, conn: Connection) -> None:
+        """Append the keys of the transaction's statements to the feed before it commits."""
         cstate = conn.info.get(_CONN_KEY)
         if cstate is None:
             return
@@ -497,12 +516,14 @@ class Writes:
         cstate.reset()
 
     def on_rollback(self, conn: Connection) -> None:
+        """Drop the keys of a transaction that rolled back."""
         cstate = conn.info.get(_CONN_KEY)
         if cstate is not None:
             cstate.reset()
             cstate.published.clear()
 
     def on_begin(self, conn: Connection) -> None:
+        """Start a transaction with clean bookkeeping."""
         cstate = conn.info.get(_CONN_KEY)
         if cstate is not None:
             cstate.reset()
