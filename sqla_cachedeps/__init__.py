@@ -15,6 +15,8 @@
         session.scalars(select(Book).where(Book.author_id == 7).options(FromCache())).all()
 
 Everything goes through SQLAlchemy's public event hooks; ``handle.uninstall()`` removes them.
+``sessionmaker(engine, class_=CachingSession)`` answers ``get()`` hits before SQLAlchemy
+builds a statement. See ``docs/sqlalchemy.md``.
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 Reads go through ``do_orm_execute``:
 
-- ``session.get(Model, pk)`` (and the refresh of an expired object) reads the row's state
-  by ``(tid, oid)`` checkpoints: :meth:`cachedeps.Cache.get_state` on the oid, one store
-  round trip; a miss loads from the database and stores the state at the tid polled when
-  the transaction began.
+- ``session.get(Model, pk)``, the refresh of an expired object and many-to-one lazy loads
+  by primary key read the row's state by ``(tid, oid)`` checkpoints:
+  :meth:`cachedeps.Cache.get_state` on the oid, one store round trip; a miss loads from the
+  database and stores the state at the tid polled when the transaction began.
 - selects marked with :class:`~sqla_cachedeps.options.FromCache` (or
   ``execution_options(cachedeps=True)``) and lazy loads marked with
   :class:`~sqla_cachedeps.options.RelationshipCache` (or all lazy loads with
@@ -14,7 +14,8 @@ Reads go through ``do_orm_execute``:
 
 The change feed is polled once per session transaction, in ``after_begin``, on the
 session's own connection. Inside a transaction that has written, reads bypass the cache
-(a transaction reads its own writes). Writes are handled by :mod:`sqla_cachedeps.writes`.
+(a transaction reads its own writes). Writes, ORM ``update()``/``delete()`` statements
+included, are handled by :mod:`sqla_cachedeps.writes`.
 """
 
 from __future__ import annotations
