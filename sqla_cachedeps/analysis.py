@@ -80,6 +80,8 @@ def read_keys(statement: Any, params: Mapping[str, Any] | None = None) -> list[s
     for element in visitors.iterate(statement):
         if isinstance(element, (TextClause, TextualSelect)):
             return None
+        if isinstance(element, ColumnClause) and element.is_literal and element.name != "*":
+            return None  # literal_column("..."): raw SQL that may read any table
         if isinstance(element, TableClause):
             top[element.name] = None
         elif element is not statement and isinstance(element, (AliasedReturnsRows, SelectBase)):
