@@ -89,6 +89,15 @@ def read_keys(statement: Any, params: Mapping[str, Any] | None = None) -> list[s
     for mapper in statement_mappers(statement):
         for table in mapper_extra_tables(mapper):
             nested.add(table)
+    for option in getattr(statement, "_with_options", ()):
+        # with_loader_criteria(): criteria the ORM adds to the WHERE at compile time
+        criteria = getattr(option, "where_criteria", None)
+        if criteria is not None:
+            for element in visitors.iterate(criteria):
+                if isinstance(element, TextClause):
+                    return None
+                if isinstance(element, TableClause):
+                    nested.add(element.name)
     if not top and not nested:
         return None
     constraints = _constraints(getattr(statement, "whereclause", None), params or {})

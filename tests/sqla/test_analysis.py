@@ -76,3 +76,14 @@ def test_written_table_from_constructs_and_sql():
     assert written_table(None, "TRUNCATE sq_book") == (True, None)
     assert written_table(None, "CREATE TABLE x (id int)") == (False, None)
     assert written_table(None, "select * from sq_book") == (False, None)
+
+
+def test_loader_criteria_tables_are_dependencies():
+    from sqlalchemy.orm import with_loader_criteria
+
+    from .models import Review
+
+    stmt = select(Book).where(Book.author_id == 1).options(
+        with_loader_criteria(Book, lambda cls: cls.id.in_(select(Review.book_id)))
+    )
+    assert sorted(read_keys(stmt)) == ["sq_book.author_id=1", "sq_review"]
