@@ -31,7 +31,7 @@ from django.db.models.lookups import Lookup
 from django.db.models.sql.query import Query
 from django.db.models.sql.where import AND, ExtraWhere, NothingNode, WhereNode
 
-__all__ = ["ReadPlan", "analyze", "MAX_IN_KEYS", "FROM_ALIASES"]
+__all__ = ["ReadPlan", "analyze", "direct_state_oid", "MAX_IN_KEYS", "FROM_ALIASES"]
 
 #: The Query attribute where the compiler records the aliases of the FROM clause.
 FROM_ALIASES = "cachedeps_from_aliases"
@@ -79,7 +79,25 @@ def analyze(query: Query, cached_tables: frozenset[str] | set[str]) -> ReadPlan 
     return ReadPlan(deps=tuple(deps))
 
 
-def _state_oid(query: Query) -> str | None:
+def direct_state_oid(query: Query) -> str | None:
+    """Return the oid of a full-row select by primary key, recognized before compiling.
+
+    Stricter than the state path :func:`analyze` finds after compiling: the query holds one
+    table and nothing else (not even a join the compiler would trim), and its ordering names
+    the model's own fields only, so compiling could not add a table. A read passing this
+    test may be answered from the object state without compiling its SQL.
+    """
+    model = query.model
+    if model is None or len(query.alias_map) != 1 or query.extra_order_by or query.group_by is not None:
+        return None
+    ordering = query.order_by or (model._meta.ordering if query.default_ordering else ())
+    for item in ordering:
+        if not isinstance(item, str) or item in ("?", "-?") or "__" in item:
+            return None
+    return _state_oid(query, query.alias_map.keys())
+
+
+def _state_oid(query: Query, aliases: Any = None) -> str | None:
     """Return the oid when ``query`` selects every column of one row by primary key."""
     model = query.model
     if model is None or type(query) is not Query:
@@ -88,7 +106,7 @@ def _state_oid(query: Query) -> str | None:
     if getattr(opts, "is_composite_pk", False) or opts.proxy:
         return None
     if (
-        len(_from_aliases(query)) != 1
+        len(_from_aliases(query) if aliases is None else aliases) != 1
         or not query.default_cols
         or query.select_related
         or query.annotation_select

@@ -30,7 +30,7 @@ from django.core.exceptions import EmptyResultSet
 
 from .. import runtime
 from ..conf import cached_tables, get_settings
-from .deps import FROM_ALIASES, ReadPlan, analyze
+from .deps import FROM_ALIASES, ReadPlan, analyze, direct_state_oid
 from .hints import bypassed, in_own_statement, query_opted_out
 from .rows import Unencodable, decode_row, decode_rows, encode_row, encode_rows
 
@@ -39,6 +39,10 @@ __all__ = ["CachedReadMixin", "reads_bypass_cache"]
 logger = logging.getLogger("django_cachedeps")
 _EMPTY = "-"
 _PLAN_MEMO_SIZE = 4096
+_UNANSWERED: Any = object()
+# (database alias, model, table alias) -> what compiling a full-row select by primary key
+# sets up: (select, klass_info, annotation_col_map, columns); the same for every such read.
+_SELECTS: dict[tuple[str, Any, str], tuple[Any, Any, Any, list[str]]] = {}
 
 
 def reads_bypass_cache(connection: Any) -> bool:
@@ -115,6 +119,9 @@ class CachedReadMixin:
             or reads_bypass_cache(connection)
         ):
             return super().execute_sql(result_type, chunked_fetch, chunk_size)  # type: ignore[misc]
+        direct = self._cachedeps_direct(result_type)
+        if direct is not _UNANSWERED:
+            return direct
         try:
             sql, params = self.as_sql()  # type: ignore[attr-defined]
             if not sql:
@@ -164,11 +171,58 @@ class CachedReadMixin:
         except CachedepsError as exc:  # too large, unserializable: the read still succeeded
             logger.debug("cachedeps: not caching %s: %s", key, exc)
 
+    def _cachedeps_direct(self, result_type: Any) -> Any:
+        """Answer a full-row select by primary key from its object state without compiling.
+
+        Compiling the SQL costs more than the rest of a hit. A read that
+        :func:`~.deps.direct_state_oid` recognizes needs no SQL: its cache key is the oid,
+        and what compiling would set up for the result (select list, converters) is the same
+        for every such read of the model, remembered from the first one compiled. Returns
+        ``_UNANSWERED`` when the read must take the compiled path (after a miss, that path
+        does not read the store again).
+        """
+        self._cachedeps_missed = None
+        query = self.query  # type: ignore[attr-defined]
+        oid = direct_state_oid(query)
+        if oid is None:
+            return _UNANSWERED
+        shape = _SELECTS.get((self.using, query.model, next(iter(query.alias_map))))  # type: ignore[attr-defined]
+        if (
+            shape is None
+            or query.model._meta.db_table not in cached_tables()
+            or not runtime.feed_ready(self.using)  # type: ignore[attr-defined]
+        ):
+            return _UNANSWERED
+        select, klass_info, annotation_col_map, columns = shape
+        engine = runtime.ensure_polled(self.using)  # type: ignore[attr-defined]
+        engine.record(oid)
+        state = engine.get_state(oid)
+        self._cachedeps_missed = oid
+        if state is NO_VALUE:
+            return _UNANSWERED
+        try:
+            cached_columns, encoded = state
+            if cached_columns != columns:
+                return _UNANSWERED
+            rows = decode_rows(encoded)
+        except (ValueError, TypeError, KeyError):
+            logger.warning("cachedeps: discarding an undecodable cached row %s", oid)
+            return _UNANSWERED
+        self.select, self.klass_info, self.annotation_col_map = select, klass_info, annotation_col_map
+        self.col_count = len(select)
+        if result_type == SINGLE:
+            return rows[0] if rows else None
+        return [rows]
+
     def _cachedeps_state(self, engine: Any, plan: Any, sql: str, params: Any, result_type: Any) -> Any:
         """Serve a full-row select by primary key through the engine's ``(tid, oid)`` path."""
         columns = [col.target.column for col, _, _ in self.select]  # type: ignore[attr-defined]
+        query = self.query  # type: ignore[attr-defined]
+        if not self.annotation_col_map and direct_state_oid(query) == plan.oid:  # type: ignore[attr-defined]
+            _SELECTS[(self.using, query.model, next(iter(query.alias_map)))] = (  # type: ignore[attr-defined]
+                self.select, self.klass_info, self.annotation_col_map, columns)  # type: ignore[attr-defined]
         engine.record(plan.oid)
-        state = engine.get_state(plan.oid)
+        state = NO_VALUE if getattr(self, "_cachedeps_missed", None) == plan.oid else engine.get_state(plan.oid)
         if state is not NO_VALUE:
             try:
                 cached_columns, encoded = state

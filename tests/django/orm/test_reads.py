@@ -3,6 +3,8 @@ feed poll; and opting out works."""
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 from django.db.models import Count, Prefetch, Sum
 
@@ -25,6 +27,30 @@ def test_get_by_pk_uses_the_state_path(data, engine):
     book = served_from_cache(lambda: Book.objects.get(pk=pk))
     assert book.title == "Alpha" and book.published.year == 2020
     assert ("hit", f"book:{pk}", True) in events
+
+
+def test_a_get_by_pk_hit_compiles_no_sql_and_converts_its_values(data, monkeypatch):
+    from django.db.models.sql import compiler
+
+    pk, author_pk = data["b1"].pk, data["bob"].pk
+    Book.objects.get(pk=pk), Author.objects.get(pk=author_pk)  # compiled once, states stored
+    compiled = []
+    original = compiler.SQLCompiler.as_sql
+
+    def spy(self, *args, **kwargs):
+        compiled.append(self.query.model.__name__)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(compiler.SQLCompiler, "as_sql", spy)
+    book = served_from_cache(lambda: Book.objects.get(pk=pk))
+    assert book.published == datetime.date(2020, 1, 1) and book.author_id == data["ann"].pk
+    assert served_from_cache(lambda: Author.objects.get(pk=author_pk).active) is False
+    assert served_from_cache(lambda: Book.objects.filter(pk=pk).first().title) == "Alpha"
+    assert compiled == []
+    assert Book.objects.only("title").get(pk=pk).title == "Alpha"  # deferred fields: compiled
+    assert compiled == ["Book"]
+    Book.objects.filter(pk=pk).update(title="Changed")
+    assert Book.objects.get(pk=pk).title == "Changed"
 
 
 def test_get_missing_row_is_cached_and_then_found_after_insert(data, engine):
