@@ -36,6 +36,7 @@ from sqlalchemy.orm import Mapper, Session, SessionTransaction, object_mapper, o
 from sqlalchemy.orm.base import instance_state
 
 from cachedeps import keys
+from cachedeps.errors import FeedError
 
 from .analysis import cascaded_tables, table_write_keys, written_table
 
@@ -459,16 +460,22 @@ class Writes:
             return
         dbapi = conn.connection
         feed = self.inst.feed
-        if feed.dialect == "sqlite":
-            # Begin SQLite's write transaction now, so old values read next cannot change
-            # under us (pysqlite begins a transaction only at the first write).
-            cur = dbapi.cursor()
-            try:
-                cur.execute(f"UPDATE {feed.table} SET tid = tid WHERE 0 = 1")
-            finally:
-                cur.close()
-        else:
-            feed.lock(dbapi)
+        try:
+            if feed.dialect == "sqlite":
+                # Begin SQLite's write transaction now, so old values read next cannot change
+                # under us (pysqlite begins a transaction only at the first write).
+                cur = dbapi.cursor()
+                try:
+                    cur.execute(f"UPDATE {feed.table} SET tid = tid WHERE 0 = 1")
+                finally:
+                    cur.close()
+            else:
+                feed.lock(dbapi)
+        except Exception as exc:
+            raise FeedError(
+                f"cannot take the change feed lock on table {feed.table!r} before writing: {exc}; "
+                "does the table exist? create it with sqla_cachedeps.create_feed_table(engine)"
+            ) from exc
         cstate.locked = True
 
     def before_cursor_execute(

@@ -129,6 +129,9 @@ def test_missing_feed_table_says_how_to_create_it(tmp_path):
         with pytest.raises(FeedError, match="create_feed_table"):
             with factory() as s:
                 s.get(Book, 1)
+        with pytest.raises(FeedError, match="create_feed_table"):
+            with engine.begin() as conn:
+                conn.execute(text("UPDATE sq_book SET title = 'x'"))
     finally:
         handle.uninstall()
         engine.dispose()
