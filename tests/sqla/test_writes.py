@@ -217,3 +217,12 @@ def test_update_statement_invalidates_only_the_rows_it_matched(app, writer):
         assert app.selects == []  # author 1's books were not touched: still cached
         assert [b.title for b in s.scalars(by_author(2))] == ["long"]
     assert len(app.selects) == 1
+
+
+def test_raw_sql_through_the_session_and_reading_it_back(app, writer):
+    def write(w):
+        with w.Session.begin() as s:
+            s.execute(text("UPDATE sq_book SET author_id = 2 WHERE id = 2"))
+            # The transaction has written: its reads bypass the cache and see the write.
+            assert [b.id for b in s.scalars(by_author(2))] == [2, 3]
+    check(app, writer, write)
