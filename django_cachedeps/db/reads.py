@@ -13,6 +13,10 @@ converters, which run as usual on a hit. A read is not cached when:
 - it runs inside a snapshot transaction (SQLite, PostgreSQL REPEATABLE READ and above): the
   cache may answer, but the result is not stored, since the snapshot may be older than the
   feed position the entry would be stamped with.
+
+A hit costs the compilation of the query's SQL (its cache key), except for a full-row
+select of one table by primary key (``get(pk=...)``), answered from the row's object state
+before compiling; the dependencies of a query key are remembered, not worked out again.
 """
 
 from __future__ import annotations
