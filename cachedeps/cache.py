@@ -432,6 +432,9 @@ class Cache(StateMixin):
             return value
         skey = safe_key(self._d, key)
         lkey = self._lease_key(skey)
+        if not isinstance(depends_on, str):  # a str raises TypeError below, before any lease
+            depends_on = list(depends_on)
+        known, _ = self._split(depends_on)
         leases = self._leases
         token = leases.new_token()
         deadline = time.monotonic() + leases.max_wait
@@ -457,6 +460,8 @@ class Cache(StateMixin):
                 return value
         if won:
             self._stats.incr("lease_wins")
+            if self._trees is not None:  # a purge during the computation voids the lease
+                self._guarded(self._trees.link_lease, skey, lkey, known, leases.ttl)
         stamp = self._maps.current_tid
         started = time.monotonic()
         try:
@@ -466,7 +471,7 @@ class Cache(StateMixin):
                 self.set(key, value, deps, timeout, tid=stamp)
         finally:
             if won:
-                self._guarded(leases.release, lkey)
+                self._guarded(leases.release, lkey, token)
         return value
 
     def _compute(self, key: str, fn: Callable[[], Any], depends_on: Iterable[str]) -> tuple[Any, list[str]]:

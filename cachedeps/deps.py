@@ -17,6 +17,10 @@ Two implementations behind one class:
   one ``get_many``, deletes them and their dependents (and the dependents' leases), then
   follows the nodes of the deleted entries, level by level, to a bounded depth.
 
+A fill lease (:mod:`cachedeps.leases`) is linked like an entry, under the nodes of the
+dependency keys known before its computation (and, natively, under its entry's key), so a
+purge voids the leases of the entries it deletes and of fills still running.
+
 Trees are an optimisation, never the source of correctness: every read is validated against
 the change feed. So an evicted node, a link lost in a race with a purge, or a list dropped
 because it grew past its bound costs memory or a stale-but-rejected hit, never a stale read.
@@ -96,6 +100,24 @@ class DependencyTrees:
                 raw = self.store.get(parent)
                 if raw is not None and len(raw) > self.max_node_bytes:
                     self.store.delete(parent)
+
+    def link_lease(self, entry_key: str, lease_key: str, deps: Iterable[str], expire: float) -> None:
+        """Link a fill lease so that a purge of its entry or of ``deps`` voids it.
+
+        The lease goes under each dependency node known before the computation and, with
+        native trees, under the entry's own key (emulated purges derive lease keys from the
+        entries they delete).
+
+        Raises:
+            BackendError: the store failed (the caller treats it as a no-op).
+        """
+        if self.native:
+            self.store.link(entry_key, (lease_key,), expire)
+            self.link(lease_key, deps, (), expire)
+        else:
+            # An emulated node lives as long as the item that holds it: never shorten it to
+            # a lease's life, the entry filled next is linked in the same node.
+            self.link(lease_key, deps, (), 0)
 
     def purge(self, deps: Iterable[str]) -> int:
         """Delete every entry depending on ``deps``, recursively; return how many keys went.

@@ -14,19 +14,34 @@ before a write therefore does not land after it. Even if it did (a lease that ex
 store restarted), the entry carries the tid it was computed at and would be rejected by
 every reader that polled the write.
 
-The leases are emulated with ``add``/``gets``/``delete``, which every memcache-compatible
-store supports; memcached's meta-command leases (``mg N``/``W``/``Z``) are not used.
+Two mechanisms, chosen once per :class:`Leases` on first use:
+
+- *native* when the store offers meta-protocol leases (``store.meta_leases()`` returns a
+  :class:`~cachedeps.store.meta.MetaLeases`: memcached >= 1.6, ``cachedeps serve``, or a
+  pool of them): ``mg <lease> N<ttl> c`` creates the lease in the server and answers ``W``
+  to exactly one caller; the token is the lease's CAS id, checked before the fill and on
+  release (``md <lease> C<cas>``), so a lease deleted or marked stale (``md I``) since it was
+  won voids the fill.
+- *emulated* everywhere else (the embedded store, older memcached): ``add``/``gets``/
+  ``delete``, which every memcache-compatible store supports.
+
+Both keep the lease under the same key, and each sees the other's lease as held, so
+processes that chose differently still exclude each other.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any, Callable
 
 from .api import NO_VALUE
 
 __all__ = ["Leases"]
+
+
+_MAX_HELD = 4096  # native leases won and not yet released, kept per process (I4)
 
 
 class Leases:
@@ -44,6 +59,27 @@ class Leases:
         self.min_wait = min_wait
         self.max_wait = max_wait
         self._typical = min_wait  # moving average of fill times
+        self._meta: Any = None  # MetaLeases, False (emulate) or None (not chosen yet)
+        self._held: dict[bytes, int] = {}  # token -> CAS id of a native lease won
+        self._pending: dict[str, int] = {}  # lease key -> CAS id won by is_out, not yet claimed
+        self._evicting = threading.Lock()
+
+    @property
+    def mechanism(self) -> str:
+        """Return ``"native"``, ``"emulated"``, or ``"undecided"`` before the first lease."""
+        if self._meta is None:
+            return "undecided"
+        return "native" if self._meta else "emulated"
+
+    def _native(self) -> Any:
+        """Return the store's :class:`~cachedeps.store.meta.MetaLeases`, or ``None`` to emulate."""
+        meta = self._meta
+        if meta is None:
+            offer = getattr(self.store, "meta_leases", None)
+            # A probe that fails (server down) raises and leaves the choice for next time.
+            meta = (offer() if callable(offer) else None) or False
+            self._meta = meta
+        return meta or None
 
     def new_token(self) -> bytes:
         """Return a token no other holder uses."""
@@ -55,16 +91,65 @@ class Leases:
         Raises:
             BackendError: the store failed (the caller computes without a lease).
         """
-        return bool(self.store.add(lease_key, token, self.ttl))
+        meta = self._native()
+        if meta is None:
+            return bool(self.store.add(lease_key, token, self.ttl))
+        cas = self._pending.pop(lease_key, 0) or meta.acquire(lease_key, self.ttl)
+        if not cas:
+            return False
+        self._remember(self._held, token, cas)
+        return True
+
+    def _remember(self, table: dict, name: Any, cas: int) -> None:
+        if len(table) >= _MAX_HELD:  # wins never released (or never claimed): forget the oldest
+            with self._evicting:
+                for old in list(table)[: len(table) - _MAX_HELD + 1]:
+                    table.pop(old, None)
+        table[name] = cas
 
     def holds(self, lease_key: str, token: bytes) -> bool:
         """Return whether the lease is still ours (not voided by an invalidation)."""
-        got = self.store.gets(lease_key)
-        return got is not None and got[0] == token
+        meta = self._native()
+        if meta is None:
+            got = self.store.gets(lease_key)
+            return got is not None and got[0] == token
+        cas = self._held.get(token)
+        return cas is not None and meta.holds(lease_key, cas)
 
-    def release(self, lease_key: str) -> None:
-        """Drop the lease."""
-        self.store.delete(lease_key)
+    def release(self, lease_key: str, token: bytes | None = None) -> None:
+        """Drop the lease (a native one only while it is still the one ``token`` won)."""
+        cas = self._held.pop(token, None) if token is not None else None
+        meta = self._meta
+        if meta and cas is not None:
+            meta.release(lease_key, cas)
+        elif meta and token is not None:
+            return  # the native lease was never ours (or was forgotten): leave it alone
+        else:
+            self.store.delete(lease_key)
+
+    def is_out(self, lease_key: str) -> bool:
+        """Return whether someone else holds the lease.
+
+        Natively the check is an attempt to win (``mg N``): any meta read of a lease marked
+        stale hands out its win, so the reader must be the one to take it. A lease won here
+        is claimed by this process's next :meth:`acquire` of ``lease_key``.
+        """
+        meta = self._native()
+        if meta is None:
+            return self.store.get(lease_key) is not None
+        if lease_key in self._pending:
+            return False
+        cas = meta.acquire(lease_key, self.ttl)
+        if not cas:
+            return True
+        self._remember(self._pending, lease_key, cas)
+        return False
+
+    def _unclaim(self, lease_key: str) -> None:
+        """Give back a lease :meth:`is_out` won when the value arrived meanwhile."""
+        cas = self._pending.pop(lease_key, 0)
+        if cas and self._meta:
+            self._meta.release(lease_key, cas)
 
     def observe(self, seconds: float) -> None:
         """Fold one fill time into the typical fill time."""
@@ -97,8 +182,11 @@ class Leases:
             if now >= deadline:
                 return NO_VALUE, "timeout"
             if now >= check_at:
-                if self.store.get(lease_key) is None:
+                if not self.is_out(lease_key):
                     value = fetch()
-                    return value, "value" if value is not NO_VALUE else "released"
+                    if value is not NO_VALUE:
+                        self._unclaim(lease_key)
+                        return value, "value"
+                    return NO_VALUE, "released"
                 check_at = now + self.check_interval
             pause = min(pause * 1.5, 0.025)

@@ -237,6 +237,23 @@ class RemoteStore:
             self._translate(exc, address)
         return version.decode() if isinstance(version, bytes) else str(version)
 
+    def meta_leases(self) -> Any:
+        """Return native fill leases (:class:`~cachedeps.store.meta.MetaLeases`) or ``None``.
+
+        ``None`` when a server does not speak memcached's meta protocol (older than 1.6).
+        Probed once, on first use; an unreachable server raises and is probed again later.
+
+        Raises:
+            BackendUnavailable: a server cannot be reached.
+        """
+        found = self.__dict__.get("_meta")
+        if found is None:
+            from .meta import MetaLeases, speaks_meta
+
+            found = MetaLeases(self) if speaks_meta(self) else False
+            self.__dict__["_meta"] = found
+        return found or None
+
     # -- reads ---------------------------------------------------------------------------
 
     def get(self, key: str) -> bytes | None:
