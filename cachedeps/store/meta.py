@@ -38,22 +38,25 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..errors import ProtocolError
+from ..errors import BackendUnavailable, ProtocolError
 from ..keys import check_key
 
 __all__ = ["MetaLeases", "speaks_meta"]
 
 
 def speaks_meta(remote_store: Any) -> bool:
-    """Return whether every server of ``remote_store`` answers the meta no-op ``mn``.
+    """Return whether every reachable server of ``remote_store`` answers the meta no-op ``mn``.
+
+    A pool server that cannot be reached is left out of the decision (its keys fail
+    anyway until it returns), so one dead server does not cost a probe on every miss.
 
     Raises:
-        BackendUnavailable: a server cannot be reached (ask again later).
+        BackendUnavailable: no server can be reached (ask again later).
     """
     hashed = remote_store._hash
     clients = [remote_store._client] if hashed is None else list(hashed.clients.values())
-    if not clients:
-        return False
+    unreachable: BackendUnavailable | None = None
+    answered = 0
     for client in clients:
         try:
             answer = client.raw_command(b"mn", b"\r\n")
@@ -62,9 +65,15 @@ def speaks_meta(remote_store: Any) -> bool:
                 remote_store._translate(exc, _address(client.server))
             except ProtocolError:  # ERROR: a server older than 1.6
                 return False
+            except BackendUnavailable as down:
+                unreachable = down
+                continue
         if answer.strip() != b"MN":
             return False
-    return True
+        answered += 1
+    if not answered and unreachable is not None:
+        raise unreachable
+    return answered > 0
 
 
 def _ttl(seconds: float) -> int:

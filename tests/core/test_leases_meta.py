@@ -222,3 +222,37 @@ def test_a_loser_gives_back_a_lease_it_won_while_the_value_arrived(meta_store):
     assert leases.wait(fetch, "l:gone", time.monotonic() + 1.0) == ("v", "value")
     assert checked
     assert meta_store.get("l:gone") is None  # given back, not left to block others for its TTL
+
+
+def test_pool_with_a_dead_server_still_gets_native_leases(memcached_factory):
+    alive, dead = memcached_factory(), memcached_factory()
+    dead.stop()
+    store = open_store(f"memcache://{alive.address},{dead.address}?timeout=200ms")
+    try:
+        assert store.meta_leases() is not None
+    finally:
+        store.close()
+
+
+def test_server_without_meta_commands_keeps_emulated_leases():
+    """A server answering ERROR to ``mn`` (memcached before 1.6) is not given meta leases."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer_error() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            while conn.recv(4096):
+                conn.sendall(b"ERROR\r\n")
+
+    thread = threading.Thread(target=answer_error, daemon=True)
+    thread.start()
+    store = open_store(f"memcache://127.0.0.1:{port}")
+    try:
+        assert store.meta_leases() is None
+        assert store.meta_leases() is None  # decided once, no second probe needed
+    finally:
+        store.close()
+        listener.close()
