@@ -298,14 +298,23 @@ class Cache(StateMixin):
         Never raises for a store that is down (that is a miss). A hit records the entry's
         dependencies in the active recorders.
         """
-        # The hot path of every cached read: kept in one function, without per-hit
-        # allocations beyond the value itself (docs/engine.md, "Cost of a hit").
-        stats = self._stats
+        # The hot path of every cached read: one store get, then local validation, without
+        # per-hit allocations beyond the value itself (docs/engine.md, "Cost of a hit").
         try:
             raw = self.store.get(self._skeys.get(key) or self._entry_key(key))
         except BackendError as exc:
             self._failed(exc)
             raw = None
+        return self.load_entry(key, raw, default)
+
+    def load_entry(self, key: str, raw: bytes | None, default: Any = NO_VALUE) -> Any:
+        """Validate entry bytes the caller read from the store itself; return the value or ``default``.
+
+        For adapters that keep an entry under a key of their own (``set(..., store_key=...)``)
+        or fetch it together with other keys in one round trip. Counts, records and emits
+        exactly as :meth:`get` does.
+        """
+        stats = self._stats
         if raw is None:
             stats.counters["misses"] += 1
             if stats.listening:
@@ -352,6 +361,7 @@ class Cache(StateMixin):
         depends_on: Iterable[str] = (),
         timeout: float | None = None,
         tid: int | None = None,
+        store_key: str | None = None,
     ) -> bool:
         """Store ``value`` under ``key``, valid until one of ``depends_on`` changes.
 
@@ -361,6 +371,8 @@ class Cache(StateMixin):
             timeout: seconds to keep it (``None``: until evicted or invalidated).
             tid: the ``current_tid`` read before the computation's database reads (default:
                 the current one).
+            store_key: keep the entry under this store key (already valid for the store)
+                instead of the engine's own; read it back with :meth:`load_entry`.
 
         Returns whether the value was stored (not when it is already outdated or the store
         is down).
@@ -373,7 +385,7 @@ class Cache(StateMixin):
         if deps and not self._maps.valid(stamp, deps):
             return False  # computed from data older than a change we know of
         raw = encode_entry(stamp, deps, value, self.serializer)
-        skey = self._entry_key(key)
+        skey = self._entry_key(key) if store_key is None else store_key
         expire = timeout or 0
         try:
             self.store.set(skey, raw, expire)

@@ -94,3 +94,23 @@ def test_a_hit_on_the_fast_path_records_the_dependencies(pair):
     with a.recording() as rec:
         assert a.get("frag") == b"<b>x</b>"
     assert {"book:1", "book:*", "author:2", "author:*", "@frag"} <= rec.keys
+
+
+def test_an_entry_kept_under_the_callers_key_is_validated_and_purged(pair):
+    conn, feed, a, b = pair
+    assert a.set("page", b"v1", depends_on=["book:1"], store_key="app:page") is True
+    raw = a.store.get("app:page")
+    assert raw is not None and raw[0] == ENTRY_TAG
+    assert a.store.get(a._entry_key("page")) is None  # nothing under the engine's own key
+    assert b.load_entry("page", b.store.get("app:page")) == b"v1"
+    write(conn, feed, ["book:2"])  # an unrelated row
+    b.poll(conn)
+    assert b.load_entry("page", b.store.get("app:page")) == b"v1"
+    tid = write(conn, feed, ["book:1"])
+    a.committed(["book:1"], tid)
+    b.poll(conn)
+    # Purged by the dependency tree, and invalid even where the bytes survive.
+    assert a.store.get("app:page") is None
+    assert b.load_entry("page", raw) is NO_VALUE
+    assert b.load_entry("page", None, default="d") == "d"
+    assert b.load_entry("page", b"P not an entry") is NO_VALUE
