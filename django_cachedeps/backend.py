@@ -43,6 +43,7 @@ from django.core.cache.backends.base import (
 from django.core.exceptions import ImproperlyConfigured
 
 from cachedeps.api import NO_VALUE, RELATIVE_EXPIRY_LIMIT
+from cachedeps.entries import ENTRY_TAG
 from cachedeps.errors import BackendError, CorruptValue, ValueTooLarge
 
 __all__ = ["CachedepsCache"]
@@ -52,8 +53,9 @@ logger = logging.getLogger("django_cachedeps.backend")
 # The first byte of a stored value says how to read it. Decimal digits are integers
 # (memcached's incr/decr need bare decimal text); the other tags cannot start a number.
 _TAG_PICKLE = b"P"
-_TAG_DEPENDENT = b"D"  # the value lives in the engine, validated against its dependencies
-_DEPENDENT_MARKER = _TAG_DEPENDENT
+# A dependent value is an engine entry kept under the cache key itself (first byte
+# ENTRY_TAG): one round trip, validated locally against the engine's delta maps.
+_TAG_DEPENDENT = bytes([ENTRY_TAG])
 _MAX_COUNTER = 2**64 - 1
 _SIGNING_SALT = "django_cachedeps.backend.CachedepsCache.signing"
 _DOWN_LOG_INTERVAL = 30.0
@@ -184,7 +186,7 @@ class CachedepsCache(BaseCache):
             except CorruptValue as exc:
                 return self._corrupt(key, str(exc))
         if first == _TAG_DEPENDENT:
-            return self._get_dependent(key)
+            return self._get_dependent(key, data)
         return self._corrupt(key, "unknown format")
 
     def _corrupt(self, key: str, reason: str) -> Any:
@@ -210,9 +212,8 @@ class CachedepsCache(BaseCache):
             engine.poll(connections[DEFAULT_DB_ALIAS])
         return engine
 
-    def _get_dependent(self, key: str) -> Any:
-        engine = self._polled_engine()
-        blob = engine.get(key)
+    def _get_dependent(self, key: str, data: bytes) -> Any:
+        blob = self._polled_engine().load_entry(key, data)
         if blob is NO_VALUE:
             return NO_VALUE
         if not isinstance(blob, bytes):
@@ -298,12 +299,13 @@ class CachedepsCache(BaseCache):
             self._quiet_delete(key)
             return
         blob = self._serializer().dumps(value)
-        engine.set(key, blob, depends_on=deps, timeout=expire or None)
-        store = self.store
         try:
-            store.set(key, _DEPENDENT_MARKER, expire)
-        except BackendError as exc:
-            self._store_failed(exc)
+            stored = engine.set(key, blob, depends_on=deps, timeout=expire or None, store_key=key)
+        except ValueTooLarge as exc:
+            logger.warning("cache value for %r not stored: %s", key, exc)
+            stored = False
+        if not stored:  # outdated already, too large or the store down: leave nothing older
+            self._quiet_delete(key)
 
     def add(
         self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
