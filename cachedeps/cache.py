@@ -5,14 +5,14 @@
 - :meth:`Cache.poll` brings the process-wide delta maps (:mod:`cachedeps.checkpoints`) up
   to date from the change feed (:mod:`cachedeps.feed`) with one query, and keeps the
   checkpoints in step with the ones shared in the store (read at most once a second).
-- A *derived entry* (a query result, a view, a fragment) is stored at ``<ns>d:<key>`` in
+- A *derived entry* (a query result, a view, a fragment) is stored at ``d:<ns><key>`` in
   the layout of :mod:`cachedeps.entries`: a fixed header with ``stamp`` (the
   ``current_tid`` read before the computation's database reads), then ``deps`` (its
   dependency keys with their implied ``t:*`` keys), then the payload (``bytes`` values as
   they are, others serialized). A read is one store round trip and a local check against
   the delta maps, made before the payload is decoded; an entry stamped after every change
   the maps know needs no look-up at all.
-- An *object state* is stored at ``<ns>s:<tid>:<oid>`` (RelStorage's ``(tid, oid)`` keys):
+- An *object state* is stored at ``s:<ns><tid>:<oid>`` (RelStorage's ``(tid, oid)`` keys):
   at the tid of the object's last known change, or at checkpoint ``cp0`` when it did not
   change since ``cp1``. A reader looks up the one key its maps name, or both checkpoint keys
   in one ``get_many``. A fill from an old snapshot lands under a key that readers with newer
@@ -72,7 +72,9 @@ class Cache(StateMixin):
         store: a :class:`~cachedeps.api.Store`, or a URL for :func:`cachedeps.open_store`.
         feed: the change feed; default a :class:`~cachedeps.feed.StoreFeed` in ``store``.
         serializer: encodes values; default :class:`cachedeps.serde.MsgpackSerializer`.
-        namespace: prefix of every store key (separate applications or feeds sharing a store).
+        namespace: goes after the kind prefix of every store key (``d:`` entries, ``s:`` states,
+            ``t:`` tree nodes, ``l:`` leases, ``cp:`` checkpoints, ``feed:``), so that per-prefix
+            store figures show each kind; separates applications or feeds sharing a store.
         max_delta: delta-map size (keys) past which the checkpoints move.
         trees: link entries under their dependencies to purge them on writes.
         checkpoint_interval: seconds between reads of the shared checkpoints.
@@ -121,11 +123,11 @@ class Cache(StateMixin):
         self._trees = DependencyTrees(store, namespace) if trees else None
         self._leases = Leases(store, ttl=lease_ttl)
         self._poll_lock = threading.Lock()
-        self._d = namespace + "d:"
+        self._d = "d:" + namespace
         self._skeys: dict[str, str] = {}
-        self._s = namespace + "s:"
-        self._l = namespace + "l:"
-        self._cp_key = namespace + "checkpoints"
+        self._s = "s:" + namespace
+        self._l = "l:" + namespace
+        self._cp_key = "cp:" + namespace
         self._cp_checked = float("-inf")
         self._cp_tried: tuple[int, int] | None = None
         self._warned_at = float("-inf")
@@ -135,8 +137,12 @@ class Cache(StateMixin):
 
     # -- faults ---------------------------------------------------------------------------
 
-    def _failed(self, exc: BaseException) -> None:
-        """Count a store failure and log it at most once per ``warn_interval``."""
+    def store_failed(self, exc: BaseException) -> None:
+        """Count a store failure and log it at most once per ``warn_interval``.
+
+        Adapters that use the store directly report their failures here, so that one
+        warning per interval covers every user of the store.
+        """
         self._stats.incr("store_errors")
         now = time.monotonic()
         if now - self._warned_at >= self.warn_interval:
@@ -171,7 +177,7 @@ class Cache(StateMixin):
                 else:
                     self._apply(self.feed.poll(conn, maps.current_tid))
             except BackendError as exc:  # a store feed whose store is down
-                self._failed(exc)
+                self.store_failed(exc)
                 maps.blind()
                 return maps.current_tid
             now = time.monotonic()
@@ -218,14 +224,14 @@ class Cache(StateMixin):
         try:
             return decode_checkpoints(self.store.get(self._cp_key))
         except BackendError as exc:
-            self._failed(exc)
+            self.store_failed(exc)
             return None
 
     def _guarded(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
             return fn(*args)
         except BackendError as exc:
-            self._failed(exc)
+            self.store_failed(exc)
             return None
 
     def _sync_checkpoints(self, conn: Any) -> None:
@@ -256,7 +262,7 @@ class Cache(StateMixin):
         try:
             p = self.feed.poll(conn, shared[1])
         except BackendError as exc:
-            self._failed(exc)
+            self.store_failed(exc)
             return
         if p.complete and p.tid >= shared[0]:
             maps.build(shared[0], shared[1], p.changes, p.tid)
@@ -303,7 +309,7 @@ class Cache(StateMixin):
         try:
             raw = self.store.get(self._skeys.get(key) or self._entry_key(key))
         except BackendError as exc:
-            self._failed(exc)
+            self.store_failed(exc)
             raw = None
         return self.load_entry(key, raw, default)
 
@@ -392,7 +398,7 @@ class Cache(StateMixin):
             if self._trees is not None and (deps or sources):
                 self._trees.link(skey, deps, [safe_key(self._d, s) for s in sources], expire)
         except BackendError as exc:
-            self._failed(exc)
+            self.store_failed(exc)
             return False
         self._stats.incr("sets")
         if self._stats.listening:
@@ -454,7 +460,7 @@ class Cache(StateMixin):
             try:
                 won: bool | None = leases.acquire(lkey, token)
             except BackendError as exc:
-                self._failed(exc)
+                self.store_failed(exc)
                 won = None  # no store: compute, and the set below is a no-op
             if won is not False:
                 break
@@ -462,7 +468,7 @@ class Cache(StateMixin):
             try:
                 value, status = leases.wait(lambda: self.get(key), lkey, deadline)
             except BackendError as exc:
-                self._failed(exc)
+                self.store_failed(exc)
                 value, status = NO_VALUE, "timeout"
             if status == "value":
                 return value

@@ -1,7 +1,7 @@
 """Write-time dependency trees: delete every dependent of a changed key at once (reference 002).
 
 When a derived entry is stored, its store key is linked under a *node* for each of its
-dependency keys (``<ns>t:<depkey>``) and under each cached entry it was built from (a view
+dependency keys (``t:<ns><depkey>``) and under each cached entry it was built from (a view
 under its fragments, a fragment under its queries). When keys change,
 :meth:`DependencyTrees.purge` deletes their dependents, recursively, which frees memory at
 once and spares readers a stale hit.
@@ -60,10 +60,10 @@ class DependencyTrees:
         self.namespace = namespace
         self.native = isinstance(store, DependencyStore)
         self.max_node_bytes = max_node_bytes
-        self._entry_prefix = namespace + "d:"
-        self._node_prefix = namespace + "t:"
-        self._ref_prefix = namespace + "t:@"
-        self._lease_prefix = namespace + "l:"
+        self._entry_prefix = "d:" + namespace
+        self._node_prefix = "t:" + namespace
+        self._ref_prefix = "t:@" + namespace
+        self._lease_prefix = "l:" + namespace
 
     def node(self, dep: str) -> str:
         """Return the store key of the node for dependency key ``dep``."""

@@ -20,9 +20,9 @@ Two implementations of :class:`Feed`:
 
 :class:`StoreFeed`
     For invalidations without a database (``cache.invalidate(*keys)``). A counter
-    ``<ns>feed:tid`` allocates tids with ``incr``; it is created with ``add`` at a
+    ``feed:<ns>tid`` allocates tids with ``incr``; it is created with ``add`` at a
     time-based start (microseconds since the epoch), so a restarted or flushed store never
-    hands out a tid that pollers have already passed. Entry ``<ns>feed:<tid>`` holds the keys.
+    hands out a tid that pollers have already passed. Entry ``feed:<ns><tid>`` holds the keys.
     A poll reads the counter, then the missing range in one ``get_many``. Any gap it cannot
     explain — an entry evicted, the counter gone or moved backwards, too many entries to
     read — makes the poll incomplete (everything treated as changed). A missing entry just
@@ -310,7 +310,7 @@ class StoreFeed:
         self.max_entries = max_entries
         self.grace = grace
         self.serializer = serializer if serializer is not None else _default_serializer()
-        self._counter = f"{namespace}feed:tid"
+        self._counter = f"feed:{namespace}tid"
         self._missing: dict[int, float] = {}
         self._lock = threading.Lock()
 
@@ -318,7 +318,7 @@ class StoreFeed:
         return f"StoreFeed({getattr(self.store, 'name', self.store)!r})"
 
     def _entry(self, tid: int) -> str:
-        return f"{self.namespace}feed:{tid}"
+        return f"feed:{self.namespace}{tid}"
 
     def lock(self, conn: Any) -> None:
         """Do nothing: ``incr`` allocates tids atomically."""

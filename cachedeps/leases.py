@@ -1,6 +1,6 @@
 """Leases: one process fills a missing entry, the others wait (Scaling Memcache at Facebook, NSDI'13).
 
-On a miss, :meth:`Leases.acquire` tries ``add(<ns>l:<key>, token, ttl)``. The winner
+On a miss, :meth:`Leases.acquire` tries ``add(l:<ns><key>, token, ttl)``. The winner
 computes the value and fills it; the losers poll the entry with short sleeps, checking now
 and then (twice the typical fill time) that the lease is still held. When it is gone
 without a value (the holder failed, or an invalidation voided it) a loser tries to take it.

@@ -1,6 +1,6 @@
 """Object states cached under ``(tid, oid)`` keys (RelStorage's checkpoints, reference 001).
 
-The state of one row (oid ``"<table>:<pk>"``) is stored at ``<ns>s:<tid>:<oid>`` as
+The state of one row (oid ``"<table>:<pk>"``) is stored at ``s:<ns><tid>:<oid>`` as
 ``[stamp, value]``:
 
 - when the delta maps know the oid's last change ``t`` (a change after the horizon), at
@@ -33,7 +33,7 @@ class StateMixin:
     """The object-state half of :class:`~cachedeps.cache.Cache`.
 
     Uses the cache's ``store``, ``serializer``, ``_maps``, ``_stats``, ``_s`` (key prefix)
-    and ``_failed``.
+    and ``store_failed``.
     """
 
     store: Any
@@ -41,7 +41,7 @@ class StateMixin:
     _maps: Any
     _stats: Any
     _s: str
-    _failed: Callable[[BaseException], None]
+    store_failed: Callable[[BaseException], None]
 
     def _state_deps(self, oid: str) -> list[str]:
         return [feed_key(k) for k in implied(oid)]
@@ -77,7 +77,7 @@ class StateMixin:
             try:
                 found = self.store.get_many(wanted)
             except BackendError as exc:
-                self._failed(exc)
+                self.store_failed(exc)
         out: dict[str, Any] = {}
         stats = self._stats
         for oid, deps, keys in plan:
@@ -128,7 +128,7 @@ class StateMixin:
         try:
             self.store.set(skey, raw)
         except BackendError as exc:
-            self._failed(exc)
+            self.store_failed(exc)
             return False
         self._stats.incr("sets")
         return True

@@ -30,7 +30,6 @@ are dropped, with one warning per interval: the application keeps running on its
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any, Iterable
 
@@ -58,36 +57,6 @@ _TAG_PICKLE = b"P"
 _TAG_DEPENDENT = bytes([ENTRY_TAG])
 _MAX_COUNTER = 2**64 - 1
 _SIGNING_SALT = "django_cachedeps.backend.CachedepsCache.signing"
-_DOWN_LOG_INTERVAL = 30.0
-
-_down_lock = threading.Lock()
-_down_logged_at: dict[str, float] = {}
-
-
-def _warn_down(name: str, exc: BaseException) -> None:
-    """Log that the store is unreachable, at most once per interval and store."""
-    now = time.monotonic()
-    with _down_lock:
-        last = _down_logged_at.get(name)
-        if last is not None and now - last < _DOWN_LOG_INTERVAL:
-            return
-        _down_logged_at[name] = now
-    logger.warning("cache %s unavailable: %s; serving from the database", name, exc)
-
-
-def _report_down(engine: Any, exc: BaseException) -> None:
-    """Report a store failure through the engine that shares the store.
-
-    The ORM's reads and this backend then log one "unavailable" warning per interval
-    between them, not one each, and the failure shows in the engine's ``store_errors``.
-    """
-    # Local shim: the engine has no public failure report yet; use its own throttle when
-    # it exists, else this module's.
-    report = getattr(engine, "store_failed", None) or getattr(engine, "_failed", None)
-    if callable(report):
-        report(exc)
-    else:
-        _warn_down(getattr(engine, "name", "?"), exc)
 
 
 class CachedepsCache(BaseCache):
@@ -136,7 +105,8 @@ class CachedepsCache(BaseCache):
 
     def _store_failed(self, exc: BaseException) -> None:
         """Count and log (once per interval, shared with the ORM) an unreachable store."""
-        _report_down(self.engine, exc)
+        # One warning per interval for the engine and this backend together.
+        self.engine.store_failed(exc)
 
     def _serializer(self) -> Any:
         if self._signer is None:

@@ -75,7 +75,7 @@ def test_shift_makes_old_entries_misses_never_stale(db, embedded):
     assert c.maps.size() <= 2 * 11 + 1
     c.set("new", 2, depends_on=["x:1"])
     assert c.get("new") == 2
-    cp0, cp1 = decode_checkpoints(embedded.get("checkpoints"))
+    cp0, cp1 = decode_checkpoints(embedded.get("cp:"))
     assert (cp0, cp1) == (c.maps.view.cp0, c.maps.view.cp1)
 
 

@@ -41,8 +41,8 @@ def test_emulated_trees_purge_the_whole_chain(remote, db):
     cache.set("other", "o", depends_on=["author:1"])
     write(conn, feed, ["book.author_id=7"], cache=cache)
     ns = cache.namespace
-    assert remote.get(ns + "d:query") is None and remote.get(ns + "d:view") is None
-    assert remote.get(ns + "d:other") is not None
+    assert remote.get("d:" + ns + "query") is None and remote.get("d:" + ns + "view") is None
+    assert remote.get("d:" + ns + "other") is not None
 
 
 def test_herd_on_memcached_computes_once(memcached):
