@@ -6,6 +6,8 @@ the reply bytes (``b""`` for none); the caller batches replies into one write.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from ..errors import CachedepsError, InvalidKey, ValueTooLarge
 from .context import ServerContext
 from .protocol import KEY_MAX, parse_int, parse_uint
@@ -65,41 +67,13 @@ class TextCommands:
             return b"VALUE %b %d %d\r\n%b\r\nEND\r\n" % (key, item[1], len(value), value)
         if n < 2:
             return _ERROR
-        get_item = self.store.get_item
-        out = []
-        for key in tokens[1:]:
-            if len(key) > KEY_MAX:
-                return _BAD_FORMAT
-            try:
-                item = get_item(key.decode())
-            except (ValueError, CachedepsError):
-                return _BAD_FORMAT
-            if item is not None:
-                value = item[0]
-                out.append(b"VALUE %b %d %d\r\n%b\r\n" % (key, item[1], len(value), value))
-        if not out:
-            return _END
-        out.append(_END)
-        return b"".join(out)
+        return self._retrieve(tokens[1:], self.store.get_item, False)
 
     def gets(self, tokens: list[bytes], _data: object) -> bytes:
         """Answer ``gets <key>+`` (values with their CAS ids)."""
         if len(tokens) < 2:
             return _ERROR
-        get_item = self.store.get_item
-        out = []
-        for key in tokens[1:]:
-            if len(key) > KEY_MAX:
-                return _BAD_FORMAT
-            try:
-                item = get_item(key.decode())
-            except (ValueError, CachedepsError):
-                return _BAD_FORMAT
-            if item is not None:
-                value = item[0]
-                out.append(b"VALUE %b %d %d %d\r\n%b\r\n" % (key, item[1], len(value), item[2], value))
-        out.append(_END)
-        return b"".join(out)
+        return self._retrieve(tokens[1:], self.store.get_item, True)
 
     def gat(self, tokens: list[bytes], _data: object, with_cas: bool = False) -> bytes:
         """Answer ``gat <exptime> <key>*`` (get and touch)."""
@@ -109,12 +83,21 @@ class TextCommands:
         if exptime is None:
             return _BAD_EXPTIME
         gat = self.store.gat
+        return self._retrieve(tokens[2:], lambda key: gat(key, exptime), with_cas)
+
+    def gats(self, tokens: list[bytes], data: object) -> bytes:
+        """Answer ``gats <exptime> <key>*`` (get and touch, with CAS ids)."""
+        return self.gat(tokens, data, True)
+
+    @staticmethod
+    def _retrieve(keys: list[bytes], fetch: Callable[[str], Any], with_cas: bool) -> bytes:
+        """Return the VALUE lines of the keys found by ``fetch`` and END, or a format error."""
         out = []
-        for key in tokens[2:]:
+        for key in keys:
             if len(key) > KEY_MAX:
                 return _BAD_FORMAT
             try:
-                item = gat(key.decode(), exptime)
+                item = fetch(key.decode())
             except (ValueError, CachedepsError):
                 return _BAD_FORMAT
             if item is not None:
@@ -125,10 +108,6 @@ class TextCommands:
                     out.append(b"VALUE %b %d %d\r\n%b\r\n" % (key, item[1], len(value), value))
         out.append(_END)
         return b"".join(out)
-
-    def gats(self, tokens: list[bytes], data: object) -> bytes:
-        """Answer ``gats <exptime> <key>*`` (get and touch, with CAS ids)."""
-        return self.gat(tokens, data, True)
 
     # -- storage -------------------------------------------------------------------------
 
