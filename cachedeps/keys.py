@@ -12,7 +12,16 @@ all rows               ``book:*``                  writes whose rows are unknown
                                                    update/delete statements)
 field value            ``book.author_id=7``        every write to a row holding that value
                                                    (old and new values, every column)
+field change           ``book.author_id=7/title``  an update changing ``title`` of a row
+                                                   holding ``author_id=7`` (before or after);
+                       ``book.author_id=7/*``      an insert or delete of such a row
 =====================  ==========================  =========================================
+
+Field-change keys let a query say *which* changes can alter it: the rows of
+``WHERE author_id = 7 ORDER BY created`` come and go, or move, only through an insert or a
+delete of a row with ``author_id = 7`` or an update of such a row changing ``author_id`` or
+``created``; a change to any other column can only alter the rows it returned, whose oids it
+depends on too.
 
 An entry that depends on an oid or a field-value key of table ``t`` is also invalidated by
 ``t:*``; :func:`implied` gives the keys to check for one dependency key.
@@ -36,6 +45,7 @@ __all__ = [
     "table_key",
     "all_rows_key",
     "field_key",
+    "change_key",
     "row_keys",
     "implied",
     "table_of",
@@ -147,23 +157,41 @@ def field_key(table: str, column: str, value: Any) -> str:
     return f"{table}.{column}={canonical_value(value)}"
 
 
-def row_keys(table: str, pk: Any, *rows: Mapping[str, Any] | None) -> list[str]:
+def change_key(table: str, column: str, value: Any, changed: str) -> str:
+    """Return the key for a change of column ``changed`` (``"*"``: an insert or a delete)
+    of a row of ``table`` whose ``column`` equals ``value``."""
+    return f"{table}.{column}={canonical_value(value)}/{changed}"
+
+
+_MISSING = object()
+
+
+def row_keys(
+    table: str, pk: Any, old: Mapping[str, Any] | None = None, new: Mapping[str, Any] | None = None
+) -> list[str]:
     """Return every key a write to one row emits.
 
-    ``rows`` are the column values of the row as they were and as they are (either may be
-    ``None`` for an insert or a delete). The result holds the table key, the oid and a
-    field-value key for each column value of each version, without repeats.
+    ``old`` and ``new`` are the row's column values before and after the write (``None``
+    for an insert or a delete); give whole rows, since a column missing from one side counts
+    as changed. The result holds the table key, the oid, a field-value key for each column
+    value of each version and a field-change key for each column value and each changed
+    column (``*`` for an insert or a delete), without repeats.
     """
     out = [table_key(table), oid(table, pk)]
     seen = set(out)
-    for row in rows:
-        if not row:
-            continue
+    versions = [row for row in (old, new) if row]
+    if old and new:
+        changed = [c for c in dict.fromkeys([*old, *new]) if old.get(c, _MISSING) != new.get(c, _MISSING)]
+    else:
+        changed = ["*"]
+    for row in versions:
         for column, value in row.items():
-            key = field_key(table, column, value)
-            if key not in seen:
-                seen.add(key)
-                out.append(key)
+            keys = [field_key(table, column, value)]
+            keys.extend(change_key(table, column, value, c) for c in changed)
+            for key in keys:
+                if key not in seen:
+                    seen.add(key)
+                    out.append(key)
     return out
 
 

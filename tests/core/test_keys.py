@@ -63,8 +63,30 @@ def test_dependency_key_spelling():
 
 def test_row_keys_cover_old_and_new_values_once():
     out = keys.row_keys("book", 1, {"author_id": 7, "title": "A"}, {"author_id": 8, "title": "A"})
-    assert out == ["book", "book:1", "book.author_id=7", "book.title=A", "book.author_id=8"]
+    assert out == [
+        "book", "book:1",
+        "book.author_id=7", "book.author_id=7/author_id", "book.title=A", "book.title=A/author_id",
+        "book.author_id=8", "book.author_id=8/author_id",
+    ]
     assert keys.row_keys("book", 1, None, None) == ["book", "book:1"]
+
+
+def test_row_keys_name_the_changed_columns():
+    old = {"id": 1, "author_id": 7, "title": "A", "pages": 10}
+    out = keys.row_keys("book", 1, old, {**old, "title": "B"})
+    # Every value of both versions, qualified by the one column that changed.
+    assert "book.author_id=7/title" in out and "book.pages=10/title" in out
+    assert "book.title=A/title" in out and "book.title=B/title" in out
+    assert not any(k.endswith("/author_id") or k.endswith("/pages") or k.endswith("/*") for k in out)
+    # An update that changes nothing emits no change keys; inserts and deletes emit "*".
+    assert not any("/" in k for k in keys.row_keys("book", 1, old, dict(old)))
+    inserted = keys.row_keys("book", 1, None, old)
+    assert "book.author_id=7/*" in inserted and "book.id=1/*" in inserted
+    assert "book.author_id=7/*" in keys.row_keys("book", 1, old, None)
+    # A column present on one side only counts as changed.
+    assert "book.author_id=7/extra" in keys.row_keys("book", 1, old, {**old, "extra": 1})
+    assert keys.change_key("book", "author_id", True, "title") == "book.author_id=1/title"
+    assert keys.implied("book.author_id=7/title") == ("book.author_id=7/title", "book:*")
 
 
 def test_implied_and_expand():
