@@ -6,11 +6,15 @@ from __future__ import annotations
 import os
 import resource
 import time
+from typing import TYPE_CHECKING, Iterator
 from urllib.parse import quote
 
 from ..errors import CachedepsError, ConfigurationError
 from .context import VERSION_STRING, ServerContext
 from .protocol import KEY_MAX, parse_int, parse_uint
+
+if TYPE_CHECKING:
+    from ..store.embedded import ItemInfo
 
 __all__ = ["AdminCommands", "size_class", "PREFIX_NONE"]
 
@@ -205,10 +209,10 @@ class AdminCommands:
             out["maxbytes"] = store_settings().get("maxbytes", st.max_memory)
         return out
 
-    def _snapshot(self):
+    def _snapshot(self) -> list[ItemInfo]:
         return list(self.store.items_snapshot())
 
-    def _items(self):
+    def _items(self) -> Iterator[tuple[str, int]]:
         now = int(time.time())
         classes: dict[int, list[int]] = {}
         for info in self._snapshot():
@@ -221,7 +225,7 @@ class AdminCommands:
             yield f"items:{cls}:age", age
             yield f"items:{cls}:evicted", 0
 
-    def _slabs(self):
+    def _slabs(self) -> Iterator[tuple[str, int]]:
         classes: dict[int, list[int]] = {}
         for info in self._snapshot():
             rec = classes.setdefault(size_class(info.size), [0, 0])
@@ -235,7 +239,7 @@ class AdminCommands:
         yield "active_slabs", len(classes)
         yield "total_malloced", self.store.stats().get("bytes", 0)
 
-    def _sizes(self):
+    def _sizes(self) -> Iterator[tuple[int, int]]:
         buckets: dict[int, int] = {}
         for info in self._snapshot():
             bucket = (info.size + 31) // 32 * 32
@@ -243,7 +247,7 @@ class AdminCommands:
         for bucket in sorted(buckets):
             yield bucket, buckets[bucket]
 
-    def _prefixes(self):
+    def _prefixes(self) -> Iterator[tuple[str, int]]:
         for prefix, figures in self.store.prefix_stats().items():
             name = prefix or PREFIX_NONE
             for field, value in figures.items():

@@ -44,14 +44,18 @@ _MESSAGES = {NOT_FOUND: b"Not found", EXISTS: b"Data exists for key.", TOO_LARGE
              UNKNOWN: b"Unknown command"}
 
 
-def parse_packets(buf: bytes, max_body: int):
+#: one request: ``(opcode, key, extras, value, opaque, cas)``
+_Packet = tuple[int, bytes, bytes, bytes, int, int]
+
+
+def parse_packets(buf: bytes, max_body: int) -> tuple[list[_Packet], int, str | None]:
     """Split ``buf`` into whole request packets.
 
     Returns ``(packets, consumed, error)``: each packet is ``(opcode, key, extras, value,
     opaque, cas)``; ``error`` is ``"magic"`` for a byte stream that is not binary requests
     or ``"size"`` for a body over ``max_body``.
     """
-    packets = []
+    packets: list[_Packet] = []
     pos = 0
     end = len(buf)
     while end - pos >= 24:

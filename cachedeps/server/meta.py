@@ -108,7 +108,7 @@ class MetaCommands:
         if opaque is not None and len(opaque) > 32:
             return _LONG_OPAQUE, None
         skey = _key(tokens[1], opts)
-        if skey.__class__ is bytes:
+        if isinstance(skey, bytes):
             return skey, None
         return opts, skey
 
@@ -208,13 +208,13 @@ class MetaCommands:
         if 79 in opts and len(opts[79]) > 32:
             return _LONG_OPAQUE
         skey = _key(tokens[1], opts)
-        if skey.__class__ is bytes:
+        if isinstance(skey, bytes):
             return skey
         flags = parse_uint(opts[70]) if 70 in opts else 0
         if flags < 0:
             return _BAD_FORMAT
         flags &= 0xFFFFFFFF  # as memcached: the low 32 bits of a 64-bit number
-        ttl = 0
+        ttl: int | None = 0
         if 84 in opts:
             ttl = parse_int(opts[84])
             if ttl is None:
@@ -229,7 +229,7 @@ class MetaCommands:
                     compare = v
                 else:
                     explicit = v
-        mode = "set"
+        mode: str | None = "set"
         if 77 in opts:
             mode = _MS_MODES.get(opts[77])
             if mode is None:
@@ -401,7 +401,7 @@ class MetaCommands:
             return _BAD_FORMAT
         opts = {98: b""} if len(tokens) > 2 and tokens[2] == b"b" else {}
         skey = _key(tokens[1], opts)
-        if skey.__class__ is bytes:
+        if isinstance(skey, bytes):
             return skey
         info = self.store.peek(skey)
         if info is None:

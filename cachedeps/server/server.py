@@ -98,6 +98,7 @@ class _Connection(asyncio.Protocol):
 
     def _run_binary(self, data: bytes) -> None:
         binary = self.binary
+        assert binary is not None  # set by data_received before any binary request runs
         while True:
             out, close = binary.feed(data)
             data = b""
@@ -157,6 +158,7 @@ class _Connection(asyncio.Protocol):
 
     def _send(self, out: list[bytes], close: bool) -> None:
         transport = self.transport
+        assert transport is not None  # set by connection_made, before any data arrives
         if out:
             data = out[0] if len(out) == 1 else b"".join(out)
             self.ctx.bytes_written += len(data)
@@ -168,6 +170,7 @@ class _Connection(asyncio.Protocol):
     def pause_writing(self) -> None:
         # The client is not reading its replies: stop reading its requests.
         self.paused_at = time.monotonic()
+        assert self.transport is not None  # writes happen only once connected
         self.transport.pause_reading()
 
     def resume_writing(self) -> None:
@@ -183,6 +186,7 @@ class _Connection(asyncio.Protocol):
                 self._run(*backlog)
             if self.paused_at or self.closing:
                 return
+        assert self.transport is not None  # writes happen only once connected
         self.transport.resume_reading()
 
     def _peer(self) -> str:
@@ -241,6 +245,7 @@ class Server:
             self._server.close()
             for conn in list(self.connections):
                 conn.closing = True
+                assert conn.transport is not None  # only connected clients are listed
                 conn.transport.close()
             await self._server.wait_closed()
             self._server = None
@@ -259,6 +264,7 @@ class Server:
                 if stalled or idle:
                     log.info("dropping %s: %s", conn._peer(), "not reading replies" if stalled else "idle")
                     conn.closing = True
+                    assert conn.transport is not None  # only connected clients are listed
                     conn.transport.abort()
 
 

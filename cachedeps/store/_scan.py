@@ -8,11 +8,15 @@ them out with the lock released, so readers and writers never wait behind a scan
 from __future__ import annotations
 
 import os
+import threading
 import time
-from typing import Any, Callable, Iterator, NamedTuple, TypeVar
+from collections import OrderedDict
+from typing import Any, Callable, Iterator, NamedTuple, Protocol, TypeVar
 
 from ..api import Item
+from ._deps import DependencyGraph
 from ._expiry import to_unix
+from ._prefix import PrefixTable
 
 __all__ = ["ItemInfo", "ScanMixin", "CHUNK"]
 
@@ -36,17 +40,30 @@ class ItemInfo(NamedTuple):
     fetched: bool
 
 
+class _ScanHost(Protocol):
+    """The state of :class:`~cachedeps.store.embedded.EmbeddedStore` that scans read."""
+
+    max_memory: int
+    _lock: threading.Lock
+    _data: OrderedDict[str, list]
+    _prefixes: PrefixTable
+    _deps: DependencyGraph
+    _c: dict[str, int]
+    _started: float
+    _bytes: int
+    _cas: int
+    _cas_skipped: int
+    _cas_reused: int
+    _get_hits: int
+    _get_misses: int
+
+    def _fold_entries(self, fn: Callable[[T, str, list], T], initial: T) -> T: ...
+
 
 class ScanMixin:
     """The read-only views of :class:`~cachedeps.store.embedded.EmbeddedStore`."""
 
-    _lock: Any
-    _data: Any
-    _prefixes: Any
-    _deps: Any
-    _c: dict[str, int]
-
-    def stats(self) -> dict[str, Any]:
+    def stats(self: _ScanHost) -> dict[str, Any]:
         """Return memcached-like statistics (``stats``)."""
         now = time.time()
         with self._lock:
@@ -72,7 +89,7 @@ class ScanMixin:
         out["cmd_touch"] = out["touch_hits"] + out["touch_misses"]
         return out
 
-    def prefix_stats(self) -> dict[str, dict[str, int]]:
+    def prefix_stats(self: _ScanHost) -> dict[str, dict[str, int]]:
         """Return ``{prefix: {items, bytes, hits, misses, evictions}}`` (prefix: text before ``:``)."""
         usage: dict[str, list[int]] = {}
 
@@ -85,7 +102,7 @@ class ScanMixin:
         with self._lock:
             return self._prefixes.snapshot(usage)
 
-    def items_snapshot(self) -> Iterator[ItemInfo]:
+    def items_snapshot(self: _ScanHost) -> Iterator[ItemInfo]:
         """Yield every live item's metadata, for ``lru_crawler metadump``.
 
         The key list is copied once; entries are then read in small chunks, releasing the
@@ -106,7 +123,7 @@ class ScanMixin:
                                           e[4], e[3], e[1], e[5] > 0))
             yield from infos
 
-    def fold(self, fn: Callable[[T, str, Item], T], initial: T) -> T:
+    def fold(self: _ScanHost, fn: Callable[[T, str, Item], T], initial: T) -> T:
         """Fold ``fn(acc, key, item)`` over every live item without stopping other threads.
 
         The key list is copied once; entries are read in small locked chunks and ``fn``
@@ -114,7 +131,7 @@ class ScanMixin:
         """
         return self._fold_entries(lambda acc, key, e: fn(acc, key, Item(e[0], e[1], e[3])), initial)
 
-    def _fold_entries(self, fn: Callable[[T, str, list], T], initial: T) -> T:
+    def _fold_entries(self: _ScanHost, fn: Callable[[T, str, list], T], initial: T) -> T:
         with self._lock:
             keys = list(self._data)
         acc = initial

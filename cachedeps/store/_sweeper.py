@@ -11,8 +11,10 @@ import heapq
 import threading
 import time
 import weakref
-from typing import Any
+from collections import OrderedDict
+from typing import Protocol
 
+from ._deps import DependencyGraph
 from ._scan import CHUNK
 
 __all__ = ["SweeperMixin", "sweep_loop"]
@@ -33,14 +35,35 @@ def sweep_loop(ref: weakref.ref, wake: threading.Event) -> None:
         wake.clear()
 
 
+class _SweepHost(Protocol):
+    """The state of :class:`~cachedeps.store.embedded.EmbeddedStore` that upkeep works on."""
+
+    _lock: threading.Lock
+    _data: OrderedDict[str, list]
+    _deps: DependencyGraph
+    _c: dict[str, int]
+    _bytes: int
+    _low_mark: int
+    _high_mark: int
+    _expiring: list[tuple[float, str]]
+    _flush_at: float
+    _tick: int
+    _wake_pending: bool
+    _wake: threading.Event
+
+    def _expire_locked(self, key: str, e: list) -> bool: ...
+
+    def _evict_locked(self, target: int, budget: int = -1) -> int: ...
+
+    def _flush_due(self) -> None: ...
+
+    def _clear_locked(self) -> None: ...
+
+
 class SweeperMixin:
     """Expiry and eviction for :class:`~cachedeps.store.embedded.EmbeddedStore`."""
 
-    _lock: Any
-    _data: Any
-    _c: dict[str, int]
-
-    def sweep(self) -> None:
+    def sweep(self: _SweepHost) -> None:
         """Expire due items and evict down to the low water mark, in small locked chunks."""
         self._tick = int(_monotonic()) + 1
         self._wake_pending = False
@@ -72,14 +95,14 @@ class SweeperMixin:
                 self._expiring = [(e[2], k) for k, e in self._data.items() if e[2]]
                 heapq.heapify(self._expiring)
 
-    def _pressure(self) -> None:
+    def _pressure(self: _SweepHost) -> None:
         if self._bytes > self._high_mark:
             self._evict_locked(self._high_mark)
         if not self._wake_pending:
             self._wake_pending = True
             self._wake.set()
 
-    def _evict_locked(self, target: int, budget: int = -1) -> int:
+    def _evict_locked(self: _SweepHost, target: int, budget: int = -1) -> int:
         data = self._data
         now = _monotonic()
         removed = 0
@@ -98,11 +121,11 @@ class SweeperMixin:
                 self._c["evicted_unfetched"] += 1
         return removed
 
-    def _flush_due(self) -> None:
+    def _flush_due(self: _SweepHost) -> None:
         if _monotonic() >= self._flush_at:
             self._clear_locked()
 
-    def _clear_locked(self) -> None:
+    def _clear_locked(self: _SweepHost) -> None:
         self._data.clear()
         self._bytes = 0
         self._expiring = []

@@ -84,23 +84,29 @@ class StoreConformance:
         assert store.add("conf:r", b"second") is False
         assert store.get("conf:r") == b"first"
         assert store.replace("conf:r", b"third", flags=5) is True
-        assert store.get_item("conf:r")[:2] == (b"third", 5)
+        item = store.get_item("conf:r")
+        assert item is not None and item[:2] == (b"third", 5)
 
     def test_cas(self, store: Store) -> None:
         assert store.cas("conf:c", b"v", 12345) is None
         assert store.gets("conf:c") is None
         store.set("conf:c", b"one")
-        value, token = store.gets("conf:c")
+        got = store.gets("conf:c")
+        assert got is not None
+        value, token = got
         assert value == b"one"
         assert store.cas("conf:c", b"two", token) is True
         assert store.get("conf:c") == b"two"
         assert store.cas("conf:c", b"three", token) is False
         assert store.get("conf:c") == b"two"
-        _, token2 = store.gets("conf:c")
+        got = store.gets("conf:c")
+        assert got is not None
+        _, token2 = got
         assert token2 != token
         store.set("conf:c", b"four")
         assert store.cas("conf:c", b"five", token2) is False
-        assert store.get_item("conf:c").cas == store.gets("conf:c")[1]
+        item, got = store.get_item("conf:c"), store.gets("conf:c")
+        assert item is not None and got is not None and item.cas == got[1]
 
     def test_append_prepend(self, store: Store) -> None:
         assert store.append("conf:ap", b"x") is False
@@ -110,6 +116,7 @@ class StoreConformance:
         assert store.append("conf:ap", b">") is True
         assert store.prepend("conf:ap", b"<") is True
         item = store.get_item("conf:ap")
+        assert item is not None
         assert (item.value, item.flags) == (b"<mid>", 42)
 
     def test_delete(self, store: Store) -> None:
@@ -131,14 +138,17 @@ class StoreConformance:
         assert store.incr("conf:n", 9) == 20
         assert store.decr("conf:n", 5) == 15
         assert store.decr("conf:n", 100) == 0
-        assert int(store.get("conf:n")) == 0
-        assert store.get_item("conf:n").flags == 3
+        value = store.get("conf:n")
+        assert value is not None and int(value) == 0
+        item = store.get_item("conf:n")
+        assert item is not None and item.flags == 3
 
     def test_incr_wraps_at_64_bits(self, store: Store) -> None:
         store.set("conf:w", str(_U64 - 2).encode())
         assert store.incr("conf:w", 1) == _U64 - 1
         assert store.incr("conf:w", 3) == 2
-        assert int(store.get("conf:w")) == 2
+        value = store.get("conf:w")
+        assert value is not None and int(value) == 2
 
     def test_incr_on_non_number(self, store: Store) -> None:
         store.set("conf:text", b"not a number")
@@ -157,7 +167,9 @@ class StoreConformance:
             try:
                 for _ in range(rounds):
                     while True:
-                        value, token = store.gets("conf:counter")
+                        got = store.gets("conf:counter")
+                        assert got is not None
+                        value, token = got
                         if store.cas("conf:counter", b"%d" % (int(value) + 1), token):
                             break
             except BaseException as exc:  # reported by the main thread
@@ -169,7 +181,8 @@ class StoreConformance:
         for w in workers:
             w.join()
         assert not errors
-        assert int(store.get("conf:counter")) == threads * rounds
+        value = store.get("conf:counter")
+        assert value is not None and int(value) == threads * rounds
 
     # -- expiry --------------------------------------------------------------------------
 
