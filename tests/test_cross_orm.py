@@ -162,6 +162,51 @@ def test_django_write_invalidates_what_sqlalchemy_cached(world):
         assert s.get(SaBook, world["b2"].pk).title == "Bulk"
 
 
+def test_sqlalchemy_writes_reach_a_django_read_keyed_on_field_changes(world):
+    """A Django page depending on field-change keys and its rows' oids, written by SQLAlchemy."""
+    from django_cachedeps import nocache
+
+    Book, ann, bob, b1, b2 = world["Book"], world["ann"], world["bob"], world["b1"], world["b2"]
+
+    def page() -> list[tuple[int, str]]:
+        return list(Book.objects.filter(author_id=ann.pk).order_by("pages", "id").values_list("id", "title")[:1])
+
+    def check(expected: list[tuple[int, str]]) -> None:
+        assert page() == expected
+        with nocache():
+            assert page() == expected
+
+    assert _django_page_cached(page) == [(b1.pk, "Alpha")]
+    with world["Session"].begin() as s:
+        s.get(SaBook, b2.pk).isbn = "999"  # a row out of the page, a column out of the query
+    assert _django_page_cached(page) == [(b1.pk, "Alpha")]
+    with world["Session"].begin() as s:
+        s.get(SaBook, b1.pk).title = "Renamed"  # a row in the page
+    check([(b1.pk, "Renamed")])
+    with world["Session"].begin() as s:
+        s.get(SaBook, b2.pk).pages = 1  # the order column of a row out of the page
+    check([(b2.pk, "Beta")])
+    with world["Session"].begin() as s:
+        s.add(SaBook(author_id=ann.pk, title="New", isbn="444", pages=0))
+    check([(Book.objects.get(isbn="444").pk, "New")])
+    with world["Session"].begin() as s:
+        s.get(SaBook, Book.objects.get(isbn="444").pk).author_id = bob.pk
+    check([(b2.pk, "Beta")])
+
+
+def _django_page_cached(read: Any) -> Any:
+    from django.db import connection
+
+    from tests.django.conftest import DbQueries
+
+    first = read()
+    with DbQueries(connection) as q:
+        second = read()
+    assert q.data == [], f"Django did not serve this read from its cache: {q.data}"
+    assert second == first
+    return first
+
+
 def test_feed_rows_are_the_keys_django_would_write(world):
     """The SQLAlchemy half on its own: the exact keys of an update, as cachedeps.keys spells them."""
     from cachedeps import keys

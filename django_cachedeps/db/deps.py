@@ -10,6 +10,12 @@ query of an aggregate) the result depends on:
   field-value keys for the old and new values of every column;
 - else the table key.
 
+A read of the model's own table anchored on such an equality and returning that table's
+primary key (or counting its rows, or testing their existence) may depend on field-change
+keys and the oids of the rows it returned instead of ``table.column=value``: see
+:mod:`.finer` for the rule and why it is never stale. :attr:`ReadPlan.finer` carries what
+the fill needs to name those oids.
+
 A full-row select of one model by primary key (``Model.objects.get(pk=...)``) is also
 marked for the engine's ``(tid, oid)`` state path.
 
@@ -31,6 +37,8 @@ from django.db.models.lookups import Lookup
 from django.db.models.sql.query import Query
 from django.db.models.sql.where import AND, ExtraWhere, NothingNode, WhereNode
 
+from .finer import MEMBERSHIP, FinerRows, anchor
+
 __all__ = ["ReadPlan", "analyze", "direct_state_oid", "MAX_IN_KEYS", "FROM_ALIASES"]
 
 #: The Query attribute where the compiler records the aliases of the FROM clause.
@@ -49,10 +57,14 @@ class ReadPlan:
 
     ``deps`` are the dependency keys of the result; ``oid`` is set when the read is a
     full-row select of one row by primary key (the state path), with ``deps == (oid,)``.
+    ``finer`` is set when the result may depend on field-change keys and the oids of its
+    rows instead (:func:`.finer.row_deps` at fill time); ``deps`` are then the coarse keys,
+    used when the result is too large or its primary keys cannot be read.
     """
 
     deps: tuple[str, ...]
     oid: str | None = None
+    finer: FinerRows | None = None
 
 
 class _Uncacheable(Exception):
@@ -72,11 +84,21 @@ def analyze(query: Query, cached_tables: frozenset[str] | set[str]) -> ReadPlan 
             return ReadPlan(deps=(oid,), oid=oid)
         deps: dict[str, None] = {}
         _query_deps(query, cached_tables, deps, 0)
+        if not deps:
+            return None
+        found = anchor(query, _constraints(query.where), _from_aliases(query))
+        if found is None:
+            return ReadPlan(deps=tuple(deps))
+        rest: dict[str, None] = {}
+        _query_deps(query, cached_tables, rest, 0, skip_alias=found.alias)
     except _Uncacheable:
         return None
-    if not deps:
-        return None
-    return ReadPlan(deps=tuple(deps))
+    finer = tuple(dict.fromkeys([*rest, *found.keys]))
+    if found.kind == MEMBERSHIP:
+        return ReadPlan(deps=finer)
+    return ReadPlan(deps=tuple(deps), finer=FinerRows(
+        alias=found.alias, table=found.table, pk_column=found.pk_column, deps=finer,
+        ordered_by_pk=found.ordered_by_pk, low_mark=found.low_mark, high_mark=found.high_mark))
 
 
 def direct_state_oid(query: Query) -> str | None:
@@ -147,7 +169,9 @@ def _is_constant(value: Any) -> bool:
     return not hasattr(value, "resolve_expression") and not hasattr(value, "as_sql")
 
 
-def _query_deps(query: Query, cached: Any, out: dict[str, None], depth: int) -> None:
+def _query_deps(
+    query: Query, cached: Any, out: dict[str, None], depth: int, skip_alias: str | None = None
+) -> None:
     if depth > _MAX_DEPTH:
         raise _Uncacheable
     if query.extra_tables or query.extra_order_by or query.select_for_update:
@@ -165,7 +189,9 @@ def _query_deps(query: Query, cached: Any, out: dict[str, None], depth: int) -> 
         if table not in cached:
             raise _Uncacheable
         column_values = constrained.get(alias)
-        if column_values is None:
+        if alias == skip_alias:
+            pass  # the caller depends on this alias's rows its own way (.finer)
+        elif column_values is None:
             out[ck.table_key(table)] = None
         else:
             column, values = column_values

@@ -14,6 +14,10 @@ converters, which run as usual on a hit. A read is not cached when:
   cache may answer, but the result is not stored, since the snapshot may be older than the
   feed position the entry would be stamped with.
 
+A read anchored on an equality of its model's table may depend on field-change keys and
+its rows' oids rather than the coarse field-value key (:mod:`.finer`), worked out when it is
+filled; a hit records the keys the entry was stored with.
+
 A hit costs the compilation of the query's SQL (its cache key), except for a full-row
 select of one table by primary key (``get(pk=...)``), answered from the row's object state
 before compiling; the dependencies of a query key are remembered, not worked out again.
@@ -35,6 +39,7 @@ from django.core.exceptions import EmptyResultSet
 from .. import runtime
 from ..conf import cached_tables, get_settings
 from .deps import FROM_ALIASES, ReadPlan, analyze, direct_state_oid
+from .finer import row_deps
 from .hints import bypassed, in_own_statement, query_opted_out
 from .rows import Unencodable, decode_row, decode_rows, encode_row, encode_rows
 
@@ -139,27 +144,39 @@ class CachedReadMixin:
         engine = runtime.ensure_polled(self.using)  # type: ignore[attr-defined]
         if plan.oid is not None:
             return self._cachedeps_state(engine, plan, sql, params, result_type)
+        finer = plan.finer if result_type == MULTI else None
         hit = engine.get(key)
-        engine.record(*plan.deps)
         if hit is not NO_VALUE:
             try:
                 if result_type == SINGLE:
-                    return None if hit == _EMPTY else decode_row(hit)
-                return [decode_rows(hit)]
+                    answer: Any = None if hit == _EMPTY else decode_row(hit)
+                else:
+                    answer = [decode_rows(hit)]
             except (ValueError, TypeError, KeyError):
                 logger.warning("cachedeps: discarding an undecodable cached result %s", key)
+            else:
+                if finer is None:
+                    engine.record(*plan.deps)
+                # else the hit recorded the keys the entry was stored with (its rows' oids)
+                return answer
         stamp = engine.current_tid
         result = self._cachedeps_run(sql, params, result_type)
+        deps = plan.deps
+        if result_type == MULTI:
+            rows = [row for chunk in result for row in chunk]
+            if finer is not None:
+                deps = row_deps(finer, self.select, self.col_count, rows) or plan.deps  # type: ignore[attr-defined]
+        engine.record(*deps)
         if _fill_allowed(connection):
             try:
                 if result_type == SINGLE:
                     value: Any = _EMPTY if result is None else encode_row(result)
                 else:
-                    value = encode_rows(row for chunk in result for row in chunk)
+                    value = encode_rows(rows)
             except Unencodable as exc:
                 logger.debug("cachedeps: not caching %s: %s", key, exc)
             else:
-                self._cachedeps_store(engine.set, key, value, plan.deps, stamp)
+                self._cachedeps_store(engine.set, key, value, deps, stamp)
         return result
 
     def get_from_clause(self) -> Any:
