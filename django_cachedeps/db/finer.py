@@ -112,8 +112,8 @@ def anchor(query: Query, values_by_alias: dict[str, tuple[str, list[Any]]], in_f
     """
     try:
         return _anchor(query, values_by_alias, in_from)
-    except _Unsure:
-        return None
+    except (_Unsure, AttributeError, TypeError, ValueError, LookupError):
+        return None  # a query shape this module does not know: the coarse keys are right
 
 
 def row_deps(finer: FinerRows, select: Sequence[Any], col_count: int, rows: list[Any]) -> tuple[str, ...] | None:

@@ -97,6 +97,16 @@ def test_inserting_and_deleting_a_row_of_the_anchor_value_drops_the_page(shelf):
     assert _changed(page, before)[:-1] == before[1:]
 
 
+def test_a_raw_sql_write_drops_the_page(shelf):
+    from django.db import connection
+
+    page = _page(shelf["ann"])
+    before = served_from_cache(page)
+    with connection.cursor() as cursor:  # rows unknown to the writer: the all-rows key
+        cursor.execute("UPDATE book SET published = %s WHERE id = %s", [DAY, shelf["by_rank"][0].pk])
+    assert _changed(page, before)[0] == before[1]
+
+
 def test_moving_a_row_to_another_author_drops_both_authors_reads(shelf):
     ann_page, bob_all = _page(shelf["ann"]), _all(shelf["bob"])
     ann_before, bob_before = served_from_cache(ann_page), served_from_cache(bob_all)
