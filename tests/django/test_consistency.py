@@ -1,7 +1,7 @@
 """The stale-read checker through the Django ORM: writer and reader processes (spawn, each
 with its own ``django.setup()``) on a SQLite file database and on PostgreSQL, sharing one
 memcached. Readers read by primary key (the state path) and by a unique field (a derived
-query entry), polling the feed before each read; writers bump a version with
+query entry, on the field-value key or on field-change keys and the row's oid), polling the feed before each read; writers bump a version with
 ``QuerySet.update`` or ``save()``. Zero stale reads allowed."""
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ def make_reader(ctx: dict, index: int):
     def read(item: int) -> int:
         if index % 2:
             return Book.objects.get(pk=pks[item]).pages
+        if item % 2:  # field-change keys and the row's oid
+            return Book.objects.filter(isbn=f"i{item}").order_by("pk").values_list("pk", "pages")[0][1]
         return Book.objects.filter(isbn=f"i{item}").values_list("pages", flat=True)[0]
 
     read.stats = lambda: runtime.get_engine().stats()  # type: ignore[attr-defined]
