@@ -38,6 +38,11 @@ __all__ = ["DependencyTrees"]
 
 _MAX_DEPTH = 4
 _MAX_NODES = 2_000
+# Emulated links cost one round trip each on memcached: an entry is linked under at most
+# this many parents (entries it was built from first, then its dependency keys in order).
+# An unlinked dependency only delays freeing the entry's memory (LRU or its timeout does
+# it); validity always comes from the change feed.
+MAX_EMULATED_LINKS = 24
 
 
 class DependencyTrees:
@@ -85,12 +90,13 @@ class DependencyTrees:
         Raises:
             BackendError: the store failed (the caller treats it as a no-op).
         """
-        parents = [self.node(d) for d in deps]
-        parents.extend(self.ref_node(s) for s in sources if s != entry_key)
+        parents = [self.ref_node(s) for s in sources if s != entry_key]
+        parents.extend(self.node(d) for d in deps)
         if self.native:
             for parent in parents:
                 self.store.link(parent, (entry_key,), expire)
             return
+        del parents[MAX_EMULATED_LINKS:]
         piece = b" " + entry_key.encode("utf-8")
         for parent in parents:
             if not self.store.append(parent, piece):

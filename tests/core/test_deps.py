@@ -66,3 +66,26 @@ def test_lost_tree_node_costs_no_correctness(dictstore, db):
     write(conn, feed, ["book:1"], cache=cache)
     assert dictstore.get("d:q") is not None  # not purged ...
     assert cache.get("q") is NO_VALUE  # ... but never served
+
+
+def test_emulated_links_per_entry_are_capped_sources_first(dictstore):
+    from cachedeps.deps import MAX_EMULATED_LINKS
+
+    trees = DependencyTrees(dictstore)
+    writes = []
+    original = dictstore.append
+
+    def counted(key, value):
+        writes.append(key)
+        return original(key, value)
+
+    dictstore.append = counted
+    deps = [f"book:{i}" for i in range(100)]
+    dictstore.set("d:page", b"1")
+    trees.link("d:page", deps, ["d:fragment"])
+    assert len(writes) == MAX_EMULATED_LINKS  # one round trip per link on memcached, bounded
+    assert writes[0] == trees.ref_node("d:fragment")  # the entries it was built from come first
+    assert trees.purge(["book:0"]) == 1  # linked keys still purge it
+    dictstore.set("d:page", b"1")
+    trees.link("d:page", deps)
+    assert trees.purge([deps[-1]]) == 0  # past the cap: freed by LRU or timeout, never stale
