@@ -15,15 +15,19 @@ field value            ``book.author_id=7``        every write to a row holding 
 field change           ``book.author_id=7/title``  an update changing ``title`` of a row
                                                    holding ``author_id=7`` (before or after);
                        ``book.author_id=7/*``      an insert or delete of such a row
+table change           ``book/title``              an update changing ``title`` of any row;
+                       ``book/*``                  an insert or delete of any row
 =====================  ==========================  =========================================
 
 Field-change keys let a query say *which* changes can alter it: the rows of
 ``WHERE author_id = 7 ORDER BY created`` come and go, or move, only through an insert or a
 delete of a row with ``author_id = 7`` or an update of such a row changing ``author_id`` or
 ``created``; a change to any other column can only alter the rows it returned, whose oids it
-depends on too.
+depends on too. Table change keys say the same of a query without such an equality: the rows
+of ``ORDER BY created DESC LIMIT 15`` change only through an insert, a delete, an update
+changing ``created`` or an update of a row it returned.
 
-An entry that depends on an oid or a field-value key of table ``t`` is also invalidated by
+An entry that depends on an oid, a field-value key or a change key of table ``t`` is also invalidated by
 ``t:*``; :func:`implied` gives the keys to check for one dependency key.
 """
 
@@ -46,6 +50,7 @@ __all__ = [
     "all_rows_key",
     "field_key",
     "change_key",
+    "table_change_key",
     "row_keys",
     "implied",
     "table_of",
@@ -163,6 +168,12 @@ def change_key(table: str, column: str, value: Any, changed: str) -> str:
     return f"{table}.{column}={canonical_value(value)}/{changed}"
 
 
+def table_change_key(table: str, changed: str) -> str:
+    """Return the key for a change of column ``changed`` (``"*"``: an insert or a delete)
+    of any row of ``table``."""
+    return f"{table}/{changed}"
+
+
 _MISSING = object()
 
 
@@ -173,17 +184,20 @@ def row_keys(
 
     ``old`` and ``new`` are the row's column values before and after the write (``None``
     for an insert or a delete); give whole rows, since a column missing from one side counts
-    as changed. The result holds the table key, the oid, a field-value key for each column
-    value of each version and a field-change key for each column value and each changed
-    column (``*`` for an insert or a delete), without repeats.
+    as changed. The result holds the table key, the oid, a table change key for each changed
+    column (``*`` for an insert or a delete), a field-value key for each column value of each
+    version and a field-change key for each column value and each changed column, without
+    repeats.
     """
     out = [table_key(table), oid(table, pk)]
-    seen = set(out)
     versions = [row for row in (old, new) if row]
     if old and new:
         changed = [c for c in dict.fromkeys([*old, *new]) if old.get(c, _MISSING) != new.get(c, _MISSING)]
     else:
         changed = ["*"]
+    if versions:
+        out.extend(table_change_key(table, c) for c in changed)
+    seen = set(out)
     for row in versions:
         for column, value in row.items():
             keys = [field_key(table, column, value)]
@@ -198,7 +212,7 @@ def row_keys(
 def table_of(key: str) -> str:
     """Return the table a dependency key belongs to (the key itself for a table key)."""
     for i, ch in enumerate(key):
-        if ch == ":" or ch == ".":
+        if ch == ":" or ch == "." or ch == "/":
             return key[:i]
     return key
 
@@ -206,8 +220,8 @@ def table_of(key: str) -> str:
 def implied(key: str) -> tuple[str, ...]:
     """Return the keys whose change invalidates an entry depending on ``key``.
 
-    An oid or field-value key is also invalidated by its table's ``all rows`` key; a table
-    key only by itself (every write to a table emits the table key).
+    An oid, a field-value key or a change key is also invalidated by its table's ``all rows``
+    key; a table key only by itself (every write to a table emits the table key).
     """
     table = table_of(key)
     if table == key or key.endswith(":*"):

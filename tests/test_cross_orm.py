@@ -194,6 +194,37 @@ def test_sqlalchemy_writes_reach_a_django_read_keyed_on_field_changes(world):
     check([(b2.pk, "Beta")])
 
 
+def test_sqlalchemy_writes_reach_a_django_read_keyed_on_table_changes(world):
+    """A Django page without an equality anchor (``book/pages``, ``book/*`` and its rows' oids)."""
+    from django.db import connection
+
+    from django_cachedeps import nocache
+    from tests.django.conftest import DbQueries
+
+    Book, ann, b1, b2 = world["Book"], world["ann"], world["b1"], world["b2"]
+
+    def page() -> list[tuple[int, str]]:
+        return list(Book.objects.order_by("pages", "id").values_list("id", "title")[:1])
+
+    def check(expected: list[tuple[int, str]]) -> None:
+        assert page() == expected
+        with nocache():
+            assert page() == expected
+
+    assert _django_page_cached(page) == [(b1.pk, "Alpha")]
+    with world["Session"].begin() as s:
+        s.get(SaBook, b2.pk).title = "Other"  # a row out of the page, a column out of the query
+    with DbQueries(connection) as q:
+        assert page() == [(b1.pk, "Alpha")]
+    assert q.data == [], f"Django did not serve this read from its cache: {q.data}"
+    with world["Session"].begin() as s:
+        s.get(SaBook, b2.pk).pages = 1  # the order column of a row out of the page
+    check([(b2.pk, "Other")])
+    with world["Session"].begin() as s:
+        s.add(SaBook(author_id=ann.pk, title="New", isbn="444", pages=0))
+    check([(Book.objects.get(isbn="444").pk, "New")])
+
+
 def _django_page_cached(read: Any) -> Any:
     from django.db import connection
 

@@ -12,7 +12,8 @@ query of an aggregate) the result depends on:
 
 A read of the model's own table anchored on such an equality and returning that table's
 primary key (or counting its rows, or testing their existence) may depend on field-change
-keys and the oids of the rows it returned instead of ``table.column=value``: see
+keys and the oids of the rows it returned instead of ``table.column=value``; one without
+such an equality, on table change keys and its rows' oids instead of the table key: see
 :mod:`.finer` for the rule and why it is never stale. :attr:`ReadPlan.finer` carries what
 the fill needs to name those oids.
 

@@ -1,4 +1,4 @@
-"""Finer dependencies for reads anchored on an equality of their main table.
+"""Finer dependencies for reads of their model's table, anchored on an equality or not.
 
 A read of table ``T`` filtered on ``T.K = v`` depends, in the coarse form of :mod:`.deps`,
 on the field-value key ``T.K=v``, which every write to a row with ``K = v`` emits, whatever
@@ -30,6 +30,15 @@ when the primary key's place in the row cannot be found with certainty, the read
 
 ``count()`` and ``exists()`` depend on membership alone: (b) without the order, so on
 ``T.K=v/c`` for the WHERE and join columns and ``T.K=v/*``.
+
+Without an equality anchor. A read of ``T`` that, anchored, would pass every rule above
+depends, in the coarse form, on the table key ``T``, which every write to ``T`` emits. The
+same argument holds with the anchor "true", which every row satisfies before and after any
+write: the rows of ``T`` enter, leave or move in the result only through an insert or a
+delete of any row (``T/*``, :func:`cachedeps.keys.table_change_key`) or an update of any
+row changing a column of ``C`` (``T/c``). Such a read depends on ``T/c`` for ``c`` in
+``C``, ``T/*`` and the oids of its rows (``count()``/``exists()``: the WHERE and join
+columns and ``T/*``) instead of ``T``, under the same limits; anything else keeps ``T``.
 
 Anything this module cannot see through keeps the coarse keys: annotations (other than the
 count or the constant of ``count()``/``exists()``), aggregates, ``extra()``, ``distinct()``,
@@ -77,8 +86,8 @@ class _Unsure(Exception):
 class Anchor:
     """The main table's equality anchor and the field-change keys a read may use.
 
-    ``keys`` are ``T.K=v/c`` for every anchor value and column of ``C`` and ``T.K=v/*``;
-    ``kind`` is :data:`MEMBERSHIP` or :data:`ROWS`.
+    ``keys`` are ``T.K=v/c`` for every anchor value and column of ``C`` and ``T.K=v/*``
+    (without an anchor: ``T/c`` and ``T/*``); ``kind`` is :data:`MEMBERSHIP` or :data:`ROWS`.
     """
 
     alias: str
@@ -172,9 +181,7 @@ def _anchor(query: Query, values_by_alias: dict[str, tuple[str, list[Any]]], in_
     base = query.alias_map.get(alias) if alias is not None else None
     if not isinstance(base, BaseTable) or base.table_name != opts.db_table or alias not in in_from:
         return None
-    found = values_by_alias.get(alias)
-    if found is None:
-        return None
+    found = values_by_alias.get(alias)  # None: no anchor, the table change keys
     if query.annotations:
         if not _membership(query):
             return None
@@ -199,9 +206,12 @@ def _anchor(query: Query, values_by_alias: dict[str, tuple[str, list[Any]]], in_
             return None
         columns.update(dict.fromkeys(order))
         ordered_by_pk = opts.pk.column in order
-    column, values = found
-    columns[column] = None
-    keys = [ck.change_key(table, column, v, c) for v in values for c in (*columns, "*")]
+    if found is None:
+        keys = [ck.table_change_key(table, c) for c in (*columns, "*")]
+    else:
+        column, values = found
+        columns[column] = None
+        keys = [ck.change_key(table, column, v, c) for v in values for c in (*columns, "*")]
     return Anchor(alias=alias, table=table, kind=kind, keys=tuple(dict.fromkeys(keys)),
                   pk_column=opts.pk.column, ordered_by_pk=ordered_by_pk,
                   low_mark=query.low_mark, high_mark=query.high_mark)

@@ -64,7 +64,7 @@ def test_dependency_key_spelling():
 def test_row_keys_cover_old_and_new_values_once():
     out = keys.row_keys("book", 1, {"author_id": 7, "title": "A"}, {"author_id": 8, "title": "A"})
     assert out == [
-        "book", "book:1",
+        "book", "book:1", "book/author_id",
         "book.author_id=7", "book.author_id=7/author_id", "book.title=A", "book.title=A/author_id",
         "book.author_id=8", "book.author_id=8/author_id",
     ]
@@ -89,6 +89,16 @@ def test_row_keys_name_the_changed_columns():
     assert keys.implied("book.author_id=7/title") == ("book.author_id=7/title", "book:*")
 
 
+def test_row_keys_name_the_changed_columns_table_wide():
+    old = {"id": 1, "author_id": 7, "title": "A", "pages": 10}
+    updated = keys.row_keys("book", 1, old, {**old, "title": "B", "pages": 11})
+    assert [k for k in updated if k.startswith("book/")] == ["book/title", "book/pages"]
+    assert keys.table_change_key("book", "title") == "book/title"
+    for inserted_or_deleted in (keys.row_keys("book", 1, None, old), keys.row_keys("book", 1, old, None)):
+        assert [k for k in inserted_or_deleted if k.startswith("book/")] == ["book/*"]
+    assert not any(k.startswith("book/") for k in keys.row_keys("book", 1, old, dict(old)))
+
+
 def test_implied_and_expand():
     assert keys.table_of("book.author_id=7") == "book"
     assert keys.table_of("book:1") == "book"
@@ -96,6 +106,9 @@ def test_implied_and_expand():
     assert keys.implied("book.author_id=7") == ("book.author_id=7", "book:*")
     assert keys.implied("book") == ("book",)
     assert keys.implied("book:*") == ("book:*",)
+    assert keys.table_of("book/title") == "book"
+    assert keys.implied("book/title") == ("book/title", "book:*")
+    assert keys.implied("book/*") == ("book/*", "book:*")
     assert keys.expand(["book:1", "book:2", "book"]) == ["book:1", "book:*", "book:2", "book"]
 
 

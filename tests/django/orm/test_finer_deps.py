@@ -1,6 +1,7 @@
 """Reads anchored on an equality of their model's table depend on field-change keys and their
 rows' oids: an edit of a column such a read neither filters nor orders on keeps it cached
-unless the edited row is in it, and every change that can alter it still drops it."""
+unless the edited row is in it, and every change that can alter it still drops it. Reads
+without such an equality do the same on table change keys (``book/published``, ``book/*``)."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def test_editing_a_column_out_of_the_query_keeps_the_page_cached_if_the_row_is_n
     outside.refresh_from_db()
     outside.isbn = "new-isbn"
     outside.save()
-    assert served_from_cache(page) == before
+    assert _still_cached(page) == before
 
 
 def test_editing_a_row_in_the_page_drops_it(shelf):
@@ -129,7 +130,7 @@ def test_count_survives_an_edit_out_of_its_filter_but_not_an_insert_or_a_move(sh
 
     assert served_from_cache(count) == 40
     Book.objects.filter(pk=shelf["by_rank"][0].pk).update(title="Renamed")
-    assert served_from_cache(count) == 40
+    assert _still_cached(count) == 40
     Book.objects.create(author=ann, title="New", isbn="new", pages=1)
     assert _changed(count, 40) == 41
     Book.objects.filter(isbn="new").update(pages=50)  # a column of the filter
@@ -146,7 +147,7 @@ def test_exists_follows_membership(shelf):
 
     assert served_from_cache(exists) is False
     Book.objects.filter(isbn="b0").update(pages=5)
-    assert served_from_cache(exists) is False
+    assert _still_cached(exists) is False
     Book.objects.filter(isbn="b1").update(title="Late")
     assert _changed(exists, False) is True
 
@@ -170,7 +171,7 @@ def test_values_with_the_pk_depend_on_their_rows(shelf):
 
     before = served_from_cache(rows)
     Book.objects.filter(pk=shelf["by_rank"][9].pk).update(title="Elsewhere")
-    assert served_from_cache(rows) == before
+    assert _still_cached(rows) == before
     Book.objects.filter(pk=shelf["by_rank"][4].pk).update(title="Renamed")
     assert _changed(rows, before)[4]["title"] == "Renamed"
 
@@ -230,6 +231,110 @@ def test_a_large_result_falls_back_to_the_field_value_key(shelf, engine):
     assert rec.keys == {f"book.author_id={ann.pk}"}
 
 
+# -- without an equality anchor: table change keys ------------------------------------------
+
+
+def _newest() -> list[tuple[int, str, Any]]:
+    return [(b.pk, b.title, b.published) for b in Book.objects.order_by("-published", "-id")[:15]]
+
+
+def _still_cached(read: Any) -> Any:
+    """Read once; assert it ran no query but the feed's and agrees with the database."""
+    from django.db import connection
+
+    from tests.django.conftest import DbQueries
+
+    with DbQueries(connection) as q:
+        result = read()
+    assert q.data == [], f"expected the read to be served from the cache, ran {q.data}"
+    assert result == fresh(read)
+    return result
+
+
+def test_the_newest_page_survives_an_edit_out_of_the_query_of_a_row_not_in_it(shelf):
+    before = served_from_cache(_newest)
+    outside = shelf["by_rank"][30]
+    Book.objects.filter(pk=outside.pk).update(title="Renamed", pages=999)
+    outside.refresh_from_db()
+    outside.isbn = "new-isbn"
+    outside.save()
+    Author.objects.filter(pk=shelf["bob"].pk).update(name="Robert")  # a table it does not read
+    assert _still_cached(_newest) == before
+
+
+def test_an_edit_of_a_row_in_the_newest_page_drops_it(shelf):
+    before = served_from_cache(_newest)
+    inside = shelf["by_rank"][7]
+    inside.title = "Renamed"
+    inside.save()
+    assert (inside.pk, "Renamed", inside.published) in _changed(_newest, before)
+
+
+def test_a_change_of_the_order_column_of_any_row_drops_the_newest_page(shelf):
+    before = served_from_cache(_newest)
+    outside = shelf["by_rank"][30]
+    Book.objects.filter(pk=outside.pk).update(published=DAY + datetime.timedelta(days=100))
+    assert _changed(_newest, before)[0][0] == outside.pk
+
+
+def test_an_insert_and_a_delete_drop_the_newest_page(shelf):
+    before = served_from_cache(_newest)
+    new = Book.objects.create(author=shelf["bob"], title="New", isbn="new", published=DAY + datetime.timedelta(days=99))
+    after = _changed(_newest, before)
+    assert after[0][0] == new.pk and after[1:] == before[:-1]
+    served_from_cache(_newest)
+    Book.objects.filter(isbn="new").delete()
+    assert _changed(_newest, after) == before
+    served_from_cache(_newest)
+    shelf["by_rank"][0].delete()
+    assert _changed(_newest, before)[:-1] == before[1:]
+
+
+def test_a_raw_sql_update_drops_the_newest_page(shelf):
+    from django.db import connection
+
+    before = served_from_cache(_newest)
+    outside = shelf["by_rank"][30]
+    with connection.cursor() as cursor:  # rows unknown to the writer: the all-rows key
+        cursor.execute("UPDATE book SET published = %s WHERE id = %s", [DAY + datetime.timedelta(days=100), outside.pk])
+    assert _changed(_newest, before)[0][0] == outside.pk
+
+
+def test_an_unanchored_count_follows_its_filter_columns_and_membership(shelf):
+    from django.db import connection
+
+    def count() -> int:
+        return Book.objects.filter(pages__lt=10).count()
+
+    assert served_from_cache(count) == 10
+    Book.objects.filter(isbn="a3").update(title="Renamed")
+    assert _still_cached(count) == 10
+    Book.objects.filter(isbn="a30").update(pages=1)
+    assert _changed(count, 10) == 11
+    served_from_cache(count)
+    Book.objects.filter(isbn="a30").delete()
+    assert _changed(count, 11) == 10
+    served_from_cache(count)
+    with connection.cursor() as cursor:  # rows unknown to the writer: the all-rows key
+        cursor.execute("UPDATE book SET pages = 1 WHERE isbn = %s", ["a40"])
+    assert _changed(count, 10) == 11
+
+
+def test_unanchored_reads_record_table_change_keys(shelf, engine):
+    with engine.recording() as miss:
+        pks = [pk for pk, _, _ in _newest()]
+    with engine.recording() as hit:
+        _newest()
+    assert "book" not in miss.keys | hit.keys
+    assert {f"book:{pk}" for pk in pks} | {"book/published", "book/id", "book/*"} <= hit.keys
+    with engine.recording() as rec:  # ties in "-published" are broken by storage order
+        list(Book.objects.order_by("-published")[:15])
+    assert rec.keys == {"book"}
+    with engine.recording() as rec:
+        assert Book.objects.count() == 52
+    assert rec.keys == {"book/*"}
+
+
 # -- the analysis -----------------------------------------------------------------------------
 
 
@@ -254,10 +359,28 @@ def test_finer_keys_name_the_where_join_and_order_columns():
     assert set(finer.deps) == {"book", "novel.genre=x/genre", "novel.genre=x/book_ptr_id", "novel.genre=x/*"}
 
 
+def test_unanchored_finer_keys_name_the_where_join_and_order_columns():
+    plan = _plan(Book.objects.order_by("-published", "-id")[:15])
+    assert plan.deps == ("book",) and set(plan.finer.deps) == {"book/published", "book/id", "book/*"}
+    plan = _plan(Book.objects.select_related("author").filter(Q(author_id=7) | Q(pages__gte=3)).order_by("pk"))
+    assert set(plan.deps) == {"book", "author"}
+    assert set(plan.finer.deps) == {"author", "book/author_id", "book/pages", "book/id", "book/*"}
+    plan = _plan(Book.objects.filter(published__gte=DAY).order_by("pk"))  # a value no key spells
+    assert set(plan.finer.deps) == {"book/published", "book/id", "book/*"}
+    finer = _plan(Novel.objects.all()).finer
+    assert set(finer.deps) == {"book", "novel/book_ptr_id", "novel/*"}
+
+
 def test_what_cannot_be_seen_through_keeps_the_coarse_keys():
     from django.db.models import Exists, OuterRef
 
     coarse = [
+        Book.objects.order_by("author__name"),
+        Book.objects.annotate(n=Count("tags")),
+        Book.objects.distinct(),
+        Book.objects.filter(pk__in=Book.objects.filter(pages=1).values("pk")),
+        Book.objects.filter(Exists(Tag.objects.filter(books=OuterRef("pk")))),
+        Book.objects.extra(select={"x": "1"}),
         Book.objects.filter(author_id=7).order_by("author__name"),
         Book.objects.filter(author_id=7).order_by("author"),
         Book.objects.filter(author_id=7).order_by(F("pages") + 1),
@@ -265,7 +388,6 @@ def test_what_cannot_be_seen_through_keeps_the_coarse_keys():
         Book.objects.filter(author_id=7).distinct(),
         Book.objects.filter(author_id=7, pk__in=Book.objects.filter(pages=1).values("pk")),
         Book.objects.filter(Exists(Tag.objects.filter(books=OuterRef("pk"))), author_id=7),
-        Book.objects.filter(Q(author_id=7) | Q(pages=1)),
         Book.objects.filter(author_id=7).extra(select={"x": "1"}),
         Book.objects.filter(author_id=7).union(Book.objects.filter(author_id=8)),
     ]
