@@ -18,7 +18,6 @@ from typing import Any, Callable
 
 from cachedeps import keys as ck
 from cachedeps.errors import FeedError
-from django.db import transaction
 
 from ..conf import get_settings, table_is_cached
 from .hints import in_own_statement

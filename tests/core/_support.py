@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from typing import Any, Iterable, Mapping
 
 from cachedeps.errors import BackendUnavailable
 from cachedeps.feed import SqlFeed
 
-__all__ = ["DictStore", "sqlite_feed", "write"]
+__all__ = ["DictStore", "herd", "sqlite_feed", "write"]
 
 
 class DictStore:
@@ -139,3 +140,31 @@ def write(conn: sqlite3.Connection, feed: SqlFeed, keys: list[str], cache: Any =
     if cache is not None:
         cache.committed(keys, tid)
     return tid
+
+
+def herd(cache: Any, n: int, work: float, depends_on: Iterable[str] = (), record: str | None = None) -> tuple[list, list]:
+    """Let ``n`` threads miss ``"hot"`` at once through ``get_or_compute``; return (calls, results).
+
+    ``fn`` takes ``work`` seconds and records ``record`` (a dependency key) when given.
+    """
+    calls: list[int] = []
+    results: list = [None] * n
+    barrier = threading.Barrier(n)
+
+    def fn() -> str:
+        calls.append(1)
+        time.sleep(work)
+        if record is not None:
+            cache.record(record)
+        return "value"
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        results[i] = cache.get_or_compute("hot", fn, depends_on=list(depends_on))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return calls, results

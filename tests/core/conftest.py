@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from cachedeps.cache import Cache
 from cachedeps.store.embedded import EmbeddedStore
 
 from ._support import DictStore, sqlite_feed
@@ -29,3 +30,14 @@ def db(tmp_path):
     conn, feed = sqlite_feed(tmp_path / "feed.db")
     yield conn, feed
     conn.close()
+
+
+@pytest.fixture
+def pair(embedded, db):
+    """Two caches over one store and one feed, standing for two processes."""
+    conn, feed = db
+    a = Cache(embedded, feed=feed)
+    b = Cache(embedded, feed=feed)
+    a.poll(conn)
+    b.poll(conn)
+    return conn, feed, a, b

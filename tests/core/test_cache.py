@@ -11,17 +11,6 @@ from cachedeps.errors import ConfigurationError
 from ._support import write
 
 
-@pytest.fixture
-def pair(embedded, db):
-    """Two caches over one store and one feed, standing for two processes."""
-    conn, feed = db
-    a = Cache(embedded, feed=feed)
-    b = Cache(embedded, feed=feed)
-    a.poll(conn)
-    b.poll(conn)
-    return conn, feed, a, b
-
-
 def test_hit_until_a_dependency_changes_in_another_process(pair):
     conn, feed, a, b = pair
     assert a.set("q", [1, 2], depends_on=["book.author_id=7"])

@@ -13,17 +13,6 @@ from cachedeps.serde import MsgpackSerializer, SignedPickleSerializer
 from ._support import write
 
 
-@pytest.fixture
-def pair(embedded, db):
-    """Two caches over one store and one feed, standing for two processes."""
-    conn, feed = db
-    a = Cache(embedded, feed=feed)
-    b = Cache(embedded, feed=feed)
-    a.poll(conn)
-    b.poll(conn)
-    return conn, feed, a, b
-
-
 @pytest.mark.parametrize("serializer", [MsgpackSerializer(), SignedPickleSerializer("s3cret")])
 def test_layout_round_trips_values_and_bytes(serializer):
     for value in ({"rows": [1, 2]}, None, "text", b"<p>page</p>", b""):

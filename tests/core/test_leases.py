@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-import threading
-import time
 
 from cachedeps import NO_VALUE
 from cachedeps.cache import Cache
 from cachedeps.leases import Leases
 
-
-def _herd(cache: Cache, n: int, work: float) -> tuple[list, list]:
-    calls: list[int] = []
-    results: list = [None] * n
-    barrier = threading.Barrier(n)
-
-    def fn():
-        calls.append(1)
-        time.sleep(work)
-        cache.record("hot:1")
-        return "value"
-
-    def worker(i: int) -> None:
-        barrier.wait()
-        results[i] = cache.get_or_compute("hot", fn)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return calls, results
+from ._support import herd
 
 
 def test_fifty_threads_missing_one_key_compute_once(embedded):
     cache = Cache(embedded)
     cache.poll()
-    calls, results = _herd(cache, 50, work=0.05)
+    calls, results = herd(cache, 50, work=0.05, record="hot:1")
     assert len(calls) == 1
     assert results == ["value"] * 50
     assert cache.stats()["lease_waits"] == 49
@@ -46,7 +23,7 @@ def test_fifty_threads_missing_one_key_compute_once(embedded):
 def test_fifty_threads_on_a_store_without_native_trees(dictstore):
     cache = Cache(dictstore)
     cache.poll()
-    calls, results = _herd(cache, 50, work=0.05)
+    calls, results = herd(cache, 50, work=0.05, record="hot:1")
     assert len(calls) == 1 and results == ["value"] * 50
 
 

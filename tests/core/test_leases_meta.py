@@ -15,6 +15,8 @@ from cachedeps.leases import Leases
 from cachedeps.store.embedded import EmbeddedStore
 from tests.server.conftest import ServeProcess
 
+from ._support import herd
+
 
 @pytest.fixture(scope="module")
 def served():
@@ -47,28 +49,6 @@ def any_store(request):
     store.close()
 
 
-def _herd(cache: Cache, n: int, work: float) -> tuple[list, list]:
-    calls: list[int] = []
-    results: list = [None] * n
-    barrier = threading.Barrier(n)
-
-    def fn():
-        calls.append(1)
-        time.sleep(work)
-        return "value"
-
-    def worker(i: int) -> None:
-        barrier.wait()
-        results[i] = cache.get_or_compute("hot", fn, depends_on=["book:1"])
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return calls, results
-
-
 def test_servers_speaking_meta_get_native_leases(meta_store):
     assert meta_store.meta_leases() is not None
     leases = Leases(meta_store)
@@ -92,7 +72,7 @@ def test_embedded_store_keeps_emulated_leases():
 def test_fifty_threads_missing_one_key_compute_once(meta_store):
     cache = Cache(meta_store)
     cache.poll()
-    calls, results = _herd(cache, 50, work=0.1)
+    calls, results = herd(cache, 50, work=0.1, depends_on=["book:1"])
     assert len(calls) == 1
     assert results == ["value"] * 50
     stats = cache.stats()

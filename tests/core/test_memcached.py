@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 
 import pytest
@@ -12,7 +11,7 @@ from cachedeps import NO_VALUE
 from cachedeps.cache import Cache
 from cachedeps.config import open_store
 
-from ._support import write
+from ._support import herd, write
 
 pytestmark = pytest.mark.memcached
 
@@ -49,25 +48,8 @@ def test_herd_on_memcached_computes_once(memcached):
     remote = open_store(memcached.url, pool_size=64)
     cache = _cache(remote)
     cache.poll()
-    calls = []
-    barrier = threading.Barrier(50)
-    results = []
-
-    def fn():
-        calls.append(1)
-        threading.Event().wait(0.05)
-        return "v"
-
-    def worker():
-        barrier.wait()
-        results.append(cache.get_or_compute("hot", fn, depends_on=["k:1"]))
-
-    threads = [threading.Thread(target=worker) for _ in range(50)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(calls) == 1 and results == ["v"] * 50
+    calls, results = herd(cache, 50, work=0.05, depends_on=["k:1"])
+    assert len(calls) == 1 and results == ["value"] * 50
 
 
 def test_hit_is_one_round_trip(remote, db):
