@@ -28,8 +28,8 @@ tokenizer's semicolons and decided one by one; the strongest verdict wins):
   ``UPDATE``'s target list and joins, of a multi-table ``DELETE``).
 - *ddl*: ``CREATE``/``DROP``/``ALTER``/``TRUNCATE`` and ``SELECT ... INTO`` on the
   tables they name (``ALTER TABLE a RENAME TO b`` names both).
-- *unknown*: anything else (``CALL``, ``DO``, ``EXECUTE``, ``REFRESH``, a parse error,
-  a DDL statement naming no table): a write to every cached table.
+- *unknown*: anything else (``CALL``, ``DO``, ``EXECUTE``, ``REFRESH``, ``TRUNCATE ...
+  CASCADE``, a parse error, a DDL statement naming no table): a write to every cached table.
 
 ``EXPLAIN ANALYZE`` runs its statement and is classified as that statement.
 
@@ -382,6 +382,9 @@ _READ_EXPRESSIONS = (
 def _expression(dialect: str, exp: Any, e: Any) -> Classification:
     dml_types = (exp.Insert, exp.Update, exp.Delete, exp.Merge)
     if isinstance(e, exp.TruncateTable):
+        if str(e.args.get("option") or "").upper() == "CASCADE":
+            # It also empties every table referencing these, which the SQL does not name.
+            return _unknown(dialect, "TRUNCATE ... CASCADE empties tables it does not name")
         return _named(dialect, "ddl", _names(exp, e.expressions), "TRUNCATE")
     if isinstance(e, (exp.Create, exp.Drop, exp.Alter)):
         kind = str(e.args.get("kind") or "").upper()

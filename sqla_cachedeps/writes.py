@@ -31,14 +31,18 @@ import weakref
 from typing import TYPE_CHECKING, Any, Iterable
 
 from sqlalchemy import event, select, tuple_
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapper, Session, SessionTransaction, object_mapper, object_session
 from sqlalchemy.orm.base import instance_state
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.elements import BindParameter
 
 from cachedeps import keys
 from cachedeps.errors import FeedError
 
-from .analysis import cascaded_tables, table_write_keys, written_table
+from .analysis import cascaded_tables, referencing_tables, table_write_keys, written_tables
 
 if TYPE_CHECKING:
     from .events import Installation
@@ -151,6 +155,15 @@ def _row_change(out: dict[str, None], table: Any, pk: Any, old: dict | None, new
                 out.update(dict.fromkeys(table_write_keys(child)))
 
 
+def _binds_given(where: Any, params: dict) -> bool:
+    """Return whether every bind parameter of ``where`` has a value (given or its own)."""
+    for element in visitors.iterate(where):
+        if isinstance(element, BindParameter) and element.key not in params:
+            if element.required and element.callable is None:
+                return False
+    return True
+
+
 def _pk_value(values: tuple) -> Any:
     return values[0] if len(values) == 1 else values
 
@@ -161,7 +174,6 @@ class Writes:
     def __init__(self, installation: Installation) -> None:
         self.inst = installation
         self._engines: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._warned: set[str] = set()
         self._session_events = [
             ("before_flush", self.before_flush),
             ("after_flush", self.after_flush),
@@ -376,9 +388,11 @@ class Writes:
         """Run an ORM-enabled ``update()``/``delete()`` with row-precise keys, or return None.
 
         The rows it matches are read first (under the feed lock), their new values after;
-        each emits :func:`cachedeps.keys.row_keys`. Statements over more than
-        ``MAX_PRECISE_ROWS`` rows, over mappers of several tables, or given parameter lists
-        return None: they run normally and emit table keys.
+        each emits :func:`cachedeps.keys.row_keys`. The rows are matched with the statement's
+        own parameters. Statements over more than ``MAX_PRECISE_ROWS`` rows, over mappers of
+        several tables, given parameter lists (executemany), or whose ``WHERE`` has a bind
+        parameter without a value return None: they run normally, as the user wrote them,
+        and emit table keys (:meth:`before_cursor_execute`).
         """
         session = orm_state.session
         state = session_state(session)
@@ -388,12 +402,23 @@ class Writes:
         where = getattr(orm_state.statement, "whereclause", None)
         if mapper is None or where is None or len(mapper.tables) != 1:
             return None
+        params = orm_state.parameters
+        if params is None:
+            params = {}
+        if not isinstance(params, dict) or not _binds_given(where, params):
+            return None
         table = mapper.local_table
         conn = session.connection(bind_arguments={"mapper": mapper})
         cstate = conn_state(conn)
         self._lock(conn, cstate)
         cols = list(table.primary_key.columns)
-        found = conn.execute(select(table).where(where).limit(MAX_PRECISE_ROWS + 1)).all()
+        query = select(table).where(where).limit(MAX_PRECISE_ROWS + 1)
+        try:
+            found = conn.execute(query, params).all()
+        except StatementError as exc:
+            if isinstance(exc, DBAPIError):
+                raise  # the database's own error: the user's statement would meet it too
+            return None  # refused before reaching the database: run the user's statement as is
         if len(found) > MAX_PRECISE_ROWS or not cols:
             return None
         old_rows = {}
@@ -482,34 +507,31 @@ class Writes:
         self, conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
     ) -> None:
         """Collect the keys of a write outside a flush, taking the feed lock first."""
-        if statement[:7].lstrip()[:6].upper() == "SELECT":
-            return  # the common case, decided without parsing
         compiled = getattr(context, "compiled", None)
         construct = getattr(compiled, "statement", None) if compiled is not None else None
-        is_write, table = written_table(construct, statement)
-        if not is_write:
+        tables = written_tables(construct, statement, conn.dialect.name, compiled)
+        if not tables:
+            return
+        feed_table = self.inst.feed.table
+        tables = [t for t in tables if t != feed_table]
+        if not tables:
             return
         cstate = conn_state(conn)
         if cstate.flushing:
-            if table is not None:
-                cstate.flush_tables.add(table)
-            return
-        if table is None:
-            if statement not in self._warned:
-                self._warned.add(statement)
-                log.warning(
-                    "cachedeps cannot tell which table this statement writes; cached reads of it "
-                    "may be stale until they expire: %.200s", statement
-                )
-            return
-        if table == self.inst.feed.table:
+            cstate.flush_tables.update(tables)
             return
         self._lock(conn, cstate)
-        cstate.pending.update(dict.fromkeys(table_write_keys(table)))
-        target = getattr(construct, "table", None)
+        for table in tables:
+            cstate.pending.update(dict.fromkeys(table_write_keys(table)))
+        target = getattr(construct, "table", None) if isinstance(construct, UpdateBase) else None
         if target is not None and (context.isdelete or context.isupdate):
             for child, _ in cascaded_tables(target, delete=bool(context.isdelete)):
                 cstate.pending.update(dict.fromkeys(table_write_keys(child)))
+        elif target is None:
+            # Known by name only (SQL text): rows the database changes through foreign keys.
+            for table in tables:
+                for child in referencing_tables(table):
+                    cstate.pending.update(dict.fromkeys(table_write_keys(child)))
 
     def on_commit(self, conn: Connection) -> None:
         """Append the keys of the transaction's statements to the feed before it commits."""
