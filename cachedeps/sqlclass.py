@@ -86,12 +86,21 @@ _FORMAT_PLACEHOLDER = re.compile(r"%\([^()]*\)s|%s")
 
 # Statements that change no table row, decided by their first keyword.
 _READ_KEYWORDS = frozenset({
-    "SAVEPOINT", "RELEASE", "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT",
+    "SAVEPOINT", "RELEASE", "START", "COMMIT", "END", "ROLLBACK", "ABORT",
     "SET", "RESET", "SHOW", "PRAGMA", "VACUUM", "ANALYZE", "ANALYSE", "REINDEX",
     "CHECKPOINT", "LOCK", "UNLOCK", "LISTEN", "UNLISTEN", "NOTIFY", "DISCARD",
-    "DEALLOCATE", "PREPARE", "DECLARE", "FETCH", "CLOSE", "MOVE", "USE", "GRANT",
-    "REVOKE", "COMMENT", "LOAD", "ATTACH", "DETACH",
+    "DEALLOCATE", "PREPARE", "FETCH", "CLOSE", "MOVE", "USE", "GRANT",
+    "REVOKE", "COMMENT", "ATTACH", "DETACH",
 })
+# What may follow BEGIN for it to open a transaction (not a procedural BEGIN ... END block).
+_BEGIN_WORDS = frozenset({
+    "WORK", "TRANSACTION", "TRAN", "DEFERRED", "IMMEDIATE", "EXCLUSIVE", "ISOLATION", "LEVEL",
+    "READ", "WRITE", "ONLY", "COMMITTED", "UNCOMMITTED", "REPEATABLE", "SERIALIZABLE", "NOT",
+    "DEFERRABLE", ",",
+})
+# DROP/ALTER of these kinds changes rows of the tables it names at most; other kinds
+# (SCHEMA, TYPE, EXTENSION ... CASCADE, DATABASE) may change or drop tables it does not name.
+_NAMED_KINDS = frozenset({"TABLE", "VIEW", "MATERIALIZED VIEW", "INDEX", "SEQUENCE"})
 _EXPLAIN_KEYWORDS = frozenset({"EXPLAIN", "DESCRIBE", "DESC"})
 # Where the statement an EXPLAIN ANALYZE runs begins.
 _STATEMENT_STARTS = frozenset({
@@ -311,6 +320,12 @@ def _statement(dialect: str, sql: str, chunk: list[Any]) -> Classification:
         rest = sql[chunk[1].start : chunk[-1].end + 1]
     if keyword in _READ_KEYWORDS:
         return _read(dialect)
+    if keyword == "BEGIN" or (keyword == "DECLARE" and dialect == "postgres"):
+        # BEGIN opens a transaction unless it opens a procedural block (Oracle, T-SQL);
+        # PostgreSQL's DECLARE declares a cursor over a query, elsewhere it starts a block.
+        if keyword == "DECLARE" or all(t.text.upper() in _BEGIN_WORDS for t in chunk[1:]):
+            return _read(dialect)
+        return _unknown(dialect, "a procedural BEGIN block")
     if keyword in _EXPLAIN_KEYWORDS:
         return _explain(dialect, rest)
     if first.token_type in commands:
@@ -393,6 +408,8 @@ def _expression(dialect: str, exp: Any, e: Any) -> Classification:
             if isinstance(e, exp.Create):
                 return _read(dialect)  # a new database holds none of this one's tables
             return _unknown(dialect, f"{verb} DATABASE", autocommit_only=True)
+        if not isinstance(e, exp.Create) and kind not in _NAMED_KINDS:
+            return _unknown(dialect, f"{verb} {kind} may change tables it does not name")
         names = _names(exp, [e])
         concurrently = bool(e.args.get("concurrently"))
         if not names:
@@ -402,9 +419,12 @@ def _expression(dialect: str, exp: Any, e: Any) -> Classification:
             out = Classification("ddl", out.tables, dialect=dialect, autocommit_only=True, reason=out.reason)
         return out
     if isinstance(e, exp.Copy):
-        if e.args.get("kind") and isinstance(e.this, exp.Table):
-            return _named(dialect, "write", _names(exp, [e.this]), "COPY FROM")
-        return _read(dialect)
+        if not e.args.get("kind"):
+            return _read(dialect)  # COPY ... TO
+        names = _names(exp, [e.this])
+        if not names:
+            return _unknown(dialect, "COPY FROM into a target the classifier cannot name")
+        return _named(dialect, "write", names, "COPY FROM")
     targets: list[TableName] = []
     writes = False
     for node in e.find_all(*dml_types):

@@ -26,6 +26,7 @@ def names(c):
     "RELEASE SAVEPOINT s1",
     "ROLLBACK TO SAVEPOINT s1",
     "BEGIN",
+    "BEGIN TRANSACTION",
     "COMMIT",
     "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
     "SHOW tables",
@@ -57,6 +58,7 @@ def test_provable_reads(sql, dialect):
     "MERGE INTO item USING other ON item.id = other.id WHEN MATCHED THEN UPDATE SET a = 1 "
     "WHEN NOT MATCHED THEN INSERT (a) VALUES (1)",
     "COPY item FROM STDIN",
+    "COPY item (a, b) FROM STDIN",
     "UPDATE item SET a = %(a)s WHERE id = %(id)s",
     "DELETE FROM ONLY public.item",
 ])
@@ -123,6 +125,12 @@ def test_statements_outside_a_transaction_block_are_flagged():
     ("postgresql", "REFRESH MATERIALIZED VIEW item_view"),
     ("postgresql", "SELECT 1; CALL p()"),
     ("postgresql", "TRUNCATE item RESTART IDENTITY CASCADE"),
+    ("postgresql", "DROP SCHEMA app CASCADE"),
+    ("postgresql", "DROP TYPE mood CASCADE"),
+    ("postgresql", "ALTER TYPE mood RENAME VALUE 'sad' TO 'blue'"),
+    ("oracle", "BEGIN UPDATE item SET a = 1; END;"),
+    ("tsql", "DECLARE @n int; UPDATE item SET a = 1"),
+    ("mysql", "LOAD DATA INFILE '/tmp/x' INTO TABLE item"),
     ("sqlite", "CREATE TRIGGER t AFTER INSERT ON other BEGIN UPDATE item SET a = 1; END"),
     ("postgresql", "UPDATE item SET a = 'unterminated"),
     ("mysql", "THIS IS NOT SQL"),
