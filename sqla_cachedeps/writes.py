@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from sqlalchemy import event, select, tuple_
 from sqlalchemy.exc import DBAPIError, StatementError
@@ -402,10 +402,11 @@ class Writes:
         where = getattr(orm_state.statement, "whereclause", None)
         if mapper is None or where is None or len(mapper.tables) != 1:
             return None
-        params = orm_state.parameters
-        if params is None:
-            params = {}
-        if not isinstance(params, dict) or not _binds_given(where, params):
+        given = orm_state.parameters
+        if given is not None and not isinstance(given, Mapping):
+            return None
+        params = dict(given or {})
+        if not _binds_given(where, params):
             return None
         table = mapper.local_table
         conn = session.connection(bind_arguments={"mapper": mapper})

@@ -5,9 +5,9 @@ reads to see the database's answer."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import bindparam, delete, select, text, update
 
-from .models import Book
+from .models import Book, Review
 from .test_writes import by_author, check, snapshot, truth
 
 
@@ -172,3 +172,11 @@ def test_orm_update_missing_a_parameter_raises_sqlalchemys_own_error(app):
             s.execute(update(Book).where(Book.id == bindparam("n")).values(title="x"))
         s.rollback()
     assert snapshot(app) == truth(app)
+
+
+def test_orm_delete_with_a_required_bindparam_and_parameters(app, writer):
+    def write(w):
+        with w.Session.begin() as s:
+            s.execute(delete(Review))
+            s.execute(delete(Book).where(Book.id == bindparam("n")), {"n": 3})
+    check(app, writer, write)
