@@ -128,3 +128,13 @@ def test_ddl_marks_the_transaction_written_and_drops_the_table_entries(data, ddl
     finally:
         with own_statements():
             raw(undo)
+
+
+def test_statement_refused_in_a_transaction_block_runs_and_invalidates(data):
+    postgres_only()
+    served_from_cache(title_111)
+    try:
+        raw("CREATE INDEX CONCURRENTLY book_title_cc ON book (title)")  # autocommit: PostgreSQL accepts it
+        assert _hits_database(title_111), "DDL on a table must drop its cached entries"
+    finally:
+        raw("DROP INDEX CONCURRENTLY IF EXISTS book_title_cc")
