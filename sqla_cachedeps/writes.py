@@ -389,15 +389,18 @@ class Writes:
 
         The rows it matches are read first (under the feed lock), their new values after;
         each emits :func:`cachedeps.keys.row_keys`. The rows are matched with the statement's
-        own parameters. Statements over more than ``MAX_PRECISE_ROWS`` rows, over mappers of
-        several tables, given parameter lists (executemany), or whose ``WHERE`` has a bind
-        parameter without a value return None: they run normally, as the user wrote them,
-        and emit table keys (:meth:`before_cursor_execute`).
+        own parameters; an ``update()`` given a list of records (ORM bulk UPDATE by primary
+        key) reads the records' rows by primary key. Statements over more than
+        ``MAX_PRECISE_ROWS`` rows, over mappers of several tables, other parameter lists,
+        or whose ``WHERE`` has a bind parameter without a value return None: they run
+        normally, as the user wrote them, and emit table keys (:meth:`before_cursor_execute`).
         """
         session = orm_state.session
         state = session_state(session)
-        if state is None or state.installation is not self.inst or orm_state.is_executemany:
+        if state is None or state.installation is not self.inst:
             return None
+        if orm_state.is_executemany:
+            return self._bulk_by_pk(orm_state, state) if orm_state.is_update else None
         mapper = orm_state.bind_mapper
         where = getattr(orm_state.statement, "whereclause", None)
         if mapper is None or where is None or len(mapper.tables) != 1:
@@ -443,6 +446,62 @@ class Writes:
                 out.update(dict.fromkeys(table_write_keys(table.name)))
             _row_change(out, table, pk, old, new)
         for name in written:  # anything else the statement wrote
+            out.update(dict.fromkeys(table_write_keys(name)))
+        self._publish(session, state, conn, out)
+        return result
+
+    def _bulk_by_pk(self, orm_state: Any, state: SessionState) -> Any:
+        """Run an ORM bulk UPDATE by primary key with row-precise keys, or return None.
+
+        Every record names its row's primary key: those rows are read before (under the
+        feed lock) and after the statement. A record whose row is found neither before nor
+        after (absent, or a key value the database spells differently) adds the table keys.
+        """
+        mapper = orm_state.bind_mapper
+        records = orm_state.parameters
+        if mapper is None or len(mapper.tables) != 1 or not isinstance(records, (list, tuple)):
+            return None
+        if not records or len(records) > MAX_PRECISE_ROWS:
+            return None
+        table = mapper.local_table
+        try:
+            names = [mapper.get_property_by_column(c).key for c in table.primary_key.columns]
+        except Exception:  # a primary key column the mapper does not map
+            return None
+        pks: list[Any] = []
+        for record in records:
+            if not isinstance(record, Mapping) or not names or any(n not in record for n in names):
+                return None  # SQLAlchemy raises its own error, or runs it another way
+            pks.append(_pk_value(tuple(record[n] for n in names)))
+        session = orm_state.session
+        conn = session.connection(bind_arguments={"mapper": mapper})
+        cstate = conn_state(conn)
+        self._lock(conn, cstate)
+        try:
+            old_rows = self._select_rows(conn, table, list(dict.fromkeys(pks)))
+        except StatementError as exc:
+            if isinstance(exc, DBAPIError):
+                raise
+            return None
+        cstate.flushing = True
+        cstate.flush_tables.clear()
+        try:
+            result = orm_state.invoke_statement()
+        finally:
+            cstate.flushing = False
+        written = cstate.flush_tables - {table.name}
+        cstate.flush_tables.clear()
+        new_rows = self._select_rows(conn, table, list(dict.fromkeys(pks)))
+        out: dict[str, None] = {}
+        for pk in dict.fromkeys(pks):
+            old = old_rows.get((table.name, pk))
+            new = new_rows.get((table.name, pk))
+            if old is None or new is None:
+                out.update(dict.fromkeys(table_write_keys(table.name)))
+                if old is None and new is None:
+                    continue
+            _row_change(out, table, pk, old, new)
+        for name in written:
             out.update(dict.fromkeys(table_write_keys(name)))
         self._publish(session, state, conn, out)
         return result

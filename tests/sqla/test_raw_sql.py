@@ -180,3 +180,19 @@ def test_orm_delete_with_a_required_bindparam_and_parameters(app, writer):
             s.execute(delete(Review))
             s.execute(delete(Book).where(Book.id == bindparam("n")), {"n": 3})
     check(app, writer, write)
+
+
+def test_orm_bulk_update_by_primary_key_keeps_untouched_reads_cached(app, writer):
+    with app.Session.begin() as s:
+        s.add(Book(id=4, title="B2", author_id=2, pages=40))
+    with app.Session() as s:
+        s.scalars(by_author(1)).all()
+        s.scalars(by_author(2)).all()
+    with writer.Session.begin() as s:
+        s.execute(update(Book), [{"id": 3, "title": "bulk"}, {"id": 4, "title": "bulk4"}])
+    app.selects.clear()
+    with app.Session() as s:
+        assert [b.title for b in s.scalars(by_author(1))] == ["A1", "A2"]
+        assert app.selects == []  # author 1's books were not touched: still cached
+        assert [b.title for b in s.scalars(by_author(2))] == ["bulk", "bulk4"]
+    assert snapshot(app) == truth(app)
