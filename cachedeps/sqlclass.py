@@ -66,6 +66,7 @@ __all__ = [
     "Classification",
     "TableName",
     "classify",
+    "unknown_statement",
     "dialect_of",
     "MEMO_SIZE",
     "MEMO_MAX_CHARS",
@@ -227,6 +228,16 @@ def classify(sql: str, dialect: str) -> Classification:
     return _memo(dialect, sql)
 
 
+def unknown_statement(dialect: str, description: str) -> Classification:
+    """Return the verdict for a statement whose SQL text cannot be had (a driver object).
+
+    It counts as a write to every cached table; ``description`` is logged at WARNING once.
+    """
+    result = _unknown(dialect_of(dialect), "its SQL text cannot be read")
+    _warn_once(result, description)
+    return result
+
+
 @functools.lru_cache(maxsize=MEMO_SIZE)
 def _memo(dialect: str, sql: str) -> Classification:
     return _decide(dialect, sql)
@@ -246,19 +257,23 @@ _warned_lock = threading.Lock()
 def _classify_text(dialect: str, sql: str) -> Classification:
     result = _classify(dialect, sql)
     if result.every_table:
-        shape = " ".join(sql.split())[:200]
-        with _warned_lock:
-            first = shape not in _warned
-            if first:
-                if len(_warned) >= 1000:
-                    _warned.clear()
-                _warned.add(shape)
-        if first:
-            log.warning(
-                "cachedeps cannot tell which tables this SQL writes (%s); it counts as a write "
-                "to every cached table: %s", result.reason, shape,
-            )
+        _warn_once(result, sql)
     return result
+
+
+def _warn_once(result: Classification, sql: str) -> None:
+    shape = " ".join(sql.split())[:200]
+    with _warned_lock:
+        first = shape not in _warned
+        if first:
+            if len(_warned) >= 1000:
+                _warned.clear()
+            _warned.add(shape)
+    if first:
+        log.warning(
+            "cachedeps cannot tell which tables this SQL writes (%s); it counts as a write "
+            "to every cached table: %s", result.reason, shape,
+        )
 
 
 def _classify(dialect: str, sql: str) -> Classification:

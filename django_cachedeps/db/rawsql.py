@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from cachedeps import keys as ck
 from cachedeps.errors import FeedError
-from cachedeps.sqlclass import classify
+from cachedeps.sqlclass import classify, unknown_statement
 from django.db import connections
 
 from ..conf import cached_tables, get_settings
@@ -45,6 +45,20 @@ def written_tables(sql: str, vendor: str = "sqlite") -> list[str]:
     return classify(sql, vendor).written(cached_tables())
 
 
+def _text_of(sql: Any, connection: Any) -> str | None:
+    """Return the text of a statement given as a driver object (``psycopg.sql.Composed``,
+    bytes), or None when it has none (then it counts as a write to every cached table)."""
+    if isinstance(sql, (bytes, bytearray)):
+        return bytes(sql).decode("utf-8", "replace")
+    as_string = getattr(sql, "as_string", None)
+    if as_string is not None:
+        try:
+            return str(as_string(connection.connection))
+        except Exception:  # a composable the driver cannot render here: unknown
+            return None
+    return None
+
+
 class RawWriteTracker:
     """An ``execute_wrappers`` entry that turns raw writes into feed rows."""
 
@@ -53,9 +67,13 @@ class RawWriteTracker:
 
     def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict) -> Any:
         """Run the statement; when it writes cached tables, append their keys in its transaction."""
-        if in_own_statement() or not isinstance(sql, str) or not get_settings().enabled:
+        if in_own_statement() or not get_settings().enabled:
             return execute(sql, params, many, context)
-        verdict = classify(sql, self.connection.vendor)
+        text = sql if isinstance(sql, str) else _text_of(sql, self.connection)
+        if text is None:
+            verdict = unknown_statement(self.connection.vendor, repr(sql))
+        else:
+            verdict = classify(text, self.connection.vendor)
         if verdict.is_read:
             return execute(sql, params, many, context)
         tables = verdict.written(cached_tables())
@@ -78,7 +96,7 @@ class RawWriteTracker:
         if (
             self.connection.vendor == "sqlite"
             and self.connection.get_autocommit()
-            and _RETURNING.search(sql)
+            and _RETURNING.search(text or "")
         ):
             # sqlite3 finishes a RETURNING statement only when its rows are fetched, after this
             # wrapper returns: its feed rows could not commit with it.

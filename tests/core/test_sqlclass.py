@@ -184,3 +184,8 @@ def test_dialect_names():
     assert sqlclass.dialect_of("sqlite") == "sqlite"
     # An unknown dialect parses with sqlglot's generic one and matches without regard to case.
     assert classify("UPDATE Item SET a = 1", "somedb").written(["item"]) == ["item"]
+
+
+def test_a_statement_without_text_writes_every_table():
+    c = sqlclass.unknown_statement("postgresql", "<Composed ...>")
+    assert c.every_table and c.written(["a", "b"]) == ["a", "b"]

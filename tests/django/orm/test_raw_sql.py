@@ -138,3 +138,12 @@ def test_statement_refused_in_a_transaction_block_runs_and_invalidates(data):
         assert _hits_database(title_111), "DDL on a table must drop its cached entries"
     finally:
         raw("DROP INDEX CONCURRENTLY IF EXISTS book_title_cc")
+
+
+def test_statement_composed_by_the_driver(data):
+    postgres_only()
+    from psycopg import sql
+
+    stmt = sql.SQL("/* composed */ UPDATE {} SET {} = %s WHERE isbn = %s").format(
+        sql.Identifier("book"), sql.Identifier("title"))
+    check(title_111, lambda: raw(stmt, ["Raw", "111"]), ["Raw"])
