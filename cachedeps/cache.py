@@ -313,6 +313,23 @@ class Cache(StateMixin):
             raw = None
         return self.load_entry(key, raw, default)
 
+    def get_meta(self, key: str, default: Any = NO_VALUE) -> tuple[Any, int | None, list[str]]:
+        """Return ``(value or default, stamp, dependency keys)``: :meth:`get` with the entry's header.
+
+        For verify mode and diagnostics (the hot path is :meth:`get`); counts and records
+        exactly as :meth:`get` does.
+        """
+        try:
+            raw = self.store.get(self._skeys.get(key) or self._entry_key(key))
+        except BackendError as exc:
+            self.store_failed(exc)
+            raw = None
+        value = self.load_entry(key, raw, default)
+        if raw is None or value is default:
+            return value, None, []
+        _, stamp, _, n = _UNPACK_HEADER(raw)
+        return value, stamp, entry_deps(raw, n)
+
     def load_entry(self, key: str, raw: bytes | None, default: Any = NO_VALUE) -> Any:
         """Validate entry bytes the caller read from the store itself; return the value or ``default``.
 

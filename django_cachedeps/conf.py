@@ -10,6 +10,10 @@
         "MAX_DELTA": 10_000,       # delta-map size that moves the checkpoints
         "FEED_KEEP": 100_000,      # feed rows kept by pruning
         "ENABLED": True,
+        "VERIFY": False,           # True: run every hit's query on the database too and raise
+                                   # StaleRead on a difference; 0.01: 1% of hits, logged
+        "VIEWS": {},               # {"app_label.Model": ["base_table", ...]}: an unmanaged model
+                                   # (a view) is cached only with its base tables declared
     }
 
 Django's own bookkeeping models (sessions, admin log, content types, migrations) are never
@@ -19,10 +23,13 @@ cached. The parsed value is reset on ``setting_changed`` (connected in ``apps.py
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+
+from cachedeps.errors import ConfigurationError
+from cachedeps.verify import Verifier
 
 __all__ = [
     "CachedepsSettings",
@@ -42,7 +49,7 @@ DEFAULT_EXCLUDE = frozenset(
 #: The change feed's table; never cached, never a dependency.
 FEED_TABLE = "cachedeps_change"
 _NEVER_CACHED_TABLES = frozenset({FEED_TABLE, "django_migrations"})
-_KNOWN = frozenset({"CACHE", "MODELS", "EXCLUDE", "TIMEOUT", "MAX_DELTA", "FEED_KEEP", "ENABLED"})
+_KNOWN = frozenset({"CACHE", "MODELS", "EXCLUDE", "TIMEOUT", "MAX_DELTA", "FEED_KEEP", "ENABLED", "VERIFY", "VIEWS"})
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,8 @@ class CachedepsSettings:
     max_delta: int = 10_000
     feed_keep: int = 100_000
     enabled: bool = True
+    verifier: Verifier = field(default_factory=Verifier)
+    views: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def model_is_cached(self, label_lower: str) -> bool:
         """Return whether queries on the model ``app_label.model`` (lowercase) are cached."""
@@ -86,6 +95,23 @@ def _positive_int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
+def _views(value: Any) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(
+            f"CACHEDEPS['VIEWS'] must be a dict mapping 'app_label.Model' to a list of base table names, got {value!r}"
+        )
+    out: dict[str, tuple[str, ...]] = {}
+    for label, tables in value.items():
+        if not isinstance(label, str) or label.count(".") != 1:
+            raise ImproperlyConfigured(f"CACHEDEPS['VIEWS'] holds {label!r}, which is not 'app_label.Model'")
+        if isinstance(tables, str) or not tables or not all(isinstance(t, str) and t for t in tables):
+            raise ImproperlyConfigured(
+                f"CACHEDEPS['VIEWS'][{label!r}] must be a non-empty list of base table names, got {tables!r}"
+            )
+        out[label.lower()] = tuple(tables)
+    return out
+
+
 def parse(raw: Any) -> CachedepsSettings:
     """Parse a ``CACHEDEPS`` dict; reject unknown keys and bad values with a message naming them.
 
@@ -110,7 +136,13 @@ def parse(raw: Any) -> CachedepsSettings:
     enabled = raw.get("ENABLED", True)
     if not isinstance(enabled, bool):
         raise ImproperlyConfigured(f"CACHEDEPS['ENABLED'] must be True or False, got {enabled!r}")
+    try:
+        verifier = Verifier(raw.get("VERIFY", False), "CACHEDEPS['VERIFY']")
+    except ConfigurationError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
     return CachedepsSettings(
+        verifier=verifier,
+        views=_views(raw.get("VIEWS", {})),
         cache=cache,
         models=models,
         exclude=exclude,

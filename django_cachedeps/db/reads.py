@@ -33,6 +33,7 @@ from typing import Any
 
 from cachedeps import NO_VALUE
 from cachedeps.errors import CachedepsError
+from cachedeps.verify import compare_rows, sql_shape
 from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE, MULTI, SINGLE
 from django.core.exceptions import EmptyResultSet
 
@@ -145,7 +146,12 @@ class CachedReadMixin:
         if plan.oid is not None:
             return self._cachedeps_state(engine, plan, sql, params, result_type)
         finer = plan.finer if result_type == MULTI else None
-        hit = engine.get(key)
+        verifier = get_settings().verifier
+        verifying = verifier.rate and verifier.sample()
+        if verifying:
+            hit, hit_stamp, hit_deps = engine.get_meta(key)
+        else:
+            hit = engine.get(key)
         if hit is not NO_VALUE:
             try:
                 if result_type == SINGLE:
@@ -158,6 +164,9 @@ class CachedReadMixin:
                 if finer is None:
                     engine.record(*plan.deps)
                 # else the hit recorded the keys the entry was stored with (its rows' oids)
+                if verifying:
+                    self._cachedeps_verify(verifier, engine, sql, params, result_type, answer,
+                                           hit_deps, hit_stamp)
                 return answer
         stamp = engine.current_tid
         result = self._cachedeps_run(sql, params, result_type)
@@ -217,7 +226,12 @@ class CachedReadMixin:
         select, klass_info, annotation_col_map, columns = shape
         engine = runtime.ensure_polled(self.using)  # type: ignore[attr-defined]
         engine.record(oid)
-        state = engine.get_state(oid)
+        verifier = get_settings().verifier
+        verifying = verifier.rate and verifier.sample()
+        if verifying:
+            state, stamp = engine.get_state_meta(oid)
+        else:
+            state = engine.get_state(oid)
         self._cachedeps_missed = oid
         if state is NO_VALUE:
             return _UNANSWERED
@@ -231,9 +245,12 @@ class CachedReadMixin:
             return _UNANSWERED
         self.select, self.klass_info, self.annotation_col_map = select, klass_info, annotation_col_map
         self.col_count = len(select)
-        if result_type == SINGLE:
-            return rows[0] if rows else None
-        return [rows]
+        answer = (rows[0] if rows else None) if result_type == SINGLE else [rows]
+        if verifying:
+            # The SQL this read would have run (compiling sets up the same select list).
+            sql, params = self.as_sql()  # type: ignore[attr-defined]
+            self._cachedeps_verify(verifier, engine, sql, params, result_type, answer, [oid], stamp)
+        return answer
 
     def _cachedeps_state(self, engine: Any, plan: Any, sql: str, params: Any, result_type: Any) -> Any:
         """Serve a full-row select by primary key through the engine's ``(tid, oid)`` path."""
@@ -243,15 +260,25 @@ class CachedReadMixin:
             _SELECTS[(self.using, query.model, next(iter(query.alias_map)))] = (  # type: ignore[attr-defined]
                 self.select, self.klass_info, self.annotation_col_map, columns)  # type: ignore[attr-defined]
         engine.record(plan.oid)
-        state = NO_VALUE if getattr(self, "_cachedeps_missed", None) == plan.oid else engine.get_state(plan.oid)
+        verifier = get_settings().verifier
+        verifying = verifier.rate and verifier.sample()
+        state_stamp = None
+        if getattr(self, "_cachedeps_missed", None) == plan.oid:
+            state = NO_VALUE
+        elif verifying:
+            state, state_stamp = engine.get_state_meta(plan.oid)
+        else:
+            state = engine.get_state(plan.oid)
         if state is not NO_VALUE:
             try:
                 cached_columns, encoded = state
                 if cached_columns == columns:
                     rows = decode_rows(encoded)
-                    if result_type == SINGLE:
-                        return rows[0] if rows else None
-                    return [rows]
+                    answer = (rows[0] if rows else None) if result_type == SINGLE else [rows]
+                    if verifying:
+                        self._cachedeps_verify(verifier, engine, sql, params, result_type, answer,
+                                               [plan.oid], state_stamp)
+                    return answer
             except (ValueError, TypeError, KeyError):
                 logger.warning("cachedeps: discarding an undecodable cached row %s", plan.oid)
         stamp = engine.current_tid
@@ -271,6 +298,43 @@ class CachedReadMixin:
                 except CachedepsError as exc:
                     logger.debug("cachedeps: not caching %s: %s", plan.oid, exc)
         return result
+
+    def _cachedeps_verify(self, verifier: Any, engine: Any, sql: str, params: Any, result_type: Any,
+                          answer: Any, deps: Any, stamp: int | None) -> None:
+        """Verify mode: run the read on the database too and compare its raw rows with the hit.
+
+        The query runs on the driver's own cursor of the same connection (so in the read's
+        transaction), outside Django's cursor wrapper: it is not logged, counted by
+        ``assertNumQueries`` or seen by execute wrappers. A broken transaction (a read there
+        raises Django's own error) is not verified.
+        """
+        connection = self.connection  # type: ignore[attr-defined]
+        if connection.needs_rollback:
+            return
+        connection.ensure_connection()
+        with connection.wrap_database_errors:
+            cursor = connection.create_cursor()
+            try:
+                cursor.execute(sql, params)
+                fresh = [tuple(r) for r in cursor.fetchall()]
+            finally:
+                cursor.close()
+        col_count = self.col_count  # type: ignore[attr-defined]
+        if result_type == SINGLE or self.has_extra_select:  # type: ignore[attr-defined]
+            fresh = [r[:col_count] for r in fresh]
+        ordered, limited = sql_shape(sql)
+        if result_type == SINGLE:
+            cached = [] if answer is None else [answer]
+            if answer is not None and len(fresh) > 1 and not ordered and any(
+                compare_rows([answer], [r]) is None for r in fresh
+            ):
+                return  # fetchone() of an unordered result: any of its rows
+            fresh = fresh[:1]
+        else:
+            cached = [row for chunk in answer for row in chunk]
+        query = sql if params is None else f"{sql} -- params {tuple(params)!r}"
+        verifier.check(query, cached, fresh, ordered=ordered, limited=limited, deps=deps or (),
+                       stamp=stamp, position=engine.current_tid)
 
     def _cachedeps_run(self, sql: str, params: Any, result_type: Any) -> Any:
         """Run already compiled SQL like ``SQLCompiler.execute_sql`` does, fully fetched."""
