@@ -330,6 +330,19 @@ class Cache(StateMixin):
         _, stamp, _, n = _UNPACK_HEADER(raw)
         return value, stamp, entry_deps(raw, n)
 
+    def changed_after(self, conn: Any, position: int, deps: Iterable[str]) -> bool:
+        """Return whether the feed holds a change of ``deps`` after ``position`` (or may: a gap).
+
+        Verify mode asks it on a difference: a write that committed after the reader polled
+        explains one (the reader may serve what was current when it polled); read on
+        ``conn``, after the verify query, it sees every commit that query saw.
+        """
+        wanted = {feed_key(k) for k in expand(list(deps))}
+        p = self.feed.poll(conn, position)
+        if not p.complete:
+            return True
+        return any(k in wanted for _, k in p.changes)
+
     def load_entry(self, key: str, raw: bytes | None, default: Any = NO_VALUE) -> Any:
         """Validate entry bytes the caller read from the store itself; return the value or ``default``.
 

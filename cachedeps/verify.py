@@ -36,7 +36,7 @@ import random
 import re
 import uuid
 from collections import Counter
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from .errors import ConfigurationError, StaleRead
 
@@ -105,6 +105,7 @@ class Verifier:
         deps: Iterable[str] = (),
         stamp: int | None = None,
         position: int | None = None,
+        concurrent: Callable[[], bool] | None = None,
     ) -> bool:
         """Compare cached and fresh rows; report a difference. Return whether they agree.
 
@@ -113,12 +114,19 @@ class Verifier:
             ordered: the query has a top-level ORDER BY.
             limited: the query's row limit when it has LIMIT/OFFSET (``-1``: an OFFSET or a
                 limit that is not a plain number), else None.
+            position: the feed position the reader had polled before its hit.
+            concurrent: called on a difference; True when a write committed after
+                ``position`` touched the entry's keys (the reader may serve the value current
+                when it polled: not a stale read). See :meth:`cachedeps.Cache.changed_after`.
 
         Raises:
             StaleRead: they differ and the verifier raises (``True``).
         """
         difference = compare_rows(cached, fresh, ordered=ordered, limited=limited)
         if difference is None:
+            return True
+        if concurrent is not None and concurrent():
+            log.debug("verify: %s differs, explained by a write committed after position %s", query[:200], position)
             return True
         self.report(query, difference, deps=deps, stamp=stamp, position=position)
         return False

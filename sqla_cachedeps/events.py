@@ -34,11 +34,13 @@ from sqlalchemy.orm.base import instance_state
 from cachedeps import NO_VALUE, keys
 from cachedeps.errors import CachedepsError, ConfigurationError, FeedError
 from cachedeps.feed import SqlFeed
+from cachedeps.verify import Verifier
 
 from . import identity
 from .analysis import primary_key_binds, read_keys, statement_mappers
 from .feed import DEFAULT_TABLE, feed_for_dialect
 from .options import EXECUTION_OPTION, FromCache, RelationshipCache
+from .verify import verify_query, verify_state
 from .writes import Writes, conn_state, session_state
 
 __all__ = ["install", "Installation"]
@@ -59,6 +61,7 @@ def install(
     gets: bool = True,
     lazy_loads: bool = False,
     feed_table: str = DEFAULT_TABLE,
+    verify: Any = False,
 ) -> Installation:
     """Serve reads of ``session_factory``'s sessions from ``cache``, invalidated by their writes.
 
@@ -74,6 +77,11 @@ def install(
             marked with :class:`~sqla_cachedeps.options.RelationshipCache`).
         feed_table: the change feed table (create it with
             :func:`~sqla_cachedeps.feed.create_feed_table`).
+        verify: verify mode (:mod:`cachedeps.verify`): ``True`` runs every hit's query on the
+            database as well, in the session's connection and transaction, and raises
+            :class:`~cachedeps.errors.StaleRead` on a difference; a fraction such as ``0.01``
+            verifies that share of hits and logs differences. Verify statements carry the
+            execution option ``cachedeps_verify=True`` (for statement counters to skip).
 
     Returns:
         An :class:`Installation`; ``uninstall()`` removes every listener.
@@ -88,7 +96,7 @@ def install(
             f"{session_factory!r} is already installed; call uninstall() on the first handle before "
             "installing again"
         )
-    inst = Installation(target, cache, gets=gets, lazy_loads=lazy_loads, feed_table=feed_table)
+    inst = Installation(target, cache, gets=gets, lazy_loads=lazy_loads, feed_table=feed_table, verify=verify)
     bind = _bind_of(session_factory)
     if bind is not None:
         inst.watch_engine(bind)
@@ -131,8 +139,10 @@ def _bind_of(factory: Any) -> Any:
 class Installation:
     """The listeners installed on one session factory; see :func:`install`."""
 
-    def __init__(self, target: Any, cache: Any, *, gets: bool, lazy_loads: bool, feed_table: str) -> None:
+    def __init__(self, target: Any, cache: Any, *, gets: bool, lazy_loads: bool, feed_table: str,
+                 verify: Any = False) -> None:
         self.target = target
+        self.verifier = Verifier(verify, "install(verify=...)")
         self.gets = gets
         self.lazy_loads = lazy_loads
         self.feed_table = feed_table
@@ -318,8 +328,16 @@ class Installation:
             return None
         oid = keys.oid(mapper.local_table.name, pk[0] if len(pk) == 1 else tuple(pk))
         cache = self.cache
-        cached = cache.get_state(oid)  # records the oid
+        verifier = self.verifier
+        verifying = verifier.rate and verifier.sample()
+        if verifying:
+            position = cache.current_tid
+            cached, stamp = cache.get_state_meta(oid)  # records the oid
+        else:
+            cached = cache.get_state(oid)  # records the oid
         if cached is not NO_VALUE:
+            if verifying:
+                verify_state(self, orm_state.session, mapper, pk, cached, oid, stamp, position)
             try:
                 rows = [] if cached is None else [(identity.attach(orm_state.session, mapper, cached),)]
             except (identity.Unsupported, TypeError, KeyError, AttributeError) as exc:
@@ -346,8 +364,16 @@ class Installation:
         if key is None:
             return None
         cache = self.cache
-        cached = cache.get(key)  # a hit records its dependencies
+        verifier = self.verifier
+        verifying = verifier.rate and verifier.sample()
+        if verifying:
+            position = cache.current_tid
+            cached, stamp, hit_deps = cache.get_meta(key)  # a hit records its dependencies
+        else:
+            cached = cache.get(key)  # a hit records its dependencies
         if cached is not NO_VALUE:
+            if verifying:
+                verify_query(self, orm_state, cached, hit_deps, stamp, position)
             try:
                 result = identity.decode_result(orm_state.session, cached, lambda: _registries(statement))
             except (identity.Unsupported, TypeError, KeyError, AttributeError, ValueError) as exc:

@@ -41,7 +41,7 @@ from .. import runtime
 from ..conf import cached_tables, get_settings
 from .deps import FROM_ALIASES, ReadPlan, analyze, direct_state_oid
 from .finer import row_deps
-from .hints import bypassed, in_own_statement, query_opted_out
+from .hints import bypassed, in_own_statement, own_statements, query_opted_out
 from .rows import Unencodable, decode_row, decode_rows, encode_row, encode_rows
 
 __all__ = ["CachedReadMixin", "reads_bypass_cache"]
@@ -149,6 +149,7 @@ class CachedReadMixin:
         verifier = get_settings().verifier
         verifying = verifier.rate and verifier.sample()
         if verifying:
+            position = engine.current_tid
             hit, hit_stamp, hit_deps = engine.get_meta(key)
         else:
             hit = engine.get(key)
@@ -166,7 +167,7 @@ class CachedReadMixin:
                 # else the hit recorded the keys the entry was stored with (its rows' oids)
                 if verifying:
                     self._cachedeps_verify(verifier, engine, sql, params, result_type, answer,
-                                           hit_deps, hit_stamp)
+                                           hit_deps, hit_stamp, position)
                 return answer
         stamp = engine.current_tid
         result = self._cachedeps_run(sql, params, result_type)
@@ -229,6 +230,7 @@ class CachedReadMixin:
         verifier = get_settings().verifier
         verifying = verifier.rate and verifier.sample()
         if verifying:
+            position = engine.current_tid
             state, stamp = engine.get_state_meta(oid)
         else:
             state = engine.get_state(oid)
@@ -249,7 +251,7 @@ class CachedReadMixin:
         if verifying:
             # The SQL this read would have run (compiling sets up the same select list).
             sql, params = self.as_sql()  # type: ignore[attr-defined]
-            self._cachedeps_verify(verifier, engine, sql, params, result_type, answer, [oid], stamp)
+            self._cachedeps_verify(verifier, engine, sql, params, result_type, answer, [oid], stamp, position)
         return answer
 
     def _cachedeps_state(self, engine: Any, plan: Any, sql: str, params: Any, result_type: Any) -> Any:
@@ -266,6 +268,7 @@ class CachedReadMixin:
         if getattr(self, "_cachedeps_missed", None) == plan.oid:
             state = NO_VALUE
         elif verifying:
+            position = engine.current_tid
             state, state_stamp = engine.get_state_meta(plan.oid)
         else:
             state = engine.get_state(plan.oid)
@@ -277,7 +280,7 @@ class CachedReadMixin:
                     answer = (rows[0] if rows else None) if result_type == SINGLE else [rows]
                     if verifying:
                         self._cachedeps_verify(verifier, engine, sql, params, result_type, answer,
-                                               [plan.oid], state_stamp)
+                                               [plan.oid], state_stamp, position)
                     return answer
             except (ValueError, TypeError, KeyError):
                 logger.warning("cachedeps: discarding an undecodable cached row %s", plan.oid)
@@ -300,7 +303,7 @@ class CachedReadMixin:
         return result
 
     def _cachedeps_verify(self, verifier: Any, engine: Any, sql: str, params: Any, result_type: Any,
-                          answer: Any, deps: Any, stamp: int | None) -> None:
+                          answer: Any, deps: Any, stamp: int | None, position: int) -> None:
         """Verify mode: run the read on the database too and compare its raw rows with the hit.
 
         The query runs on the driver's own cursor of the same connection (so in the read's
@@ -333,8 +336,13 @@ class CachedReadMixin:
         else:
             cached = [row for chunk in answer for row in chunk]
         query = sql if params is None else f"{sql} -- params {tuple(params)!r}"
+
+        def concurrent() -> bool:
+            with own_statements():
+                return bool(engine.changed_after(connection, position, deps or ()))
+
         verifier.check(query, cached, fresh, ordered=ordered, limited=limited, deps=deps or (),
-                       stamp=stamp, position=engine.current_tid)
+                       stamp=stamp, position=position, concurrent=concurrent)
 
     def _cachedeps_run(self, sql: str, params: Any, result_type: Any) -> Any:
         """Run already compiled SQL like ``SQLCompiler.execute_sql`` does, fully fetched."""

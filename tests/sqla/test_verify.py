@@ -1,0 +1,79 @@
+"""Verify mode (``install(..., verify=True)``): every hit is checked against the database.
+
+A stale entry is made by writing with the DB-API connection (no event sees it): the next hit
+raises ``StaleRead``; hits that agree pass, whatever order an unordered query returns.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from sqlalchemy import select
+
+from cachedeps.errors import StaleRead
+from sqla_cachedeps import FromCache
+
+from .models import Author, Book
+
+
+def _untracked(app, sql: str) -> None:
+    raw = app.engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute(sql)
+        raw.commit()
+    finally:
+        raw.close()
+
+
+def test_a_stale_query_hit_raises_stale_read(app):
+    stmt = select(Book).where(Book.author_id == 1).order_by(Book.id).options(FromCache())
+    with app.Session() as s:
+        assert [b.title for b in s.scalars(stmt)] == ["A1", "A2"]
+    with app.Session() as s:
+        assert [b.title for b in s.scalars(stmt)] == ["A1", "A2"]  # a verified hit
+    _untracked(app, "UPDATE sq_book SET title = 'X' WHERE id = 2")
+    with app.Session() as s, pytest.raises(StaleRead) as info:
+        s.scalars(stmt).all()
+    assert "sq_book" in info.value.query and info.value.deps and info.value.stamp is not None
+    assert "'X'" in str(info.value)
+
+
+def test_a_stale_state_hit_raises_stale_read(app):
+    with app.Session() as s:
+        assert s.get(Author, 2).name == "Bob"
+    with app.Session() as s:
+        assert s.get(Author, 2).name == "Bob"
+    _untracked(app, "UPDATE sq_author SET name = 'Rob' WHERE id = 2")
+    with app.Session() as s, pytest.raises(StaleRead) as info:
+        s.get(Author, 2)
+    assert info.value.deps[0] == "sq_author:2"
+
+
+def test_an_unordered_query_may_come_back_in_any_order(app):
+    stmt = select(Book.title).where(Book.pages > 5).options(FromCache())
+    with app.Session() as s:
+        first = s.scalars(stmt).all()
+    _untracked(app, "UPDATE sq_book SET pages = pages")  # no change
+    with app.Session() as s:
+        assert sorted(s.scalars(stmt).all()) == sorted(first)
+
+
+def test_a_fraction_logs(make_app, caplog):
+    app = make_app(verify=1.0)
+    with app.Session.begin() as s:
+        s.add(Author(id=5, name="Eve"))
+    with app.Session() as s:
+        s.get(Author, 5)
+    _untracked(app, "UPDATE sq_author SET name = 'Ivy' WHERE id = 5")
+    with caplog.at_level(logging.ERROR, logger="cachedeps.verify"), app.Session() as s:
+        assert s.get(Author, 5).name == "Eve"
+    assert any("stale cache hit" in r.getMessage() for r in caplog.records)
+
+
+def test_bad_verify_value_is_rejected(make_app):
+    from cachedeps.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="verify"):
+        make_app(verify="always")
