@@ -20,7 +20,6 @@ included, are handled by :mod:`sqla_cachedeps.writes`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import weakref
@@ -34,6 +33,7 @@ from sqlalchemy.orm.base import instance_state
 from cachedeps import NO_VALUE, keys
 from cachedeps.errors import CachedepsError, ConfigurationError, FeedError
 from cachedeps.feed import SqlFeed
+from cachedeps.querykey import query_key
 from cachedeps.verify import Verifier
 
 from . import identity
@@ -415,8 +415,15 @@ class Installation:
             return None
         if len(self._statement_cache) > _MAX_STATEMENTS:
             self._statement_cache.clear()
-        text = cache_key.to_offline_string(self._statement_cache, statement, params)
-        return _QUERY_PREFIX + hashlib.blake2b(text.encode("utf-8"), digest_size=20).hexdigest()
+        # As CacheKey.to_offline_string, with the exact typed encoding instead of repr().
+        sql = self._statement_cache.get(cache_key.key)
+        if sql is None:
+            sql = self._statement_cache[cache_key.key] = str(statement)
+        if cache_key.bindparams:
+            values = tuple(params.get(bp.key, bp.effective_value) for bp in cache_key.bindparams)
+        else:
+            values = tuple(params[k] for k in sorted(params))
+        return query_key(_QUERY_PREFIX, sql, values)
 
 
 def _store(fn: Any, *args: Any, **kw: Any) -> None:

@@ -25,7 +25,6 @@ before compiling; the dependencies of a query key are remembered, not worked out
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections import OrderedDict
@@ -33,6 +32,7 @@ from typing import Any
 
 from cachedeps import NO_VALUE
 from cachedeps.errors import CachedepsError
+from cachedeps.querykey import query_key
 from cachedeps.verify import compare_rows, sql_shape
 from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE, MULTI, SINGLE
 from django.core.exceptions import EmptyResultSet
@@ -74,9 +74,9 @@ def _fill_allowed(connection: Any) -> bool:
     return False
 
 
-def _query_key(using: str, sql: str, params: Any, result_type: str, col_count: int | None) -> str:
-    text = repr((using, sql, tuple(params), result_type, col_count))
-    return "q:" + hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=20).hexdigest()
+def _query_key(using: str, sql: str, params: Any, result_type: str, col_count: int | None) -> str | None:
+    """Return the read's cache key (:func:`cachedeps.querykey.query_key`), None if not exact."""
+    return query_key("q:", using, sql, tuple(params), result_type, col_count)
 
 
 class _PlanMemo:
@@ -139,6 +139,8 @@ class CachedReadMixin:
         except EmptyResultSet:
             return iter([]) if result_type == MULTI else None
         key = _query_key(self.using, sql, params, result_type, self.col_count)  # type: ignore[attr-defined]
+        if key is None:  # a parameter the key cannot spell exactly: never share an entry
+            return self._cachedeps_run(sql, params, result_type)
         plan = _plan(key, self.query)  # type: ignore[attr-defined]
         if plan is None or not runtime.feed_ready(self.using):  # type: ignore[attr-defined]
             return self._cachedeps_run(sql, params, result_type)

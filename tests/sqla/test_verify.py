@@ -77,3 +77,18 @@ def test_bad_verify_value_is_rejected(make_app):
 
     with pytest.raises(ConfigurationError, match="verify"):
         make_app(verify="always")
+
+
+def test_binary_parameters_do_not_share_a_query_key(app):
+    """``repr(memoryview)`` is an address: two queries got one key (issue 9, break 17)."""
+    from sqlalchemy import LargeBinary, literal
+
+    app.handle.verifier.rate = 0  # the rows themselves must be right, not just reported
+    def read(value: bytes):
+        stmt = select(Book.id, literal(memoryview(value), LargeBinary())).where(Book.id == 1).options(FromCache())
+        with app.Session() as s:
+            return [bytes(row[1]) for row in s.execute(stmt)]
+
+    for _ in range(2):
+        assert read(b"one") == [b"one"]
+        assert read(b"two") == [b"two"]
