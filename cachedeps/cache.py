@@ -515,19 +515,23 @@ class Cache(StateMixin):
         try:
             value, deps = self._compute(key, fn, depends_on)
             leases.observe(time.monotonic() - started)
-            if not won or self._guarded(leases.holds, lkey, token):
+            if deps is not None and (not won or self._guarded(leases.holds, lkey, token)):
                 self.set(key, value, deps, timeout, tid=stamp)
         finally:
             if won:
                 self._guarded(leases.release, lkey, token)
         return value
 
-    def _compute(self, key: str, fn: Callable[[], Any], depends_on: Iterable[str]) -> tuple[Any, list[str]]:
+    def _compute(self, key: str, fn: Callable[[], Any], depends_on: Iterable[str]) -> tuple[Any, list[str] | None]:
+        """Run ``fn`` recording; return its value and dependencies (None: poisoned, do not store)."""
         depends_on = list(depends_on)
         with _rec.recording() as rec:
             value = fn()
         _rec.record_many(depends_on)
         _rec.record(_REF + key)
+        if rec.poisoned is not None:
+            _log.debug("not caching %s: it read %s", key, rec.poisoned)
+            return value, None
         return value, [*depends_on, *rec.keys]
 
     # -- recording ----------------------------------------------------------------------------
@@ -539,6 +543,14 @@ class Cache(StateMixin):
     def record(self, *keys: str) -> None:
         """Add dependency keys to every active recorder."""
         _rec.record(*keys)
+
+    def poison(self, reason: str) -> None:
+        """Mark every active recorder: the computation read data no dependency key covers.
+
+        A poisoned computation (``rec.poisoned``) is not stored by :meth:`get_or_compute`,
+        ``@cached_view`` or fragments. Adapters call it for every read they do not cache.
+        """
+        _rec.poison(reason)
 
     # -- writes -------------------------------------------------------------------------------
 

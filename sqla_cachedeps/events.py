@@ -31,6 +31,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, session
 from sqlalchemy.orm.base import instance_state
 
 from cachedeps import NO_VALUE, keys
+from cachedeps import recording as _rec
 from cachedeps.errors import CachedepsError, ConfigurationError, FeedError
 from cachedeps.feed import SqlFeed
 from cachedeps.querykey import query_key
@@ -40,7 +41,7 @@ from . import identity
 from .analysis import primary_key_binds, read_keys, statement_mappers
 from .feed import DEFAULT_TABLE, feed_for_dialect
 from .options import EXECUTION_OPTION, FromCache, RelationshipCache
-from .verify import verify_query, verify_state
+from .verify import VERIFY_OPTION, verify_query, verify_state
 from .writes import Writes, conn_state, session_state
 
 __all__ = ["install", "Installation"]
@@ -165,6 +166,7 @@ class Installation:
             self._cache = cache
             self._feed = feed
         self.writes = Writes(self)
+        self._guarded: weakref.WeakSet[Any] = weakref.WeakSet()
         self._installed = False
 
     # -- configuration --------------------------------------------------------------------
@@ -204,8 +206,17 @@ class Installation:
                 self._feed = feed
 
     def watch_engine(self, engine: Any) -> None:
-        """Also detect Core writes made directly on ``engine`` (not through a session)."""
+        """Also detect Core writes made directly on ``engine`` (not through a session).
+
+        Every statement on a watched engine that is not a cached read's own (a read this
+        installation does not cache, Core or text SQL) poisons the open
+        :meth:`cachedeps.Cache.recording` blocks: what they compute is then not stored.
+        """
         self.writes.watch_engine(engine)
+        engine = getattr(engine, "sync_engine", engine)
+        if engine not in self._guarded:
+            event.listen(engine, "before_cursor_execute", _guard)
+            self._guarded.add(engine)
 
     def _listen(self) -> None:
         event.listen(self.target, "after_begin", self._after_begin)
@@ -226,6 +237,10 @@ class Installation:
             if event.contains(self.target, name, fn):
                 event.remove(self.target, name, fn)
         self.writes.remove(self.target)
+        for engine in list(self._guarded):
+            if event.contains(engine, "before_cursor_execute", _guard):
+                event.remove(engine, "before_cursor_execute", _guard)
+        self._guarded = weakref.WeakSet()
         self._installed = False
         if _installed.get(self.target) is self:
             del _installed[self.target]
@@ -238,7 +253,7 @@ class Installation:
         state = session_state(session, self)
         if state is None:
             return
-        self.writes.watch_engine(connection.engine)
+        self.watch_engine(connection.engine)
         if connection not in state.connections:
             state.connections.append(connection)
         conn_state(connection)
@@ -344,7 +359,8 @@ class Installation:
                 log.debug("cached state of %s unusable (%s); loading from the database", oid, exc)
             else:
                 return identity.make_result((mapper.class_.__name__,), rows)
-        frozen = orm_state.invoke_statement().freeze()
+        with _rec.accounted():  # the oid was recorded by get_state
+            frozen = orm_state.invoke_statement().freeze()
         objs = [row[0] for row in frozen()]
         if len(objs) <= 1:
             try:
@@ -386,7 +402,8 @@ class Installation:
         cache.record(*deps)
         # Objects already in the identity map may hold values from an earlier transaction
         # (expire_on_commit=False); the entry must hold what the database holds now.
-        frozen = orm_state.invoke_statement(execution_options={"populate_existing": True}).freeze()
+        with _rec.accounted():  # its keys were recorded above
+            frozen = orm_state.invoke_statement(execution_options={"populate_existing": True}).freeze()
         try:
             value = identity.encode_result(frozen)
         except identity.Unsupported:
@@ -424,6 +441,14 @@ class Installation:
         else:
             values = tuple(params[k] for k in sorted(params))
         return query_key(_QUERY_PREFIX, sql, values)
+
+
+def _guard(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+    if not _rec.RECORDERS.get():
+        return
+    if context is not None and context.execution_options.get(VERIFY_OPTION):
+        return  # verify mode's check of a hit
+    _rec.poison_statement(statement)
 
 
 def _store(fn: Any, *args: Any, **kw: Any) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 from cachedeps import NO_VALUE
 from cachedeps.errors import CachedepsError
 from cachedeps.querykey import query_key
+from cachedeps.recording import accounted
 from cachedeps.verify import compare_rows, sql_shape
 from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE, MULTI, SINGLE
 from django.core.exceptions import EmptyResultSet
@@ -172,7 +173,8 @@ class CachedReadMixin:
                                            hit_deps, hit_stamp, position)
                 return answer
         stamp = engine.current_tid
-        result = self._cachedeps_run(sql, params, result_type)
+        with accounted():  # its keys are recorded below
+            result = self._cachedeps_run(sql, params, result_type)
         deps = plan.deps
         if result_type == MULTI:
             rows = [row for chunk in result for row in chunk]
@@ -287,7 +289,8 @@ class CachedReadMixin:
             except (ValueError, TypeError, KeyError):
                 logger.warning("cachedeps: discarding an undecodable cached row %s", plan.oid)
         stamp = engine.current_tid
-        result = self._cachedeps_run(sql, params, result_type)
+        with accounted():  # the oid was recorded above
+            result = self._cachedeps_run(sql, params, result_type)
         if _fill_allowed(self.connection):  # type: ignore[attr-defined]
             if result_type == SINGLE:
                 rows = [] if result is None else [result]
