@@ -403,7 +403,9 @@ class Cache(StateMixin):
 
         Args:
             depends_on: dependency keys (and ``"@<key>"`` references to the entries the
-                value was built from); without any, the value is plain and always valid.
+                value was built from, whose dependency keys the entry inherits: it is not
+                stored when one of them is missing or outdated); without any, the value is
+                plain and always valid.
             timeout: seconds to keep it (``None``: until evicted or invalidated).
             tid: the ``current_tid`` read before the computation's database reads (default:
                 the current one).
@@ -418,6 +420,11 @@ class Cache(StateMixin):
         """
         stamp = self._maps.current_tid if tid is None else int(tid)
         deps, sources = self._split(depends_on)
+        if sources:
+            inherited = self._source_deps(sources, stamp, deps)
+            if inherited is None:
+                return False
+            deps = list(dict.fromkeys([*deps, *inherited]))
         if deps and not self._maps.valid(stamp, deps):
             return False  # computed from data older than a change we know of
         raw = encode_entry(stamp, deps, value, self.serializer)
@@ -434,6 +441,41 @@ class Cache(StateMixin):
         if self._stats.listening:
             self._stats.emit("set", key, tid=stamp, deps=deps)
         return True
+
+    def _source_deps(self, sources: list[str], stamp: int, deps: list[str]) -> list[str] | None:
+        """Return the dependency keys of the entries ``sources`` name (one ``get_many``).
+
+        An entry built from other entries (``"@<key>"`` references) is validated on their
+        dependency keys too, never through the dependency trees, which are only an
+        optimisation (an emulated tree links at most ``MAX_EMULATED_LINKS`` parents). None
+        (do not store) when a source is gone, stale, or newer than ``stamp`` with keys the
+        caller did not pass: the value may have been built from an older version of it.
+        """
+        skeys = {s: self._entry_key(s) for s in dict.fromkeys(sources)}
+        try:
+            found = self.store.get_many(list(skeys.values()))
+        except BackendError as exc:
+            self.store_failed(exc)
+            return None
+        given = set(deps)
+        out: list[str] = []
+        for source, skey in skeys.items():
+            raw = found.get(skey)
+            if raw is None:
+                return None
+            try:
+                tag, s_stamp, _, n = _UNPACK_HEADER(raw)
+                if tag != ENTRY_TAG:
+                    return None
+                s_deps = entry_deps(raw, n)
+            except Exception:  # corrupt or foreign bytes
+                return None
+            if s_deps and not self._maps.valid(s_stamp, s_deps):
+                return None
+            if s_stamp > stamp and not given.issuperset(s_deps):
+                return None
+            out.extend(s_deps)
+        return out
 
     @staticmethod
     def _split(depends_on: Iterable[str]) -> tuple[list[str], list[str]]:
