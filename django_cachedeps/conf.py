@@ -40,6 +40,9 @@ __all__ = [
     "reset",
     "cached_tables",
     "table_is_cached",
+    "view_tables",
+    "view_base_keys",
+    "uncached_unmanaged",
 ]
 
 #: Models whose tables are never cached or invalidated.
@@ -95,7 +98,7 @@ def _positive_int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
-def _views(value: Any) -> dict[str, tuple[str, ...]]:
+def _parse_views(value: Any) -> dict[str, tuple[str, ...]]:
     if not isinstance(value, dict):
         raise ImproperlyConfigured(
             f"CACHEDEPS['VIEWS'] must be a dict mapping 'app_label.Model' to a list of base table names, got {value!r}"
@@ -142,7 +145,7 @@ def parse(raw: Any) -> CachedepsSettings:
         raise ImproperlyConfigured(str(exc)) from None
     return CachedepsSettings(
         verifier=verifier,
-        views=_views(raw.get("VIEWS", {})),
+        views=_parse_views(raw.get("VIEWS", {})),
         cache=cache,
         models=models,
         exclude=exclude,
@@ -156,6 +159,8 @@ def parse(raw: Any) -> CachedepsSettings:
 _lock = threading.Lock()
 _settings: CachedepsSettings | None = None
 _tables: frozenset[str] | None = None
+_views: dict[str, tuple[str, ...]] = {}
+_unmanaged: tuple[str, ...] = ()
 
 
 def get_settings() -> CachedepsSettings:
@@ -174,15 +179,20 @@ def get_settings() -> CachedepsSettings:
 def cached_tables() -> frozenset[str]:
     """Return the database tables of every cached model (auto-created m2m tables included).
 
-    An auto-created through table is cached when both of its ends are.
+    An auto-created through table is cached when both of its ends are. An unmanaged model
+    (``Meta.managed = False``: often a database view, whose base tables' writes never emit
+    its keys) is cached only when ``CACHEDEPS["VIEWS"]`` declares its base tables; its reads
+    then also depend on their table keys (:func:`view_tables`).
     """
-    global _tables
+    global _tables, _views, _unmanaged
     current = _tables
     if current is None:
         from django.apps import apps
 
         conf = get_settings()
         tables: set[str] = set()
+        views: dict[str, tuple[str, ...]] = {}
+        unmanaged: list[str] = []
         for model in apps.get_models(include_auto_created=True):
             opts = model._meta
             if opts.auto_created:
@@ -190,12 +200,44 @@ def cached_tables() -> frozenset[str]:
                 ok = all(conf.model_is_cached(label) for label in ends)
             else:
                 ok = conf.model_is_cached(opts.label_lower)
+            if ok and not opts.managed and not opts.proxy:
+                bases = conf.views.get(opts.label_lower)
+                if bases is None:
+                    unmanaged.append(opts.label)
+                    ok = False
+                else:
+                    views[opts.db_table] = bases
             if ok and not opts.proxy:
                 tables.add(opts.db_table)
         current = frozenset(tables - _NEVER_CACHED_TABLES)
         with _lock:
+            _views = views
+            _unmanaged = tuple(unmanaged)
             _tables = current
     return current
+
+
+def view_tables() -> dict[str, tuple[str, ...]]:
+    """Return the table of each cached unmanaged model and its declared base tables."""
+    cached_tables()
+    return _views
+
+
+def view_base_keys(table: str) -> list[str]:
+    """Return the table keys of a declared view's base tables (empty for other tables).
+
+    Writes through such a model emit them too: they change the base tables' rows.
+    """
+    from cachedeps import keys as ck
+
+    bases = view_tables().get(table, ())
+    return [k for b in bases for k in (ck.table_key(b), ck.all_rows_key(b))]
+
+
+def uncached_unmanaged() -> tuple[str, ...]:
+    """Return the labels of unmanaged models left uncached for want of declared base tables."""
+    cached_tables()
+    return _unmanaged
 
 
 def table_is_cached(table: str) -> bool:

@@ -31,6 +31,7 @@ from collections import OrderedDict
 from typing import Any
 
 from cachedeps import NO_VALUE
+from cachedeps import keys as ck
 from cachedeps.errors import CachedepsError
 from cachedeps.querykey import query_key
 from cachedeps.recording import accounted
@@ -39,7 +40,7 @@ from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE, MULTI, SINGL
 from django.core.exceptions import EmptyResultSet
 
 from .. import runtime
-from ..conf import cached_tables, get_settings
+from ..conf import cached_tables, get_settings, view_tables
 from .deps import FROM_ALIASES, ReadPlan, analyze, direct_state_oid
 from .finer import row_deps
 from .hints import bypassed, in_own_statement, own_statements, query_opted_out
@@ -101,7 +102,7 @@ class _PlanMemo:
             if self._tables is tables and key in self._plans:
                 self._plans.move_to_end(key)
                 return self._plans[key]
-        plan = analyze(query, tables)
+        plan = _over_views(analyze(query, tables))
         with self._lock:
             if self._tables is not tables:
                 self._plans.clear()
@@ -113,6 +114,28 @@ class _PlanMemo:
 
 
 _plan = _PlanMemo().plan
+
+
+def _over_views(plan: ReadPlan | None) -> ReadPlan | None:
+    """Make a read of a declared view (an unmanaged model) depend on its base tables' table keys.
+
+    Writes to the base tables never emit the view's own keys, so neither the view's
+    field-value keys nor its rows' oids (the state path) can be trusted: the read keeps its
+    keys (writes through the model emit them) plus each base table's table and all-rows keys.
+    """
+    views = view_tables()
+    if plan is None or not views:
+        return plan
+    keys = [*plan.deps, *(plan.finer.deps if plan.finer is not None else ())]
+    bases: list[str] = []
+    for view, tables in views.items():
+        prefixes = (view + ".", view + ":", view + "/")
+        if any(k == view or k.startswith(prefixes) for k in keys):
+            bases.extend(tables)
+    if not bases:
+        return plan
+    extra = [k for b in dict.fromkeys(bases) for k in (ck.table_key(b), ck.all_rows_key(b))]
+    return ReadPlan(deps=tuple(dict.fromkeys([*plan.deps, *extra])))
 
 
 class CachedReadMixin:
@@ -225,6 +248,7 @@ class CachedReadMixin:
         if (
             shape is None
             or query.model._meta.db_table not in cached_tables()
+            or query.model._meta.db_table in view_tables()  # no state path over a view
             or not runtime.feed_ready(self.using)  # type: ignore[attr-defined]
         ):
             return _UNANSWERED

@@ -74,7 +74,7 @@ CACHES = {
 }
 
 # Verify mode: every cache hit is checked against the database; a difference raises StaleRead.
-CACHEDEPS = {"CACHE": "default", "VERIFY": True}
+CACHEDEPS = {"CACHE": "default", "VERIFY": True, "VIEWS": {"testapp.BookCard": ["book", "author"]}}
 
 TEMPLATES = [
     {
