@@ -228,10 +228,9 @@ def view_base_keys(table: str) -> list[str]:
 
     Writes through such a model emit them too: they change the base tables' rows.
     """
-    from cachedeps import keys as ck
+    from cachedeps.views import base_keys
 
-    bases = view_tables().get(table, ())
-    return [k for b in bases for k in (ck.table_key(b), ck.all_rows_key(b))]
+    return base_keys(view_tables().get(table, ()))
 
 
 def uncached_unmanaged() -> tuple[str, ...]:

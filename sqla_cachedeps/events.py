@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Result
@@ -36,6 +36,7 @@ from cachedeps.errors import CachedepsError, ConfigurationError, FeedError
 from cachedeps.feed import SqlFeed
 from cachedeps.querykey import query_key
 from cachedeps.verify import Verifier
+from cachedeps.views import over_views
 
 from . import identity
 from .analysis import primary_key_binds, read_keys, statement_mappers
@@ -63,6 +64,7 @@ def install(
     lazy_loads: bool = False,
     feed_table: str = DEFAULT_TABLE,
     verify: Any = False,
+    views: Mapping[str, Sequence[str]] | None = None,
 ) -> Installation:
     """Serve reads of ``session_factory``'s sessions from ``cache``, invalidated by their writes.
 
@@ -83,6 +85,10 @@ def install(
             :class:`~cachedeps.errors.StaleRead` on a difference; a fraction such as ``0.01``
             verifies that share of hits and logs differences. Verify statements carry the
             execution option ``cachedeps_verify=True`` (for statement counters to skip).
+        views: ``{"view_name": ["base_table", ...]}``: the base tables of database views
+            mapped as tables. Views are detected in the database (SQLite, PostgreSQL views and
+            materialized views); reads of an undeclared one are not cached, reads of a
+            declared one depend on its base tables' table keys.
 
     Returns:
         An :class:`Installation`; ``uninstall()`` removes every listener.
@@ -97,7 +103,8 @@ def install(
             f"{session_factory!r} is already installed; call uninstall() on the first handle before "
             "installing again"
         )
-    inst = Installation(target, cache, gets=gets, lazy_loads=lazy_loads, feed_table=feed_table, verify=verify)
+    inst = Installation(target, cache, gets=gets, lazy_loads=lazy_loads, feed_table=feed_table, verify=verify,
+                        views=views)
     bind = _bind_of(session_factory)
     if bind is not None:
         inst.watch_engine(bind)
@@ -141,9 +148,12 @@ class Installation:
     """The listeners installed on one session factory; see :func:`install`."""
 
     def __init__(self, target: Any, cache: Any, *, gets: bool, lazy_loads: bool, feed_table: str,
-                 verify: Any = False) -> None:
+                 verify: Any = False, views: Mapping[str, Sequence[str]] | None = None) -> None:
         self.target = target
         self.verifier = Verifier(verify, "install(verify=...)")
+        self.declared_views = _declared_views(views)
+        # engine -> {view name: declared base tables, or None}: the views found in its database
+        self._views: dict[Any, dict[str, tuple[str, ...] | None]] = {}
         self.gets = gets
         self.lazy_loads = lazy_loads
         self.feed_table = feed_table
@@ -254,6 +264,8 @@ class Installation:
         if state is None:
             return
         self.watch_engine(connection.engine)
+        if connection.engine not in self._views:
+            self._views[connection.engine] = self._find_views(connection)
         if connection not in state.connections:
             state.connections.append(connection)
         conn_state(connection)
@@ -264,6 +276,30 @@ class Installation:
                 raise FeedError(
                     f"{exc}; does the table exist? create it with sqla_cachedeps.create_feed_table(engine)"
                 ) from exc
+
+    def _find_views(self, connection: Connection) -> dict[str, tuple[str, ...] | None]:
+        """Return the database's views (with their declared base tables, or None).
+
+        Read on the DB-API connection, like the feed poll: no statement event fires.
+        """
+        names = set(self.declared_views)
+        sql = _VIEW_SQL.get(connection.dialect.name)
+        if sql is not None:
+            cursor = connection.connection.cursor()
+            try:
+                cursor.execute(sql)
+                names.update(row[0] for row in cursor.fetchall())
+            finally:
+                cursor.close()
+        return {name: self.declared_views.get(name) for name in names}
+
+    def views_of(self, session: Session, mapper: Any = None) -> dict[str, tuple[str, ...] | None]:
+        """Return the views known in the database ``session`` reads ``mapper`` from."""
+        try:
+            bind = session.get_bind(mapper=mapper)
+        except Exception:  # no bind resolvable: the declared ones
+            return dict(self.declared_views)
+        return self._views.get(getattr(bind, "engine", bind)) or dict(self.declared_views)
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -341,6 +377,8 @@ class Installation:
         tid = self._begin(orm_state, state)
         if tid is None:
             return None
+        if mapper.local_table.name in self.views_of(orm_state.session, mapper):
+            return None  # a view: its rows change with its base tables, not under its oids
         oid = keys.oid(mapper.local_table.name, pk[0] if len(pk) == 1 else tuple(pk))
         cache = self.cache
         verifier = self.verifier
@@ -397,8 +435,10 @@ class Installation:
             else:
                 return self._carry_options(orm_state, result)
         deps = read_keys(statement, params)
+        if deps is not None:
+            deps = over_views(deps, self.views_of(orm_state.session, orm_state.bind_mapper))
         if deps is None:
-            return None  # not analysable: never cached
+            return None  # not analysable, or an undeclared view: never cached
         cache.record(*deps)
         # Objects already in the identity map may hold values from an earlier transaction
         # (expire_on_commit=False); the entry must hold what the database holds now.
@@ -441,6 +481,30 @@ class Installation:
         else:
             values = tuple(params[k] for k in sorted(params))
         return query_key(_QUERY_PREFIX, sql, values)
+
+
+_VIEW_SQL = {
+    "sqlite": "SELECT name FROM sqlite_master WHERE type = 'view'",
+    "postgresql": "SELECT viewname FROM pg_views WHERE schemaname = ANY (current_schemas(false)) "
+                  "UNION SELECT matviewname FROM pg_matviews WHERE schemaname = ANY (current_schemas(false))",
+}
+
+
+def _declared_views(views: Any) -> dict[str, tuple[str, ...]]:
+    if views is None:
+        return {}
+    if not isinstance(views, Mapping):
+        raise ConfigurationError(f"views must map view names to lists of base tables, got {views!r}")
+    out: dict[str, tuple[str, ...]] = {}
+    for name, bases in views.items():
+        if not isinstance(name, str) or isinstance(bases, str) or not bases or not all(
+            isinstance(b, str) and b for b in bases
+        ):
+            raise ConfigurationError(
+                f"views[{name!r}] must be a non-empty list of base table names, got {bases!r}"
+            )
+        out[name] = tuple(bases)
+    return out
 
 
 def _guard(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:

@@ -31,7 +31,7 @@ from collections import OrderedDict
 from typing import Any
 
 from cachedeps import NO_VALUE
-from cachedeps import keys as ck
+from cachedeps.views import base_keys, tables_in
 from cachedeps.errors import CachedepsError
 from cachedeps.querykey import query_key
 from cachedeps.recording import accounted
@@ -126,15 +126,10 @@ def _over_views(plan: ReadPlan | None) -> ReadPlan | None:
     views = view_tables()
     if plan is None or not views:
         return plan
-    keys = [*plan.deps, *(plan.finer.deps if plan.finer is not None else ())]
-    bases: list[str] = []
-    for view, tables in views.items():
-        prefixes = (view + ".", view + ":", view + "/")
-        if any(k == view or k.startswith(prefixes) for k in keys):
-            bases.extend(tables)
-    if not bases:
+    touched = tables_in([*plan.deps, *(plan.finer.deps if plan.finer is not None else ())], views)
+    if not touched:
         return plan
-    extra = [k for b in dict.fromkeys(bases) for k in (ck.table_key(b), ck.all_rows_key(b))]
+    extra = base_keys(b for view in touched for b in views[view])
     return ReadPlan(deps=tuple(dict.fromkeys([*plan.deps, *extra])))
 
 
