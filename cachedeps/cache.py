@@ -339,9 +339,12 @@ class Cache(StateMixin):
         """
         wanted = {feed_key(k) for k in expand(list(deps))}
         p = self.feed.poll(conn, position)
-        if not p.complete:
+        if not p.complete or any(k in wanted for _, k in p.changes):
             return True
-        return any(k in wanted for _, k in p.changes)
+        # A snapshot transaction (SQLite, REPEATABLE READ) older than the position this
+        # process polled on another connection sees neither the writes the cache already
+        # holds nor their feed rows: the hit may be newer than the snapshot, not stale.
+        return bool(self.feed.head(conn) < position)
 
     def load_entry(self, key: str, raw: bytes | None, default: Any = NO_VALUE) -> Any:
         """Validate entry bytes the caller read from the store itself; return the value or ``default``.
