@@ -480,7 +480,7 @@ class Installation:
             values = tuple(params.get(bp.key, bp.effective_value) for bp in cache_key.bindparams)
         else:
             values = tuple(params[k] for k in sorted(params))
-        return query_key(_QUERY_PREFIX, sql, values)
+        return query_key(_QUERY_PREFIX, sql, values, _result_shape(statement))
 
 
 _VIEW_SQL = {
@@ -513,6 +513,30 @@ def _guard(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any
     if context is not None and context.execution_options.get(VERIFY_OPTION):
         return  # verify mode's check of a hit
     _rec.poison_statement(statement)
+
+
+def _result_shape(statement: Any) -> list[list[Any]]:
+    """Return what the result's columns are, beyond the SQL text.
+
+    ``select(Book)`` and ``select(Book.__table__)`` (or a ``Bundle`` of its columns) compile
+    to the same SQL but return entities in one case and plain rows in the other: their
+    cached results must not be shared.
+    """
+    resolved = getattr(statement, "_resolved", statement)
+    try:
+        descriptions = resolved.column_descriptions
+    except Exception:  # not a select of columns: the SQL says it all
+        return []
+    shape: list[list[Any]] = []
+    for d in descriptions:
+        entity = d.get("entity")
+        path = None
+        if entity is not None:
+            cls = getattr(getattr(entity, "mapper", None), "class_", entity)
+            path = f"{getattr(cls, '__module__', '')}.{getattr(cls, '__qualname__', repr(cls))}"
+        expr = d.get("expr")
+        shape.append([str(d.get("name")), type(expr).__qualname__, path, bool(d.get("aliased"))])
+    return shape
 
 
 def _store(fn: Any, *args: Any, **kw: Any) -> None:

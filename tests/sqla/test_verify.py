@@ -92,3 +92,24 @@ def test_binary_parameters_do_not_share_a_query_key(app):
     for _ in range(2):
         assert read(b"one") == [b"one"]
         assert read(b"two") == [b"two"]
+
+
+def test_statements_with_one_sql_text_but_other_results_do_not_share_a_key(app):
+    """``select(Book)`` and ``select(Book.__table__)`` compile alike: entities vs plain rows."""
+    from sqlalchemy.orm import Bundle
+
+    statements = [
+        select(Book.__table__).where(Book.id == 1),
+        select(Book).where(Book.id == 1),
+        select(Bundle("b", *Book.__table__.c)).where(Book.id == 1),
+    ]
+    for _ in range(2):
+        for stmt in statements:
+            with app.Session() as s:
+                row = s.execute(stmt.options(FromCache())).one()
+                if stmt is statements[1]:
+                    assert isinstance(row[0], Book) and row[0].title == "A1"
+                elif stmt is statements[2]:
+                    assert row[0].title == "A1"
+                else:
+                    assert row.title == "A1"
