@@ -346,12 +346,14 @@ class Cache(StateMixin):
         # holds nor their feed rows: the hit may be newer than the snapshot, not stale.
         return bool(self.feed.head(conn) < position)
 
-    def load_entry(self, key: str, raw: bytes | None, default: Any = NO_VALUE) -> Any:
+    def load_entry(self, key: str, raw: bytes | None, default: Any = NO_VALUE, *, ref: bool = True) -> Any:
         """Validate entry bytes the caller read from the store itself; return the value or ``default``.
 
         For adapters that keep an entry under a key of their own (``set(..., store_key=...)``)
         or fetch it together with other keys in one round trip. Counts, records and emits
-        exactly as :meth:`get` does.
+        exactly as :meth:`get` does; ``ref=False`` records the entry's dependency keys without
+        the ``"@<key>"`` reference (an entry kept under the caller's own store key, which
+        :meth:`set` could not find to inherit from).
         """
         stats = self._stats
         if raw is None:
@@ -382,7 +384,8 @@ class Cache(StateMixin):
                 raise CorruptValue(f"unknown payload kind {kind}")
             if _RECORDERS.get():
                 _rec.record_many(entry_deps(raw, n) if deps is None else deps)
-                _rec.record(_REF + key)
+                if ref:
+                    _rec.record(_REF + key)
         except Exception:  # corrupt, foreign or older-layout bytes: a miss
             stats.counters["misses"] += 1
             if stats.listening:

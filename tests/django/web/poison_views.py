@@ -53,7 +53,24 @@ def fragment(request, kind):
     return HttpResponse(_FRAGMENT.render(Context({"kind": kind, "titles": _Lazy(kind)})))
 
 
+@cached_view
+def dependent(request):
+    """Read a value stored through the CACHES API with dependency keys."""
+    from django.core.cache import caches
+
+    return HttpResponse(f"{caches['default'].get('card:1')} {_count()}")
+
+
+_CALLS = [0]
+
+
+def _count() -> int:
+    _CALLS[0] += 1
+    return _CALLS[0]
+
+
 urlpatterns = [
+    path("dependent/", dependent),
     path("titles/<str:kind>/", titles),
     path("fragment/<str:kind>/", fragment),
 ]

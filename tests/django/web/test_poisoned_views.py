@@ -71,3 +71,17 @@ def test_get_or_compute_does_not_store_a_poisoned_value(books, engine):
     assert engine.get_or_compute("titles", compute) == ["A", "B"]
     assert engine.get_or_compute("titles", compute) == ["A", "B"]
     assert len(calls) == 2
+
+
+def test_a_page_built_on_a_dependent_caches_value_is_stored_and_follows_it(engine):
+    """Its entry lives under the backend's own key: the page inherits its keys as recorded."""
+    from django.core.cache import caches
+
+    caches["default"].set("card:1", "v1", depends_on=["item:1"])
+    client = Client()
+    first = client.get("/dependent/").content
+    assert first.startswith(b"v1 ")
+    assert client.get("/dependent/").content == first
+    caches["default"].invalidate("item:1")
+    caches["default"].set("card:1", "v2", depends_on=["item:1"])
+    assert client.get("/dependent/").content.startswith(b"v2 ")
