@@ -113,3 +113,17 @@ def test_statements_with_one_sql_text_but_other_results_do_not_share_a_key(app):
                     assert row[0].title == "A1"
                 else:
                     assert row.title == "A1"
+
+
+def test_a_stale_caching_session_get_raises_stale_read(make_app):
+    from sqla_cachedeps import CachingSession
+
+    app = make_app(session_class=CachingSession)
+    with app.Session.begin() as s:
+        s.add(Author(id=7, name="Gus"))
+    for _ in range(2):
+        with app.Session() as s:
+            assert s.get(Author, 7).name == "Gus"
+    _untracked(app, "UPDATE sq_author SET name = 'Gil' WHERE id = 7")
+    with app.Session() as s, pytest.raises(StaleRead):
+        s.get(Author, 7)
