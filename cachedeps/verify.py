@@ -80,6 +80,8 @@ class Verifier:
 
     def __init__(self, setting: Any = False, name: str = "verify") -> None:
         self.rate, self.raises = parse_verify(setting, name)
+        #: hits compared, differences reported, differences excused by a concurrent write
+        self.checked = self.reported = self.excused = 0
 
     def __repr__(self) -> str:
         return f"<Verifier rate={self.rate} raises={self.raises}>"
@@ -122,10 +124,12 @@ class Verifier:
         Raises:
             StaleRead: they differ and the verifier raises (``True``).
         """
+        self.checked += 1  # figures only: a lost increment under threads does not matter
         difference = compare_rows(cached, fresh, ordered=ordered, limited=limited)
         if difference is None:
             return True
         if concurrent is not None and concurrent():
+            self.excused += 1
             log.debug("verify: %s differs, explained by a write committed after position %s", query[:200], position)
             return True
         self.report(query, difference, deps=deps, stamp=stamp, position=position)
@@ -140,6 +144,7 @@ class Verifier:
             f"stale cache hit: {difference}; query {query[:500]!r}; dependency keys [{shown}]; "
             f"entry stamp {stamp}; feed position read {position}"
         )
+        self.reported += 1
         error = StaleRead(message, query=query, deps=deps, stamp=stamp, position=position, difference=difference)
         if self.raises:
             raise error

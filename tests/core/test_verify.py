@@ -52,7 +52,9 @@ def test_verifier_raises_or_logs(caplog):
     with caplog.at_level(logging.ERROR, logger="cachedeps.verify"):
         assert not Verifier(1.0).check("SELECT 1", [(1,)], [(2,)])
     assert "stale cache hit" in caplog.text
-    assert Verifier(True).check("q", [(1,)], [(2,)], concurrent=lambda: True)
+    v = Verifier(True)
+    assert v.check("q", [(1,)], [(2,)], concurrent=lambda: True) and v.check("q", [(1,)], [(1,)])
+    assert (v.checked, v.excused, v.reported) == (2, 1, 0)
     assert not Verifier(False).enabled and not Verifier(0).sample()
     for bad in ("yes", 1.5, -1):
         with pytest.raises(ConfigurationError):
