@@ -6,8 +6,10 @@ select_related, prefetch_related's queries). Raw rows are cached, before Django'
 converters, which run as usual on a hit. A read is not cached when:
 
 - :func:`~django_cachedeps.nocache` is active or the query carries the ``uncached`` hint;
-- a table it reads is not cached (``CACHEDEPS["MODELS"]``/``["EXCLUDE"]``) or it holds SQL
-  the ORM cannot see into (see :mod:`.deps`), or it is ``select_for_update``;
+- a table it reads is not cached (``CACHEDEPS["MODELS"]``/``["EXCLUDE"]``, an unmanaged
+  model without ``CACHEDEPS["VIEWS"]``) or it holds SQL the ORM cannot see into (see
+  :mod:`.deps`), or it is ``select_for_update``;
+- a parameter has no exact query key (:mod:`cachedeps.querykey`);
 - it streams with ``.iterator()`` (chunked cursor);
 - the connection's transaction has written (read-your-own-writes: no get, no fill);
 - it runs inside a snapshot transaction (SQLite, PostgreSQL REPEATABLE READ and above): the
@@ -17,6 +19,10 @@ converters, which run as usual on a hit. A read is not cached when:
 A read anchored on an equality of its model's table may depend on field-change keys and
 its rows' oids rather than the coarse field-value key (:mod:`.finer`), worked out when it is
 filled; a hit records the keys the entry was stored with.
+
+Every uncached read inside a ``@cached_view``, fragment or recording poisons it
+(:mod:`.guard`). With ``CACHEDEPS["VERIFY"]`` every hit also runs its SQL on the database
+and compares rows (:mod:`cachedeps.verify`).
 
 A hit costs the compilation of the query's SQL (its cache key), except for a full-row
 select of one table by primary key (``get(pk=...)``), answered from the row's object state
@@ -31,11 +37,11 @@ from collections import OrderedDict
 from typing import Any
 
 from cachedeps import NO_VALUE
-from cachedeps.views import base_keys, tables_in
 from cachedeps.errors import CachedepsError
 from cachedeps.querykey import query_key
 from cachedeps.recording import accounted
 from cachedeps.verify import compare_rows, sql_shape
+from cachedeps.views import base_keys, tables_in
 from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE, MULTI, SINGLE
 from django.core.exceptions import EmptyResultSet
 
