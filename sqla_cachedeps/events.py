@@ -158,7 +158,7 @@ class Installation:
         self.lazy_loads = lazy_loads
         self.feed_table = feed_table
         self._lock = threading.Lock()
-        self._statement_cache: dict[Any, str] = {}
+        self._statement_cache: dict[Any, tuple[str, list[list[Any]]]] = {}
         # instance state -> RelationshipCache options of the cached query that produced it
         self._hit_options: weakref.WeakKeyDictionary[Any, list] = weakref.WeakKeyDictionary()
         if isinstance(cache, str):
@@ -473,14 +473,16 @@ class Installation:
         if len(self._statement_cache) > _MAX_STATEMENTS:
             self._statement_cache.clear()
         # As CacheKey.to_offline_string, with the exact typed encoding instead of repr().
-        sql = self._statement_cache.get(cache_key.key)
-        if sql is None:
-            sql = self._statement_cache[cache_key.key] = str(statement)
+        # The SQL text and the result's shape are fixed by the statement's structure.
+        text = self._statement_cache.get(cache_key.key)
+        if text is None:
+            text = self._statement_cache[cache_key.key] = (str(statement), _result_shape(statement))
+        sql, shape = text
         if cache_key.bindparams:
             values = tuple(params.get(bp.key, bp.effective_value) for bp in cache_key.bindparams)
         else:
             values = tuple(params[k] for k in sorted(params))
-        return query_key(_QUERY_PREFIX, sql, values, _result_shape(statement))
+        return query_key(_QUERY_PREFIX, sql, values, shape)
 
 
 _VIEW_SQL = {
