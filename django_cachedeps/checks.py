@@ -145,7 +145,8 @@ def check_views(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     for label in uncached_unmanaged():
         errors.append(Warning(
             f"{label} is an unmanaged model: its queries are not cached, since writes to the tables "
-            "behind it (a view's base tables) never emit its keys.",
+            "behind it (a view's base tables) never emit its keys; a write through it drops every "
+            "cached table's entries.",
             hint=f"Declare its base tables to cache it: CACHEDEPS['VIEWS'] = {{{label!r}: ['base_table', ...]}} "
                  "(its reads then depend on those tables' keys), or exclude it to silence this warning.",
             id="cachedeps.W002"))

@@ -43,6 +43,7 @@ __all__ = [
     "view_tables",
     "view_base_keys",
     "uncached_unmanaged",
+    "table_is_written_through",
 ]
 
 #: Models whose tables are never cached or invalidated.
@@ -161,6 +162,7 @@ _settings: CachedepsSettings | None = None
 _tables: frozenset[str] | None = None
 _views: dict[str, tuple[str, ...]] = {}
 _unmanaged: tuple[str, ...] = ()
+_opaque: frozenset[str] = frozenset()
 
 
 def get_settings() -> CachedepsSettings:
@@ -184,7 +186,7 @@ def cached_tables() -> frozenset[str]:
     its keys) is cached only when ``CACHEDEPS["VIEWS"]`` declares its base tables; its reads
     then also depend on their table keys (:func:`view_tables`).
     """
-    global _tables, _views, _unmanaged
+    global _tables, _views, _unmanaged, _opaque
     current = _tables
     if current is None:
         from django.apps import apps
@@ -193,6 +195,7 @@ def cached_tables() -> frozenset[str]:
         tables: set[str] = set()
         views: dict[str, tuple[str, ...]] = {}
         unmanaged: list[str] = []
+        opaque: set[str] = set()
         for model in apps.get_models(include_auto_created=True):
             opts = model._meta
             if opts.auto_created:
@@ -204,6 +207,7 @@ def cached_tables() -> frozenset[str]:
                 bases = conf.views.get(opts.label_lower)
                 if bases is None:
                     unmanaged.append(opts.label)
+                    opaque.add(opts.db_table)
                     ok = False
                 else:
                     views[opts.db_table] = bases
@@ -213,6 +217,7 @@ def cached_tables() -> frozenset[str]:
         with _lock:
             _views = views
             _unmanaged = tuple(unmanaged)
+            _opaque = frozenset(opaque)
             _tables = current
     return current
 
@@ -226,11 +231,21 @@ def view_tables() -> dict[str, tuple[str, ...]]:
 def view_base_keys(table: str) -> list[str]:
     """Return the table keys of a declared view's base tables (empty for other tables).
 
-    Writes through such a model emit them too: they change the base tables' rows.
+    Writes through such a model emit them too: they change the base tables' rows. A write
+    through an undeclared unmanaged model may change any table: it emits every cached
+    table's keys.
     """
     from cachedeps.views import base_keys
 
+    tables = cached_tables()
+    if table in _opaque:
+        return base_keys(sorted(tables))
     return base_keys(view_tables().get(table, ()))
+
+
+def table_is_written_through(table: str) -> bool:
+    """Return whether writes to ``table`` must emit keys (a cached table or an unmanaged model's)."""
+    return table in cached_tables() or table in _opaque
 
 
 def uncached_unmanaged() -> tuple[str, ...]:

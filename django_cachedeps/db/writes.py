@@ -31,7 +31,7 @@ from django.db.models.query import QuerySet
 from django.db.models.sql.query import Query
 
 from .. import runtime
-from ..conf import get_settings, table_is_cached, view_base_keys
+from ..conf import get_settings, table_is_written_through, view_base_keys
 from .hints import own_statements
 
 __all__ = [
@@ -60,7 +60,8 @@ def tracked(compiler: Any) -> bool:
     """Return whether ``compiler``'s write must emit dependency keys."""
     if not get_settings().enabled:
         return False
-    return table_is_cached(compiler.query.get_meta().db_table) and runtime.feed_ready(compiler.using)
+    table = compiler.query.get_meta().db_table
+    return table_is_written_through(table) and runtime.feed_ready(compiler.using)
 
 
 def _committed(engine: Any, keys: list[str], tid: int, using: str) -> None:
