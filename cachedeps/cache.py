@@ -41,13 +41,23 @@ from . import recording as _rec
 from .api import NO_VALUE
 from .checkpoints import BLIND, DeltaMaps, decode_checkpoints, encode_checkpoints
 from .deps import DependencyTrees
-from .entries import ENTRY_TAG, HEADER, HEADER_SIZE, KIND_BYTES, KIND_SERIALIZED, encode_entry, entry_deps
+from .entries import (
+    ENTRY_TAG,
+    HEADER,
+    HEADER_SIZE,
+    KIND_BYTES,
+    KIND_SERIALIZED,
+    encode_entry,
+    entry_deps,
+    inherited_deps,
+)
 from .errors import BackendError, ConfigurationError, CorruptValue
 from .feed import Feed, Poll, SqlFeed, StoreFeed, feed_key
 from .keys import expand, safe_key
 from .leases import Leases
 from .states import StateMixin
 from .stats import Listener, Stats
+from .verify import VerifyMixin
 
 __all__ = ["Cache", "default_serializer"]
 
@@ -65,7 +75,7 @@ def default_serializer() -> Any:
     return MsgpackSerializer()
 
 
-class Cache(StateMixin):
+class Cache(StateMixin, VerifyMixin):
     """Dependency-tracked cache over a store and a change feed.
 
     Args:
@@ -313,39 +323,6 @@ class Cache(StateMixin):
             raw = None
         return self.load_entry(key, raw, default)
 
-    def get_meta(self, key: str, default: Any = NO_VALUE) -> tuple[Any, int | None, list[str]]:
-        """Return ``(value or default, stamp, dependency keys)``: :meth:`get` with the entry's header.
-
-        For verify mode and diagnostics (the hot path is :meth:`get`); counts and records
-        exactly as :meth:`get` does.
-        """
-        try:
-            raw = self.store.get(self._skeys.get(key) or self._entry_key(key))
-        except BackendError as exc:
-            self.store_failed(exc)
-            raw = None
-        value = self.load_entry(key, raw, default)
-        if raw is None or value is default:
-            return value, None, []
-        _, stamp, _, n = _UNPACK_HEADER(raw)
-        return value, stamp, entry_deps(raw, n)
-
-    def changed_after(self, conn: Any, position: int, deps: Iterable[str]) -> bool:
-        """Return whether the feed holds a change of ``deps`` after ``position`` (or may: a gap).
-
-        Verify mode asks it on a difference: a write that committed after the reader polled
-        explains one (the reader may serve what was current when it polled); read on
-        ``conn``, after the verify query, it sees every commit that query saw.
-        """
-        wanted = {feed_key(k) for k in expand(list(deps))}
-        p = self.feed.poll(conn, position)
-        if not p.complete or any(k in wanted for _, k in p.changes):
-            return True
-        # A snapshot transaction (SQLite, REPEATABLE READ) older than the position this
-        # process polled on another connection sees neither the writes the cache already
-        # holds nor their feed rows: the hit may be newer than the snapshot, not stale.
-        return bool(self.feed.head(conn) < position)
-
     def load_entry(self, key: str, raw: bytes | None, default: Any = NO_VALUE, *, ref: bool = True) -> Any:
         """Validate entry bytes the caller read from the store itself; return the value or ``default``.
 
@@ -449,13 +426,9 @@ class Cache(StateMixin):
         return True
 
     def _source_deps(self, sources: list[str], stamp: int, deps: list[str]) -> list[str] | None:
-        """Return the dependency keys of the entries ``sources`` name (one ``get_many``).
+        """Return the dependency keys the entries ``sources`` name (one ``get_many``), or None.
 
-        An entry built from other entries (``"@<key>"`` references) is validated on their
-        dependency keys too, never through the dependency trees, which are only an
-        optimisation (an emulated tree links at most ``MAX_EMULATED_LINKS`` parents). None
-        (do not store) when a source is gone, stale, or newer than ``stamp`` with keys the
-        caller did not pass: the value may have been built from an older version of it.
+        See :func:`cachedeps.entries.inherited_deps`.
         """
         skeys = {s: self._entry_key(s) for s in dict.fromkeys(sources)}
         try:
@@ -463,25 +436,7 @@ class Cache(StateMixin):
         except BackendError as exc:
             self.store_failed(exc)
             return None
-        given = set(deps)
-        out: list[str] = []
-        for source, skey in skeys.items():
-            raw = found.get(skey)
-            if raw is None:
-                return None
-            try:
-                tag, s_stamp, _, n = _UNPACK_HEADER(raw)
-                if tag != ENTRY_TAG:
-                    return None
-                s_deps = entry_deps(raw, n)
-            except Exception:  # corrupt or foreign bytes
-                return None
-            if s_deps and not self._maps.valid(s_stamp, s_deps):
-                return None
-            if s_stamp > stamp and not given.issuperset(s_deps):
-                return None
-            out.extend(s_deps)
-        return out
+        return inherited_deps([found.get(k) for k in skeys.values()], self._maps.valid, stamp, deps)
 
     @staticmethod
     def _split(depends_on: Iterable[str]) -> tuple[list[str], list[str]]:

@@ -38,9 +38,13 @@ import uuid
 from collections import Counter
 from typing import Any, Callable, Iterable, Sequence
 
-from .errors import ConfigurationError, StaleRead
+from .api import NO_VALUE
+from .entries import HEADER, entry_deps
+from .errors import BackendError, ConfigurationError, StaleRead
+from .feed import feed_key
+from .keys import expand
 
-__all__ = ["Verifier", "parse_verify", "compare_rows", "sql_shape", "canonical"]
+__all__ = ["Verifier", "VerifyMixin", "parse_verify", "compare_rows", "sql_shape", "canonical"]
 
 log = logging.getLogger("cachedeps.verify")
 
@@ -149,6 +153,50 @@ class Verifier:
         if self.raises:
             raise error
         log.error("%s", message)
+
+
+class VerifyMixin:
+    """What verify mode asks of :class:`~cachedeps.cache.Cache`: an entry's header, the feed."""
+
+    store: Any
+    feed: Any
+    _skeys: dict[str, str]
+    _entry_key: Callable[[str], str]
+    store_failed: Callable[[BaseException], None]
+    load_entry: Callable[..., Any]
+
+    def get_meta(self, key: str, default: Any = NO_VALUE) -> tuple[Any, int | None, list[str]]:
+        """Return ``(value or default, stamp, dependency keys)``: :meth:`get` with the entry's header.
+
+        For verify mode and diagnostics (the hot path is :meth:`get`); counts and records
+        exactly as :meth:`get` does.
+        """
+        try:
+            raw = self.store.get(self._skeys.get(key) or self._entry_key(key))
+        except BackendError as exc:
+            self.store_failed(exc)
+            raw = None
+        value = self.load_entry(key, raw, default)
+        if raw is None or value is default:
+            return value, None, []
+        _, stamp, _, n = HEADER.unpack_from(raw)
+        return value, stamp, entry_deps(raw, n)
+
+    def changed_after(self, conn: Any, position: int, deps: Iterable[str]) -> bool:
+        """Return whether the feed holds a change of ``deps`` after ``position`` (or may: a gap).
+
+        Verify mode asks it on a difference: a write that committed after the reader polled
+        explains one (the reader may serve what was current when it polled); read on
+        ``conn``, after the verify query, it sees every commit that query saw.
+        """
+        wanted = {feed_key(k) for k in expand(list(deps))}
+        p = self.feed.poll(conn, position)
+        if not p.complete or any(k in wanted for _, k in p.changes):
+            return True
+        # A snapshot transaction (SQLite, REPEATABLE READ) older than the position this
+        # process polled on another connection sees neither the writes the cache already
+        # holds nor their feed rows: the hit may be newer than the snapshot, not stale.
+        return bool(self.feed.head(conn) < position)
 
 
 # -- comparison ----------------------------------------------------------------------------
