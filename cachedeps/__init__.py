@@ -21,6 +21,7 @@ from .errors import InvalidKey as InvalidKey
 from .errors import NonNumericValue as NonNumericValue
 from .errors import ProtocolError as ProtocolError
 from .errors import SerializationError as SerializationError
+from .errors import StaleRead as StaleRead
 from .errors import ValueTooLarge as ValueTooLarge
 
 __version__ = "0.1.0"
@@ -41,7 +42,7 @@ _LAZY = {
 __all__ = [
     "NO_VALUE", "Item", "Store", "DependencyStore",
     "CachedepsError", "ConfigurationError", "InvalidKey", "ValueTooLarge", "SerializationError",
-    "BackendError", "BackendUnavailable", "ProtocolError", "FeedError",
+    "BackendError", "BackendUnavailable", "ProtocolError", "FeedError", "StaleRead",
     "CorruptValue", "NonNumericValue",
     *_LAZY,
 ]

@@ -41,13 +41,23 @@ from . import recording as _rec
 from .api import NO_VALUE
 from .checkpoints import BLIND, DeltaMaps, decode_checkpoints, encode_checkpoints
 from .deps import DependencyTrees
-from .entries import ENTRY_TAG, HEADER, HEADER_SIZE, KIND_BYTES, KIND_SERIALIZED, encode_entry, entry_deps
+from .entries import (
+    ENTRY_TAG,
+    HEADER,
+    HEADER_SIZE,
+    KIND_BYTES,
+    KIND_SERIALIZED,
+    encode_entry,
+    entry_deps,
+    inherited_deps,
+)
 from .errors import BackendError, ConfigurationError, CorruptValue
 from .feed import Feed, Poll, SqlFeed, StoreFeed, feed_key
 from .keys import expand, safe_key
 from .leases import Leases
 from .states import StateMixin
 from .stats import Listener, Stats
+from .verify import VerifyMixin
 
 __all__ = ["Cache", "default_serializer"]
 
@@ -65,7 +75,7 @@ def default_serializer() -> Any:
     return MsgpackSerializer()
 
 
-class Cache(StateMixin):
+class Cache(StateMixin, VerifyMixin):
     """Dependency-tracked cache over a store and a change feed.
 
     Args:
@@ -313,12 +323,14 @@ class Cache(StateMixin):
             raw = None
         return self.load_entry(key, raw, default)
 
-    def load_entry(self, key: str, raw: bytes | None, default: Any = NO_VALUE) -> Any:
+    def load_entry(self, key: str, raw: bytes | None, default: Any = NO_VALUE, *, ref: bool = True) -> Any:
         """Validate entry bytes the caller read from the store itself; return the value or ``default``.
 
         For adapters that keep an entry under a key of their own (``set(..., store_key=...)``)
         or fetch it together with other keys in one round trip. Counts, records and emits
-        exactly as :meth:`get` does.
+        exactly as :meth:`get` does; ``ref=False`` records the entry's dependency keys without
+        the ``"@<key>"`` reference (an entry kept under the caller's own store key, which
+        :meth:`set` could not find to inherit from).
         """
         stats = self._stats
         if raw is None:
@@ -349,7 +361,8 @@ class Cache(StateMixin):
                 raise CorruptValue(f"unknown payload kind {kind}")
             if _RECORDERS.get():
                 _rec.record_many(entry_deps(raw, n) if deps is None else deps)
-                _rec.record(_REF + key)
+                if ref:
+                    _rec.record(_REF + key)
         except Exception:  # corrupt, foreign or older-layout bytes: a miss
             stats.counters["misses"] += 1
             if stats.listening:
@@ -373,7 +386,9 @@ class Cache(StateMixin):
 
         Args:
             depends_on: dependency keys (and ``"@<key>"`` references to the entries the
-                value was built from); without any, the value is plain and always valid.
+                value was built from, whose dependency keys the entry inherits: it is not
+                stored when one of them is missing or outdated); without any, the value is
+                plain and always valid.
             timeout: seconds to keep it (``None``: until evicted or invalidated).
             tid: the ``current_tid`` read before the computation's database reads (default:
                 the current one).
@@ -388,6 +403,11 @@ class Cache(StateMixin):
         """
         stamp = self._maps.current_tid if tid is None else int(tid)
         deps, sources = self._split(depends_on)
+        if sources:
+            inherited = self._source_deps(sources, stamp, deps)
+            if inherited is None:
+                return False
+            deps = list(dict.fromkeys([*deps, *inherited]))
         if deps and not self._maps.valid(stamp, deps):
             return False  # computed from data older than a change we know of
         raw = encode_entry(stamp, deps, value, self.serializer)
@@ -404,6 +424,19 @@ class Cache(StateMixin):
         if self._stats.listening:
             self._stats.emit("set", key, tid=stamp, deps=deps)
         return True
+
+    def _source_deps(self, sources: list[str], stamp: int, deps: list[str]) -> list[str] | None:
+        """Return the dependency keys the entries ``sources`` name (one ``get_many``), or None.
+
+        See :func:`cachedeps.entries.inherited_deps`.
+        """
+        skeys = {s: self._entry_key(s) for s in dict.fromkeys(sources)}
+        try:
+            found = self.store.get_many(list(skeys.values()))
+        except BackendError as exc:
+            self.store_failed(exc)
+            return None
+        return inherited_deps([found.get(k) for k in skeys.values()], self._maps.valid, stamp, deps)
 
     @staticmethod
     def _split(depends_on: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -485,19 +518,23 @@ class Cache(StateMixin):
         try:
             value, deps = self._compute(key, fn, depends_on)
             leases.observe(time.monotonic() - started)
-            if not won or self._guarded(leases.holds, lkey, token):
+            if deps is not None and (not won or self._guarded(leases.holds, lkey, token)):
                 self.set(key, value, deps, timeout, tid=stamp)
         finally:
             if won:
                 self._guarded(leases.release, lkey, token)
         return value
 
-    def _compute(self, key: str, fn: Callable[[], Any], depends_on: Iterable[str]) -> tuple[Any, list[str]]:
+    def _compute(self, key: str, fn: Callable[[], Any], depends_on: Iterable[str]) -> tuple[Any, list[str] | None]:
+        """Run ``fn`` recording; return its value and dependencies (None: poisoned, do not store)."""
         depends_on = list(depends_on)
         with _rec.recording() as rec:
             value = fn()
         _rec.record_many(depends_on)
         _rec.record(_REF + key)
+        if rec.poisoned is not None:
+            _log.debug("not caching %s: it read %s", key, rec.poisoned)
+            return value, None
         return value, [*depends_on, *rec.keys]
 
     # -- recording ----------------------------------------------------------------------------
@@ -509,6 +546,14 @@ class Cache(StateMixin):
     def record(self, *keys: str) -> None:
         """Add dependency keys to every active recorder."""
         _rec.record(*keys)
+
+    def poison(self, reason: str) -> None:
+        """Mark every active recorder: the computation read data no dependency key covers.
+
+        A poisoned computation (``rec.poisoned``) is not stored by :meth:`get_or_compute`,
+        ``@cached_view`` or fragments. Adapters call it for every read they do not cache.
+        """
+        _rec.poison(reason)
 
     # -- writes -------------------------------------------------------------------------------
 

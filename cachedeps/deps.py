@@ -22,7 +22,8 @@ dependency keys known before its computation (and, natively, under its entry's k
 purge voids the leases of the entries it deletes and of fills still running.
 
 Trees are an optimisation, never the source of correctness: every read is validated against
-the change feed. So an evicted node, a link lost in a race with a purge, or a list dropped
+the change feed, on every dependency key the entry holds (an entry built from other entries
+holds their keys too: :meth:`cachedeps.Cache.set` copies them in). So an evicted node, a link lost in a race with a purge, or a list dropped
 because it grew past its bound costs memory or a stale-but-rejected hit, never a stale read.
 """
 

@@ -23,7 +23,7 @@ nothing it writes there is ever unpickled.
 from __future__ import annotations
 
 import struct
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .errors import CorruptValue, InvalidKey
 
@@ -37,6 +37,7 @@ __all__ = [
     "decode_entry",
     "decode_payload",
     "entry_deps",
+    "inherited_deps",
 ]
 
 #: the first byte of every derived entry of this layout
@@ -122,3 +123,37 @@ def decode_payload(raw: bytes, kind: int, start: int, serializer: Any) -> Any:
         except Exception as exc:
             raise CorruptValue(f"Entry payload does not decode: {exc}") from exc
     raise CorruptValue(f"Unknown entry payload kind {kind!r}")
+
+
+def inherited_deps(
+    sources: Sequence[bytes | None],
+    valid: Callable[[int, list[str]], bool],
+    stamp: int,
+    given: Sequence[str],
+) -> list[str] | None:
+    """Return the dependency keys an entry built from ``sources`` (their stored bytes) inherits.
+
+    An entry built from other entries (``"@<key>"`` references) is validated on their keys
+    too, never through the dependency trees, which are only an optimisation (an emulated
+    tree links at most ``MAX_EMULATED_LINKS`` parents). None (do not store) when a source is
+    gone or foreign, no longer ``valid``, or stamped after ``stamp`` with keys not in
+    ``given``: the value may have been built from an older version of it.
+    """
+    wanted = set(given)
+    out: list[str] = []
+    for raw in sources:
+        if raw is None:
+            return None
+        try:
+            tag, s_stamp, _, n = HEADER.unpack_from(raw)
+            if tag != ENTRY_TAG:
+                return None
+            deps = entry_deps(raw, n)
+        except (struct.error, CorruptValue):
+            return None
+        if deps and not valid(s_stamp, deps):
+            return None
+        if s_stamp > stamp and not wanted.issuperset(deps):
+            return None
+        out.extend(deps)
+    return out

@@ -13,7 +13,8 @@ an instance of it, so callers can catch either::
      │    ├── BackendUnavailable (ConnectionError)   cannot reach the store (address attached)
      │    ├── ProtocolError                   the store answered something unexpected
      │    └── NonNumericValue (ValueError)    incr/decr on a value that is not a counter
-     └── FeedError                           the change feed cannot be read or written
+     ├── FeedError                           the change feed cannot be read or written
+     └── StaleRead (AssertionError)          verify mode: a hit differs from the database
 
 Foreign errors (socket, pymemcache, DB-API) are translated once, at the boundary, with
 ``raise ... from exc``.
@@ -33,6 +34,7 @@ __all__ = [
     "ProtocolError",
     "NonNumericValue",
     "FeedError",
+    "StaleRead",
 ]
 
 
@@ -85,3 +87,22 @@ class NonNumericValue(BackendError, ValueError):
 
 class FeedError(CachedepsError):
     """The change feed could not be read or written."""
+
+
+class StaleRead(CachedepsError, AssertionError):
+    """Verify mode: a cache hit differs from what the database returns for the same query.
+
+    Raised (``VERIFY=True`` / ``verify=True``) or logged (a sampling fraction) by
+    :class:`cachedeps.verify.Verifier`. Attributes: ``query`` (SQL or a description),
+    ``deps`` (the entry's dependency keys), ``stamp`` (the tid it was computed at),
+    ``position`` (the feed position the reader had polled), ``difference`` (what differs).
+    """
+
+    def __init__(self, message: str, *, query: str = "", deps: tuple[str, ...] = (), stamp: int | None = None,
+                 position: int | None = None, difference: str = "") -> None:
+        super().__init__(message)
+        self.query = query
+        self.deps = deps
+        self.stamp = stamp
+        self.position = position
+        self.difference = difference

@@ -7,7 +7,14 @@ to link the dependency tree view → fragment → query). When the computation's
 stored, ``rec.keys`` become its dependencies.
 
 Recorders nest: :func:`record` adds to every active recorder, so what an inner computation
-reads also counts for the outer one. The stack lives in a :class:`contextvars.ContextVar`,
+reads also counts for the outer one.
+
+A read that records no keys (a query the adapter does not cache, streams, cannot analyse,
+raw SQL, a ``nocache`` block) would leave a computation that depends on it valid forever:
+the adapters call :func:`poison` for it, which marks every active recorder, and a poisoned
+computation is not stored (``rec.poisoned`` holds the first reason). Statements an adapter
+runs for a read whose keys it records, or for its own bookkeeping, run inside
+:func:`accounted` and do not poison. The stack lives in a :class:`contextvars.ContextVar`,
 so it follows asyncio tasks and threads started with :func:`contextvars.copy_context`,
 and concurrent requests never see each other's keys.
 """
@@ -15,25 +22,36 @@ and concurrent requests never see each other's keys.
 from __future__ import annotations
 
 import contextvars
+import re
 from contextlib import contextmanager
 from typing import Iterable, Iterator
 
-__all__ = ["Recorder", "recording", "record", "record_many", "active", "ENTRY_REF", "RECORDERS"]
+__all__ = [
+    "Recorder", "recording", "record", "record_many", "active", "poison", "accounted", "is_accounted",
+    "poison_statement",
+    "ENTRY_REF", "RECORDERS",
+]
 
 #: prefix of a recorded reference to another cached entry
 ENTRY_REF = "@"
 
 
 class Recorder:
-    """Collect dependency keys; ``keys`` holds them without repeats."""
+    """Collect dependency keys; ``keys`` holds them without repeats.
 
-    __slots__ = ("keys",)
+    ``poisoned`` is None, or why the computation read something no key covers (then its
+    result must not be stored).
+    """
+
+    __slots__ = ("keys", "poisoned")
 
     def __init__(self) -> None:
         self.keys: set[str] = set()
+        self.poisoned: str | None = None
 
     def __repr__(self) -> str:
-        return f"<Recorder {len(self.keys)} keys>"
+        extra = f" poisoned by {self.poisoned!r}" if self.poisoned else ""
+        return f"<Recorder {len(self.keys)} keys{extra}>"
 
 
 _STACK: contextvars.ContextVar[tuple[Recorder, ...]] = contextvars.ContextVar(
@@ -75,3 +93,41 @@ def record_many(keys: Iterable[str]) -> None:
     keys = tuple(keys)
     for rec in stack:
         rec.keys.update(keys)
+
+
+def poison(reason: str) -> None:
+    """Mark every active recorder: the computation read data no dependency key covers."""
+    for rec in _STACK.get():
+        if rec.poisoned is None:
+            rec.poisoned = reason
+
+
+_ACCOUNTED: contextvars.ContextVar[bool] = contextvars.ContextVar("cachedeps_accounted", default=False)
+
+
+@contextmanager
+def accounted() -> Iterator[None]:
+    """Mark the statements run inside as covered by recorded keys (or bookkeeping)."""
+    token = _ACCOUNTED.set(True)
+    try:
+        yield
+    finally:
+        _ACCOUNTED.reset(token)
+
+
+def is_accounted() -> bool:
+    """Return whether the current statement runs inside :func:`accounted`."""
+    return _ACCOUNTED.get()
+
+
+_CONTROL = re.compile(
+    r"\s*(?:BEGIN|SAVEPOINT|RELEASE|ROLLBACK|COMMIT|END|START\s+TRANSACTION|SET)\b", re.IGNORECASE
+)
+
+
+def poison_statement(sql: str) -> None:
+    """Poison the active recorders for a statement an adapter saw run, unless it is accounted
+    for (:func:`accounted`) or only controls the transaction (BEGIN, SAVEPOINT, RELEASE,
+    ROLLBACK, COMMIT, SET)."""
+    if _STACK.get() and not _ACCOUNTED.get() and not _CONTROL.match(sql):
+        poison(f"an uncached statement: {sql[:120]}")

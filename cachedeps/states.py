@@ -61,8 +61,17 @@ class StateMixin:
         """Return the cached state of object ``oid`` if current, else NO_VALUE (one round trip)."""
         return self.get_states([oid]).get(oid, NO_VALUE)
 
-    def get_states(self, oids: Iterable[str]) -> dict[str, Any]:
-        """Return the current cached states of ``oids`` (missing ones left out), in one round trip."""
+    def get_state_meta(self, oid: str) -> tuple[Any, int | None]:
+        """Return ``(state or NO_VALUE, its stamp)``, like :meth:`get_state` (verify mode, diagnostics)."""
+        stamps: dict[str, int] = {}
+        value = self.get_states([oid], stamps).get(oid, NO_VALUE)
+        return value, stamps.get(oid)
+
+    def get_states(self, oids: Iterable[str], stamps: dict[str, int] | None = None) -> dict[str, Any]:
+        """Return the current cached states of ``oids`` (missing ones left out), in one round trip.
+
+        ``stamps``, when given, receives the stamp of each state returned.
+        """
         plan: list[tuple[str, list[str], list[str]]] = []
         wanted: list[str] = []
         for oid in dict.fromkeys(oids):
@@ -96,6 +105,8 @@ class StateMixin:
                     continue
                 if self._maps.valid(stamp, deps):
                     result, event = payload, "hit"
+                    if stamps is not None:
+                        stamps[oid] = stamp
                     break
                 event = "stale"
             stats.incr("hits" if event == "hit" else "misses" if event == "miss" else "stale")

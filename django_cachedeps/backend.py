@@ -183,7 +183,7 @@ class CachedepsCache(BaseCache):
         return engine
 
     def _get_dependent(self, key: str, data: bytes) -> Any:
-        blob = self._polled_engine().load_entry(key, data)
+        blob = self._polled_engine().load_entry(key, data, ref=False)  # kept under its own store key
         if blob is NO_VALUE:
             return NO_VALUE
         if not isinstance(blob, bytes):

@@ -10,6 +10,9 @@ id                      fires when
 ``cachedeps.E005``      ``CACHEDEPS["MODELS"]``/``["EXCLUDE"]`` names a model that does not exist
 ``cachedeps.E006``      a database ENGINE is not a cachedeps backend while caching is enabled
 ``cachedeps.W001``      ``CachedepsMiddleware`` is missing from ``MIDDLEWARE``
+``cachedeps.W002``      an unmanaged model is left uncached: ``CACHEDEPS["VIEWS"]`` does not
+                        declare its base tables
+``cachedeps.E007``      ``CACHEDEPS["VIEWS"]`` names a model that does not exist or is managed
 ======================  =====================================================================
 
 Every message says how to fix it.
@@ -23,7 +26,7 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
-__all__ = ["check_settings", "check_cache", "check_models", "check_databases", "check_middleware"]
+__all__ = ["check_settings", "check_cache", "check_models", "check_views", "check_databases", "check_middleware"]
 
 BACKEND_PATH = "django_cachedeps.backend.CachedepsCache"
 MIDDLEWARE_PATH = "django_cachedeps.middleware.CachedepsMiddleware"
@@ -116,6 +119,37 @@ def check_models(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     f"CACHEDEPS[{name!r}] names {label!r}, which is not an installed model.",
                     hint="Use 'app_label.ModelName' of a model in INSTALLED_APPS, or remove it.",
                     id="cachedeps.E005"))
+    return errors
+
+
+@register(Tags.models)
+def check_views(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Warn about unmanaged models left uncached; check ``CACHEDEPS["VIEWS"]``'s labels."""
+    from django.apps import apps
+
+    from .conf import uncached_unmanaged
+
+    conf = _parsed()
+    if conf is None or not conf.enabled:
+        return []
+    models = {m._meta.label_lower: m for m in apps.get_models()}
+    errors: list[Any] = []
+    for label in conf.views:
+        model = models.get(label)
+        if model is None or model._meta.managed:
+            what = "is not an installed model" if model is None else "is a managed model (a table Django creates)"
+            errors.append(Error(
+                f"CACHEDEPS['VIEWS'] names {label!r}, which {what}.",
+                hint="List unmanaged models (Meta.managed = False) only, as 'app_label.ModelName'.",
+                id="cachedeps.E007"))
+    for label in uncached_unmanaged():
+        errors.append(Warning(
+            f"{label} is an unmanaged model: its queries are not cached, since writes to the tables "
+            "behind it (a view's base tables) never emit its keys; a write through it drops every "
+            "cached table's entries.",
+            hint=f"Declare its base tables to cache it: CACHEDEPS['VIEWS'] = {{{label!r}: ['base_table', ...]}} "
+                 "(its reads then depend on those tables' keys), or exclude it to silence this warning.",
+            id="cachedeps.W002"))
     return errors
 
 

@@ -10,6 +10,10 @@
         "MAX_DELTA": 10_000,       # delta-map size that moves the checkpoints
         "FEED_KEEP": 100_000,      # feed rows kept by pruning
         "ENABLED": True,
+        "VERIFY": False,           # True: run every hit's query on the database too and raise
+                                   # StaleRead on a difference; 0.01: 1% of hits, logged
+        "VIEWS": {},               # {"app_label.Model": ["base_table", ...]}: an unmanaged model
+                                   # (a view) is cached only with its base tables declared
     }
 
 Django's own bookkeeping models (sessions, admin log, content types, migrations) are never
@@ -19,10 +23,13 @@ cached. The parsed value is reset on ``setting_changed`` (connected in ``apps.py
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+
+from cachedeps.errors import ConfigurationError
+from cachedeps.verify import Verifier
 
 __all__ = [
     "CachedepsSettings",
@@ -33,6 +40,10 @@ __all__ = [
     "reset",
     "cached_tables",
     "table_is_cached",
+    "view_tables",
+    "view_base_keys",
+    "uncached_unmanaged",
+    "table_is_written_through",
 ]
 
 #: Models whose tables are never cached or invalidated.
@@ -42,7 +53,7 @@ DEFAULT_EXCLUDE = frozenset(
 #: The change feed's table; never cached, never a dependency.
 FEED_TABLE = "cachedeps_change"
 _NEVER_CACHED_TABLES = frozenset({FEED_TABLE, "django_migrations"})
-_KNOWN = frozenset({"CACHE", "MODELS", "EXCLUDE", "TIMEOUT", "MAX_DELTA", "FEED_KEEP", "ENABLED"})
+_KNOWN = frozenset({"CACHE", "MODELS", "EXCLUDE", "TIMEOUT", "MAX_DELTA", "FEED_KEEP", "ENABLED", "VERIFY", "VIEWS"})
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,8 @@ class CachedepsSettings:
     max_delta: int = 10_000
     feed_keep: int = 100_000
     enabled: bool = True
+    verifier: Verifier = field(default_factory=Verifier)
+    views: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def model_is_cached(self, label_lower: str) -> bool:
         """Return whether queries on the model ``app_label.model`` (lowercase) are cached."""
@@ -86,6 +99,23 @@ def _positive_int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
+def _parse_views(value: Any) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(
+            f"CACHEDEPS['VIEWS'] must be a dict mapping 'app_label.Model' to a list of base table names, got {value!r}"
+        )
+    out: dict[str, tuple[str, ...]] = {}
+    for label, tables in value.items():
+        if not isinstance(label, str) or label.count(".") != 1:
+            raise ImproperlyConfigured(f"CACHEDEPS['VIEWS'] holds {label!r}, which is not 'app_label.Model'")
+        if isinstance(tables, str) or not tables or not all(isinstance(t, str) and t for t in tables):
+            raise ImproperlyConfigured(
+                f"CACHEDEPS['VIEWS'][{label!r}] must be a non-empty list of base table names, got {tables!r}"
+            )
+        out[label.lower()] = tuple(tables)
+    return out
+
+
 def parse(raw: Any) -> CachedepsSettings:
     """Parse a ``CACHEDEPS`` dict; reject unknown keys and bad values with a message naming them.
 
@@ -110,7 +140,13 @@ def parse(raw: Any) -> CachedepsSettings:
     enabled = raw.get("ENABLED", True)
     if not isinstance(enabled, bool):
         raise ImproperlyConfigured(f"CACHEDEPS['ENABLED'] must be True or False, got {enabled!r}")
+    try:
+        verifier = Verifier(raw.get("VERIFY", False), "CACHEDEPS['VERIFY']")
+    except ConfigurationError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
     return CachedepsSettings(
+        verifier=verifier,
+        views=_parse_views(raw.get("VIEWS", {})),
         cache=cache,
         models=models,
         exclude=exclude,
@@ -124,6 +160,9 @@ def parse(raw: Any) -> CachedepsSettings:
 _lock = threading.Lock()
 _settings: CachedepsSettings | None = None
 _tables: frozenset[str] | None = None
+_views: dict[str, tuple[str, ...]] = {}
+_unmanaged: tuple[str, ...] = ()
+_opaque: frozenset[str] = frozenset()
 
 
 def get_settings() -> CachedepsSettings:
@@ -142,15 +181,21 @@ def get_settings() -> CachedepsSettings:
 def cached_tables() -> frozenset[str]:
     """Return the database tables of every cached model (auto-created m2m tables included).
 
-    An auto-created through table is cached when both of its ends are.
+    An auto-created through table is cached when both of its ends are. An unmanaged model
+    (``Meta.managed = False``: often a database view, whose base tables' writes never emit
+    its keys) is cached only when ``CACHEDEPS["VIEWS"]`` declares its base tables; its reads
+    then also depend on their table keys (:func:`view_tables`).
     """
-    global _tables
+    global _tables, _views, _unmanaged, _opaque
     current = _tables
     if current is None:
         from django.apps import apps
 
         conf = get_settings()
         tables: set[str] = set()
+        views: dict[str, tuple[str, ...]] = {}
+        unmanaged: list[str] = []
+        opaque: set[str] = set()
         for model in apps.get_models(include_auto_created=True):
             opts = model._meta
             if opts.auto_created:
@@ -158,12 +203,55 @@ def cached_tables() -> frozenset[str]:
                 ok = all(conf.model_is_cached(label) for label in ends)
             else:
                 ok = conf.model_is_cached(opts.label_lower)
+            if ok and not opts.managed and not opts.proxy:
+                bases = conf.views.get(opts.label_lower)
+                if bases is None:
+                    unmanaged.append(opts.label)
+                    opaque.add(opts.db_table)
+                    ok = False
+                else:
+                    views[opts.db_table] = bases
             if ok and not opts.proxy:
                 tables.add(opts.db_table)
         current = frozenset(tables - _NEVER_CACHED_TABLES)
         with _lock:
+            _views = views
+            _unmanaged = tuple(unmanaged)
+            _opaque = frozenset(opaque)
             _tables = current
     return current
+
+
+def view_tables() -> dict[str, tuple[str, ...]]:
+    """Return the table of each cached unmanaged model and its declared base tables."""
+    cached_tables()
+    return _views
+
+
+def view_base_keys(table: str) -> list[str]:
+    """Return the table keys of a declared view's base tables (empty for other tables).
+
+    Writes through such a model emit them too: they change the base tables' rows. A write
+    through an undeclared unmanaged model may change any table: it emits every cached
+    table's keys.
+    """
+    from cachedeps.views import base_keys
+
+    tables = cached_tables()
+    if table in _opaque:
+        return base_keys(sorted(tables))
+    return base_keys(view_tables().get(table, ()))
+
+
+def table_is_written_through(table: str) -> bool:
+    """Return whether writes to ``table`` must emit keys (a cached table or an unmanaged model's)."""
+    return table in cached_tables() or table in _opaque
+
+
+def uncached_unmanaged() -> tuple[str, ...]:
+    """Return the labels of unmanaged models left uncached for want of declared base tables."""
+    cached_tables()
+    return _unmanaged
 
 
 def table_is_cached(table: str) -> bool:

@@ -21,9 +21,11 @@ responses are stored, never one that sets a cookie, modifies the session, is mar
 ``private``/``no-store``/``no-cache``, or streams. A page that renders a CSRF token also
 varies on the CSRF cookie (and is not stored for a client that has none yet).
 
-Views must read their data through the cached ORM (or pass ``depends_on``): data read any
-other way (raw SQL, excluded models, other services) does not invalidate the page; bound
-such pages with ``timeout``.
+A page whose rendering ran a database statement that no dependency key covers (a read
+the cache does not serve: ``.iterator()``, ``order_by("?")``, raw SQL, an excluded model, a
+``nocache()`` block, the database session backend's own read) is not stored
+(:mod:`django_cachedeps.db.guard`). Data read from elsewhere (files, other services) is not
+seen at all: pass ``depends_on`` or bound such pages with ``timeout``.
 """
 
 from __future__ import annotations
@@ -289,7 +291,8 @@ def cached_view(
                     response = await func(request, *args, **kwargs)
                     if hasattr(response, "render") and not getattr(response, "is_rendered", True):
                         await sync_to_async(response.render)()
-                await sync_to_async(cache.store)(request, response, state, rec.keys)
+                if rec.poisoned is None:  # else it read something no key covers: never stored
+                    await sync_to_async(cache.store)(request, response, state, rec.keys)
                 return response
 
             return async_wrapper
@@ -305,7 +308,8 @@ def cached_view(
                 response = func(request, *args, **kwargs)
                 if hasattr(response, "render") and not getattr(response, "is_rendered", True):
                     response.render()
-            cache.store(request, response, state, rec.keys)
+            if rec.poisoned is None:  # else it read something no key covers: never stored
+                cache.store(request, response, state, rec.keys)
             return response
 
         return wrapper

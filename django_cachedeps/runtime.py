@@ -110,8 +110,10 @@ def feed_ready(using: str) -> bool:
     """
     if using in _feed_ready:
         return True
+    from .db.hints import own_statements
+
     connection = connections[using]
-    with connection.cursor() as cursor:
+    with own_statements(), connection.cursor() as cursor:
         present = FEED_TABLE in connection.introspection.table_names(cursor)
     if present:
         with _lock:
@@ -129,7 +131,10 @@ def ensure_polled(using: str) -> Any:
     polled = _unit.get()
     if polled is not None and using in polled:
         return engine
-    engine.poll(connections[using])
+    from .db.hints import own_statements
+
+    with own_statements():  # bookkeeping: no recording is poisoned by the poll
+        engine.poll(connections[using])
     if polled is not None:
         polled.add(using)
     return engine

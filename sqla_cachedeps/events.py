@@ -20,11 +20,10 @@ included, are handled by :mod:`sqla_cachedeps.writes`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import weakref
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Result
@@ -32,13 +31,18 @@ from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, session
 from sqlalchemy.orm.base import instance_state
 
 from cachedeps import NO_VALUE, keys
+from cachedeps import recording as _rec
 from cachedeps.errors import CachedepsError, ConfigurationError, FeedError
 from cachedeps.feed import SqlFeed
+from cachedeps.querykey import query_key
+from cachedeps.verify import Verifier
+from cachedeps.views import over_views
 
 from . import identity
 from .analysis import primary_key_binds, read_keys, statement_mappers
 from .feed import DEFAULT_TABLE, feed_for_dialect
 from .options import EXECUTION_OPTION, FromCache, RelationshipCache
+from .verify import VERIFY_OPTION, verify_query, verify_state
 from .writes import Writes, conn_state, session_state
 
 __all__ = ["install", "Installation"]
@@ -59,6 +63,8 @@ def install(
     gets: bool = True,
     lazy_loads: bool = False,
     feed_table: str = DEFAULT_TABLE,
+    verify: Any = False,
+    views: Mapping[str, Sequence[str]] | None = None,
 ) -> Installation:
     """Serve reads of ``session_factory``'s sessions from ``cache``, invalidated by their writes.
 
@@ -74,6 +80,15 @@ def install(
             marked with :class:`~sqla_cachedeps.options.RelationshipCache`).
         feed_table: the change feed table (create it with
             :func:`~sqla_cachedeps.feed.create_feed_table`).
+        verify: verify mode (:mod:`cachedeps.verify`): ``True`` runs every hit's query on the
+            database as well, in the session's connection and transaction, and raises
+            :class:`~cachedeps.errors.StaleRead` on a difference; a fraction such as ``0.01``
+            verifies that share of hits and logs differences. Verify statements carry the
+            execution option ``cachedeps_verify=True`` (for statement counters to skip).
+        views: ``{"view_name": ["base_table", ...]}``: the base tables of database views
+            mapped as tables. Views are detected in the database (SQLite, PostgreSQL views and
+            materialized views); reads of an undeclared one are not cached, reads of a
+            declared one depend on its base tables' table keys.
 
     Returns:
         An :class:`Installation`; ``uninstall()`` removes every listener.
@@ -88,7 +103,8 @@ def install(
             f"{session_factory!r} is already installed; call uninstall() on the first handle before "
             "installing again"
         )
-    inst = Installation(target, cache, gets=gets, lazy_loads=lazy_loads, feed_table=feed_table)
+    inst = Installation(target, cache, gets=gets, lazy_loads=lazy_loads, feed_table=feed_table, verify=verify,
+                        views=views)
     bind = _bind_of(session_factory)
     if bind is not None:
         inst.watch_engine(bind)
@@ -131,13 +147,18 @@ def _bind_of(factory: Any) -> Any:
 class Installation:
     """The listeners installed on one session factory; see :func:`install`."""
 
-    def __init__(self, target: Any, cache: Any, *, gets: bool, lazy_loads: bool, feed_table: str) -> None:
+    def __init__(self, target: Any, cache: Any, *, gets: bool, lazy_loads: bool, feed_table: str,
+                 verify: Any = False, views: Mapping[str, Sequence[str]] | None = None) -> None:
         self.target = target
+        self.verifier = Verifier(verify, "install(verify=...)")
+        self.declared_views = _declared_views(views)
+        # engine -> {view name: declared base tables, or None}: the views found in its database
+        self._views: dict[Any, dict[str, tuple[str, ...] | None]] = {}
         self.gets = gets
         self.lazy_loads = lazy_loads
         self.feed_table = feed_table
         self._lock = threading.Lock()
-        self._statement_cache: dict[Any, str] = {}
+        self._statement_cache: dict[Any, tuple[str, list[list[Any]]]] = {}
         # instance state -> RelationshipCache options of the cached query that produced it
         self._hit_options: weakref.WeakKeyDictionary[Any, list] = weakref.WeakKeyDictionary()
         if isinstance(cache, str):
@@ -155,6 +176,7 @@ class Installation:
             self._cache = cache
             self._feed = feed
         self.writes = Writes(self)
+        self._guarded: weakref.WeakSet[Any] = weakref.WeakSet()
         self._installed = False
 
     # -- configuration --------------------------------------------------------------------
@@ -194,8 +216,17 @@ class Installation:
                 self._feed = feed
 
     def watch_engine(self, engine: Any) -> None:
-        """Also detect Core writes made directly on ``engine`` (not through a session)."""
+        """Also detect Core writes made directly on ``engine`` (not through a session).
+
+        Every statement on a watched engine that is not a cached read's own (a read this
+        installation does not cache, Core or text SQL) poisons the open
+        :meth:`cachedeps.Cache.recording` blocks: what they compute is then not stored.
+        """
         self.writes.watch_engine(engine)
+        engine = getattr(engine, "sync_engine", engine)
+        if engine not in self._guarded:
+            event.listen(engine, "before_cursor_execute", _guard)
+            self._guarded.add(engine)
 
     def _listen(self) -> None:
         event.listen(self.target, "after_begin", self._after_begin)
@@ -216,6 +247,10 @@ class Installation:
             if event.contains(self.target, name, fn):
                 event.remove(self.target, name, fn)
         self.writes.remove(self.target)
+        for engine in list(self._guarded):
+            if event.contains(engine, "before_cursor_execute", _guard):
+                event.remove(engine, "before_cursor_execute", _guard)
+        self._guarded = weakref.WeakSet()
         self._installed = False
         if _installed.get(self.target) is self:
             del _installed[self.target]
@@ -228,7 +263,9 @@ class Installation:
         state = session_state(session, self)
         if state is None:
             return
-        self.writes.watch_engine(connection.engine)
+        self.watch_engine(connection.engine)
+        if connection.engine not in self._views:
+            self._views[connection.engine] = self._find_views(connection)
         if connection not in state.connections:
             state.connections.append(connection)
         conn_state(connection)
@@ -239,6 +276,30 @@ class Installation:
                 raise FeedError(
                     f"{exc}; does the table exist? create it with sqla_cachedeps.create_feed_table(engine)"
                 ) from exc
+
+    def _find_views(self, connection: Connection) -> dict[str, tuple[str, ...] | None]:
+        """Return the database's views (with their declared base tables, or None).
+
+        Read on the DB-API connection, like the feed poll: no statement event fires.
+        """
+        names = set(self.declared_views)
+        sql = _VIEW_SQL.get(connection.dialect.name)
+        if sql is not None:
+            cursor = connection.connection.cursor()
+            try:
+                cursor.execute(sql)
+                names.update(row[0] for row in cursor.fetchall())
+            finally:
+                cursor.close()
+        return {name: self.declared_views.get(name) for name in names}
+
+    def views_of(self, session: Session, mapper: Any = None) -> dict[str, tuple[str, ...] | None]:
+        """Return the views known in the database ``session`` reads ``mapper`` from."""
+        try:
+            bind = session.get_bind(mapper=mapper)
+        except Exception:  # no bind resolvable: the declared ones
+            return dict(self.declared_views)
+        return self._views.get(getattr(bind, "engine", bind)) or dict(self.declared_views)
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -316,17 +377,28 @@ class Installation:
         tid = self._begin(orm_state, state)
         if tid is None:
             return None
+        if mapper.local_table.name in self.views_of(orm_state.session, mapper):
+            return None  # a view: its rows change with its base tables, not under its oids
         oid = keys.oid(mapper.local_table.name, pk[0] if len(pk) == 1 else tuple(pk))
         cache = self.cache
-        cached = cache.get_state(oid)  # records the oid
+        verifier = self.verifier
+        verifying = verifier.rate and verifier.sample()
+        if verifying:
+            position = cache.current_tid
+            cached, stamp = cache.get_state_meta(oid)  # records the oid
+        else:
+            cached = cache.get_state(oid)  # records the oid
         if cached is not NO_VALUE:
+            if verifying:
+                verify_state(self, orm_state.session, mapper, pk, cached, oid, stamp, position)
             try:
                 rows = [] if cached is None else [(identity.attach(orm_state.session, mapper, cached),)]
             except (identity.Unsupported, TypeError, KeyError, AttributeError) as exc:
                 log.debug("cached state of %s unusable (%s); loading from the database", oid, exc)
             else:
                 return identity.make_result((mapper.class_.__name__,), rows)
-        frozen = orm_state.invoke_statement().freeze()
+        with _rec.accounted():  # the oid was recorded by get_state
+            frozen = orm_state.invoke_statement().freeze()
         objs = [row[0] for row in frozen()]
         if len(objs) <= 1:
             try:
@@ -346,8 +418,16 @@ class Installation:
         if key is None:
             return None
         cache = self.cache
-        cached = cache.get(key)  # a hit records its dependencies
+        verifier = self.verifier
+        verifying = verifier.rate and verifier.sample()
+        if verifying:
+            position = cache.current_tid
+            cached, stamp, hit_deps = cache.get_meta(key)  # a hit records its dependencies
+        else:
+            cached = cache.get(key)  # a hit records its dependencies
         if cached is not NO_VALUE:
+            if verifying:
+                verify_query(self, orm_state, cached, hit_deps, stamp, position)
             try:
                 result = identity.decode_result(orm_state.session, cached, lambda: _registries(statement))
             except (identity.Unsupported, TypeError, KeyError, AttributeError, ValueError) as exc:
@@ -355,12 +435,15 @@ class Installation:
             else:
                 return self._carry_options(orm_state, result)
         deps = read_keys(statement, params)
+        if deps is not None:
+            deps = over_views(deps, self.views_of(orm_state.session, orm_state.bind_mapper))
         if deps is None:
-            return None  # not analysable: never cached
+            return None  # not analysable, or an undeclared view: never cached
         cache.record(*deps)
         # Objects already in the identity map may hold values from an earlier transaction
         # (expire_on_commit=False); the entry must hold what the database holds now.
-        frozen = orm_state.invoke_statement(execution_options={"populate_existing": True}).freeze()
+        with _rec.accounted():  # its keys were recorded above
+            frozen = orm_state.invoke_statement(execution_options={"populate_existing": True}).freeze()
         try:
             value = identity.encode_result(frozen)
         except identity.Unsupported:
@@ -389,8 +472,73 @@ class Installation:
             return None
         if len(self._statement_cache) > _MAX_STATEMENTS:
             self._statement_cache.clear()
-        text = cache_key.to_offline_string(self._statement_cache, statement, params)
-        return _QUERY_PREFIX + hashlib.blake2b(text.encode("utf-8"), digest_size=20).hexdigest()
+        # As CacheKey.to_offline_string, with the exact typed encoding instead of repr().
+        # The SQL text and the result's shape are fixed by the statement's structure.
+        text = self._statement_cache.get(cache_key.key)
+        if text is None:
+            text = self._statement_cache[cache_key.key] = (str(statement), _result_shape(statement))
+        sql, shape = text
+        if cache_key.bindparams:
+            values = tuple(params.get(bp.key, bp.effective_value) for bp in cache_key.bindparams)
+        else:
+            values = tuple(params[k] for k in sorted(params))
+        return query_key(_QUERY_PREFIX, sql, values, shape)
+
+
+_VIEW_SQL = {
+    "sqlite": "SELECT name FROM sqlite_master WHERE type = 'view'",
+    "postgresql": "SELECT viewname FROM pg_views WHERE schemaname = ANY (current_schemas(false)) "
+                  "UNION SELECT matviewname FROM pg_matviews WHERE schemaname = ANY (current_schemas(false))",
+}
+
+
+def _declared_views(views: Any) -> dict[str, tuple[str, ...]]:
+    if views is None:
+        return {}
+    if not isinstance(views, Mapping):
+        raise ConfigurationError(f"views must map view names to lists of base tables, got {views!r}")
+    out: dict[str, tuple[str, ...]] = {}
+    for name, bases in views.items():
+        if not isinstance(name, str) or isinstance(bases, str) or not bases or not all(
+            isinstance(b, str) and b for b in bases
+        ):
+            raise ConfigurationError(
+                f"views[{name!r}] must be a non-empty list of base table names, got {bases!r}"
+            )
+        out[name] = tuple(bases)
+    return out
+
+
+def _guard(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+    if not _rec.RECORDERS.get():
+        return
+    if context is not None and context.execution_options.get(VERIFY_OPTION):
+        return  # verify mode's check of a hit
+    _rec.poison_statement(statement)
+
+
+def _result_shape(statement: Any) -> list[list[Any]]:
+    """Return what the result's columns are, beyond the SQL text.
+
+    ``select(Book)`` and ``select(Book.__table__)`` (or a ``Bundle`` of its columns) compile
+    to the same SQL but return entities in one case and plain rows in the other: their
+    cached results must not be shared.
+    """
+    resolved = getattr(statement, "_resolved", statement)
+    try:
+        descriptions = resolved.column_descriptions
+    except Exception:  # not a select of columns: the SQL says it all
+        return []
+    shape: list[list[Any]] = []
+    for d in descriptions:
+        entity = d.get("entity")
+        path = None
+        if entity is not None:
+            cls = getattr(getattr(entity, "mapper", None), "class_", entity)
+            path = f"{getattr(cls, '__module__', '')}.{getattr(cls, '__qualname__', repr(cls))}"
+        expr = d.get("expr")
+        shape.append([str(d.get("name")), type(expr).__qualname__, path, bool(d.get("aliased"))])
+    return shape
 
 
 def _store(fn: Any, *args: Any, **kw: Any) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from cachedeps import NO_VALUE, keys
 
 from . import identity
+from .verify import verify_state
 from .writes import session_state
 
 __all__ = ["CachingSession"]
@@ -66,7 +67,15 @@ def _cached_get(session: Session, entity: Any, ident: Any) -> Any:
         return NO_VALUE  # a get would autoflush first
     if state.has_writes():
         return NO_VALUE
-    cached = inst.cache.get_state(keys.oid(mapper.local_table.name, pk[0] if len(pk) == 1 else pk))
+    oid = keys.oid(mapper.local_table.name, pk[0] if len(pk) == 1 else pk)
+    verifier = inst.verifier
+    if verifier.rate and verifier.sample():
+        position = inst.cache.current_tid
+        cached, stamp = inst.cache.get_state_meta(oid)
+        if cached is not NO_VALUE:
+            verify_state(inst, session, mapper, pk, cached, oid, stamp, position)
+    else:
+        cached = inst.cache.get_state(oid)
     if cached is NO_VALUE:
         return NO_VALUE
     if cached is None:

@@ -6,8 +6,10 @@ select_related, prefetch_related's queries). Raw rows are cached, before Django'
 converters, which run as usual on a hit. A read is not cached when:
 
 - :func:`~django_cachedeps.nocache` is active or the query carries the ``uncached`` hint;
-- a table it reads is not cached (``CACHEDEPS["MODELS"]``/``["EXCLUDE"]``) or it holds SQL
-  the ORM cannot see into (see :mod:`.deps`), or it is ``select_for_update``;
+- a table it reads is not cached (``CACHEDEPS["MODELS"]``/``["EXCLUDE"]``, an unmanaged
+  model without ``CACHEDEPS["VIEWS"]``) or it holds SQL the ORM cannot see into (see
+  :mod:`.deps`), or it is ``select_for_update``;
+- a parameter has no exact query key (:mod:`cachedeps.querykey`);
 - it streams with ``.iterator()`` (chunked cursor);
 - the connection's transaction has written (read-your-own-writes: no get, no fill);
 - it runs inside a snapshot transaction (SQLite, PostgreSQL REPEATABLE READ and above): the
@@ -18,6 +20,10 @@ A read anchored on an equality of its model's table may depend on field-change k
 its rows' oids rather than the coarse field-value key (:mod:`.finer`), worked out when it is
 filled; a hit records the keys the entry was stored with.
 
+Every uncached read inside a ``@cached_view``, fragment or recording poisons it
+(:mod:`.guard`). With ``CACHEDEPS["VERIFY"]`` every hit also runs its SQL on the database
+and compares rows (:mod:`cachedeps.verify`).
+
 A hit costs the compilation of the query's SQL (its cache key), except for a full-row
 select of one table by primary key (``get(pk=...)``), answered from the row's object state
 before compiling; the dependencies of a query key are remembered, not worked out again.
@@ -25,7 +31,6 @@ before compiling; the dependencies of a query key are remembered, not worked out
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections import OrderedDict
@@ -33,14 +38,18 @@ from typing import Any
 
 from cachedeps import NO_VALUE
 from cachedeps.errors import CachedepsError
+from cachedeps.querykey import query_key
+from cachedeps.recording import accounted
+from cachedeps.verify import compare_rows, sql_shape
+from cachedeps.views import base_keys, tables_in
 from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE, MULTI, SINGLE
 from django.core.exceptions import EmptyResultSet
 
 from .. import runtime
-from ..conf import cached_tables, get_settings
+from ..conf import cached_tables, get_settings, view_tables
 from .deps import FROM_ALIASES, ReadPlan, analyze, direct_state_oid
 from .finer import row_deps
-from .hints import bypassed, in_own_statement, query_opted_out
+from .hints import bypassed, in_own_statement, own_statements, query_opted_out
 from .rows import Unencodable, decode_row, decode_rows, encode_row, encode_rows
 
 __all__ = ["CachedReadMixin", "reads_bypass_cache"]
@@ -73,9 +82,9 @@ def _fill_allowed(connection: Any) -> bool:
     return False
 
 
-def _query_key(using: str, sql: str, params: Any, result_type: str, col_count: int | None) -> str:
-    text = repr((using, sql, tuple(params), result_type, col_count))
-    return "q:" + hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=20).hexdigest()
+def _query_key(using: str, sql: str, params: Any, result_type: str, col_count: int | None) -> str | None:
+    """Return the read's cache key (:func:`cachedeps.querykey.query_key`), None if not exact."""
+    return query_key("q:", using, sql, tuple(params), result_type, col_count)
 
 
 class _PlanMemo:
@@ -99,7 +108,7 @@ class _PlanMemo:
             if self._tables is tables and key in self._plans:
                 self._plans.move_to_end(key)
                 return self._plans[key]
-        plan = analyze(query, tables)
+        plan = _over_views(analyze(query, tables))
         with self._lock:
             if self._tables is not tables:
                 self._plans.clear()
@@ -111,6 +120,23 @@ class _PlanMemo:
 
 
 _plan = _PlanMemo().plan
+
+
+def _over_views(plan: ReadPlan | None) -> ReadPlan | None:
+    """Make a read of a declared view (an unmanaged model) depend on its base tables' table keys.
+
+    Writes to the base tables never emit the view's own keys, so neither the view's
+    field-value keys nor its rows' oids (the state path) can be trusted: the read keeps its
+    keys (writes through the model emit them) plus each base table's table and all-rows keys.
+    """
+    views = view_tables()
+    if plan is None or not views:
+        return plan
+    touched = tables_in([*plan.deps, *(plan.finer.deps if plan.finer is not None else ())], views)
+    if not touched:
+        return plan
+    extra = base_keys(b for view in touched for b in views[view])
+    return ReadPlan(deps=tuple(dict.fromkeys([*plan.deps, *extra])))
 
 
 class CachedReadMixin:
@@ -138,6 +164,8 @@ class CachedReadMixin:
         except EmptyResultSet:
             return iter([]) if result_type == MULTI else None
         key = _query_key(self.using, sql, params, result_type, self.col_count)  # type: ignore[attr-defined]
+        if key is None:  # a parameter the key cannot spell exactly: never share an entry
+            return self._cachedeps_run(sql, params, result_type)
         plan = _plan(key, self.query)  # type: ignore[attr-defined]
         if plan is None or not runtime.feed_ready(self.using):  # type: ignore[attr-defined]
             return self._cachedeps_run(sql, params, result_type)
@@ -145,7 +173,13 @@ class CachedReadMixin:
         if plan.oid is not None:
             return self._cachedeps_state(engine, plan, sql, params, result_type)
         finer = plan.finer if result_type == MULTI else None
-        hit = engine.get(key)
+        verifier = get_settings().verifier
+        verifying = verifier.rate and verifier.sample()
+        if verifying:
+            position = engine.current_tid
+            hit, hit_stamp, hit_deps = engine.get_meta(key)
+        else:
+            hit = engine.get(key)
         if hit is not NO_VALUE:
             try:
                 if result_type == SINGLE:
@@ -158,9 +192,13 @@ class CachedReadMixin:
                 if finer is None:
                     engine.record(*plan.deps)
                 # else the hit recorded the keys the entry was stored with (its rows' oids)
+                if verifying:
+                    self._cachedeps_verify(verifier, engine, sql, params, result_type, answer,
+                                           hit_deps, hit_stamp, position)
                 return answer
         stamp = engine.current_tid
-        result = self._cachedeps_run(sql, params, result_type)
+        with accounted():  # its keys are recorded below
+            result = self._cachedeps_run(sql, params, result_type)
         deps = plan.deps
         if result_type == MULTI:
             rows = [row for chunk in result for row in chunk]
@@ -211,13 +249,20 @@ class CachedReadMixin:
         if (
             shape is None
             or query.model._meta.db_table not in cached_tables()
+            or query.model._meta.db_table in view_tables()  # no state path over a view
             or not runtime.feed_ready(self.using)  # type: ignore[attr-defined]
         ):
             return _UNANSWERED
         select, klass_info, annotation_col_map, columns = shape
         engine = runtime.ensure_polled(self.using)  # type: ignore[attr-defined]
         engine.record(oid)
-        state = engine.get_state(oid)
+        verifier = get_settings().verifier
+        verifying = verifier.rate and verifier.sample()
+        if verifying:
+            position = engine.current_tid
+            state, stamp = engine.get_state_meta(oid)
+        else:
+            state = engine.get_state(oid)
         self._cachedeps_missed = oid
         if state is NO_VALUE:
             return _UNANSWERED
@@ -231,9 +276,12 @@ class CachedReadMixin:
             return _UNANSWERED
         self.select, self.klass_info, self.annotation_col_map = select, klass_info, annotation_col_map
         self.col_count = len(select)
-        if result_type == SINGLE:
-            return rows[0] if rows else None
-        return [rows]
+        answer = (rows[0] if rows else None) if result_type == SINGLE else [rows]
+        if verifying:
+            # The SQL this read would have run (compiling sets up the same select list).
+            sql, params = self.as_sql()  # type: ignore[attr-defined]
+            self._cachedeps_verify(verifier, engine, sql, params, result_type, answer, [oid], stamp, position)
+        return answer
 
     def _cachedeps_state(self, engine: Any, plan: Any, sql: str, params: Any, result_type: Any) -> Any:
         """Serve a full-row select by primary key through the engine's ``(tid, oid)`` path."""
@@ -243,19 +291,31 @@ class CachedReadMixin:
             _SELECTS[(self.using, query.model, next(iter(query.alias_map)))] = (  # type: ignore[attr-defined]
                 self.select, self.klass_info, self.annotation_col_map, columns)  # type: ignore[attr-defined]
         engine.record(plan.oid)
-        state = NO_VALUE if getattr(self, "_cachedeps_missed", None) == plan.oid else engine.get_state(plan.oid)
+        verifier = get_settings().verifier
+        verifying = verifier.rate and verifier.sample()
+        state_stamp = None
+        if getattr(self, "_cachedeps_missed", None) == plan.oid:
+            state = NO_VALUE
+        elif verifying:
+            position = engine.current_tid
+            state, state_stamp = engine.get_state_meta(plan.oid)
+        else:
+            state = engine.get_state(plan.oid)
         if state is not NO_VALUE:
             try:
                 cached_columns, encoded = state
                 if cached_columns == columns:
                     rows = decode_rows(encoded)
-                    if result_type == SINGLE:
-                        return rows[0] if rows else None
-                    return [rows]
+                    answer = (rows[0] if rows else None) if result_type == SINGLE else [rows]
+                    if verifying:
+                        self._cachedeps_verify(verifier, engine, sql, params, result_type, answer,
+                                               [plan.oid], state_stamp, position)
+                    return answer
             except (ValueError, TypeError, KeyError):
                 logger.warning("cachedeps: discarding an undecodable cached row %s", plan.oid)
         stamp = engine.current_tid
-        result = self._cachedeps_run(sql, params, result_type)
+        with accounted():  # the oid was recorded above
+            result = self._cachedeps_run(sql, params, result_type)
         if _fill_allowed(self.connection):  # type: ignore[attr-defined]
             if result_type == SINGLE:
                 rows = [] if result is None else [result]
@@ -271,6 +331,48 @@ class CachedReadMixin:
                 except CachedepsError as exc:
                     logger.debug("cachedeps: not caching %s: %s", plan.oid, exc)
         return result
+
+    def _cachedeps_verify(self, verifier: Any, engine: Any, sql: str, params: Any, result_type: Any,
+                          answer: Any, deps: Any, stamp: int | None, position: int) -> None:
+        """Verify mode: run the read on the database too and compare its raw rows with the hit.
+
+        The query runs on the driver's own cursor of the same connection (so in the read's
+        transaction), outside Django's cursor wrapper: it is not logged, counted by
+        ``assertNumQueries`` or seen by execute wrappers. A broken transaction (a read there
+        raises Django's own error) is not verified.
+        """
+        connection = self.connection  # type: ignore[attr-defined]
+        if connection.needs_rollback:
+            return
+        connection.ensure_connection()
+        with connection.wrap_database_errors:
+            cursor = connection.create_cursor()
+            try:
+                cursor.execute(sql, params)
+                fresh = [tuple(r) for r in cursor.fetchall()]
+            finally:
+                cursor.close()
+        col_count = self.col_count  # type: ignore[attr-defined]
+        if result_type == SINGLE or self.has_extra_select:  # type: ignore[attr-defined]
+            fresh = [r[:col_count] for r in fresh]
+        ordered, limited = sql_shape(sql)
+        if result_type == SINGLE:
+            cached = [] if answer is None else [answer]
+            if answer is not None and len(fresh) > 1 and not ordered and any(
+                compare_rows([answer], [r]) is None for r in fresh
+            ):
+                return  # fetchone() of an unordered result: any of its rows
+            fresh = fresh[:1]
+        else:
+            cached = [row for chunk in answer for row in chunk]
+        query = sql if params is None else f"{sql} -- params {tuple(params)!r}"
+
+        def concurrent() -> bool:
+            with own_statements():
+                return bool(engine.changed_after(connection, position, deps or ()))
+
+        verifier.check(query, cached, fresh, ordered=ordered, limited=limited, deps=deps or (),
+                       stamp=stamp, position=position, concurrent=concurrent)
 
     def _cachedeps_run(self, sql: str, params: Any, result_type: Any) -> Any:
         """Run already compiled SQL like ``SQLCompiler.execute_sql`` does, fully fetched."""

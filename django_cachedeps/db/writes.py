@@ -31,7 +31,7 @@ from django.db.models.query import QuerySet
 from django.db.models.sql.query import Query
 
 from .. import runtime
-from ..conf import get_settings, table_is_cached
+from ..conf import get_settings, table_is_written_through, view_base_keys
 from .hints import own_statements
 
 __all__ = [
@@ -60,7 +60,8 @@ def tracked(compiler: Any) -> bool:
     """Return whether ``compiler``'s write must emit dependency keys."""
     if not get_settings().enabled:
         return False
-    return table_is_cached(compiler.query.get_meta().db_table) and runtime.feed_ready(compiler.using)
+    table = compiler.query.get_meta().db_table
+    return table_is_written_through(table) and runtime.feed_ready(compiler.using)
 
 
 def _committed(engine: Any, keys: list[str], tid: int, using: str) -> None:
@@ -149,11 +150,11 @@ def _matching_rows(compiler: Any) -> dict[Any, dict[str, Any]] | None:
 
 
 def _unknown_rows(table: str) -> list[str]:
-    return [ck.table_key(table), ck.all_rows_key(table)]
+    return [ck.table_key(table), ck.all_rows_key(table), *view_base_keys(table)]
 
 
 def _row_keys(table: str, old: dict[Any, dict[str, Any]], new: dict[Any, dict[str, Any]]) -> list[str]:
-    out: list[str] = []
+    out: list[str] = view_base_keys(table)  # a write through a view changes its base tables
     for pk in old.keys() | new.keys():
         out.extend(ck.row_keys(table, pk, old.get(pk), new.get(pk)))
     return out

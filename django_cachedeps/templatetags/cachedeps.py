@@ -74,6 +74,8 @@ class CachedepsNode(template.Node):
         stamp = engine.current_tid
         with engine.recording() as rec:
             content = self.nodelist.render(context)
+        if rec.poisoned is not None:  # it read something no key covers (the outer ones too)
+            return content
         engine.set(key, "".join([content]), depends_on=sorted(rec.keys), timeout=_timeout(timeout), tid=stamp)
         return content
 

@@ -73,7 +73,8 @@ CACHES = {
     }
 }
 
-CACHEDEPS = {"CACHE": "default"}
+# Verify mode: every cache hit is checked against the database; a difference raises StaleRead.
+CACHEDEPS = {"CACHE": "default", "VERIFY": True, "VIEWS": {"testapp.BookCard": ["book", "author"]}}
 
 TEMPLATES = [
     {

@@ -28,6 +28,7 @@ from sqlalchemy.orm import sessionmaker  # noqa: E402
 import cachedeps  # noqa: E402
 import sqla_cachedeps  # noqa: E402
 from sqla_cachedeps.feed import feed_for_dialect  # noqa: E402
+from sqla_cachedeps.verify import VERIFY_OPTION  # noqa: E402
 
 from .models import Author, Base, Book  # noqa: E402
 
@@ -99,11 +100,14 @@ class App:
             event.listen(self.engine, "connect", _sqlite_foreign_keys)
         self.Session = sessionmaker(self.engine, **({"class_": session_class} if session_class else {}))
         self.cache = cachedeps.Cache(store, feed=feed_for_dialect(self.engine.dialect), namespace=namespace)
+        install_kw.setdefault("verify", True)  # every hit is checked against the database
         self.handle = sqla_cachedeps.install(self.Session, self.cache, **install_kw)
         self.selects: list[str] = []
         event.listen(self.engine, "before_cursor_execute", self._count)
 
     def _count(self, conn, cursor, statement, parameters, context, executemany):
+        if context is not None and context.execution_options.get(VERIFY_OPTION):
+            return  # verify mode's own check of a hit
         if statement.lstrip().upper().startswith("SELECT"):
             self.selects.append(statement)
 

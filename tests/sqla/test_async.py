@@ -31,11 +31,13 @@ async def _scenario(url: str, connect_args: dict, store) -> None:
     event.listen(
         engine.sync_engine,
         "before_cursor_execute",
-        lambda c, cur, sql, *a: selects.append(sql) if sql.lstrip().upper().startswith("SELECT") else None,
+        lambda c, cur, sql, params, ctx, many: selects.append(sql)
+        if sql.lstrip().upper().startswith("SELECT") and not ctx.execution_options.get("cachedeps_verify")
+        else None,
     )
     factory = async_sessionmaker(engine, expire_on_commit=False)
     cache = cachedeps.Cache(store, feed=feed_for_dialect(engine.sync_engine.dialect), namespace="async:")
-    handle = sqla_cachedeps.install(factory, cache)
+    handle = sqla_cachedeps.install(factory, cache, verify=True)
     try:
         async with factory.begin() as s:
             s.add(Author(id=1, name="Ann"))

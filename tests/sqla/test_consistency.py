@@ -44,7 +44,7 @@ def _app(ctx: dict):
         namespace=ctx["namespace"],
         warn_interval=3600,
     )
-    sqla_cachedeps.install(factory, cache)
+    sqla_cachedeps.install(factory, cache, verify=True)
     return factory, cache
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..guard import UncachedReadGuard
 from ..rawsql import RawWriteTracker
 
 __all__ = ["CachedepsWrapperMixin"]
@@ -23,6 +24,7 @@ class CachedepsWrapperMixin:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.execute_wrappers.append(RawWriteTracker(self))  # type: ignore[attr-defined]
+        self.execute_wrappers.append(UncachedReadGuard())  # type: ignore[attr-defined]
 
     def commit(self) -> None:
         """Commit, and forget that the transaction wrote."""

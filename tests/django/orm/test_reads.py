@@ -7,6 +7,7 @@ import datetime
 
 import pytest
 from django.db.models import Count, Prefetch, Sum
+from django.test.utils import override_settings
 
 from django_cachedeps import nocache, uncached
 from tests.django.orm._support import seed, served_from_cache
@@ -29,6 +30,7 @@ def test_get_by_pk_uses_the_state_path(data, engine):
     assert ("hit", f"book:{pk}", True) in events
 
 
+@override_settings(CACHEDEPS={"CACHE": "default"})  # verify mode compiles the SQL it checks
 def test_a_get_by_pk_hit_compiles_no_sql_and_converts_its_values(data, monkeypatch):
     from django.db.models.sql import compiler
 

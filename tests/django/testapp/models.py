@@ -6,7 +6,7 @@ from django.db import models
 
 from django_cachedeps.models import CachedManager
 
-__all__ = ["Author", "Book", "Tag", "Profile", "Novel"]
+__all__ = ["Author", "Book", "Tag", "Profile", "Novel", "BookCard"]
 
 
 class Author(models.Model):
@@ -64,3 +64,15 @@ class Profile(models.Model):
 
     class Meta:
         db_table = "profile"
+
+
+class BookCard(models.Model):
+    """Unmanaged, over the view ``book_card`` (books joined to their authors), which the
+    tests that use it create (``tests/django/orm/test_views_unmanaged.py``)."""
+
+    title = models.CharField(max_length=200)
+    author_name = models.CharField(max_length=100)
+
+    class Meta:
+        managed = False
+        db_table = "book_card"

@@ -1,0 +1,50 @@
+"""Reads of database views: depend on the view's base tables, which is what writers change.
+
+A write to a view's base table emits that table's keys, never the view's: a read keyed on
+the view (its field-value keys, its rows' oids) would never be invalidated. So an adapter
+caches a read of a view only when its base tables are declared, and then adds their table
+keys (:func:`~cachedeps.keys.table_key`, :func:`~cachedeps.keys.all_rows_key`) to the
+read's own: any write to a base table drops it. A read of an undeclared view is not cached.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+from .keys import all_rows_key, table_key
+
+__all__ = ["tables_in", "base_keys", "over_views"]
+
+
+def tables_in(keys: Iterable[str], tables: Iterable[str]) -> list[str]:
+    """Return which of ``tables`` the dependency keys ``keys`` name (``t``, ``t.c=v``, ``t:pk``, ``t/c``)."""
+    keys = list(keys)
+    found = []
+    for table in tables:
+        prefixes = (table + ".", table + ":", table + "/")
+        if any(k == table or k.startswith(prefixes) for k in keys):
+            found.append(table)
+    return found
+
+
+def base_keys(bases: Iterable[str]) -> list[str]:
+    """Return the table and all-rows keys of each base table."""
+    return [k for b in dict.fromkeys(bases) for k in (table_key(b), all_rows_key(b))]
+
+
+def over_views(keys: Sequence[str], views: Mapping[str, Sequence[str] | None]) -> list[str] | None:
+    """Return ``keys`` plus the base tables' keys of every view they name; None to not cache.
+
+    ``views`` maps each view to its declared base tables, or to None when they are unknown
+    (an undeclared view: the read is not cached).
+    """
+    touched = tables_in(keys, views)
+    if not touched:
+        return list(keys)
+    bases: list[str] = []
+    for view in touched:
+        declared = views[view]
+        if declared is None:
+            return None
+        bases.extend(declared)
+    return list(dict.fromkeys([*keys, *base_keys(bases)]))
