@@ -31,6 +31,7 @@ Errors of a database feed propagate: without the feed no read can be proven curr
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -131,6 +132,9 @@ class Cache(StateMixin):
         self._cp_checked = float("-inf")
         self._cp_tried: tuple[int, int] | None = None
         self._warned_at = float("-inf")
+        self._polled: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+            f"cachedeps_polled_{id(self):x}", default=None
+        )
 
     def __repr__(self) -> str:
         return f"<Cache {self.name} ns={self.namespace!r} tid={self._maps.current_tid}>"
@@ -188,10 +192,37 @@ class Cache(StateMixin):
                 if not maps.needs_shift():
                     break
                 self._shift()
+        position = maps.current_tid
+        self._polled.set(position)
+        unit = _rec.unit_stamps()
+        if unit is not None:
+            unit.setdefault(self, position)
         self._stats.incr("polls")
         if self._stats.listening:
-            self._stats.emit("poll", "", tid=maps.current_tid)
-        return maps.current_tid
+            self._stats.emit("poll", "", tid=position)
+        return position
+
+    def stamp(self) -> int:
+        """Return the position a value computed in this context is stamped with.
+
+        A value must be stamped with a position polled *before* the reads it was computed
+        from; the process-wide :attr:`current_tid` may have been moved past a write the
+        value predates by another thread's poll. In order: the position when the outermost
+        open :meth:`recording` began; the first poll of the open unit of work
+        (:func:`cachedeps.recording.unit`); this context's last :meth:`poll`; 0 (a stamp
+        older than every horizon: the value is not stored).
+        """
+        best: int | None = None
+        for rec in _RECORDERS.get():
+            if rec.owner is self and rec.stamp is not None and (best is None or rec.stamp < best):
+                best = rec.stamp
+        if best is not None:
+            return best
+        unit = _rec.unit_stamps()
+        if unit is not None and self in unit:
+            return unit[self]
+        polled = self._polled.get()
+        return 0 if polled is None else polled
 
     def _apply(self, p: Poll) -> None:
         self._stats.incr("changes_polled", len(p.changes))
@@ -375,8 +406,8 @@ class Cache(StateMixin):
             depends_on: dependency keys (and ``"@<key>"`` references to the entries the
                 value was built from); without any, the value is plain and always valid.
             timeout: seconds to keep it (``None``: until evicted or invalidated).
-            tid: the ``current_tid`` read before the computation's database reads (default:
-                the current one).
+            tid: the position read before the computation's database reads (default:
+                :meth:`stamp`, never the position at the time of the ``set``).
             store_key: keep the entry under this store key (already valid for the store)
                 instead of the engine's own; read it back with :meth:`load_entry`.
 
@@ -386,7 +417,7 @@ class Cache(StateMixin):
         Raises:
             SerializationError: the value cannot be encoded.
         """
-        stamp = self._maps.current_tid if tid is None else int(tid)
+        stamp = self.stamp() if tid is None else int(tid)
         deps, sources = self._split(depends_on)
         if deps and not self._maps.valid(stamp, deps):
             return False  # computed from data older than a change we know of
@@ -503,8 +534,12 @@ class Cache(StateMixin):
     # -- recording ----------------------------------------------------------------------------
 
     def recording(self) -> AbstractContextManager[_rec.Recorder]:
-        """Return a context manager collecting the dependency keys read inside it."""
-        return _rec.recording()
+        """Return a context manager collecting the dependency keys read inside it.
+
+        The recorder keeps this cache's position when it opens (``rec.stamp``): a
+        :meth:`set` inside it, without ``tid``, is stamped with it.
+        """
+        return _rec.recording(self, self._maps.current_tid)
 
     def record(self, *keys: str) -> None:
         """Add dependency keys to every active recorder."""

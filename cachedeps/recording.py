@@ -6,6 +6,12 @@ records the hit entry's own dependencies (and a reference to the entry, ``"@<key
 to link the dependency tree view → fragment → query). When the computation's result is
 stored, ``rec.keys`` become its dependencies.
 
+A recorder opened by :meth:`cachedeps.Cache.recording` also keeps the cache's position when
+it opened (``stamp``): a value computed inside it is stamped with it, never with a position
+polled later (by this or another thread). :func:`unit` marks one unit of work (a request):
+the first poll of each cache inside it fixes the unit's stamp, shared by every task and
+thread that copies the context.
+
 Recorders nest: :func:`record` adds to every active recorder, so what an inner computation
 reads also counts for the outer one. The stack lives in a :class:`contextvars.ContextVar`,
 so it follows asyncio tasks and threads started with :func:`contextvars.copy_context`,
@@ -18,7 +24,7 @@ import contextvars
 from contextlib import contextmanager
 from typing import Iterable, Iterator
 
-__all__ = ["Recorder", "recording", "record", "record_many", "active", "ENTRY_REF", "RECORDERS"]
+__all__ = ["Recorder", "recording", "record", "record_many", "active", "unit", "unit_stamps", "ENTRY_REF", "RECORDERS"]
 
 #: prefix of a recorded reference to another cached entry
 ENTRY_REF = "@"
@@ -27,10 +33,14 @@ ENTRY_REF = "@"
 class Recorder:
     """Collect dependency keys; ``keys`` holds them without repeats."""
 
-    __slots__ = ("keys",)
+    __slots__ = ("keys", "owner", "stamp")
 
-    def __init__(self) -> None:
+    def __init__(self, owner: object = None, stamp: int | None = None) -> None:
         self.keys: set[str] = set()
+        #: the cache whose position ``stamp`` is (``None``: a plain recorder)
+        self.owner = owner
+        #: the owner's position when the recorder opened
+        self.stamp = stamp
 
     def __repr__(self) -> str:
         return f"<Recorder {len(self.keys)} keys>"
@@ -40,15 +50,19 @@ _STACK: contextvars.ContextVar[tuple[Recorder, ...]] = contextvars.ContextVar(
     "cachedeps_recorders", default=()
 )
 
+_UNIT: contextvars.ContextVar[dict[object, int] | None] = contextvars.ContextVar(
+    "cachedeps_unit", default=None
+)
+
 #: the open recorders of this context (hot paths test ``RECORDERS.get()`` instead of
 #: calling :func:`active`)
 RECORDERS = _STACK
 
 
 @contextmanager
-def recording() -> Iterator[Recorder]:
+def recording(owner: object = None, stamp: int | None = None) -> Iterator[Recorder]:
     """Open a recorder for the duration of the ``with`` block."""
-    rec = Recorder()
+    rec = Recorder(owner, stamp)
     token = _STACK.set((*_STACK.get(), rec))
     try:
         yield rec
@@ -75,3 +89,18 @@ def record_many(keys: Iterable[str]) -> None:
     keys = tuple(keys)
     for rec in stack:
         rec.keys.update(keys)
+
+
+@contextmanager
+def unit() -> Iterator[dict[object, int]]:
+    """Open a unit of work: each cache's first poll inside it is the unit's stamp."""
+    token = _UNIT.set({})
+    try:
+        yield _UNIT.get()  # type: ignore[misc]
+    finally:
+        _UNIT.reset(token)
+
+
+def unit_stamps() -> dict[object, int] | None:
+    """Return the open unit's ``{cache: first polled position}``, or ``None`` outside one."""
+    return _UNIT.get()

@@ -28,6 +28,7 @@ __all__ = [
     "ensure_polled",
     "unit_of_work",
     "feed_ready",
+    "position",
     "reset",
 ]
 
@@ -102,6 +103,16 @@ def get_engine(alias: str | None = None, using: str | None = None) -> Any:
     return engine
 
 
+def position(using: str) -> int:
+    """Return the position of database ``using``'s engine (0 when it is not built yet).
+
+    A lower bound of what a snapshot taken from now on holds: every change up to it has
+    committed. 0 is below every horizon, so nothing stamped with it is stored.
+    """
+    engine = _engines.get((get_settings().cache, using))
+    return 0 if engine is None else engine.current_tid
+
+
 def feed_ready(using: str) -> bool:
     """Return whether the feed table exists in database ``using`` (a positive answer is kept).
 
@@ -137,10 +148,17 @@ def ensure_polled(using: str) -> Any:
 
 @contextlib.contextmanager
 def unit_of_work() -> Iterator[None]:
-    """Poll each database's feed at most once inside this block (one request, one task)."""
+    """Poll each database's feed at most once inside this block (one request, one task).
+
+    The first poll also stamps values stored with ``cache.set(..., depends_on=...)`` inside
+    the block (:func:`cachedeps.recording.unit`).
+    """
+    from cachedeps.recording import unit
+
     token = _unit.set(set())
     try:
-        yield
+        with unit():
+            yield
     finally:
         _unit.reset(token)
 

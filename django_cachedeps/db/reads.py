@@ -10,9 +10,9 @@ converters, which run as usual on a hit. A read is not cached when:
   the ORM cannot see into (see :mod:`.deps`), or it is ``select_for_update``;
 - it streams with ``.iterator()`` (chunked cursor);
 - the connection's transaction has written (read-your-own-writes: no get, no fill);
-- it runs inside a snapshot transaction (SQLite, PostgreSQL REPEATABLE READ and above): the
-  cache may answer, but the result is not stored, since the snapshot may be older than the
-  feed position the entry would be stamped with.
+- (filled, not skipped) inside a transaction, the result is stamped with the position noted
+  when the transaction began, before its first statement, so that whatever the isolation
+  level the snapshot is at least as new as the stamp.
 
 A read anchored on an equality of its model's table may depend on field-change keys and
 its rows' oids rather than the coarse field-value key (:mod:`.finer`), worked out when it is
@@ -63,14 +63,20 @@ def reads_bypass_cache(connection: Any) -> bool:
     return False
 
 
-def _fill_allowed(connection: Any) -> bool:
-    if connection.get_autocommit():
-        return True
-    if connection.vendor == "postgresql":
-        from psycopg import IsolationLevel
+def _fill_stamp(connection: Any, engine: Any) -> int | None:
+    """Return the stamp of a fill by a query about to run on ``connection`` (None: no fill).
 
-        return getattr(connection, "isolation_level", None) in (None, IsolationLevel.READ_COMMITTED)
-    return False
+    In autocommit the query's snapshot is taken after this call: the engine's position now.
+    Inside a transaction the snapshot may be as old as its first statement, whatever the
+    isolation level (a ``SET TRANSACTION ISOLATION LEVEL`` inside ``atomic()`` included):
+    the position noted when it began (:class:`~.backends.base.CachedepsWrapperMixin`).
+    """
+    if connection.get_autocommit():
+        return engine.current_tid
+    began = getattr(connection, "cachedeps_tx_stamp", None)
+    if began is None:
+        return None  # not a cachedeps connection: the snapshot's age is unknown
+    return min(began, engine.current_tid)
 
 
 def _query_key(using: str, sql: str, params: Any, result_type: str, col_count: int | None) -> str:
@@ -159,7 +165,7 @@ class CachedReadMixin:
                     engine.record(*plan.deps)
                 # else the hit recorded the keys the entry was stored with (its rows' oids)
                 return answer
-        stamp = engine.current_tid
+        stamp = _fill_stamp(connection, engine)
         result = self._cachedeps_run(sql, params, result_type)
         deps = plan.deps
         if result_type == MULTI:
@@ -167,7 +173,7 @@ class CachedReadMixin:
             if finer is not None:
                 deps = row_deps(finer, self.select, self.col_count, rows) or plan.deps  # type: ignore[attr-defined]
         engine.record(*deps)
-        if _fill_allowed(connection):
+        if stamp is not None:
             try:
                 if result_type == SINGLE:
                     value: Any = _EMPTY if result is None else encode_row(result)
@@ -254,9 +260,9 @@ class CachedReadMixin:
                     return [rows]
             except (ValueError, TypeError, KeyError):
                 logger.warning("cachedeps: discarding an undecodable cached row %s", plan.oid)
-        stamp = engine.current_tid
+        stamp = _fill_stamp(self.connection, engine)  # type: ignore[attr-defined]
         result = self._cachedeps_run(sql, params, result_type)
-        if _fill_allowed(self.connection):  # type: ignore[attr-defined]
+        if stamp is not None:
             if result_type == SINGLE:
                 rows = [] if result is None else [result]
             else:

@@ -74,10 +74,14 @@ def test_sqlfeed_rejects_bad_configuration():
         SqlFeed("sqlite", table="x; drop table y")
 
 
-def test_sqlfeed_errors_are_feed_errors(db):
+def test_sqlfeed_database_errors_propagate_unchanged_with_a_note(db):
+    import sqlite3
+
     conn, _ = db
-    with pytest.raises(FeedError, match="nosuch"):
+    with pytest.raises(sqlite3.OperationalError, match="nosuch") as info:
         SqlFeed("sqlite", table="nosuch").poll(conn, 0)
+    assert not isinstance(info.value, FeedError)
+    assert any("'nosuch'" in note and "create_feed_table" in note for note in info.value.__notes__)
     with pytest.raises(FeedError, match="at least one key"):
         SqlFeed("sqlite").append(conn, [])
 
