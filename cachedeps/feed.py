@@ -180,10 +180,13 @@ class SqlFeed:
         self.max_rows = max_rows
         self._p = "%s" if paramstyle == "format" else "?"
         # ``>=``: the row at the poller's own position comes back first, proving the feed
-        # did not lose rows behind it (see "Going backwards").
-        self._poll_sql = (
-            f"SELECT tid, key FROM {table} WHERE tid >= {self._p} ORDER BY tid LIMIT {max_rows + 2}"
+        # did not lose rows behind it; the sequence's last tid comes with it (key NULL),
+        # proving the numbering did not go back (see "Going backwards").
+        self._rows_sql = (
+            f"SELECT tid, key FROM (SELECT tid, key FROM {table} WHERE tid >= {self._p} "
+            f"ORDER BY tid LIMIT {max_rows + 2}) AS c"
         )
+        self._poll_sql: str | None = None
         #: positions this feed moved the sequence to: no row stands there
         self._restarts: set[int] = set()
 
@@ -243,14 +246,30 @@ class SqlFeed:
         lost the row at ``after`` (moving a sequence that went backwards past ``after``).
         """
         with self._noted(f"polling after tid {after}"):
+            if self._poll_sql is None:
+                self._poll_sql = f"{self._rows_sql} UNION ALL {self._sequence_sql(conn)}"
             cur = conn.cursor()
             try:
-                cur.execute(self._poll_sql, (after,))
-                rows = cur.fetchall()
+                cur.execute(self._poll_sql, (after, self.table) if self.dialect == "sqlite" else (after,))
+                got = cur.fetchall()
             finally:
                 cur.close()
+            sequence = 0
+            rows = []
+            for tid, key in got:
+                if key is None:
+                    sequence = int(tid)
+                else:
+                    rows.append((tid, key))
+            rows.sort(key=lambda r: r[0])
+            if sequence < after:
+                # The numbering went back (sequence reset, table recreated, backup restored).
+                return Poll(self._restart(conn, after), [], False)
             if after > 0 and after not in self._restarts and (not rows or int(rows[0][0]) != after):
-                return self._lost(conn, after, rows)
+                # The row at our position is gone (truncated, deleted, restored): rows after
+                # it may be lost; the numbering did not go back, so later tids are higher.
+                head = max(int(rows[-1][0]) if rows else 0, self._max_tid(conn))
+                return Poll(max(head, after), [], False)
             if rows and int(rows[0][0]) == after:
                 rows = rows[1:]
             complete = True
@@ -272,30 +291,18 @@ class SqlFeed:
             changes.append((int(tid), key))
         return Poll(head, changes, complete)
 
-    def _lost(self, conn: Any, after: int, rows: list) -> Poll:
-        """The row at ``after`` is gone: report an incomplete poll at a safe position."""
-        head = max(int(rows[-1][0]) if rows else 0, self._max_tid(conn))
-        if self._sequence(conn) >= after:
-            # The numbering did not go back: every tid handed out later is above ``after``.
-            return Poll(max(head, after), [], False)
-        return Poll(self._restart(conn, after), [], False)
-
     def _max_tid(self, conn: Any) -> int:
         row = self._execute(conn, f"SELECT MAX(tid) FROM {self.table}", ())
         return int(row[0]) if row and row[0] is not None else 0
 
-    def _sequence(self, conn: Any) -> int:
-        """Return the last tid the table's sequence handed out (0: none)."""
+    def _sequence_sql(self, conn: Any) -> str:
+        """Return a SELECT of the last tid the table's sequence handed out, key NULL."""
         if self.dialect == "postgresql":
-            row = self._execute(
-                conn,
-                f"SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END "
-                f"FROM {self._sequence_name(conn)}",
-                (),
+            return (
+                f"SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END, NULL "
+                f"FROM {self._sequence_name(conn)}"
             )
-        else:
-            row = self._execute(conn, f"SELECT seq FROM sqlite_sequence WHERE name = {self._p}", (self.table,))
-        return int(row[0]) if row and row[0] is not None else 0
+        return f"SELECT seq, NULL FROM sqlite_sequence WHERE name = {self._p}"
 
     def _sequence_name(self, conn: Any) -> str:
         row = self._execute(conn, f"SELECT pg_get_serial_sequence({self._p}, 'tid')", (self.table,))
@@ -345,6 +352,8 @@ class SqlFeed:
     def head(self, conn: Any) -> int:
         """Return the newest tid in the table (0 when empty)."""
         with self._noted("reading the head"):
+            if self._poll_sql is None:  # resolved here, so that polls are one query each
+                self._poll_sql = f"{self._rows_sql} UNION ALL {self._sequence_sql(conn)}"
             return self._max_tid(conn)
 
     def prune(self, conn: Any, keep: int) -> int:

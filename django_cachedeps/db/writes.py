@@ -203,6 +203,16 @@ def _matching_rows(compiler: Any) -> dict[Any, dict[str, Any]] | None:
                        MAX_TRACKED_ROWS)
 
 
+def _check_values(compiler: Any, values: list[tuple[Any, Any]]) -> None:
+    """Prepare plain values as Django's compiler will, so an invalid one raises Django's own
+    ``TypeError``/``ValidationError``/``ValueError`` before cachedeps runs any statement."""
+    connection = compiler.connection
+    for field, value in values:
+        if value is None or hasattr(value, "resolve_expression") or hasattr(value, "prepare_database_save"):
+            continue
+        field.get_db_prep_save(value, connection=connection)
+
+
 def _phantoms(count: Any, old: dict[Any, Any]) -> bool:
     """Return whether a statement changed rows its old-row read did not see.
 
@@ -234,6 +244,7 @@ class InsertTracking:
         model = query.model
         opts = query.get_meta()
         table = opts.db_table
+        _check_values(self, [(f, getattr(obj, f.attname, None)) for obj in query.objs for f in query.fields])
         with write_scope(self.using) as keys:  # type: ignore[attr-defined]
             rows = super().execute_sql(returning_fields)  # type: ignore[misc]
             pks = self._cachedeps_pks(rows, returning_fields)
@@ -271,6 +282,7 @@ class UpdateTracking:
         model = query.model
         table = query.get_meta().db_table
         pk = query.get_meta().pk
+        _check_values(self, [(field, val) for field, _, val in query.values])
         with write_scope(self.using) as keys:  # type: ignore[attr-defined]
             changes_pk = any(field.column == pk.column for field, _, _ in query.values)
             old = None if changes_pk else _matching_rows(self)
