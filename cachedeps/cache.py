@@ -565,6 +565,10 @@ class Cache(StateMixin):
         if not keys:
             return self._maps.current_tid
         tid = self.feed.append(None, keys)
+        if tid <= self._maps.current_tid:
+            # The counter restarted behind this process: the poll moves it past our
+            # position and resets (entries computed before the change become misses).
+            self.poll(None)
         self.committed(keys, tid)
         return tid
 

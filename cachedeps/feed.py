@@ -41,8 +41,11 @@ Two implementations of :class:`Feed`:
 :class:`StoreFeed`
     For invalidations without a database (``cache.invalidate(*keys)``). A counter
     ``feed:<ns>tid`` allocates tids with ``incr``; it is created with ``add`` at a
-    time-based start (microseconds since the epoch), so a restarted or flushed store never
-    hands out a tid that pollers have already passed. Entry ``feed:<ns><tid>`` holds the keys.
+    time-based start (microseconds since the epoch), which usually puts a recreated counter
+    ahead of every poller. Correctness does not depend on clocks: a poller that finds the
+    counter behind its position (a store restarted and the counter recreated by a process
+    whose clock is behind) moves it forward by ``RESTART_GAP`` past its position and resets
+    (misses). Entry ``feed:<ns><tid>`` holds the keys.
     A poll reads the counter, then the missing range in one ``get_many``. Any gap it cannot
     explain — an entry evicted, the counter gone or moved backwards, too many entries to
     read — makes the poll incomplete (everything treated as changed). A missing entry just
@@ -473,11 +476,27 @@ class StoreFeed:
                 raise FeedError(f"store {self.store.name} does not keep the feed counter {self._counter!r}")
         return int(raw)
 
+    def _restart(self, head: int, after: int) -> int:
+        """Move the counter to at least ``after + RESTART_GAP``; return its new value.
+
+        ``incr`` is atomic, so concurrent moves only add up. An invalidation that took a
+        tid below the new value changed its state before it took the tid: whatever is
+        computed after the move already sees it.
+        """
+        tid = self.store.incr(self._counter, after - head + RESTART_GAP)
+        if tid is None:
+            self.store.add(self._counter, str(after + RESTART_GAP).encode())
+            return self.head(None)
+        return int(tid)
+
     def poll(self, conn: Any, after: int) -> Poll:
         """Read the counter and the entries after ``after`` (two round trips)."""
         head = self.head(conn)
         if head < after:
-            return Poll(head, [], False)  # counter restarted behind us: entries may be lost
+            # The counter was recreated behind us (a store restarted, a process whose clock
+            # is behind): entries may be lost, and its tids would fall below stamps already
+            # given. Move it past our position; everything before becomes a miss.
+            return Poll(self._restart(head, after), [], False)
         if head == after:
             return Poll(head, [], True)
         if head - after > self.max_entries:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from cachedeps.errors import ConfigurationError, FeedError
-from cachedeps.feed import PRUNED_PREFIX, SqlFeed, StoreFeed, feed_key
+from cachedeps.feed import PRUNED_PREFIX, RESTART_GAP, SqlFeed, StoreFeed, feed_key
 
 from ._support import write
 
@@ -171,7 +171,32 @@ def test_storefeed_flush_or_counter_reset_is_a_gap(dictstore):
     assert p.tid >= t1
     dictstore.set("feed:tid", b"5")
     p = feed.poll(None, t1)
-    assert not p.complete and p.tid == 5
+    assert not p.complete and p.tid >= t1 + RESTART_GAP  # moved forward, never behind
+    assert feed.append(None, ["b"]) > p.tid
+
+
+def test_storefeed_recreated_by_a_process_whose_clock_is_behind(dictstore, monkeypatch):
+    """The counter is lost with a store restart and recreated by a process whose clock is a
+    day behind: the cache resets to misses and the write is seen, whatever the clocks."""
+    from cachedeps import Cache
+
+    ahead = Cache(dictstore, feed=StoreFeed(dictstore))
+    ahead.poll()
+    stamp = ahead.current_tid
+    assert ahead.set("q", "old value", depends_on=["book:1"], tid=stamp)
+    dictstore.delete("feed:tid")  # the server holding the counter restarted
+    behind = Cache(dictstore, feed=StoreFeed(dictstore))
+    day = 86_400
+    monkeypatch.setattr("cachedeps.feed.time.time", lambda: stamp / 1_000_000 - day)
+    behind.invalidate("book:1")
+    monkeypatch.undo()
+    ahead.poll()
+    assert ahead.get("q", None) is None
+    assert ahead.current_tid > stamp
+    ahead.set("q", "new value", depends_on=["book:1"])
+    behind.invalidate("book:1")  # tids now above every stamp given before
+    ahead.poll()
+    assert ahead.get("q", None) is None
 
 
 def test_storefeed_too_many_entries_is_incomplete(dictstore):
