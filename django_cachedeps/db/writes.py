@@ -195,6 +195,8 @@ def _matching_rows(compiler: Any) -> dict[Any, dict[str, Any]] | None:
     select.default_cols = True
     features = connections[compiler.using].features
     if features.has_select_for_update and features.has_select_for_update_of:
+        if select.group_by is not None or select.distinct or select.combinator:
+            return None  # cannot be locked FOR UPDATE: old values unsure, keyed by table
         # Lock the rows until this transaction ends: no concurrent writer changes them
         # between this read and the statement, so their old values are the ones replaced.
         select.select_for_update = True
