@@ -299,6 +299,8 @@ def test_write_in_a_broken_atomic_block_raises_transaction_management_error(data
             Book.objects.filter(pk=data["b1"].pk).update(title="x")
         with pytest.raises(TransactionManagementError):
             Book.objects.create(author=data["ann"], title="New", isbn="999")
+        with pytest.raises(TransactionManagementError):
+            list(Book.objects.filter(pages__gt=0))
 
 
 def test_write_of_an_invalid_value_raises_djangos_error(data, queries):
