@@ -26,7 +26,7 @@ Faults cost hits, never correctness: any :class:`~cachedeps.errors.BackendError`
 store turns into a miss or a no-op and a warning logged at most once per 30 seconds; a
 change the process cannot be sure it saw (a pruned feed, a lost store-feed entry, a store
 feed that cannot be read) resets the maps, so entries computed before become misses.
-Errors of a database feed propagate: without the feed no read can be proven current.
+Errors of a database feed propagate unchanged: without the feed no read can be proven current.
 """
 
 from __future__ import annotations
@@ -171,7 +171,8 @@ class Cache(StateMixin):
         Call it once per request or unit of work, before reading.
 
         Raises:
-            FeedError: the database feed cannot be read.
+            Exception: the database's own error when the feed table cannot be read
+                (unchanged, with a note naming the table).
         """
         maps = self._maps
         with self._poll_lock:
@@ -192,7 +193,7 @@ class Cache(StateMixin):
                 if not maps.needs_shift():
                     break
                 self._shift()
-        position = maps.current_tid
+            position = maps.current_tid  # ours: not a later poll of another thread
         self._polled.set(position)
         unit = _rec.unit_stamps()
         if unit is not None:
