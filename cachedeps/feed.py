@@ -272,6 +272,8 @@ class SqlFeed:
                 # The row at our position is gone (truncated, deleted, restored): rows after
                 # it may be lost; the numbering did not go back, so later tids are higher.
                 head = max(int(rows[-1][0]) if rows else 0, self._max_tid(conn))
+                if head <= after:
+                    self._unanchored(after)  # no row stands there now: do not reset again
                 return Poll(max(head, after), [], False)
             if rows and int(rows[0][0]) == after:
                 rows = rows[1:]
@@ -347,10 +349,14 @@ class SqlFeed:
                 target = int(cur.fetchone()[0])
             finally:
                 cur.close()
+        self._unanchored(target)
+        return target
+
+    def _unanchored(self, position: int) -> None:
+        """Remember a position no row stands at (polls from it skip the row check)."""
         if len(self._restarts) > 64:
             self._restarts.clear()
-        self._restarts.add(target)
-        return target
+        self._restarts.add(position)
 
     def head(self, conn: Any) -> int:
         """Return the newest tid in the table (0 when empty)."""
