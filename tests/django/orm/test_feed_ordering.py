@@ -317,3 +317,25 @@ def test_database_error_in_a_write_propagates_unchanged(data):
     with pytest.raises(DatabaseError) as info:
         Book.objects.create(author=data["ann"], title="Dup", isbn="111")
     assert isinstance(info.value, IntegrityError)
+
+
+# -- pruning in the committing transaction ---------------------------------------------------
+
+
+def test_automatic_pruning_at_commit_keeps_reads_correct(data, monkeypatch):
+    from django.test import override_settings
+
+    from django_cachedeps.db import writes
+
+    monkeypatch.setattr(writes, "PRUNE_EVERY", 2)
+    titles = lambda: list(Book.objects.order_by("pk").values_list("title", flat=True))  # noqa: E731
+    with override_settings(CACHEDEPS={"CACHE": "default", "FEED_KEEP": 1}):
+        served_from_cache(titles)
+        for i in range(4):
+            Book.objects.filter(pk=data["b1"].pk).update(title=f"T{i}")
+            assert titles() == [f"T{i}", "Beta", "Gamma"]
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT key FROM cachedeps_change ORDER BY tid")
+            keys = [k for (k,) in cursor.fetchall()]
+    assert any(k.startswith("!pruned:") for k in keys)
+    assert len(keys) <= 40  # the last pruning kept one row; two commits came after it
