@@ -29,6 +29,7 @@ __all__ = [
     "unit_of_work",
     "feed_ready",
     "position",
+    "snapshot_stamp",
     "reset",
 ]
 
@@ -111,6 +112,21 @@ def position(using: str) -> int:
     """
     engine = _engines.get((get_settings().cache, using))
     return 0 if engine is None else engine.current_tid
+
+
+def snapshot_stamp(engine: Any, using: str = DEFAULT_DB_ALIAS) -> int:
+    """Return the stamp for a value about to be computed from database ``using``'s reads.
+
+    The engine's position now, but inside a transaction never newer than the position when
+    it began: its snapshot may be as old as its first statement (REPEATABLE READ, a
+    ``SET TRANSACTION`` inside ``atomic()``, ``ATOMIC_REQUESTS``).
+    """
+    stamp = engine.current_tid
+    connection = connections[using]
+    began = getattr(connection, "cachedeps_tx_stamp", None)
+    if began is not None and connection.connection is not None and not connection.get_autocommit():
+        stamp = min(stamp, began)
+    return stamp
 
 
 def feed_ready(using: str) -> bool:

@@ -116,6 +116,33 @@ def test_repeatable_read_set_inside_atomic_is_not_stamped_newer_than_its_snapsho
     assert read() == fresh(read)
 
 
+@postgresql_only
+def test_cached_view_in_a_repeatable_read_transaction_is_not_stamped_newer_than_its_snapshot(data):
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from django_cachedeps.decorators import cached_view
+
+    pk = data["b1"].pk
+
+    @cached_view
+    def page(request):
+        return HttpResponse(Book.objects.get(pk=pk).title)
+
+    def render():
+        with runtime.unit_of_work():
+            return page(RequestFactory().get("/rr-page/")).content
+
+    runtime.ensure_polled("default")
+    with transaction.atomic():  # as with ATOMIC_REQUESTS
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        assert Author.objects.count() == 2  # takes the snapshot
+        _write_and_poll(pk, "Changed")
+        assert render() == b"Alpha"  # the snapshot's page: must not be stored as current
+    assert render() == b"Changed"
+
+
 @postgresql_only  # SQLite: a reading transaction keeps writers from committing
 def test_fill_inside_a_transaction_is_stamped_when_it_began(data):
     pk = data["b1"].pk
