@@ -206,3 +206,18 @@ def test_storefeed_too_many_entries_is_incomplete(dictstore):
         feed.append(None, [f"k{i}"])
     assert not feed.poll(None, head).complete
     assert feed.poll(None, head + 2).complete
+
+
+def test_storefeed_own_invalidation_on_a_counter_recreated_behind_is_seen_at_once(dictstore, monkeypatch):
+    from cachedeps import Cache
+
+    cache = Cache(dictstore, feed=StoreFeed(dictstore), trees=False)  # validity from the maps alone
+    cache.poll()
+    stamp = cache.current_tid
+    assert cache.set("q", "old value", depends_on=["book:1"], tid=stamp)
+    dictstore.delete("feed:tid")
+    monkeypatch.setattr("cachedeps.feed.time.time", lambda: stamp / 1_000_000 - 3600)
+    StoreFeed(dictstore).head(None)  # another process, an hour behind, recreates the counter
+    monkeypatch.undo()
+    cache.invalidate("book:1")  # a tid below this process's position
+    assert cache.get("q", None) is None  # read-your-writes without waiting for a poll
