@@ -406,9 +406,9 @@ class SqlFeed:
         except Exception as exc:
             if not isinstance(exc, FeedError):
                 exc.add_note(
-                    f"cachedeps: while {what} in change feed table {self.table!r} "
-                    "(does the table exist? Django: manage.py migrate; SQLAlchemy: "
-                    "sqla_cachedeps.create_feed_table(engine))"
+                    f"cachedeps: raised while {what} in change feed table {self.table!r} "
+                    "(if the table is missing, create it: Django: manage.py migrate; "
+                    "SQLAlchemy: sqla_cachedeps.create_feed_table(engine))"
                 )
             raise
 

@@ -546,7 +546,7 @@ class Writes:
                 out.update(record.keys)
         if out:
             ks = list(out)
-            if conn._is_autocommit_isolation():
+            if getattr(conn, "_is_autocommit_isolation", lambda: False)():
                 tid = self._append_alone(conn, ks)
             else:
                 tid = self.inst.feed.append(conn.connection, ks)
