@@ -405,7 +405,7 @@ class Writes:
         cols = list(table.primary_key.columns)
         query = select(table).where(where).limit(MAX_PRECISE_ROWS + 1)
         if self.inst.feed.dialect == "postgresql":
-            query = query.with_for_update(of=table)  # old values stay ours until COMMIT
+            query = query.with_for_update(of=table, key_share=True)  # FOR NO KEY UPDATE, until COMMIT
         found = conn.execute(query).all()
         if len(found) > MAX_PRECISE_ROWS or not cols:
             return None
@@ -465,8 +465,8 @@ class Writes:
             else:
                 where = tuple_(*cols).in_(chunk)
             query = select(table).where(where)
-            if lock:
-                query = query.with_for_update(of=table)
+            if lock:  # FOR NO KEY UPDATE: what an UPDATE takes (foreign key checks pass)
+                query = query.with_for_update(of=table, key_share=True)
             for row in conn.execute(query):
                 m = row._mapping
                 values = {c.name: m[c] for c in table.columns}

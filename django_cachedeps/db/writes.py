@@ -201,6 +201,9 @@ def _matching_rows(compiler: Any) -> dict[Any, dict[str, Any]] | None:
         # between this read and the statement, so their old values are the ones replaced.
         select.select_for_update = True
         select.select_for_update_of = ("self",)
+        # FOR NO KEY UPDATE: what an UPDATE itself takes, so a child row's foreign key
+        # check (KEY SHARE) does not wait on it where plain Django would not.
+        select.select_for_no_key_update = features.has_select_for_no_key_update
     return _rows_by_pk(model, compiler.using, QuerySet(model=model, query=select, using=compiler.using),
                        MAX_TRACKED_ROWS)
 

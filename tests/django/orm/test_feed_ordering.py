@@ -366,3 +366,35 @@ def test_automatic_pruning_at_commit_keeps_reads_correct(data, monkeypatch):
             keys = [k for (k,) in cursor.fetchall()]
     assert any(k.startswith("!pruned:") for k in keys)
     assert len(keys) <= 40  # the last pruning kept one row; two commits came after it
+
+
+@postgresql_only
+def test_old_rows_are_read_for_no_key_update_like_the_update_itself(data, queries):
+    with queries() as q:
+        Book.objects.filter(author=data["ann"]).update(pages=5)
+    reads = [sql for sql in q.data if sql.startswith("SELECT")]
+    assert reads and "FOR NO KEY UPDATE" in reads[0]
+    # a foreign key check on the row (KEY SHARE) does not wait for a writer holding it
+    locked = threading.Event()
+    release = threading.Event()
+
+    def writer():
+        with transaction.atomic():
+            Author.objects.filter(pk=data["ann"].pk).update(name="Ann B.")
+            locked.set()
+            release.wait(10)
+
+    t = threading.Thread(target=lambda: (writer(), connections.close_all()))
+    t.start()
+    try:
+        assert locked.wait(10)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")
+        try:
+            Book.objects.create(author=data["ann"], title="Child", isbn="777")
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = 0")
+    finally:
+        release.set()
+        t.join(30)
