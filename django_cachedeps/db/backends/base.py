@@ -40,7 +40,10 @@ class CachedepsWrapperMixin:
     def _cachedeps_position(self) -> int:
         from ... import runtime
 
-        return runtime.position(self.alias)  # type: ignore[attr-defined]
+        try:
+            return runtime.position(self.alias)  # type: ignore[attr-defined]
+        except Exception:  # settings not readable yet: 0 is below every horizon (no fills)
+            return 0
 
     def _cachedeps_end(self) -> None:
         self.cachedeps_written = False
