@@ -398,3 +398,46 @@ def test_old_rows_are_read_for_no_key_update_like_the_update_itself(data, querie
     finally:
         release.set()
         t.join(30)
+
+
+@postgresql_only
+def test_old_values_are_those_the_update_replaced_when_another_writer_commits_first(data):
+    """Without a transaction-long lock, a second writer's old values must be read after the
+    first writer's commit (FOR NO KEY UPDATE waits for it), or its keys miss the value it
+    replaced."""
+    pk = data["b1"].pk
+    blue = lambda: Book.objects.filter(title="Blue").count()  # noqa: E731 - keyed by the value
+    first_updated, first_commit = threading.Event(), threading.Event()
+    second_updated, second_commit = threading.Event(), threading.Event()
+
+    def first():
+        with transaction.atomic():
+            Book.objects.filter(pk=pk).update(title="Blue")
+            first_updated.set()
+            first_commit.wait(10)
+
+    def second():
+        with transaction.atomic():
+            Book.objects.filter(pk=pk).update(title="Green")  # waits for the first writer
+            second_updated.set()
+            second_commit.wait(10)
+
+    threads = [threading.Thread(target=lambda f=f: (f(), connections.close_all())) for f in (first, second)]
+    threads[0].start()
+    try:
+        assert first_updated.wait(10)
+        threads[1].start()
+        import time
+
+        time.sleep(0.3)  # the second writer is waiting on the row
+        first_commit.set()
+        assert second_updated.wait(10)
+        assert blue() == 1  # the first commit is visible, the second not yet
+        served_from_cache(blue)
+        second_commit.set()
+    finally:
+        first_commit.set()
+        second_commit.set()
+        for t in threads:
+            t.join(30)
+    assert blue() == 0 == fresh(blue)
