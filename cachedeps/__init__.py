@@ -19,6 +19,7 @@ from .errors import CorruptValue as CorruptValue
 from .errors import FeedError as FeedError
 from .errors import InvalidKey as InvalidKey
 from .errors import NonNumericValue as NonNumericValue
+from .errors import PicklingFailed as PicklingFailed
 from .errors import ProtocolError as ProtocolError
 from .errors import SerializationError as SerializationError
 from .errors import StaleRead as StaleRead
@@ -42,7 +43,7 @@ _LAZY = {
 __all__ = [
     "NO_VALUE", "Item", "Store", "DependencyStore",
     "CachedepsError", "ConfigurationError", "InvalidKey", "ValueTooLarge", "SerializationError",
-    "BackendError", "BackendUnavailable", "ProtocolError", "FeedError", "StaleRead",
+    "BackendError", "BackendUnavailable", "ProtocolError", "FeedError", "StaleRead", "PicklingFailed",
     "CorruptValue", "NonNumericValue",
     *_LAZY,
 ]

@@ -26,11 +26,12 @@ Faults cost hits, never correctness: any :class:`~cachedeps.errors.BackendError`
 store turns into a miss or a no-op and a warning logged at most once per 30 seconds; a
 change the process cannot be sure it saw (a pruned feed, a lost store-feed entry, a store
 feed that cannot be read) resets the maps, so entries computed before become misses.
-Errors of a database feed propagate: without the feed no read can be proven current.
+Errors of a database feed propagate unchanged: without the feed no read can be proven current.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -141,6 +142,9 @@ class Cache(StateMixin, VerifyMixin):
         self._cp_checked = float("-inf")
         self._cp_tried: tuple[int, int] | None = None
         self._warned_at = float("-inf")
+        self._polled: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+            f"cachedeps_polled_{id(self):x}", default=None
+        )
 
     def __repr__(self) -> str:
         return f"<Cache {self.name} ns={self.namespace!r} tid={self._maps.current_tid}>"
@@ -177,7 +181,8 @@ class Cache(StateMixin, VerifyMixin):
         Call it once per request or unit of work, before reading.
 
         Raises:
-            FeedError: the database feed cannot be read.
+            Exception: the database's own error when the feed table cannot be read
+                (unchanged, with a note naming the table).
         """
         maps = self._maps
         with self._poll_lock:
@@ -198,10 +203,37 @@ class Cache(StateMixin, VerifyMixin):
                 if not maps.needs_shift():
                     break
                 self._shift()
+            position = maps.current_tid  # ours: not a later poll of another thread
+        self._polled.set(position)
+        unit = _rec.unit_stamps()
+        if unit is not None:
+            unit.setdefault(self, position)
         self._stats.incr("polls")
         if self._stats.listening:
-            self._stats.emit("poll", "", tid=maps.current_tid)
-        return maps.current_tid
+            self._stats.emit("poll", "", tid=position)
+        return position
+
+    def stamp(self) -> int:
+        """Return the position a value computed in this context is stamped with.
+
+        A value must be stamped with a position polled *before* the reads it was computed
+        from; the process-wide :attr:`current_tid` may have been moved past a write the
+        value predates by another thread's poll. In order: the position when the outermost
+        open :meth:`recording` began; the first poll of the open unit of work
+        (:func:`cachedeps.recording.unit`); this context's last :meth:`poll`; 0 (a stamp
+        older than every horizon: the value is not stored).
+        """
+        best: int | None = None
+        for rec in _RECORDERS.get():
+            if rec.owner is self and rec.stamp is not None and (best is None or rec.stamp < best):
+                best = rec.stamp
+        if best is not None:
+            return best
+        unit = _rec.unit_stamps()
+        if unit is not None and self in unit:
+            return unit[self]
+        polled = self._polled.get()
+        return 0 if polled is None else polled
 
     def _apply(self, p: Poll) -> None:
         self._stats.incr("changes_polled", len(p.changes))
@@ -390,8 +422,8 @@ class Cache(StateMixin, VerifyMixin):
                 stored when one of them is missing or outdated); without any, the value is
                 plain and always valid.
             timeout: seconds to keep it (``None``: until evicted or invalidated).
-            tid: the ``current_tid`` read before the computation's database reads (default:
-                the current one).
+            tid: the position read before the computation's database reads (default:
+                :meth:`stamp`, never the position at the time of the ``set``).
             store_key: keep the entry under this store key (already valid for the store)
                 instead of the engine's own; read it back with :meth:`load_entry`.
 
@@ -401,7 +433,7 @@ class Cache(StateMixin, VerifyMixin):
         Raises:
             SerializationError: the value cannot be encoded.
         """
-        stamp = self._maps.current_tid if tid is None else int(tid)
+        stamp = self.stamp() if tid is None else int(tid)
         deps, sources = self._split(depends_on)
         if sources:
             inherited = self._source_deps(sources, stamp, deps)
@@ -540,8 +572,12 @@ class Cache(StateMixin, VerifyMixin):
     # -- recording ----------------------------------------------------------------------------
 
     def recording(self) -> AbstractContextManager[_rec.Recorder]:
-        """Return a context manager collecting the dependency keys read inside it."""
-        return _rec.recording()
+        """Return a context manager collecting the dependency keys read inside it.
+
+        The recorder keeps this cache's position when it opens (``rec.stamp``): a
+        :meth:`set` inside it, without ``tid``, is stamped with it.
+        """
+        return _rec.recording(self, self._maps.current_tid)
 
     def record(self, *keys: str) -> None:
         """Add dependency keys to every active recorder."""
@@ -575,6 +611,10 @@ class Cache(StateMixin, VerifyMixin):
         if not keys:
             return self._maps.current_tid
         tid = self.feed.append(None, keys)
+        if tid <= self._maps.current_tid:
+            # The counter restarted behind this process: the poll moves it past our
+            # position and resets (entries computed before the change become misses).
+            self.poll(None)
         self.committed(keys, tid)
         return tid
 
@@ -588,6 +628,13 @@ class Cache(StateMixin, VerifyMixin):
         if not norm:
             return
         self._maps.record(norm, tid)
+        if isinstance(self.feed, SqlFeed):
+            # A SQL feed's tids are taken at COMMIT in commit order, so every lower tid had
+            # committed before this one: what this context computes from now on reads data
+            # at least that new, and may be stamped with it (read-your-own-writes).
+            polled = self._polled.get()
+            if polled is None or polled < tid:
+                self._polled.set(tid)
         stats = self._stats
         stats.incr("invalidations")
         if stats.listening:

@@ -229,11 +229,21 @@ class DeltaMaps:
                     pending[key] = max(tid, pending.get(key, 0))
 
     def reset(self, tid: int) -> None:
-        """Forget everything: entries stamped before ``tid`` become misses."""
+        """Forget everything: entries stamped before ``tid`` become misses.
+
+        Changes known after ``tid`` (commits of this process a concurrent poll did not see
+        yet) are kept: an entry stamped at ``tid`` does not hold them.
+        """
         with self.lock:
-            self._install(MapsView({}, {}, tid, tid))
+            old = self.view if self.ready else MapsView({}, {}, BLIND, BLIND)
+            view = MapsView({}, {}, tid, tid)
+            for m in (old.after1, old.after0):
+                for key, t in m.items():
+                    if t > tid:
+                        self._put(view, key, t)
+            self._install(view)
             self.current_tid = tid
-            self._pending.clear()
+            self._pending = {k: t for k, t in self._pending.items() if t > tid}
             self.ready = True
 
     def blind(self) -> None:

@@ -8,6 +8,7 @@ an instance of it, so callers can catch either::
      ├── InvalidKey (ValueError)             a key memcache cannot hold
      ├── ValueTooLarge (ValueError)          a value over the item size limit
      ├── SerializationError (ValueError)     a value the serializer cannot encode
+     │    ├── PicklingFailed (pickle.PicklingError)   pickle refused the value
      │    └── CorruptValue                    stored bytes that fail to decode or verify
      ├── BackendError                        the store failed to do what was asked
      │    ├── BackendUnavailable (ConnectionError)   cannot reach the store (address attached)
@@ -22,12 +23,15 @@ Foreign errors (socket, pymemcache, DB-API) are translated once, at the boundary
 
 from __future__ import annotations
 
+import pickle
+
 __all__ = [
     "CachedepsError",
     "ConfigurationError",
     "InvalidKey",
     "ValueTooLarge",
     "SerializationError",
+    "PicklingFailed",
     "CorruptValue",
     "BackendError",
     "BackendUnavailable",
@@ -56,6 +60,11 @@ class ValueTooLarge(CachedepsError, ValueError):
 
 class SerializationError(CachedepsError, ValueError):
     """A value cannot be encoded by the configured serializer."""
+
+
+class PicklingFailed(SerializationError, pickle.PicklingError):
+    """A pickling serializer could not pickle a value (also a :class:`pickle.PickleError`,
+    as Django's cache contract expects of ``set``/``add``)."""
 
 
 class CorruptValue(SerializationError):

@@ -8,21 +8,44 @@ Two implementations of :class:`Feed`:
     ``WHERE tid > %s ORDER BY tid``.
 
     *Ordering.* A transaction that took a lower tid but commits after a higher one must not
-    be missed: a poller that already saw the higher tid would never look below it again. On
-    PostgreSQL every log-writing transaction first takes ``pg_advisory_xact_lock`` (held
-    until commit or rollback), so log writers are serialized and tids become visible in
-    increasing order. SQLite serializes writers already. Rolled-back transactions leave
-    holes in the tids; holes are harmless.
+    be missed: a poller that already saw the higher tid would never look below it again. So
+    tids are allocated at commit time, under a lock held only for the commit: the adapters
+    collect a transaction's keys while it runs and call :meth:`SqlFeed.append` just before
+    COMMIT. On PostgreSQL ``append`` takes ``pg_advisory_xact_lock`` (released by the COMMIT
+    that follows), so log writers hold it for one INSERT and the commit, never while they
+    wait for row locks: writers do not serialize, and cannot deadlock with row locks.
+    SQLite serializes writers already. Rolled-back transactions leave holes in the tids;
+    holes are harmless. ``append`` must run inside a transaction (a DB-API connection in
+    autocommit mode would release the lock before the rows commit in order).
 
     *Pruning.* :meth:`SqlFeed.prune` deletes old rows and inserts a marker row
     ``"!pruned:<P>"``. A poller whose position is below ``P`` sees the marker and is told the
     poll is incomplete, so it treats everything as changed: misses, never stale reads.
 
+    *Going backwards.* A poll reads from the poller's own position (``tid >= after``), so
+    the row it saw last is the first row returned. When that row is gone (the table was
+    truncated or flushed, a backup restored, rows deleted by hand) the poll is incomplete.
+    When moreover the tid sequence is now behind the position (``TRUNCATE ... RESTART
+    IDENTITY``, ``manage.py flush``, Django's ``reset_sequences``, a restored backup), new
+    tids would fall below every poller's position and stamps of entries computed before
+    would look newer than the changes after it: the poller moves the sequence forward, to
+    its position plus :data:`RESTART_GAP`, under the writers' lock (so every tid handed out
+    before has committed), and resets to that position. Every entry stamped before it
+    becomes a miss. (The gap assumes no process's position is ``RESTART_GAP`` ahead of
+    another's.) On SQLite the sequence is the ``sqlite_sequence`` row, moved with an UPDATE in
+    the poller's transaction.
+
+    Errors of the database (a missing table, a broken transaction, a thread or async
+    context Django refuses) propagate unchanged, with a note naming the feed table.
+
 :class:`StoreFeed`
     For invalidations without a database (``cache.invalidate(*keys)``). A counter
     ``feed:<ns>tid`` allocates tids with ``incr``; it is created with ``add`` at a
-    time-based start (microseconds since the epoch), so a restarted or flushed store never
-    hands out a tid that pollers have already passed. Entry ``feed:<ns><tid>`` holds the keys.
+    time-based start (microseconds since the epoch), which usually puts a recreated counter
+    ahead of every poller. Correctness does not depend on clocks: a poller that finds the
+    counter behind its position (a store restarted and the counter recreated by a process
+    whose clock is behind) moves it forward by ``RESTART_GAP`` past its position and resets
+    (misses). Entry ``feed:<ns><tid>`` holds the keys.
     A poll reads the counter, then the missing range in one ``get_many``. Any gap it cannot
     explain — an entry evicted, the counter gone or moved backwards, too many entries to
     read — makes the poll incomplete (everything treated as changed). A missing entry just
@@ -36,7 +59,8 @@ import hashlib
 import re
 import threading
 import time
-from typing import Any, Iterable, NamedTuple, Protocol, runtime_checkable
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, NamedTuple, Protocol, runtime_checkable
 
 from .errors import ConfigurationError, FeedError
 
@@ -49,6 +73,7 @@ __all__ = [
     "MAX_FEED_KEY",
     "PRUNED_PREFIX",
     "ADVISORY_LOCK_ID",
+    "RESTART_GAP",
 ]
 
 #: the longest key the ``cachedeps_change.key`` column holds; longer keys are digested
@@ -57,6 +82,10 @@ MAX_FEED_KEY = 255
 PRUNED_PREFIX = "!pruned:"
 #: the constant of the PostgreSQL advisory lock serializing log writers ("cachedep" in ASCII)
 ADVISORY_LOCK_ID = 0x6361636865646570 & 0x7FFFFFFFFFFFFFFF
+
+#: how far a feed that went backwards (or a store counter recreated behind) is moved past
+#: the position of the poller that noticed it
+RESTART_GAP = 1 << 40
 
 _DEFAULT_CAP = 100_000
 _CHUNK = 500
@@ -153,9 +182,16 @@ class SqlFeed:
         self.table = table
         self.max_rows = max_rows
         self._p = "%s" if paramstyle == "format" else "?"
-        self._poll_sql = (
-            f"SELECT tid, key FROM {table} WHERE tid > {self._p} ORDER BY tid LIMIT {max_rows + 1}"
+        # ``>=``: the row at the poller's own position comes back first, proving the feed
+        # did not lose rows behind it; the sequence's last tid comes with it (key NULL),
+        # proving the numbering did not go back (see "Going backwards").
+        self._rows_sql = (
+            f"SELECT tid, key FROM (SELECT tid, key FROM {table} WHERE tid >= {self._p} "
+            f"ORDER BY tid LIMIT {max_rows + 2}) AS c"
         )
+        self._poll_sql: str | None = None
+        #: positions this feed moved the sequence to: no row stands there
+        self._restarts: set[int] = set()
 
     def __repr__(self) -> str:
         return f"SqlFeed(dialect={self.dialect!r}, table={self.table!r})"
@@ -176,19 +212,22 @@ class SqlFeed:
         """Serialize log writers until the current transaction ends (PostgreSQL only)."""
         if self.dialect != "postgresql":
             return
-        self._execute(conn, f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_ID})", (), "lock the feed")
+        self._execute(conn, f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_ID})", ())
 
     def append(self, conn: Any, keys: Iterable[str]) -> int:
         """Write one row per key inside the open transaction; return the newest tid written.
 
+        Call it just before the transaction commits (the lock it takes is held until then).
+
         Raises:
-            FeedError: no keys, or the database refused the write.
+            FeedError: no keys.
+            Exception: the database's own error, unchanged.
         """
         rows = list(dict.fromkeys(feed_key(k) for k in keys))
         if not rows:
             raise FeedError("SqlFeed.append needs at least one key; a write that changes nothing needs no tid")
-        self.lock(conn)
-        try:
+        with self._noted(f"appending {len(rows)} key(s)"):
+            self.lock(conn)
             cur = conn.cursor()
             try:
                 for i in range(0, len(rows), _CHUNK):
@@ -201,28 +240,49 @@ class SqlFeed:
                 tid = cur.fetchone()[0]
             finally:
                 cur.close()
-        except Exception as exc:
-            raise FeedError(f"cannot append {len(rows)} key(s) to feed table {self.table!r}: {exc}") from exc
         return int(tid)
 
     def poll(self, conn: Any, after: int) -> Poll:
-        """Return the changes after ``after`` with one indexed query."""
-        try:
+        """Return the changes after ``after`` with one indexed query.
+
+        Incomplete when rows were pruned, when more than ``max_rows`` came, or when the feed
+        lost the row at ``after`` (moving a sequence that went backwards past ``after``).
+        """
+        with self._noted(f"polling after tid {after}"):
+            if self._poll_sql is None:
+                self._poll_sql = f"{self._rows_sql} UNION ALL {self._sequence_sql(conn)}"
             cur = conn.cursor()
             try:
-                cur.execute(self._poll_sql, (after,))
-                rows = cur.fetchall()
-                complete = True
-                head = int(rows[-1][0]) if rows else after
-                if len(rows) > self.max_rows:
-                    complete = False
-                    cur.execute(f"SELECT MAX(tid) FROM {self.table}")
-                    rows = rows[: self.max_rows]
-                    head = int(cur.fetchone()[0])
+                cur.execute(self._poll_sql, (after, self.table) if self.dialect == "sqlite" else (after,))
+                got = cur.fetchall()
             finally:
                 cur.close()
-        except Exception as exc:
-            raise FeedError(f"cannot poll feed table {self.table!r} after tid {after}: {exc}") from exc
+            sequence = 0
+            rows = []
+            for tid, key in got:
+                if key is None:
+                    sequence = int(tid)
+                else:
+                    rows.append((tid, key))
+            rows.sort(key=lambda r: r[0])
+            if sequence < after:
+                # The numbering went back (sequence reset, table recreated, backup restored).
+                return Poll(self._restart(conn, after), [], False)
+            if after > 0 and after not in self._restarts and (not rows or int(rows[0][0]) != after):
+                # The row at our position is gone (truncated, deleted, restored): rows after
+                # it may be lost; the numbering did not go back, so later tids are higher.
+                head = max(int(rows[-1][0]) if rows else 0, self._max_tid(conn))
+                if head <= after:
+                    self._unanchored(after)  # no row stands there now: do not reset again
+                return Poll(max(head, after), [], False)
+            if rows and int(rows[0][0]) == after:
+                rows = rows[1:]
+            complete = True
+            head = int(rows[-1][0]) if rows else after
+            if len(rows) > self.max_rows:
+                complete = False
+                rows = rows[: self.max_rows]
+                head = max(head, self._max_tid(conn))
         changes: list[tuple[int, str]] = []
         for tid, key in rows:
             if key.startswith(PRUNED_PREFIX):
@@ -236,10 +296,74 @@ class SqlFeed:
             changes.append((int(tid), key))
         return Poll(head, changes, complete)
 
+    def _max_tid(self, conn: Any) -> int:
+        row = self._execute(conn, f"SELECT MAX(tid) FROM {self.table}", ())
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def _sequence_sql(self, conn: Any) -> str:
+        """Return a SELECT of the last tid the table's sequence handed out, key NULL."""
+        if self.dialect == "postgresql":
+            return (
+                f"SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END, NULL "
+                f"FROM {self._sequence_name(conn)}"
+            )
+        return f"SELECT seq, NULL FROM sqlite_sequence WHERE name = {self._p}"
+
+    def _sequence_name(self, conn: Any) -> str:
+        row = self._execute(conn, f"SELECT pg_get_serial_sequence({self._p}, 'tid')", (self.table,))
+        if not row or not row[0]:
+            raise FeedError(f"feed table {self.table!r} has no sequence on its tid column")
+        return str(row[0])
+
+    def _restart(self, conn: Any, after: int) -> int:
+        """Move the tid sequence to ``after + RESTART_GAP`` (if still behind); return it.
+
+        Taken under the writers' lock, so every tid handed out before has committed (and
+        was visible to the poll that found the feed behind) and every later one is higher.
+        """
+        target = after + RESTART_GAP
+        if self.dialect == "postgresql":
+            seq = self._sequence_name(conn)
+            self._execute(conn, f"SELECT pg_advisory_lock({ADVISORY_LOCK_ID})", ())
+            try:
+                row = self._execute(conn, f"SELECT last_value FROM {seq}", ())
+                if int(row[0]) < target:
+                    self._execute(conn, f"SELECT setval({self._p}, {self._p})", (seq, target))
+                else:
+                    target = int(row[0])
+            finally:
+                self._execute(conn, f"SELECT pg_advisory_unlock({ADVISORY_LOCK_ID})", ())
+        else:
+            cur = conn.cursor()
+            try:
+                cur.execute(
+                    f"UPDATE sqlite_sequence SET seq = {self._p} WHERE name = {self._p} AND seq < {self._p}",
+                    (target, self.table, target),
+                )
+                cur.execute(
+                    f"INSERT INTO sqlite_sequence (name, seq) SELECT {self._p}, {self._p} "
+                    f"WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = {self._p})",
+                    (self.table, target, self.table),
+                )
+                cur.execute(f"SELECT seq FROM sqlite_sequence WHERE name = {self._p}", (self.table,))
+                target = int(cur.fetchone()[0])
+            finally:
+                cur.close()
+        self._unanchored(target)
+        return target
+
+    def _unanchored(self, position: int) -> None:
+        """Remember a position no row stands at (polls from it skip the row check)."""
+        if len(self._restarts) > 64:
+            self._restarts.clear()
+        self._restarts.add(position)
+
     def head(self, conn: Any) -> int:
         """Return the newest tid in the table (0 when empty)."""
-        row = self._execute(conn, f"SELECT MAX(tid) FROM {self.table}", (), "read the feed head")
-        return int(row[0]) if row and row[0] is not None else 0
+        with self._noted("reading the head"):
+            if self._poll_sql is None:  # resolved here, so that polls are one query each
+                self._poll_sql = f"{self._rows_sql} UNION ALL {self._sequence_sql(conn)}"
+            return self._max_tid(conn)
 
     def prune(self, conn: Any, keep: int) -> int:
         """Delete all but the newest ``keep`` rows; return the tid pruned up to (0: nothing).
@@ -249,8 +373,8 @@ class SqlFeed:
         """
         if keep < 0:
             raise FeedError(f"SqlFeed.prune keep must be >= 0, got {keep!r}")
-        self.lock(conn)
-        try:
+        with self._noted("pruning"):
+            self.lock(conn)
             cur = conn.cursor()
             try:
                 cur.execute(
@@ -264,20 +388,29 @@ class SqlFeed:
                 cur.execute(f"INSERT INTO {self.table} (key) VALUES ({self._p})", (f"{PRUNED_PREFIX}{upto}",))
             finally:
                 cur.close()
-        except Exception as exc:
-            raise FeedError(f"cannot prune feed table {self.table!r}: {exc}") from exc
         return upto
 
-    def _execute(self, conn: Any, sql: str, params: tuple, what: str) -> Any:
+    def _execute(self, conn: Any, sql: str, params: tuple) -> Any:
+        cur = conn.cursor()
         try:
-            cur = conn.cursor()
-            try:
-                cur.execute(sql, params)
-                return cur.fetchone()
-            finally:
-                cur.close()
+            cur.execute(sql, params)
+            return cur.fetchone()
+        finally:
+            cur.close()
+
+    @contextmanager
+    def _noted(self, what: str) -> Iterator[None]:
+        """Let the database's errors through unchanged, noting which feed call met them."""
+        try:
+            yield
         except Exception as exc:
-            raise FeedError(f"cannot {what} ({self.table!r}): {exc}") from exc
+            if not isinstance(exc, FeedError):
+                exc.add_note(
+                    f"cachedeps: raised while {what} in change feed table {self.table!r} "
+                    "(if the table is missing, create it: Django: manage.py migrate; "
+                    "SQLAlchemy: sqla_cachedeps.create_feed_table(engine))"
+                )
+            raise
 
 
 def _default_serializer() -> Any:
@@ -349,11 +482,27 @@ class StoreFeed:
                 raise FeedError(f"store {self.store.name} does not keep the feed counter {self._counter!r}")
         return int(raw)
 
+    def _restart(self, head: int, after: int) -> int:
+        """Move the counter to at least ``after + RESTART_GAP``; return its new value.
+
+        ``incr`` is atomic, so concurrent moves only add up. An invalidation that took a
+        tid below the new value changed its state before it took the tid: whatever is
+        computed after the move already sees it.
+        """
+        tid = self.store.incr(self._counter, after - head + RESTART_GAP)
+        if tid is None:
+            self.store.add(self._counter, str(after + RESTART_GAP).encode())
+            return self.head(None)
+        return int(tid)
+
     def poll(self, conn: Any, after: int) -> Poll:
         """Read the counter and the entries after ``after`` (two round trips)."""
         head = self.head(conn)
         if head < after:
-            return Poll(head, [], False)  # counter restarted behind us: entries may be lost
+            # The counter was recreated behind us (a store restarted, a process whose clock
+            # is behind): entries may be lost, and its tids would fall below stamps already
+            # given. Move it past our position; everything before becomes a miss.
+            return Poll(self._restart(head, after), [], False)
         if head == after:
             return Poll(head, [], True)
         if head - after > self.max_entries:

@@ -6,6 +6,12 @@ records the hit entry's own dependencies (and a reference to the entry, ``"@<key
 to link the dependency tree view → fragment → query). When the computation's result is
 stored, ``rec.keys`` become its dependencies.
 
+A recorder opened by :meth:`cachedeps.Cache.recording` also keeps the cache's position when
+it opened (``stamp``): a value computed inside it is stamped with it, never with a position
+polled later (by this or another thread). :func:`unit` marks one unit of work (a request):
+the first poll of each cache inside it fixes the unit's stamp, shared by every task and
+thread that copies the context.
+
 Recorders nest: :func:`record` adds to every active recorder, so what an inner computation
 reads also counts for the outer one.
 
@@ -28,7 +34,7 @@ from typing import Iterable, Iterator
 
 __all__ = [
     "Recorder", "recording", "record", "record_many", "active", "poison", "accounted", "is_accounted",
-    "poison_statement",
+    "poison_statement", "unit", "unit_stamps",
     "ENTRY_REF", "RECORDERS",
 ]
 
@@ -43,11 +49,15 @@ class Recorder:
     result must not be stored).
     """
 
-    __slots__ = ("keys", "poisoned")
+    __slots__ = ("keys", "poisoned", "owner", "stamp")
 
-    def __init__(self) -> None:
+    def __init__(self, owner: object = None, stamp: int | None = None) -> None:
         self.keys: set[str] = set()
         self.poisoned: str | None = None
+        #: the cache whose position ``stamp`` is (``None``: a plain recorder)
+        self.owner = owner
+        #: the owner's position when the recorder opened
+        self.stamp = stamp
 
     def __repr__(self) -> str:
         extra = f" poisoned by {self.poisoned!r}" if self.poisoned else ""
@@ -58,15 +68,19 @@ _STACK: contextvars.ContextVar[tuple[Recorder, ...]] = contextvars.ContextVar(
     "cachedeps_recorders", default=()
 )
 
+_UNIT: contextvars.ContextVar[dict[object, int] | None] = contextvars.ContextVar(
+    "cachedeps_unit", default=None
+)
+
 #: the open recorders of this context (hot paths test ``RECORDERS.get()`` instead of
 #: calling :func:`active`)
 RECORDERS = _STACK
 
 
 @contextmanager
-def recording() -> Iterator[Recorder]:
+def recording(owner: object = None, stamp: int | None = None) -> Iterator[Recorder]:
     """Open a recorder for the duration of the ``with`` block."""
-    rec = Recorder()
+    rec = Recorder(owner, stamp)
     token = _STACK.set((*_STACK.get(), rec))
     try:
         yield rec
@@ -131,3 +145,18 @@ def poison_statement(sql: str) -> None:
     ROLLBACK, COMMIT, SET)."""
     if _STACK.get() and not _ACCOUNTED.get() and not _CONTROL.match(sql):
         poison(f"an uncached statement: {sql[:120]}")
+
+
+@contextmanager
+def unit() -> Iterator[dict[object, int]]:
+    """Open a unit of work: each cache's first poll inside it is the unit's stamp."""
+    token = _UNIT.set({})
+    try:
+        yield _UNIT.get()  # type: ignore[misc]
+    finally:
+        _UNIT.reset(token)
+
+
+def unit_stamps() -> dict[object, int] | None:
+    """Return the open unit's ``{cache: first polled position}``, or ``None`` outside one."""
+    return _UNIT.get()

@@ -26,7 +26,7 @@ import uuid
 from typing import Any, Iterable, Protocol, runtime_checkable
 
 from .api import NO_VALUE
-from .errors import CorruptValue, SerializationError
+from .errors import CorruptValue, PicklingFailed, SerializationError
 
 __all__ = [
     "Serializer",
@@ -205,7 +205,7 @@ class SignedPickleSerializer:
         try:
             payload = pickle.dumps(obj, protocol=self._protocol)
         except Exception as exc:
-            raise SerializationError(f"Cannot pickle {type(obj).__name__}: {exc}") from exc
+            raise PicklingFailed(f"Cannot pickle {type(obj).__name__}: {exc}") from exc
         return PICKLE_TAG + self._sign(self._keys[0], payload) + payload
 
     def loads(self, data: bytes) -> Any:

@@ -119,10 +119,11 @@ class StateMixin:
     def set_state(self, oid: str, value: Any, tid: int | None = None) -> bool:
         """Store the state of ``oid`` loaded by a database read that started at ``tid``.
 
-        ``tid`` is the ``current_tid`` read before the load (default: the current one);
-        ``None`` is a fine value for a row that does not exist. Returns whether it was stored.
+        ``tid`` is the position read before the load (default: :meth:`stamp`, never the
+        position at the time of the call); ``None`` is a fine value for a row that does not
+        exist. Returns whether it was stored.
         """
-        stamp = self._maps.current_tid if tid is None else int(tid)
+        stamp = self.stamp() if tid is None else int(tid)  # type: ignore[attr-defined]
         deps = self._state_deps(oid)
         maps = self._maps
         view = maps.view

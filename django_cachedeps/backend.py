@@ -240,18 +240,22 @@ class CachedepsCache(BaseCache):
         timeout: Any = DEFAULT_TIMEOUT,
         version: int | None = None,
         depends_on: Iterable[str] = (),
+        tid: int | None = None,
     ) -> None:
         """Store ``value``; with ``depends_on``, drop it when a write touches any of those keys.
 
-        A dependent value is stamped with the change feed's position when it is stored, so
-        compute it inside the same request (the feed is polled once per request) or
-        transaction as the ``set``.
+        A dependent value is stamped with a feed position from before the reads it was
+        computed from: ``tid`` when given; else the position when the enclosing
+        ``engine.recording()`` began; else the first poll of the request
+        (:class:`~django_cachedeps.middleware.CachedepsMiddleware`); else this thread's last
+        poll (an ORM read polls); else (nothing polled yet) the position polled now. Inside a
+        transaction, never newer than the position when the transaction began.
         """
         key = self.make_and_validate_key(key, version=version)
         expire = self.get_backend_timeout(timeout)
         deps = list(depends_on)
         if deps:
-            self._set_dependent(key, value, expire, deps)
+            self._set_dependent(key, value, expire, deps, tid)
             return
         store = self.store
         try:
@@ -263,14 +267,25 @@ class CachedepsCache(BaseCache):
         except BackendError as exc:
             self._store_failed(exc)
 
-    def _set_dependent(self, key: str, value: Any, expire: float, deps: list[str]) -> None:
-        engine = self._polled_engine()
+    def _set_dependent(self, key: str, value: Any, expire: float, deps: list[str], tid: int | None) -> None:
+        from django.db import DEFAULT_DB_ALIAS, connections
+
+        engine = self.engine
+        if tid is None:
+            tid = engine.stamp()  # taken before the poll below, which must not move it
+        self._polled_engine()
+        if tid == 0:
+            tid = engine.stamp()  # nothing polled in this context before: now
+        connection = connections[DEFAULT_DB_ALIAS]
+        began = getattr(connection, "cachedeps_tx_stamp", None)
+        if began is not None and not connection.get_autocommit():
+            tid = min(tid, began)
         if expire < 0:
             self._quiet_delete(key)
             return
         blob = self._serializer().dumps(value)
         try:
-            stored = engine.set(key, blob, depends_on=deps, timeout=expire or None, store_key=key)
+            stored = engine.set(key, blob, depends_on=deps, timeout=expire or None, store_key=key, tid=tid)
         except ValueTooLarge as exc:
             logger.warning("cache value for %r not stored: %s", key, exc)
             stored = False
@@ -391,15 +406,18 @@ class CachedepsCache(BaseCache):
     def invalidate(self, *keys: str, using: str | None = None) -> int:
         """Drop every entry depending on ``keys`` once the current transaction commits.
 
-        With a database change feed (the default), the keys are appended to the feed in the
-        transaction of the ``using`` database (the default database if not given); outside
-        a transaction they take effect at once. Returns the tid of the change.
+        With a database change feed (the default), the keys are appended to the feed when
+        the transaction of the ``using`` database (the default database if not given)
+        commits; outside a transaction they take effect at once. Returns the tid of the
+        change (0 inside a transaction: it is known at COMMIT).
         """
         from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
         from cachedeps.feed import SqlFeed
 
+        from .db.backends.base import CachedepsWrapperMixin
         from .db.hints import own_statements
+        from .db.writes import pending
 
         keys = tuple(keys)
         if not keys:
@@ -409,10 +427,18 @@ class CachedepsCache(BaseCache):
             return engine.invalidate(*keys)
         using = using or DEFAULT_DB_ALIAS
         connection = connections[using]
-        with transaction.atomic(using=using, savepoint=False), own_statements():
-            tid = engine.feed.append(connection, keys)
-            transaction.on_commit(lambda: engine.committed(keys, tid), using=using)
-        return tid
+        if not isinstance(connection, CachedepsWrapperMixin):
+            # A plain Django backend: append now, in the transaction (its commit is not ours).
+            with transaction.atomic(using=using, savepoint=False), own_statements():
+                tid = engine.feed.append(connection, keys)
+                transaction.on_commit(lambda: engine.committed(keys, tid), using=using)
+            return tid
+        was_autocommit = connection.get_autocommit()
+        with transaction.atomic(using=using, savepoint=False):
+            pending(connection, engine).update(dict.fromkeys(keys))
+        if not was_autocommit:
+            return 0  # appended when the transaction commits
+        return max((t for e, _, t in connection.cachedeps_published if e is engine), default=0)
 
 
 def _find_alias(location: str, params: dict[str, Any]) -> str:

@@ -198,6 +198,8 @@ def cached_tables() -> frozenset[str]:
         opaque: set[str] = set()
         for model in apps.get_models(include_auto_created=True):
             opts = model._meta
+            if opts.db_table in _NEVER_CACHED_TABLES:
+                continue  # cachedeps's own tables (the feed is unmanaged, but no view)
             if opts.auto_created:
                 ends = [f.related_model._meta.label_lower for f in opts.fields if f.is_relation]
                 ok = all(conf.model_is_cached(label) for label in ends)

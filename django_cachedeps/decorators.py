@@ -43,6 +43,8 @@ from django.utils.cache import cc_delim_re, patch_vary_headers
 
 from cachedeps.api import NO_VALUE
 
+from . import runtime
+
 __all__ = ["cached_view", "page_key", "vary_spec", "request_variant", "prepared_engine"]
 
 _HEADER_MEMO_SIZE = 4096
@@ -213,7 +215,7 @@ class _ViewCache:
             return None, None
         prefix = _prefix(self.key_prefix)
         spec_key = _spec_key(request, prefix)
-        stamp = engine.current_tid
+        stamp = runtime.snapshot_stamp(engine)
         spec = self.memo.get(spec_key)
         if spec is None:
             found = engine.get(spec_key)

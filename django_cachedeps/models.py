@@ -3,6 +3,9 @@
 :class:`Change` is the feed (``cachedeps_change``): one row per dependency key a committed
 write changed, ``tid`` increasing. It is written and read with plain SQL by
 :class:`cachedeps.feed.SqlFeed`; the model exists so that ``migrate`` creates the table.
+It is unmanaged (since migration 0002): ``manage.py flush`` and the test framework's
+``reset_sequences`` leave the feed and its tid sequence alone, so tids never restart under
+rows still in the table (a TRUNCATE of the data tables is itself a tracked write).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ class Change(models.Model):
     class Meta:
         db_table = "cachedeps_change"
         verbose_name = "change"
+        managed = False  # created by migration 0001; never flushed nor its sequence reset
 
     def __str__(self) -> str:
         return f"{self.tid}: {self.key}"

@@ -28,6 +28,8 @@ __all__ = [
     "ensure_polled",
     "unit_of_work",
     "feed_ready",
+    "position",
+    "snapshot_stamp",
     "reset",
 ]
 
@@ -102,6 +104,31 @@ def get_engine(alias: str | None = None, using: str | None = None) -> Any:
     return engine
 
 
+def position(using: str) -> int:
+    """Return the position of database ``using``'s engine (0 when it is not built yet).
+
+    A lower bound of what a snapshot taken from now on holds: every change up to it has
+    committed. 0 is below every horizon, so nothing stamped with it is stored.
+    """
+    engine = _engines.get((get_settings().cache, using))
+    return 0 if engine is None else engine.current_tid
+
+
+def snapshot_stamp(engine: Any, using: str = DEFAULT_DB_ALIAS) -> int:
+    """Return the stamp for a value about to be computed from database ``using``'s reads.
+
+    The engine's position now, but inside a transaction never newer than the position when
+    it began: its snapshot may be as old as its first statement (REPEATABLE READ, a
+    ``SET TRANSACTION`` inside ``atomic()``, ``ATOMIC_REQUESTS``).
+    """
+    stamp = engine.current_tid
+    connection = connections[using]
+    began = getattr(connection, "cachedeps_tx_stamp", None)
+    if began is not None and connection.connection is not None and not connection.get_autocommit():
+        stamp = min(stamp, began)
+    return stamp
+
+
 def feed_ready(using: str) -> bool:
     """Return whether the feed table exists in database ``using`` (a positive answer is kept).
 
@@ -142,10 +169,17 @@ def ensure_polled(using: str) -> Any:
 
 @contextlib.contextmanager
 def unit_of_work() -> Iterator[None]:
-    """Poll each database's feed at most once inside this block (one request, one task)."""
+    """Poll each database's feed at most once inside this block (one request, one task).
+
+    The first poll also stamps values stored with ``cache.set(..., depends_on=...)`` inside
+    the block (:func:`cachedeps.recording.unit`).
+    """
+    from cachedeps.recording import unit
+
     token = _unit.set(set())
     try:
-        yield
+        with unit():
+            yield
     finally:
         _unit.reset(token)
 

@@ -32,7 +32,7 @@ from sqlalchemy.orm.base import instance_state
 
 from cachedeps import NO_VALUE, keys
 from cachedeps import recording as _rec
-from cachedeps.errors import CachedepsError, ConfigurationError, FeedError
+from cachedeps.errors import CachedepsError, ConfigurationError
 from cachedeps.feed import SqlFeed
 from cachedeps.querykey import query_key
 from cachedeps.verify import Verifier
@@ -270,12 +270,8 @@ class Installation:
             state.connections.append(connection)
         conn_state(connection)
         if state.tid is None:
-            try:
-                state.tid = self.cache.poll(connection.connection)
-            except FeedError as exc:
-                raise FeedError(
-                    f"{exc}; does the table exist? create it with sqla_cachedeps.create_feed_table(engine)"
-                ) from exc
+            # The database's own error propagates (noted with how to create the table).
+            state.tid = self.cache.poll(connection.connection)
 
     def _find_views(self, connection: Connection) -> dict[str, tuple[str, ...] | None]:
         """Return the database's views (with their declared base tables, or None).

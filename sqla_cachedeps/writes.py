@@ -3,22 +3,26 @@
 Every write becomes dependency keys written to the change feed inside the writer's
 transaction, then handed to :meth:`cachedeps.Cache.committed` after the commit:
 
-- **ORM flush** (precise). The feed lock is taken before the flush writes anything; the old
-  values of rows about to be updated or deleted are read from the database (one ``SELECT``
-  per table), the new values of inserted and updated rows after the flush; each row emits
-  :func:`cachedeps.keys.row_keys`. Tables the flush writes without mapped rows
-  (many-to-many association tables) emit their table and all-rows keys. The keys go to the
-  feed in ``after_flush``, recorded against the innermost session transaction.
+- **ORM flush** (precise). The old values of rows about to be updated or deleted are read
+  from the database (one ``SELECT ... FOR UPDATE`` per table on PostgreSQL: no concurrent
+  writer changes them before this transaction ends), the new values of inserted and updated
+  rows after the flush; each row emits :func:`cachedeps.keys.row_keys`. Tables the flush
+  writes without mapped rows (many-to-many association tables) emit their table and
+  all-rows keys. The keys are recorded against the innermost session transaction.
 - **ORM-enabled ``update()``/``delete()``** of one table matching up to
-  :data:`MAX_PRECISE_ROWS` rows (precise): the matched rows are read before the statement
-  under the feed lock, their new values after; keys go to the feed right after it.
+  :data:`MAX_PRECISE_ROWS` rows (precise): the matched rows are read (and locked) before the
+  statement, their new values after; a statement changing more rows than were read (rows
+  that started matching in between) adds the table keys.
 - **Other statements** (Core ``Connection.execute``, larger ORM statements, bulk inserts
-  and updates, raw SQL): ``before_cursor_execute`` on the engine takes the feed lock before
-  the first write of the transaction and collects the table and all-rows keys of the table
-  written (and of tables changed by cascading foreign keys); they go to the feed in the
-  connection's ``commit`` event.
-- **Savepoints.** Keys of a ``begin_nested()`` block that rolls back are dropped (its feed
-  rows roll back with it in the database); a released savepoint hands its keys to its parent.
+  and updates, raw SQL): ``before_cursor_execute`` collects the table and all-rows keys of
+  the table written (and of tables changed by cascading foreign keys).
+- **Commit.** In the connection's ``commit`` event, just before COMMIT, the transaction's
+  keys are appended to the feed (the feed's lock is held for that INSERT and the COMMIT
+  only, so writers neither serialize nor deadlock with row locks); after the commit they
+  go to :meth:`cachedeps.Cache.committed`. On a connection in ``AUTOCOMMIT`` mode the append
+  runs in a transaction of its own (``BEGIN`` ... ``COMMIT``), so tids still commit in order.
+- **Savepoints.** Keys of a ``begin_nested()`` block that rolls back are dropped; a
+  released savepoint hands its keys to its parent.
 
 SQLite serializes writers only once a write transaction has begun, so before reading old
 values the adapter begins it with a no-op ``UPDATE`` of the feed table.
@@ -61,7 +65,7 @@ MAX_PRECISE_ROWS = 1000
 class ConnState:
     """Per-connection write bookkeeping (``Connection.info``)."""
 
-    __slots__ = ("pending", "locked", "flushing", "flush_tables", "published")
+    __slots__ = ("pending", "locked", "flushing", "flush_tables", "published", "sessions")
 
     def __init__(self) -> None:
         self.pending: dict[str, None] = {}
@@ -69,6 +73,8 @@ class ConnState:
         self.flushing = False
         self.flush_tables: set[str] = set()
         self.published: list[tuple[list[str], int]] = []
+        #: the sessions whose recorded keys this connection's commit appends
+        self.sessions: list[SessionState] = []
 
     def reset(self) -> None:
         """Forget the transaction's state (it committed, rolled back or a new one began)."""
@@ -76,6 +82,7 @@ class ConnState:
         self.locked = False
         self.flushing = False
         self.flush_tables.clear()
+        self.sessions.clear()
 
 
 class _TxRecord:
@@ -369,17 +376,20 @@ class Writes:
         self._publish(session, state, conn, out)
 
     def _publish(self, session: Session, state: SessionState, conn: Connection, out: dict[str, None]) -> None:
-        """Append ``out`` to the feed in the open transaction; keep it for the commit."""
+        """Record ``out`` against the innermost transaction; the commit appends it to the feed."""
         if not out:
             return
-        tid = self.inst.feed.append(conn.connection, list(out))
         transaction = session.get_nested_transaction() or session.get_transaction()
         record = state.records.get(transaction) if transaction is not None else None
         if record is None and transaction is not None:
             record = state.records[transaction] = _TxRecord()
         if record is not None:
             record.keys.update(out)
-            record.tid = max(record.tid, tid)
+        else:
+            conn_state(conn).pending.update(out)
+        cstate = conn_state(conn)
+        if state not in cstate.sessions:
+            cstate.sessions.append(state)
         state.wrote = True
 
     # -- ORM update()/delete() statements ---------------------------------------------------
@@ -417,6 +427,8 @@ class Writes:
         self._lock(conn, cstate)
         cols = list(table.primary_key.columns)
         query = select(table).where(where).limit(MAX_PRECISE_ROWS + 1)
+        if self.inst.feed.dialect == "postgresql":
+            query = query.with_for_update(of=table, key_share=True)  # FOR NO KEY UPDATE, until COMMIT
         try:
             found = conn.execute(query, params).all()
         except StatementError as exc:
@@ -439,6 +451,9 @@ class Writes:
         cstate.flush_tables.clear()
         new_rows = {} if orm_state.is_delete else self._select_rows(conn, table, list(old_rows))
         out: dict[str, None] = {}
+        if getattr(result, "rowcount", -1) > len(old_rows):
+            # Rows that started matching after the read: their old values are unknown.
+            out.update(dict.fromkeys(table_write_keys(table.name)))
         for pk, old in old_rows.items():
             new = new_rows.get((table.name, pk))
             if new is None and not orm_state.is_delete:
@@ -517,12 +532,14 @@ class Writes:
                 if (table.name, pk) not in state.old_rows:
                     by_table.setdefault(table.name, (table, []))[1].append(pk)
         for name, (table, pks) in by_table.items():
-            found = self._select_rows(conn, table, pks)
+            found = self._select_rows(conn, table, pks, lock=self.inst.feed.dialect == "postgresql")
             for pk in pks:
                 state.old_rows[(name, pk)] = found.get((name, pk))
 
     @staticmethod
-    def _select_rows(conn: Connection, table: Any, pks: list) -> dict[tuple[str, Any], dict[str, Any]]:
+    def _select_rows(
+        conn: Connection, table: Any, pks: list, lock: bool = False
+    ) -> dict[tuple[str, Any], dict[str, Any]]:
         cols = list(table.primary_key.columns)
         out: dict[tuple[str, Any], dict[str, Any]] = {}
         for i in range(0, len(pks), _SELECT_CHUNK):
@@ -531,7 +548,10 @@ class Writes:
                 where = cols[0].in_(chunk)
             else:
                 where = tuple_(*cols).in_(chunk)
-            for row in conn.execute(select(table).where(where)):
+            query = select(table).where(where)
+            if lock:  # FOR NO KEY UPDATE: what an UPDATE takes (foreign key checks pass)
+                query = query.with_for_update(of=table, key_share=True)
+            for row in conn.execute(query):
                 m = row._mapping
                 values = {c.name: m[c] for c in table.columns}
                 pk = _pk_value(tuple(m[c] for c in cols))
@@ -541,6 +561,11 @@ class Writes:
     # -- Core statements ----------------------------------------------------------------------
 
     def _lock(self, conn: Connection, cstate: ConnState) -> None:
+        """On SQLite, begin the write transaction before old values are read.
+
+        (PostgreSQL reads them ``FOR UPDATE`` instead; the feed's own lock is taken only
+        around the append at COMMIT.)
+        """
         if cstate.locked:
             return
         dbapi = conn.connection
@@ -554,8 +579,6 @@ class Writes:
                     cur.execute(f"UPDATE {feed.table} SET tid = tid WHERE 0 = 1")
                 finally:
                     cur.close()
-            else:
-                feed.lock(dbapi)
         except Exception as exc:
             raise FeedError(
                 f"cannot take the change feed lock on table {feed.table!r} before writing: {exc}; "
@@ -594,15 +617,42 @@ class Writes:
                     cstate.pending.update(dict.fromkeys(table_write_keys(child)))
 
     def on_commit(self, conn: Connection) -> None:
-        """Append the keys of the transaction's statements to the feed before it commits."""
+        """Append the transaction's keys to the feed, just before it commits."""
         cstate = conn.info.get(_CONN_KEY)
         if cstate is None:
             return
-        if cstate.pending:
-            ks = list(cstate.pending)
-            tid = self.inst.feed.append(conn.connection, ks)
+        out = dict(cstate.pending)
+        for state in cstate.sessions:
+            for record in state.records.values():  # savepoints rolled back are gone already
+                out.update(record.keys)
+        if out:
+            ks = list(out)
+            if getattr(conn, "_is_autocommit_isolation", lambda: False)():
+                tid = self._append_alone(conn, ks)
+            else:
+                tid = self.inst.feed.append(conn.connection, ks)
             cstate.published.append((ks, tid))
         cstate.reset()
+
+    def _append_alone(self, conn: Connection, ks: list[str]) -> int:
+        """Append on a connection in AUTOCOMMIT mode, in a transaction of its own.
+
+        Each statement would otherwise commit by itself: the feed's lock would be gone
+        before the rows commit, and a lower tid could commit after a higher one.
+        """
+        dbapi = conn.connection
+        cur = dbapi.cursor()
+        try:
+            cur.execute("BEGIN")
+            try:
+                tid = self.inst.feed.append(dbapi, ks)
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+        finally:
+            cur.close()
+        return tid
 
     def on_rollback(self, conn: Connection) -> None:
         """Drop the keys of a transaction that rolled back."""

@@ -12,9 +12,9 @@ converters, which run as usual on a hit. A read is not cached when:
 - a parameter has no exact query key (:mod:`cachedeps.querykey`);
 - it streams with ``.iterator()`` (chunked cursor);
 - the connection's transaction has written (read-your-own-writes: no get, no fill);
-- it runs inside a snapshot transaction (SQLite, PostgreSQL REPEATABLE READ and above): the
-  cache may answer, but the result is not stored, since the snapshot may be older than the
-  feed position the entry would be stamped with.
+- (filled, not skipped) inside a transaction, the result is stamped with the position noted
+  when the transaction began, before its first statement, so that whatever the isolation
+  level the snapshot is at least as new as the stamp.
 
 A read anchored on an equality of its model's table may depend on field-change keys and
 its rows' oids rather than the coarse field-value key (:mod:`.finer`), worked out when it is
@@ -72,14 +72,20 @@ def reads_bypass_cache(connection: Any) -> bool:
     return False
 
 
-def _fill_allowed(connection: Any) -> bool:
-    if connection.get_autocommit():
-        return True
-    if connection.vendor == "postgresql":
-        from psycopg import IsolationLevel
+def _fill_stamp(connection: Any, engine: Any) -> int | None:
+    """Return the stamp of a fill by a query about to run on ``connection`` (None: no fill).
 
-        return getattr(connection, "isolation_level", None) in (None, IsolationLevel.READ_COMMITTED)
-    return False
+    In autocommit the query's snapshot is taken after this call: the engine's position now.
+    Inside a transaction the snapshot may be as old as its first statement, whatever the
+    isolation level (a ``SET TRANSACTION ISOLATION LEVEL`` inside ``atomic()`` included):
+    the position noted when it began (:class:`~.backends.base.CachedepsWrapperMixin`).
+    """
+    if connection.get_autocommit():
+        return engine.current_tid
+    began = getattr(connection, "cachedeps_tx_stamp", None)
+    if began is None:
+        return None  # not a cachedeps connection: the snapshot's age is unknown
+    return min(began, engine.current_tid)
 
 
 def _query_key(using: str, sql: str, params: Any, result_type: str, col_count: int | None) -> str | None:
@@ -196,7 +202,7 @@ class CachedReadMixin:
                     self._cachedeps_verify(verifier, engine, sql, params, result_type, answer,
                                            hit_deps, hit_stamp, position)
                 return answer
-        stamp = engine.current_tid
+        stamp = _fill_stamp(connection, engine)
         with accounted():  # its keys are recorded below
             result = self._cachedeps_run(sql, params, result_type)
         deps = plan.deps
@@ -205,7 +211,7 @@ class CachedReadMixin:
             if finer is not None:
                 deps = row_deps(finer, self.select, self.col_count, rows) or plan.deps  # type: ignore[attr-defined]
         engine.record(*deps)
-        if _fill_allowed(connection):
+        if stamp is not None:
             try:
                 if result_type == SINGLE:
                     value: Any = _EMPTY if result is None else encode_row(result)
@@ -313,10 +319,10 @@ class CachedReadMixin:
                     return answer
             except (ValueError, TypeError, KeyError):
                 logger.warning("cachedeps: discarding an undecodable cached row %s", plan.oid)
-        stamp = engine.current_tid
+        stamp = _fill_stamp(self.connection, engine)  # type: ignore[attr-defined]
         with accounted():  # the oid was recorded above
             result = self._cachedeps_run(sql, params, result_type)
-        if _fill_allowed(self.connection):  # type: ignore[attr-defined]
+        if stamp is not None:
             if result_type == SINGLE:
                 rows = [] if result is None else [result]
             else:

@@ -6,12 +6,14 @@ The write half of the compilers: INSERT, UPDATE and DELETE statements built by t
 :class:`InsertTracking`, :class:`UpdateTracking` or :class:`DeleteTracking`. Each write runs
 inside ``transaction.atomic(savepoint=False)`` so that data and feed rows commit together:
 
-1. take the feed's writers' lock;
-2. read the old column values of the rows the statement will touch (UPDATE, DELETE);
-3. run the statement;
-4. read the new values by primary key (INSERT, UPDATE);
-5. ``keys.row_keys(table, pk, old, new)`` per row, appended to the feed → tid;
-6. ``on_commit``: ``engine.committed(keys, tid)`` (dropped with a rolled-back savepoint).
+1. read the old column values of the rows the statement will touch (UPDATE, DELETE), with
+   ``FOR UPDATE`` where the database has it, so no concurrent writer changes them before
+   this transaction ends (their keys are then exact without a transaction-long lock);
+2. run the statement (more rows than were read: phantoms, keyed by table);
+3. read the new values by primary key (INSERT, UPDATE);
+4. ``keys.row_keys(table, pk, old, new)`` per row join the transaction's pending keys;
+5. at COMMIT the connection (:mod:`.backends.base`) appends them to the feed under the feed
+   lock, commits, and calls ``engine.committed(keys, tid)`` before any ``on_commit`` hook.
 
 A statement touching more than :data:`MAX_TRACKED_ROWS` rows, changing a primary key, or
 whose rows cannot be known (an INSERT with ON CONFLICT, no returned primary key) emits the
@@ -41,6 +43,9 @@ __all__ = [
     "UpdateTracking",
     "DeleteTracking",
     "write_scope",
+    "pending",
+    "publish",
+    "committed",
     "tracked",
 ]
 
@@ -64,44 +69,88 @@ def tracked(compiler: Any) -> bool:
     return table_is_written_through(table) and runtime.feed_ready(compiler.using)
 
 
-def _committed(engine: Any, keys: list[str], tid: int, using: str) -> None:
-    global _commits
-    engine.committed(keys, tid)
-    with _commits_lock:
-        _commits += 1
-        due = _commits % PRUNE_EVERY == 0
-    if due:
-        _prune(engine, using)
-
-
-def _prune(engine: Any, using: str) -> None:
-    keep = get_settings().feed_keep
-    try:
-        with transaction.atomic(using=using), own_statements():
-            engine.feed.prune(connections[using], keep)
-    except Exception:  # pruning is housekeeping; the next one retries
-        logger.warning("cachedeps: pruning the change feed of %r failed", using, exc_info=True)
-
-
 @contextlib.contextmanager
 def write_scope(using: str) -> Iterator[list[str]]:
     """Run a write with its feed bookkeeping; the caller adds keys to the yielded list.
 
-    Opens ``atomic(savepoint=False)``, marks the connection's transaction as written, takes
-    the feed lock, and after the block appends the keys and registers ``engine.committed``
-    to run on commit.
+    Opens ``atomic(savepoint=False)`` and marks the connection's transaction as written;
+    after the block the keys join the transaction's pending keys, which the connection
+    appends to the feed just before it commits (and hands to ``engine.committed`` right
+    after, before Django's ``on_commit`` hooks run). Keys of a savepoint rolled back are
+    dropped with it.
     """
     connection = connections[using]
     engine = runtime.get_engine(using=using)
     with transaction.atomic(using=using, savepoint=False), own_statements():
         connection.cachedeps_written = True
-        engine.feed.lock(connection)
         keys: list[str] = []
         yield keys
         if keys:
-            keys = list(dict.fromkeys(keys))
-            tid = engine.feed.append(connection, keys)
-            transaction.on_commit(lambda: _committed(engine, keys, tid, using), using=using)
+            pending(connection, engine).update(dict.fromkeys(keys))
+
+
+def _savepoint(connection: Any) -> Any:
+    """Return the innermost savepoint of the open ``atomic()`` blocks (``None``: none)."""
+    for sid in reversed(connection.savepoint_ids):
+        if sid:
+            return sid
+    return None
+
+
+def pending(connection: Any, engine: Any) -> dict[str, None]:
+    """Return the keys ``connection``'s open transaction will append to ``engine``'s feed.
+
+    Kept per savepoint: a savepoint rolled back drops its keys, a released one gives them
+    to the enclosing level (:class:`~.backends.base.CachedepsWrapperMixin`).
+    """
+    levels = connection.__dict__.setdefault("cachedeps_pending", {})
+    return levels.setdefault(_savepoint(connection), {}).setdefault(engine, {})
+
+
+def publish(connection: Any) -> list[tuple[Any, list[str], int]]:
+    """Append the open transaction's pending keys to the feed, just before COMMIT.
+
+    Returns ``(engine, keys, tid)`` per engine, for :func:`committed` after the commit.
+    """
+    by_engine: dict[Any, dict[str, None]] = {}
+    for level in connection.__dict__.get("cachedeps_pending", {}).values():
+        for engine, keys in level.items():
+            by_engine.setdefault(engine, {}).update(keys)
+    out = []
+    with own_statements():
+        for engine, keys in by_engine.items():
+            if keys:
+                ks = list(keys)
+                _maybe_prune(engine, connection)
+                out.append((engine, ks, engine.feed.append(connection, ks)))
+    return out
+
+
+def committed(connection: Any, published: list[tuple[Any, list[str], int]]) -> None:
+    """Hand the keys a commit published to their engines (local maps, purges)."""
+    for engine, keys, tid in published:
+        engine.committed(keys, tid)
+
+
+def _maybe_prune(engine: Any, connection: Any) -> None:
+    """Every :data:`PRUNE_EVERY` commits, prune the feed in the committing transaction."""
+    global _commits
+    with _commits_lock:
+        _commits += 1
+        due = _commits % PRUNE_EVERY == 0
+    if not due:
+        return
+    cursor = connection.cursor()
+    try:
+        cursor.execute("SAVEPOINT cachedeps_prune")
+        try:
+            engine.feed.prune(connection, get_settings().feed_keep)
+        except Exception:  # pruning is housekeeping; the next one retries
+            cursor.execute("ROLLBACK TO SAVEPOINT cachedeps_prune")
+            logger.warning("cachedeps: pruning the change feed of %r failed", connection.alias, exc_info=True)
+        cursor.execute("RELEASE SAVEPOINT cachedeps_prune")
+    finally:
+        cursor.close()
 
 
 def _local_fields(model: Any) -> list[Any]:
@@ -145,8 +194,38 @@ def _matching_rows(compiler: Any) -> dict[Any, dict[str, Any]] | None:
     select.extra = {}
     select.select = ()
     select.default_cols = True
+    features = connections[compiler.using].features
+    if features.has_select_for_update and features.has_select_for_update_of:
+        if select.group_by is not None or select.distinct or select.combinator:
+            return None  # cannot be locked FOR UPDATE: old values unsure, keyed by table
+        # Lock the rows until this transaction ends: no concurrent writer changes them
+        # between this read and the statement, so their old values are the ones replaced.
+        select.select_for_update = True
+        select.select_for_update_of = ("self",)
+        # FOR NO KEY UPDATE: what an UPDATE itself takes, so a child row's foreign key
+        # check (KEY SHARE) does not wait on it where plain Django would not.
+        select.select_for_no_key_update = features.has_select_for_no_key_update
     return _rows_by_pk(model, compiler.using, QuerySet(model=model, query=select, using=compiler.using),
                        MAX_TRACKED_ROWS)
+
+
+def _check_values(compiler: Any, values: list[tuple[Any, Any]]) -> None:
+    """Prepare plain values as Django's compiler will, so an invalid one raises Django's own
+    ``TypeError``/``ValidationError``/``ValueError`` before cachedeps runs any statement."""
+    connection = compiler.connection
+    for field, value in values:
+        if value is None or hasattr(value, "resolve_expression") or hasattr(value, "prepare_database_save"):
+            continue
+        field.get_db_prep_save(value, connection=connection)
+
+
+def _phantoms(count: Any, old: dict[Any, Any]) -> bool:
+    """Return whether a statement changed rows its old-row read did not see.
+
+    The rows read are locked, so they all still match; more rows changed means rows that
+    started matching in between (committed by another transaction): keyed by table.
+    """
+    return isinstance(count, int) and count > len(old)
 
 
 def _unknown_rows(table: str) -> list[str]:
@@ -171,6 +250,7 @@ class InsertTracking:
         model = query.model
         opts = query.get_meta()
         table = opts.db_table
+        _check_values(self, [(f, getattr(obj, f.attname, None)) for obj in query.objs for f in query.fields])
         with write_scope(self.using) as keys:  # type: ignore[attr-defined]
             rows = super().execute_sql(returning_fields)  # type: ignore[misc]
             pks = self._cachedeps_pks(rows, returning_fields)
@@ -208,11 +288,12 @@ class UpdateTracking:
         model = query.model
         table = query.get_meta().db_table
         pk = query.get_meta().pk
+        _check_values(self, [(field, val) for field, _, val in query.values])
         with write_scope(self.using) as keys:  # type: ignore[attr-defined]
             changes_pk = any(field.column == pk.column for field, _, _ in query.values)
             old = None if changes_pk else _matching_rows(self)
             count = super().execute_sql(result_type)  # type: ignore[misc]
-            if old is None:
+            if old is None or _phantoms(count, old):
                 keys.extend(_unknown_rows(table))
             elif old:
                 new = _rows_for_pks(model, self.using, list(old))  # type: ignore[attr-defined]
@@ -231,7 +312,7 @@ class DeleteTracking:
         with write_scope(self.using) as keys:  # type: ignore[attr-defined]
             old = _matching_rows(self)
             count = super().execute_sql(result_type, *args, **kwargs)  # type: ignore[misc]
-            if old is None:
+            if old is None or _phantoms(count, old):
                 keys.extend(_unknown_rows(table))
             elif old:
                 keys.extend(_row_keys(table, old, {}))

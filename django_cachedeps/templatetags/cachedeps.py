@@ -26,6 +26,8 @@ from django.utils.safestring import mark_safe
 
 from cachedeps.api import NO_VALUE
 
+from .. import runtime
+
 __all__ = ["register", "CachedepsNode", "do_cachedeps", "fragment_key"]
 
 register = template.Library()
@@ -71,7 +73,7 @@ class CachedepsNode(template.Node):
         cached = engine.get(key)  # a hit records the fragment's dependencies into outer ones
         if cached is not NO_VALUE and isinstance(cached, str):
             return mark_safe(cached)
-        stamp = engine.current_tid
+        stamp = runtime.snapshot_stamp(engine)
         with engine.recording() as rec:
             content = self.nodelist.render(context)
         if rec.poisoned is not None:  # it read something no key covers (the outer ones too)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from cachedeps.errors import ConfigurationError, FeedError
-from cachedeps.feed import PRUNED_PREFIX, SqlFeed, StoreFeed, feed_key
+from cachedeps.feed import PRUNED_PREFIX, RESTART_GAP, SqlFeed, StoreFeed, feed_key
 
 from ._support import write
 
@@ -74,10 +74,14 @@ def test_sqlfeed_rejects_bad_configuration():
         SqlFeed("sqlite", table="x; drop table y")
 
 
-def test_sqlfeed_errors_are_feed_errors(db):
+def test_sqlfeed_database_errors_propagate_unchanged_with_a_note(db):
+    import sqlite3
+
     conn, _ = db
-    with pytest.raises(FeedError, match="nosuch"):
+    with pytest.raises(sqlite3.OperationalError, match="nosuch") as info:
         SqlFeed("sqlite", table="nosuch").poll(conn, 0)
+    assert not isinstance(info.value, FeedError)
+    assert any("'nosuch'" in note and "create_feed_table" in note for note in info.value.__notes__)
     with pytest.raises(FeedError, match="at least one key"):
         SqlFeed("sqlite").append(conn, [])
 
@@ -167,7 +171,32 @@ def test_storefeed_flush_or_counter_reset_is_a_gap(dictstore):
     assert p.tid >= t1
     dictstore.set("feed:tid", b"5")
     p = feed.poll(None, t1)
-    assert not p.complete and p.tid == 5
+    assert not p.complete and p.tid >= t1 + RESTART_GAP  # moved forward, never behind
+    assert feed.append(None, ["b"]) > p.tid
+
+
+def test_storefeed_recreated_by_a_process_whose_clock_is_behind(dictstore, monkeypatch):
+    """The counter is lost with a store restart and recreated by a process whose clock is a
+    day behind: the cache resets to misses and the write is seen, whatever the clocks."""
+    from cachedeps import Cache
+
+    ahead = Cache(dictstore, feed=StoreFeed(dictstore))
+    ahead.poll()
+    stamp = ahead.current_tid
+    assert ahead.set("q", "old value", depends_on=["book:1"], tid=stamp)
+    dictstore.delete("feed:tid")  # the server holding the counter restarted
+    behind = Cache(dictstore, feed=StoreFeed(dictstore))
+    day = 86_400
+    monkeypatch.setattr("cachedeps.feed.time.time", lambda: stamp / 1_000_000 - day)
+    behind.invalidate("book:1")
+    monkeypatch.undo()
+    ahead.poll()
+    assert ahead.get("q", None) is None
+    assert ahead.current_tid > stamp
+    ahead.set("q", "new value", depends_on=["book:1"])
+    behind.invalidate("book:1")  # tids now above every stamp given before
+    ahead.poll()
+    assert ahead.get("q", None) is None
 
 
 def test_storefeed_too_many_entries_is_incomplete(dictstore):
@@ -177,3 +206,18 @@ def test_storefeed_too_many_entries_is_incomplete(dictstore):
         feed.append(None, [f"k{i}"])
     assert not feed.poll(None, head).complete
     assert feed.poll(None, head + 2).complete
+
+
+def test_storefeed_own_invalidation_on_a_counter_recreated_behind_is_seen_at_once(dictstore, monkeypatch):
+    from cachedeps import Cache
+
+    cache = Cache(dictstore, feed=StoreFeed(dictstore), trees=False)  # validity from the maps alone
+    cache.poll()
+    stamp = cache.current_tid
+    assert cache.set("q", "old value", depends_on=["book:1"], tid=stamp)
+    dictstore.delete("feed:tid")
+    monkeypatch.setattr("cachedeps.feed.time.time", lambda: stamp / 1_000_000 - 3600)
+    StoreFeed(dictstore).head(None)  # another process, an hour behind, recreates the counter
+    monkeypatch.undo()
+    cache.invalidate("book:1")  # a tid below this process's position
+    assert cache.get("q", None) is None  # read-your-writes without waiting for a poll

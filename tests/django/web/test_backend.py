@@ -148,8 +148,14 @@ def test_cache_responses_like_cache_page(django_cache):
 
 
 def test_unpicklable_raises(django_cache):
-    with pytest.raises(Exception):
+    # Django's own cache tests: set/add of an unpicklable value raise pickle.PickleError.
+    with pytest.raises(pickle.PickleError):
         django_cache.set("unpicklable", Unpicklable())
+    with pytest.raises(pickle.PickleError):
+        django_cache.add("unpicklable", Unpicklable())
+    with pytest.raises(pickle.PickleError):
+        django_cache.set("unpicklable", Unpicklable(), depends_on=["book:1"])
+    assert django_cache.get("unpicklable") is None
 
 
 def test_expiration(django_cache):
