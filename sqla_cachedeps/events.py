@@ -31,12 +31,13 @@ from sqlalchemy.engine import Connection, Result
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
 from sqlalchemy.orm.base import instance_state
 
-from cachedeps import NO_VALUE, keys
+from cachedeps import NO_VALUE
 from cachedeps.errors import CachedepsError, ConfigurationError, FeedError
 from cachedeps.feed import SqlFeed
 
 from . import identity
 from .analysis import primary_key_binds, read_keys, statement_mappers
+from .spelling import pk_oid
 from .feed import DEFAULT_TABLE, feed_for_dialect
 from .options import EXECUTION_OPTION, FromCache, RelationshipCache
 from .writes import Writes, conn_state, session_state
@@ -316,7 +317,9 @@ class Installation:
         tid = self._begin(orm_state, state)
         if tid is None:
             return None
-        oid = keys.oid(mapper.local_table.name, pk[0] if len(pk) == 1 else tuple(pk))
+        oid = pk_oid(mapper.local_table, tuple(pk), _dialect(orm_state))
+        if oid is None:
+            return None
         cache = self.cache
         cached = cache.get_state(oid)  # records the oid
         if cached is not NO_VALUE:
@@ -354,7 +357,7 @@ class Installation:
                 log.debug("cached result %s unusable (%s); loading from the database", key, exc)
             else:
                 return self._carry_options(orm_state, result)
-        deps = read_keys(statement, params)
+        deps = read_keys(statement, params, _dialect(orm_state))
         if deps is None:
             return None  # not analysable: never cached
         cache.record(*deps)
@@ -398,6 +401,11 @@ def _store(fn: Any, *args: Any, **kw: Any) -> None:
         fn(*args, **kw)
     except (CachedepsError, TypeError, ValueError, OverflowError) as exc:  # unserializable: served, not cached
         log.debug("result not cached: %s", exc)
+
+
+def _dialect(orm_state: ORMExecuteState) -> Any:
+    """Return the dialect ``orm_state``'s statement runs on."""
+    return orm_state.session.get_bind(**(orm_state.bind_arguments or {})).dialect
 
 
 def _registries(statement: Any) -> list[Any]:
