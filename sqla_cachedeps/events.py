@@ -37,6 +37,7 @@ from cachedeps.feed import SqlFeed
 
 from . import identity
 from .analysis import primary_key_binds, read_keys, statement_mappers
+from .finer import finer_read, row_deps
 from .spelling import pk_oid
 from .feed import DEFAULT_TABLE, feed_for_dialect
 from .options import EXECUTION_OPTION, FromCache, RelationshipCache
@@ -357,13 +358,20 @@ class Installation:
                 log.debug("cached result %s unusable (%s); loading from the database", key, exc)
             else:
                 return self._carry_options(orm_state, result)
-        deps = read_keys(statement, params, _dialect(orm_state))
+        dialect = _dialect(orm_state)
+        deps = read_keys(statement, params, dialect)
         if deps is None:
             return None  # not analysable: never cached
-        cache.record(*deps)
+        fine = finer_read(statement, params, dialect)
+        if fine is None:
+            cache.record(*deps)
         # Objects already in the identity map may hold values from an earlier transaction
         # (expire_on_commit=False); the entry must hold what the database holds now.
         frozen = orm_state.invoke_statement(execution_options={"populate_existing": True}).freeze()
+        if fine is not None:
+            # Change keys and the oids of the rows returned (sqla_cachedeps.finer).
+            deps = list(row_deps(fine, list(frozen()), dialect) or deps)
+            cache.record(*deps)
         try:
             value = identity.encode_result(frozen)
         except identity.Unsupported:
