@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, func, insert, select, update
 
@@ -156,7 +156,7 @@ def _write(app: Any, spec: Any, next_id: list[int]) -> None:
 
 @pytest.mark.parametrize("db", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("store", ["embedded"], indirect=True)
-@settings(max_examples=60, derandomize=True, deadline=None, database=None,
+@settings(max_examples=60, derandomize=True, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(steps=st.lists(st.tuples(st.lists(reads(), min_size=1, max_size=6), writes()), min_size=1, max_size=4))
 def test_random_writes_never_leave_a_finer_read_stale(make_app, steps):
