@@ -72,21 +72,36 @@ def stored_select(table: Any, columns: Sequence[Any]) -> Any:
     return select(*columns, *raw)
 
 
+# (id(table), id(dialect)) -> (table, dialect, [(kind, bind processor)] of its primary key)
+_PK_SPELLING: dict[tuple[int, int], tuple[Any, Any, list[tuple[str, Any]]]] = {}
+
+
+def _pk_spelling(table: Any, dialect: Any) -> list[tuple[str, Any]]:
+    memo_key = (id(table), id(dialect))
+    memo = _PK_SPELLING.get(memo_key)
+    if memo is not None and memo[0] is table and memo[1] is dialect:
+        return memo[2]
+    out = [(type_kind(c.type, dialect), c.type._cached_bind_processor(dialect)) for c in table.primary_key.columns]
+    if len(_PK_SPELLING) > 1000:
+        _PK_SPELLING.clear()
+    _PK_SPELLING[memo_key] = (table, dialect, out)
+    return out
+
+
 def pk_oid(table: Any, pk: Sequence[Any], dialect: Any) -> str | None:
     """Return the oid of the row of ``table`` with primary key values ``pk`` (Python values),
     spelled from their bound form like the stored key writes spell; ``None`` when a value
     has no exact spelling (the row is then not cached by its oid)."""
-    columns = list(table.primary_key.columns)
-    if len(columns) != len(pk):
+    spelling = _pk_spelling(table, dialect)
+    if len(spelling) != len(pk):
         return None
     bound = []
-    for column, value in zip(columns, pk):
-        kind = type_kind(column.type, dialect)
+    for (kind, processor), value in zip(spelling, pk):
         try:
-            stored = bind_value(column.type, value, dialect)
+            stored = processor(value) if processor is not None and value is not None else value
         except Exception:
             return None
-        if algebra.spell(kind, stored) is None:
+        if stored is None or algebra.spell(kind, stored) is None:
             return None
         bound.append((kind, stored))
     if len(bound) == 1:
