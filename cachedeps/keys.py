@@ -134,10 +134,9 @@ def canonical_value(value: Any) -> str:
 def keyable(value: Any) -> bool:
     """Return whether a read may depend on a field-value key for ``value``.
 
-    Only values that every adapter spells the same way whatever the database returns
-    (``None``, booleans, integers, text) qualify; a filter on any other value (dates, floats,
-    decimals, UUIDs, bytes) depends on the table key instead. Writes emit field-value keys
-    for every column, so this choice is the reader's alone.
+    A first filter on the Python type only (``None``, booleans, integers, text); the
+    adapters decide with :func:`cachedeps.algebra.spell`, which also knows the column's kind
+    and collation and takes the value as bound for the database.
     """
     return value is None or isinstance(value, (bool, int, str))
 
@@ -174,39 +173,21 @@ def table_change_key(table: str, changed: str) -> str:
     return f"{table}/{changed}"
 
 
-_MISSING = object()
-
-
 def row_keys(
     table: str, pk: Any, old: Mapping[str, Any] | None = None, new: Mapping[str, Any] | None = None
 ) -> list[str]:
-    """Return every key a write to one row emits.
+    """Return every key a write to one row emits (:func:`cachedeps.algebra.write_keys`).
 
-    ``old`` and ``new`` are the row's column values before and after the write (``None``
-    for an insert or a delete); give whole rows, since a column missing from one side counts
-    as changed. The result holds the table key, the oid, a table change key for each changed
-    column (``*`` for an insert or a delete), a field-value key for each column value of each
-    version and a field-change key for each column value and each changed column, without
-    repeats.
+    ``pk``, ``old`` and ``new`` are database values as stored (before result processing);
+    give whole rows, since a column missing from one side counts as changed. The result
+    holds the table key, the oid, a table change key for each changed column (``*`` for an
+    insert or a delete; changes are found by comparing stored values, so JSON ``1`` and
+    ``true`` differ), a field-value key for each column value of each version and a
+    field-change key for each column value and each changed column, without repeats.
     """
-    out = [table_key(table), oid(table, pk)]
-    versions = [row for row in (old, new) if row]
-    if old and new:
-        changed = [c for c in dict.fromkeys([*old, *new]) if old.get(c, _MISSING) != new.get(c, _MISSING)]
-    else:
-        changed = ["*"]
-    if versions:
-        out.extend(table_change_key(table, c) for c in changed)
-    seen = set(out)
-    for row in versions:
-        for column, value in row.items():
-            keys = [field_key(table, column, value)]
-            keys.extend(change_key(table, column, value, c) for c in changed)
-            for key in keys:
-                if key not in seen:
-                    seen.add(key)
-                    out.append(key)
-    return out
+    from .algebra import write_keys
+
+    return write_keys(table, pk, old, new)
 
 
 def table_of(key: str) -> str:

@@ -1,9 +1,14 @@
 """Turn SQLAlchemy statements into dependency keys.
 
 A cached read depends, per table it reads, on one field-value key when the top-level
-``WHERE`` is a conjunction holding ``column == constant`` on that table (and the constant is
-:func:`cachedeps.keys.keyable`), else on the table key. Tables read inside subqueries,
-aliases or CTEs are unconstrained by the outer ``WHERE`` and always give their table key.
+``WHERE`` is a conjunction holding ``column == constant`` on that table and
+:func:`cachedeps.algebra.spell` spells the constant exactly, as the column type's bind
+processor hands it to the database (an ``Enum`` binds its name, a ``Uuid`` on SQLite its hex
+digits; JSON, floats, collations that are not binary and unknown types have no exact
+spelling), else on the table key. Tables read inside subqueries, aliases or CTEs are
+unconstrained by the outer ``WHERE`` and always give their table key; so does every table
+of a statement holding an outer join (a condition on its nullable side does not restrict
+the rows of the others: :mod:`cachedeps.algebra`).
 
 A statement this module cannot see through (textual SQL in a ``FROM`` or ``WHERE``,
 ``from_statement``) is not cacheable: :func:`read_keys` returns ``None``.
@@ -35,10 +40,12 @@ from sqlalchemy.sql.elements import (
     TextClause,
     True_,
 )
-from sqlalchemy.sql.selectable import AliasedReturnsRows, SelectBase, TableClause, TextualSelect
+from sqlalchemy.sql.selectable import AliasedReturnsRows, Join, SelectBase, TableClause, TextualSelect
 
-from cachedeps import keys
+from cachedeps import algebra, keys
 from cachedeps.sqlclass import classify
+
+from .spelling import bind_value, default_dialect, type_kind
 
 __all__ = [
     "read_keys",
@@ -61,19 +68,27 @@ _PK_BINDS: dict[int, tuple[Any, Any, list[str] | None]] = {}
 _EXTRA: weakref.WeakKeyDictionary[Mapper, list[str]] = weakref.WeakKeyDictionary()
 
 
-def read_keys(statement: Any, params: Mapping[str, Any] | None = None) -> list[str] | None:
+def read_keys(
+    statement: Any, params: Mapping[str, Any] | None = None, dialect: Any = None
+) -> list[str] | None:
     """Return the dependency keys of a ``SELECT``, or ``None`` when it cannot be analysed.
 
     Args:
         statement: a Core or ORM ``Select``.
         params: execution parameters, consulted for bind parameters without a value
             (``session.get`` and lazy loads pass their values this way).
+        dialect: the dialect the statement runs on (values are spelled as bound for it);
+            SQLAlchemy's SQLite dialect when not given.
     """
+    dialect = dialect if dialect is not None else default_dialect()
     if not isinstance(statement, SelectBase) or isinstance(statement, TextualSelect):
         return None
     top: dict[str, None] = {}
     nested: set[str] = set()
+    outer = _outer_setup_joins(statement)
     for element in visitors.iterate(statement):
+        if isinstance(element, Join) and (element.isouter or element.full):
+            outer = True
         if isinstance(element, (TextClause, TextualSelect)):
             return None
         if isinstance(element, ColumnClause) and element.is_literal and element.name != "*":
@@ -96,12 +111,13 @@ def read_keys(statement: Any, params: Mapping[str, Any] | None = None) -> list[s
                     nested.add(element.name)
     if not top and not nested:
         return None
-    constraints = _constraints(getattr(statement, "whereclause", None), params or {})
+    constraints = {} if outer else _constraints(getattr(statement, "whereclause", None), params or {}, dialect)
     out: list[str] = []
     for table in top:
         found = constraints.get(table)
         if found is not None and table not in nested:
-            out.append(keys.field_key(table, found[0], found[1]))
+            column, kind, value = found
+            out.extend(algebra.table_deps(algebra.TableRead(table, column, kind, (value,))))
         else:
             out.append(keys.table_key(table))
     for table in nested:
@@ -110,24 +126,33 @@ def read_keys(statement: Any, params: Mapping[str, Any] | None = None) -> list[s
     return out
 
 
-def _constraints(where: Any, params: Mapping[str, Any]) -> dict[str, tuple[str, Any]]:
-    """Return, per table, one ``(column, value)`` that the conjunction ``where`` requires."""
+def _outer_setup_joins(statement: Any) -> bool:
+    """Return whether an ORM ``select`` joins with ``outerjoin()``/``join(isouter=True)``."""
+    for entry in (*getattr(statement, "_setup_joins", ()), *getattr(statement, "_legacy_setup_joins", ())):
+        flags = entry[-1] if entry and isinstance(entry[-1], Mapping) else {}
+        if flags.get("isouter") or flags.get("full"):
+            return True
+    return False
+
+
+def _constraints(where: Any, params: Mapping[str, Any], dialect: Any) -> dict[str, tuple[str, str, Any]]:
+    """Return, per table, one ``(column, kind, bound value)`` the conjunction ``where`` requires."""
     if where is None:
         return {}
     if isinstance(where, BooleanClauseList) and where.operator is operators.and_:
         terms: Iterable[Any] = where.clauses
     else:
         terms = (where,)
-    out: dict[str, tuple[str, Any]] = {}
+    out: dict[str, tuple[str, str, Any]] = {}
     for term in terms:
-        found = _equality(term, params)
+        found = _equality(term, params, dialect)
         if found is not None:
-            table, column, value = found
-            out.setdefault(table, (column, value))
+            table, column, kind, value = found
+            out.setdefault(table, (column, kind, value))
     return out
 
 
-def _equality(term: Any, params: Mapping[str, Any]) -> tuple[str, str, Any] | None:
+def _equality(term: Any, params: Mapping[str, Any], dialect: Any) -> tuple[str, str, str, Any] | None:
     if not isinstance(term, BinaryExpression):
         return None
     if term.operator is operators.eq:
@@ -140,9 +165,16 @@ def _equality(term: Any, params: Mapping[str, Any]) -> tuple[str, str, Any] | No
         if not isinstance(column, ColumnClause) or not isinstance(column.table, TableClause):
             continue
         value = _constant(other, params)
-        if value is _NO_VALUE or not keys.keyable(value):
+        if value is _NO_VALUE:
             return None
-        return column.table.name, column.name, value
+        kind = type_kind(column.type, dialect)
+        try:
+            bound = bind_value(getattr(other, "type", column.type), value, dialect)
+        except Exception:  # the statement itself will raise it
+            return None
+        if algebra.spell(kind, bound) is None:
+            return None
+        return column.table.name, column.name, kind, bound
     return None
 
 

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection, Result
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
 from sqlalchemy.orm.base import instance_state
 
-from cachedeps import NO_VALUE, keys
+from cachedeps import NO_VALUE
 from cachedeps import recording as _rec
 from cachedeps.errors import CachedepsError, ConfigurationError
 from cachedeps.feed import SqlFeed
@@ -40,6 +40,8 @@ from cachedeps.views import over_views
 
 from . import identity
 from .analysis import primary_key_binds, read_keys, statement_mappers
+from .finer import finer_read, row_deps
+from .spelling import pk_oid
 from .feed import DEFAULT_TABLE, feed_for_dialect
 from .options import EXECUTION_OPTION, FromCache, RelationshipCache
 from .verify import VERIFY_OPTION, verify_query, verify_state
@@ -375,7 +377,9 @@ class Installation:
             return None
         if mapper.local_table.name in self.views_of(orm_state.session, mapper):
             return None  # a view: its rows change with its base tables, not under its oids
-        oid = keys.oid(mapper.local_table.name, pk[0] if len(pk) == 1 else tuple(pk))
+        oid = pk_oid(mapper.local_table, tuple(pk), _dialect(orm_state))
+        if oid is None:
+            return None
         cache = self.cache
         verifier = self.verifier
         verifying = verifier.rate and verifier.sample()
@@ -430,16 +434,23 @@ class Installation:
                 log.debug("cached result %s unusable (%s); loading from the database", key, exc)
             else:
                 return self._carry_options(orm_state, result)
-        deps = read_keys(statement, params)
-        if deps is not None:
-            deps = over_views(deps, self.views_of(orm_state.session, orm_state.bind_mapper))
+        dialect = _dialect(orm_state)
+        plain = read_keys(statement, params, dialect)
+        deps = None if plain is None else over_views(plain, self.views_of(orm_state.session, orm_state.bind_mapper))
         if deps is None:
             return None  # not analysable, or an undeclared view: never cached
-        cache.record(*deps)
+        # Finer keys name the read's own table: not for a read over a view.
+        fine = finer_read(statement, params, dialect) if deps == plain else None
+        if fine is None:
+            cache.record(*deps)
         # Objects already in the identity map may hold values from an earlier transaction
         # (expire_on_commit=False); the entry must hold what the database holds now.
-        with _rec.accounted():  # its keys were recorded above
+        with _rec.accounted():  # its keys are recorded (below for finer reads)
             frozen = orm_state.invoke_statement(execution_options={"populate_existing": True}).freeze()
+        if fine is not None:
+            # Change keys and the oids of the rows returned (sqla_cachedeps.finer).
+            deps = list(row_deps(fine, list(frozen()), dialect) or deps)
+            cache.record(*deps)
         try:
             value = identity.encode_result(frozen)
         except identity.Unsupported:
@@ -542,6 +553,11 @@ def _store(fn: Any, *args: Any, **kw: Any) -> None:
         fn(*args, **kw)
     except (CachedepsError, TypeError, ValueError, OverflowError) as exc:  # unserializable: served, not cached
         log.debug("result not cached: %s", exc)
+
+
+def _dialect(orm_state: ORMExecuteState) -> Any:
+    """Return the dialect ``orm_state``'s statement runs on."""
+    return orm_state.session.get_bind(**(orm_state.bind_arguments or {})).dialect
 
 
 def _registries(statement: Any) -> list[Any]:

@@ -17,9 +17,10 @@ from typing import Any
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
-from cachedeps import NO_VALUE, keys
+from cachedeps import NO_VALUE
 
 from . import identity
+from .spelling import pk_oid
 from .verify import verify_state
 from .writes import session_state
 
@@ -67,7 +68,9 @@ def _cached_get(session: Session, entity: Any, ident: Any) -> Any:
         return NO_VALUE  # a get would autoflush first
     if state.has_writes():
         return NO_VALUE
-    oid = keys.oid(mapper.local_table.name, pk[0] if len(pk) == 1 else pk)
+    oid = pk_oid(mapper.local_table, pk, session.get_bind(mapper=mapper).dialect)
+    if oid is None:
+        return NO_VALUE
     verifier = inst.verifier
     if verifier.rate and verifier.sample():
         position = inst.cache.current_tid

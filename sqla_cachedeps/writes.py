@@ -47,6 +47,7 @@ from cachedeps import keys
 from cachedeps.errors import FeedError
 
 from .analysis import cascaded_tables, referencing_tables, table_write_keys, written_tables
+from .spelling import stored_select
 
 if TYPE_CHECKING:
     from .events import Installation
@@ -153,7 +154,18 @@ def _flush_connection(session: Session) -> Connection:
 
 
 def _row_change(out: dict[str, None], table: Any, pk: Any, old: dict | None, new: dict | None) -> None:
-    """Add the keys of one row write to ``out``, with tables changed by cascading keys."""
+    """Add the keys of one row write to ``out``, with tables changed by cascading keys.
+
+    ``old`` and ``new`` hold the row's values as stored (:meth:`Writes._select_rows`), so
+    keys are spelled from what the database compares and holds (an ``Enum``'s name, a
+    ``Uuid``'s hex digits on SQLite) and changes are found on stored values.
+    """
+    stored = old or new
+    if stored is not None:
+        pk = _pk_value(tuple(stored[c.name] for c in table.primary_key.columns))
+    else:  # the row is gone on both sides: every key of the table is implied
+        out.update(dict.fromkeys(table_write_keys(table.name)))
+        return
     out.update(dict.fromkeys(keys.row_keys(table.name, pk, old, new)))
     if old is not None:
         # Rows the database changes itself (ON DELETE/UPDATE CASCADE, SET NULL).
@@ -169,6 +181,11 @@ def _binds_given(where: Any, params: dict) -> bool:
             if element.required and element.callable is None:
                 return False
     return True
+
+
+def _stored_values(table: Any, row: Any, skip: int) -> dict[str, Any]:
+    """Return ``{column name: stored value}`` from a row of :func:`.spelling.stored_select`."""
+    return {c.name: v for c, v in zip(table.columns, row[skip:])}
 
 
 def _pk_value(values: tuple) -> Any:
@@ -426,7 +443,7 @@ class Writes:
         cstate = conn_state(conn)
         self._lock(conn, cstate)
         cols = list(table.primary_key.columns)
-        query = select(table).where(where).limit(MAX_PRECISE_ROWS + 1)
+        query = stored_select(table, cols).where(where).limit(MAX_PRECISE_ROWS + 1)
         if self.inst.feed.dialect == "postgresql":
             query = query.with_for_update(of=table, key_share=True)  # FOR NO KEY UPDATE, until COMMIT
         try:
@@ -439,8 +456,7 @@ class Writes:
             return None
         old_rows = {}
         for row in found:
-            m = row._mapping
-            old_rows[_pk_value(tuple(m[c] for c in cols))] = {c.name: m[c] for c in table.columns}
+            old_rows[_pk_value(tuple(row[: len(cols)]))] = _stored_values(table, row, len(cols))
         cstate.flushing = True  # the statement's own write is accounted for here, precisely
         cstate.flush_tables.clear()
         try:
@@ -548,14 +564,12 @@ class Writes:
                 where = cols[0].in_(chunk)
             else:
                 where = tuple_(*cols).in_(chunk)
-            query = select(table).where(where)
+            query = stored_select(table, cols).where(where)
             if lock:  # FOR NO KEY UPDATE: what an UPDATE takes (foreign key checks pass)
                 query = query.with_for_update(of=table, key_share=True)
             for row in conn.execute(query):
-                m = row._mapping
-                values = {c.name: m[c] for c in table.columns}
-                pk = _pk_value(tuple(m[c] for c in cols))
-                out[(table.name, pk)] = values
+                pk = _pk_value(tuple(row[: len(cols)]))
+                out[(table.name, pk)] = _stored_values(table, row, len(cols))
         return out
 
     # -- Core statements ----------------------------------------------------------------------

@@ -18,7 +18,11 @@ import uuid
 from typing import Any, Iterator
 
 import pytest
-from sqlalchemy import BigInteger, Date, ForeignKey, String, create_engine, event, select
+import enum
+
+from sqlalchemy import (
+    JSON, BigInteger, Column, Date, Enum, ForeignKey, MetaData, String, Table, Uuid, create_engine, event, select,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 import cachedeps
@@ -53,6 +57,25 @@ class SaBook(_Base):
     isbn: Mapped[str] = mapped_column(String(20))
     pages: Mapped[int]
     published: Mapped[datetime.date | None] = mapped_column(Date)
+
+
+class Color(enum.Enum):
+    RED = 1
+    BLUE = 2
+
+
+class SaSpelled(_Base):
+    """Django's ``testapp.Spelled`` table: an ``Enum`` stored by name, JSON, a ``Uuid``."""
+
+    __tablename__ = "spelled"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    color: Mapped[Color] = mapped_column(Enum(Color, native_enum=False, length=10))
+    data: Mapped[Any] = mapped_column(JSON)
+    uid: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+
+
+# The same table with ``uid`` as the 32 hex digits Django stores on SQLite.
+_spelled_text = Table("spelled", MetaData(), Column("id", BigInteger, primary_key=True), Column("uid", String(32)))
 
 
 def _sqlalchemy_engine() -> Any:
@@ -223,6 +246,54 @@ def test_sqlalchemy_writes_reach_a_django_read_keyed_on_table_changes(world):
     with world["Session"].begin() as s:
         s.add(SaBook(author_id=ann.pk, title="New", isbn="444", pages=0))
     check([(Book.objects.get(isbn="444").pk, "New")])
+
+
+def test_sqlalchemy_enum_write_reaches_a_django_read_of_its_name(world):
+    from tests.django.testapp.models import Spelled
+
+    row = Spelled.objects.create(color="BLUE")
+    read = lambda: list(Spelled.objects.filter(color="RED").values_list("pk", flat=True))  # noqa: E731
+    assert _django_page_cached(read) == []
+    with world["Session"].begin() as s:
+        s.get(SaSpelled, row.pk).color = Color.RED
+    assert read() == [row.pk]
+
+
+def test_sqlalchemy_json_one_to_true_reaches_a_django_read(world):
+    from tests.django.testapp.models import Spelled
+
+    row = Spelled.objects.create(data={"a": 1})
+    read = lambda: Spelled.objects.filter(data={"a": True}).count()  # noqa: E731
+    assert _django_page_cached(read) == 0
+    from sqlalchemy import update
+
+    # (A flush would write nothing: SQLAlchemy compares JSON values with ==.)
+    with world["Session"].begin() as s:
+        s.execute(update(SaSpelled).where(SaSpelled.id == row.pk).values(data={"a": True}))
+    assert read() == 1
+
+
+def test_django_uuid_write_reaches_a_sqlalchemy_read(world):
+    from django.db import connection
+
+    from tests.django.testapp.models import Spelled
+
+    value = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    reads = [select(SaSpelled.id).where(SaSpelled.uid == value).options(FromCache())]
+    if connection.vendor == "sqlite":
+        reads.append(select(_spelled_text.c.id).where(_spelled_text.c.uid == value.hex).options(FromCache()))
+    for stmt in reads:
+        with world["Session"]() as s:
+            assert s.execute(stmt).all() == []
+    world["selects"].clear()
+    for stmt in reads:
+        with world["Session"]() as s:
+            assert s.execute(stmt).all() == []
+    assert world["selects"] == []  # served from SQLAlchemy's cache
+    row = Spelled.objects.create(uid=value)
+    for stmt in reads:
+        with world["Session"]() as s:
+            assert [r[0] for r in s.execute(stmt).all()] == [row.pk]
 
 
 def _django_page_cached(read: Any) -> Any:

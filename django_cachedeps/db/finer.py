@@ -51,13 +51,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from cachedeps import keys as ck
+from cachedeps import algebra
 from django.db.models.aggregates import Count
 from django.db.models.expressions import Col, F, OrderBy, ResolvedOuterRef, Star, Value
 from django.db.models.lookups import Lookup
 from django.db.models.sql.datastructures import BaseTable, Join
 from django.db.models.sql.query import Query
 from django.db.models.sql.where import WhereNode
+
+from .spelling import column_kind
 
 __all__ = ["MAX_ROW_OIDS", "MEMBERSHIP", "ROWS", "Anchor", "FinerRows", "anchor", "row_deps"]
 
@@ -69,13 +71,6 @@ MEMBERSHIP = "membership"
 ROWS = "rows"
 
 _MAX_DEPTH = 50
-# Primary key types whose raw database value is spelled as the value writes read back.
-_INTEGER_TYPES = frozenset({
-    "AutoField", "BigAutoField", "SmallAutoField", "IntegerField", "BigIntegerField",
-    "SmallIntegerField", "PositiveIntegerField", "PositiveBigIntegerField",
-    "PositiveSmallIntegerField",
-})
-_TEXT_TYPES = frozenset({"CharField", "SlugField", "TextField"})
 
 
 class _Unsure(Exception):
@@ -98,6 +93,7 @@ class Anchor:
     ordered_by_pk: bool
     low_mark: int
     high_mark: int | None
+    pk_kind: str = algebra.OTHER
 
 
 @dataclass(frozen=True)
@@ -111,16 +107,19 @@ class FinerRows:
     ordered_by_pk: bool
     low_mark: int
     high_mark: int | None
+    pk_kind: str = algebra.OTHER
 
 
-def anchor(query: Query, values_by_alias: dict[str, tuple[str, list[Any]]], in_from: Any) -> Anchor | None:
+def anchor(
+    query: Query, values_by_alias: dict[str, tuple[str, str, list[Any]]], in_from: Any, connection: Any
+) -> Anchor | None:
     """Return the finer form of ``query``'s main-table dependency, or ``None`` to keep it coarse.
 
-    ``values_by_alias`` is the anchors :mod:`.deps` found (alias → column, constants);
-    ``in_from`` the aliases of the compiled FROM clause.
+    ``values_by_alias`` is the anchors :mod:`.deps` found (alias → column, kind, constants
+    as bound); ``in_from`` the aliases of the compiled FROM clause.
     """
     try:
-        return _anchor(query, values_by_alias, in_from)
+        return _anchor(query, values_by_alias, in_from, connection)
     except (_Unsure, AttributeError, TypeError, ValueError, LookupError):
         return None  # a query shape this module does not know: the coarse keys are right
 
@@ -150,19 +149,22 @@ def row_deps(finer: FinerRows, select: Sequence[Any], col_count: int, rows: list
         return None
     oids: list[str] = []
     for row in rows:
-        pk = row[index]
-        if isinstance(pk, bool) or not isinstance(pk, (int, str)):
+        found = algebra.oid(finer.table, finer.pk_kind, row[index])  # raw rows: stored values
+        if found is None:
             return None
-        oids.append(ck.oid(finer.table, pk))
+        oids.append(found)
     return tuple(dict.fromkeys([*finer.deps, *oids]))
 
 
-def _anchor(query: Query, values_by_alias: dict[str, tuple[str, list[Any]]], in_from: Any) -> Anchor | None:
+def _anchor(
+    query: Query, values_by_alias: dict[str, tuple[str, str, list[Any]]], in_from: Any, connection: Any
+) -> Anchor | None:
     model = query.model
     if model is None or type(query) is not Query:
         return None
     opts = model._meta
-    if getattr(opts, "is_composite_pk", False) or not _pk_spelled_alike(opts.pk):
+    pk_kind = column_kind(opts.pk, connection)
+    if getattr(opts, "is_composite_pk", False) or pk_kind not in algebra.KINDS:
         return None
     if (
         query.extra
@@ -207,26 +209,16 @@ def _anchor(query: Query, values_by_alias: dict[str, tuple[str, list[Any]]], in_
         columns.update(dict.fromkeys(order))
         ordered_by_pk = opts.pk.column in order
     if found is None:
-        keys = [ck.table_change_key(table, c) for c in (*columns, "*")]
+        read = algebra.TableRead(table=table)
     else:
-        column, values = found
-        columns[column] = None
-        keys = [ck.change_key(table, column, v, c) for v in values for c in (*columns, "*")]
-    return Anchor(alias=alias, table=table, kind=kind, keys=tuple(dict.fromkeys(keys)),
+        column, column_kind_, values = found
+        read = algebra.TableRead(table=table, column=column, kind=column_kind_, values=tuple(values))
+    keys = algebra.change_deps(read, list(columns))
+    if keys is None:
+        return None
+    return Anchor(alias=alias, table=table, kind=kind, keys=tuple(keys),
                   pk_column=opts.pk.column, ordered_by_pk=ordered_by_pk,
-                  low_mark=query.low_mark, high_mark=query.high_mark)
-
-
-def _pk_spelled_alike(pk: Any) -> bool:
-    """Return whether raw values of ``pk`` spell as the values writes read back do."""
-    field = pk
-    for _ in range(_MAX_DEPTH):
-        target = getattr(field, "target_field", None) if field.is_relation else None
-        if target is None:
-            break
-        field = target
-    internal = field.get_internal_type()
-    return internal in _INTEGER_TYPES or internal in _TEXT_TYPES
+                  low_mark=query.low_mark, high_mark=query.high_mark, pk_kind=pk_kind)
 
 
 def _membership(query: Query) -> bool:

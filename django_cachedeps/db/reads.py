@@ -108,13 +108,13 @@ class _PlanMemo:
         self._tables: frozenset[str] | None = None
         self._lock = threading.Lock()
 
-    def plan(self, key: str, query: Any) -> ReadPlan | None:
+    def plan(self, key: str, query: Any, connection: Any = None) -> ReadPlan | None:
         tables = cached_tables()
         with self._lock:
             if self._tables is tables and key in self._plans:
                 self._plans.move_to_end(key)
                 return self._plans[key]
-        plan = _over_views(analyze(query, tables))
+        plan = _over_views(analyze(query, tables, connection))
         with self._lock:
             if self._tables is not tables:
                 self._plans.clear()
@@ -172,7 +172,7 @@ class CachedReadMixin:
         key = _query_key(self.using, sql, params, result_type, self.col_count)  # type: ignore[attr-defined]
         if key is None:  # a parameter the key cannot spell exactly: never share an entry
             return self._cachedeps_run(sql, params, result_type)
-        plan = _plan(key, self.query)  # type: ignore[attr-defined]
+        plan = _plan(key, self.query, connection)  # type: ignore[attr-defined]
         if plan is None or not runtime.feed_ready(self.using):  # type: ignore[attr-defined]
             return self._cachedeps_run(sql, params, result_type)
         engine = runtime.ensure_polled(self.using)  # type: ignore[attr-defined]
@@ -248,7 +248,7 @@ class CachedReadMixin:
         """
         self._cachedeps_missed = None
         query = self.query  # type: ignore[attr-defined]
-        oid = direct_state_oid(query)
+        oid = direct_state_oid(query, self.connection)  # type: ignore[attr-defined]
         if oid is None:
             return _UNANSWERED
         shape = _SELECTS.get((self.using, query.model, next(iter(query.alias_map))))  # type: ignore[attr-defined]
@@ -293,7 +293,7 @@ class CachedReadMixin:
         """Serve a full-row select by primary key through the engine's ``(tid, oid)`` path."""
         columns = [col.target.column for col, _, _ in self.select]  # type: ignore[attr-defined]
         query = self.query  # type: ignore[attr-defined]
-        if not self.annotation_col_map and direct_state_oid(query) == plan.oid:  # type: ignore[attr-defined]
+        if not self.annotation_col_map and direct_state_oid(query, self.connection) == plan.oid:  # type: ignore[attr-defined]
             _SELECTS[(self.using, query.model, next(iter(query.alias_map)))] = (  # type: ignore[attr-defined]
                 self.select, self.klass_info, self.annotation_col_map, columns)  # type: ignore[attr-defined]
         engine.record(plan.oid)

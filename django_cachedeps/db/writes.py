@@ -15,6 +15,10 @@ inside ``transaction.atomic(savepoint=False)`` so that data and feed rows commit
 5. at COMMIT the connection (:mod:`.backends.base`) appends them to the feed under the feed
    lock, commits, and calls ``engine.committed(keys, tid)`` before any ``on_commit`` hook.
 
+Rows are read as the database returns them (before ``from_db_value``), so keys are spelled
+from stored values and a change the database sees (JSON ``1`` → ``true``) is a change
+(:mod:`cachedeps.algebra`).
+
 A statement touching more than :data:`MAX_TRACKED_ROWS` rows, changing a primary key, or
 whose rows cannot be known (an INSERT with ON CONFLICT, no returned primary key) emits the
 table key and the all-rows key instead.
@@ -30,6 +34,7 @@ from typing import Any, Iterator
 from cachedeps import keys as ck
 from django.db import connections, transaction
 from django.db.models.query import QuerySet
+from django.db.models.sql.constants import MULTI
 from django.db.models.sql.query import Query
 
 from .. import runtime
@@ -157,8 +162,19 @@ def _local_fields(model: Any) -> list[Any]:
     return list(model._meta.local_concrete_fields)
 
 
-def _rows_by_pk(model: Any, using: str, queryset: QuerySet, limit: int | None) -> dict[Any, dict[str, Any]] | None:
-    """Return ``{pk: {column: value}}`` for the table's own columns, ``None`` over ``limit``."""
+class _Row:
+    """One row as stored: its primary key's database value and its columns' values."""
+
+    __slots__ = ("pk", "values")
+
+    def __init__(self, pk: Any, values: dict[str, Any]) -> None:
+        self.pk = pk
+        self.values = values
+
+
+def _rows_by_pk(model: Any, using: str, queryset: QuerySet, limit: int | None) -> dict[Any, _Row] | None:
+    """Return ``{pk: row}`` for the table's own columns (``pk`` the Python value, the row's
+    values as the database returns them, before converters), ``None`` over ``limit``."""
     fields = _local_fields(model)
     pk = model._meta.pk
     names = [f.attname for f in fields]
@@ -167,17 +183,22 @@ def _rows_by_pk(model: Any, using: str, queryset: QuerySet, limit: int | None) -
     qs = queryset.values_list(*names)
     if limit is not None:
         qs = qs[: limit + 1]
-    out: dict[Any, dict[str, Any]] = {}
+    compiler = qs.query.get_compiler(using=using)
+    raw: list[tuple[Any, ...]] = []
+    for chunk in compiler.execute_sql(MULTI) or ():
+        raw.extend(tuple(r[: len(names)]) for r in chunk)
     pk_index = names.index(pk.attname)
-    for row in qs:
-        out[row[pk_index]] = {f.column: row[i] for i, f in enumerate(fields)}
+    out: dict[Any, _Row] = {}
+    # The Python value of each primary key (to filter on it again), through the converters.
+    for stored, converted in zip(raw, compiler.results_iter(results=[[list(r) for r in raw]])):
+        out[converted[pk_index]] = _Row(stored[pk_index], {f.column: stored[i] for i, f in enumerate(fields)})
     if limit is not None and len(out) > limit:
         return None
     return out
 
 
-def _rows_for_pks(model: Any, using: str, pks: list[Any]) -> dict[Any, dict[str, Any]]:
-    out: dict[Any, dict[str, Any]] = {}
+def _rows_for_pks(model: Any, using: str, pks: list[Any]) -> dict[Any, _Row]:
+    out: dict[Any, _Row] = {}
     manager = model._base_manager.using(using)
     for i in range(0, len(pks), _CHUNK):
         found = _rows_by_pk(model, using, manager.filter(pk__in=pks[i : i + _CHUNK]), None)
@@ -185,7 +206,7 @@ def _rows_for_pks(model: Any, using: str, pks: list[Any]) -> dict[Any, dict[str,
     return out
 
 
-def _matching_rows(compiler: Any) -> dict[Any, dict[str, Any]] | None:
+def _matching_rows(compiler: Any) -> dict[Any, _Row] | None:
     """Return the current rows an UPDATE/DELETE query's WHERE selects (``None``: too many)."""
     model = compiler.query.model
     select = compiler.query.chain(klass=Query)
@@ -232,10 +253,12 @@ def _unknown_rows(table: str) -> list[str]:
     return [ck.table_key(table), ck.all_rows_key(table), *view_base_keys(table)]
 
 
-def _row_keys(table: str, old: dict[Any, dict[str, Any]], new: dict[Any, dict[str, Any]]) -> list[str]:
+def _row_keys(table: str, old: dict[Any, _Row], new: dict[Any, _Row]) -> list[str]:
     out: list[str] = view_base_keys(table)  # a write through a view changes its base tables
     for pk in old.keys() | new.keys():
-        out.extend(ck.row_keys(table, pk, old.get(pk), new.get(pk)))
+        before, after = old.get(pk), new.get(pk)
+        stored_pk = (before or after).pk  # type: ignore[union-attr]
+        out.extend(ck.row_keys(table, stored_pk, before and before.values, after and after.values))
     return out
 
 
@@ -259,7 +282,9 @@ class InsertTracking:
             elif pks:
                 keys.extend(_row_keys(table, {}, _rows_for_pks(model, self.using, pks)))  # type: ignore[attr-defined]
                 # A pk the read-back missed still had its oid cached as "no such row".
-                keys.extend(ck.oid(table, pk) for pk in pks)
+                connection = connections[self.using]  # type: ignore[attr-defined]
+                keys.extend(ck.oid(table, opts.pk.get_db_prep_value(pk, connection, prepared=False))
+                            for pk in pks)
         return rows
 
     def _cachedeps_pks(self, rows: Any, returning_fields: Any) -> list[Any] | None:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+
 from django.db import models
 
 from django_cachedeps.models import CachedManager
 
-__all__ = ["Author", "Book", "Tag", "Profile", "Novel", "BookCard"]
+__all__ = ["Author", "Book", "Tag", "Profile", "Novel", "BookCard", "Spelled", "CommaList", "Group", "Item", "CI_COLLATION"]
+
+#: A case-insensitive collation: SQLite's NOCASE; on PostgreSQL a non-deterministic ICU
+#: collation the migration creates.
+CI_COLLATION = "cachedeps_ci" if os.environ.get("CACHEDEPS_TEST_DB", "sqlite") == "postgresql" else "NOCASE"
 
 
 class Author(models.Model):
@@ -76,3 +83,65 @@ class BookCard(models.Model):
     class Meta:
         managed = False
         db_table = "book_card"
+
+
+class CommaList(models.TextField):
+    """A list of integers stored as ``"1,2"``: its prepared value differs from its Python value."""
+
+    def from_db_value(self, value, expression, connection):  # noqa: ANN001, ANN201
+        return self.to_python(value)
+
+    def to_python(self, value):  # noqa: ANN001, ANN201
+        if value is None or isinstance(value, list):
+            return value
+        return [int(v) for v in value.split(",") if v]
+
+    def get_prep_value(self, value):  # noqa: ANN001, ANN201
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return value
+        return ",".join(str(v) for v in value)
+
+
+class Spelled(models.Model):
+    """Columns whose database spelling differs from their Python value or whose comparison
+    is not exact: a case-insensitive collation, JSON, a custom field, a UUID."""
+
+    name = models.CharField(max_length=50, db_collation=CI_COLLATION, default="")
+    data = models.JSONField(default=dict)
+    numbers = CommaList(default=list)
+    uid = models.UUIDField(null=True)
+    color = models.CharField(max_length=10, default="RED")
+
+    objects = CachedManager()
+
+    class Meta:
+        db_table = "spelled"
+
+
+class Group(models.Model):
+    """The property test's parent table."""
+
+    name = models.CharField(max_length=20)
+    rank = models.IntegerField(default=0)
+
+    objects = CachedManager()
+
+    class Meta:
+        db_table = "pgroup"
+
+
+class Item(models.Model):
+    """The property test's table: ints, nullable text and int, a boolean, a nullable FK."""
+
+    k = models.IntegerField()
+    n = models.IntegerField(null=True)
+    s = models.CharField(max_length=20, null=True)
+    flag = models.BooleanField(default=False)
+    group = models.ForeignKey(Group, null=True, on_delete=models.SET_NULL, related_name="items")
+
+    objects = CachedManager()
+
+    class Meta:
+        db_table = "pitem"
