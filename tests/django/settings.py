@@ -20,6 +20,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django_cachedeps",
     "tests.django.testapp",
+    "tests.django.checkapp",
 ]
 
 try:  # the debug-toolbar panel's tests (django-debug-toolbar is a test dependency)
