@@ -38,11 +38,37 @@ class ServerSettings:
     write_timeout: float = 30.0
     read_buffer: int = 256 * 1024
     write_high_water: int = 1024 * 1024
+    flush_enabled: bool = True
+
+
+# Bytes memcached stores in a key but the store's ``str`` keys refuse (control characters,
+# space in a binary key, bytes that are not UTF-8) map to printable stand-ins: U+2400 +
+# the byte for the C0 controls, U+2420 for space, U+2421 for DEL, U+F780 + the byte for the
+# bytes left undecoded by ``surrogateescape`` get U+2480..U+24FF (enclosed alphanumerics).
+_ESCAPES = {c: 0x2400 + c for c in range(0x21)}
+_ESCAPES[0x7F] = 0x2421
+_ESCAPES.update({0xDC80 + b: 0x2480 + b for b in range(128)})
+# a key holding other unprintable characters (U+0080, U+2028, ...) maps byte by byte
+_BYTE_ESCAPES = {c: 0x2400 + c for c in range(0x21)}
+_BYTE_ESCAPES[0x7F] = 0x2421
+_BYTE_ESCAPES.update({0x80 + b: 0x2480 + b for b in range(128)})
 
 
 def decode_key(key: bytes) -> str:
-    """Return a wire key as the store's ``str`` key (UTF-8; ``ValueError`` if it is not)."""
-    return key.decode("utf-8")
+    """Return a wire key as the store's ``str`` key.
+
+    A UTF-8 key of printable characters is itself; any other key (memcached stores any
+    byte but space and newline in a text key) maps to printable stand-ins, so a client
+    reads back what it stored under the same bytes. A stand-in could collide with a key
+    spelled with those very characters (U+2400..U+2421, U+2480..U+24FF); docs/server.md.
+    """
+    s = key.decode("utf-8", "surrogateescape")
+    if s.isprintable() and " " not in s:
+        return s
+    escaped = s.translate(_ESCAPES)
+    if escaped.isprintable():
+        return escaped
+    return key.decode("latin-1").translate(_BYTE_ESCAPES)
 
 
 class ServerContext:
@@ -59,6 +85,13 @@ class ServerContext:
         self.bytes_written = 0
         self.cmd_meta = 0
         self.verbosity = 0
+        self.store_too_large = 0
+        self.idle_kicks = 0
+        self.started_monotonic = time.monotonic()
+        # set by the server: its listening sockets' descriptors, its port, its connections
+        self.listen_fds: list[int] = []
+        self.port = 0
+        self.connections: set = set()
         # Lease state of the meta protocol (stale, winner sent), valid while the item keeps
         # the CAS id it was recorded for; bounded, oldest forgotten first.
         self.leases: OrderedDict[str, list] = OrderedDict()

@@ -37,7 +37,9 @@ def make_store(settings: ServerSettings):
     """Return the embedded store sized by ``settings``."""
     from ..store.embedded import EmbeddedStore
 
-    return EmbeddedStore("serve", max_memory=settings.max_memory, item_max=settings.item_max)
+    # The store counts key + value + 64 bytes per item; memcached counts key + value + 59
+    # (flags 0): the store's limit is raised by 5 so the same values fit as in memcached.
+    return EmbeddedStore("serve", max_memory=settings.max_memory, item_max=settings.item_max + 5)
 
 
 class _Connection(asyncio.Protocol):
@@ -134,6 +136,11 @@ class _Connection(asyncio.Protocol):
                     log.info("closing %s: %s", self._peer(), payload.decode())
                     self._send(out, True)
                     return
+                if len(args) > 1 and args[-1][:5] == b"HTTP/":
+                    # As memcached: an HTTP request closes the connection, unanswered, and
+                    # the replies not yet written for the same read are dropped.
+                    self._send([], True)
+                    return
                 out.append(_ERROR)
                 continue
             try:
@@ -215,7 +222,7 @@ class Server:
             handlers.update(group.handlers())
         handlers[OP_TOO_LARGE] = text.too_large
         self.handlers = handlers
-        self.connections: set[_Connection] = set()
+        self.connections: set[_Connection] = self.ctx.connections
         self._server: asyncio.base_events.Server | None = None
         self._reaper: asyncio.Task | None = None
 
@@ -233,6 +240,8 @@ class Server:
             reuse_address=True, backlog=1024,
         )
         self._reaper = loop.create_task(self._reap())
+        self.ctx.listen_fds = [sock.fileno() for sock in self._server.sockets]
+        self.ctx.port = self.port
         log.info("cachedeps serve listening on %s:%d (max memory %d bytes, item max %d bytes, "
                  "max connections %d)", self.settings.host, self.port, self.settings.max_memory,
                  self.settings.item_max, self.settings.max_conns)
@@ -261,6 +270,8 @@ class Server:
             for conn in list(self.connections):
                 stalled = conn.paused_at and now - conn.paused_at > settings.write_timeout
                 idle = settings.idle_timeout and now - conn.last_seen > settings.idle_timeout
+                if idle and not stalled:
+                    self.ctx.idle_kicks += 1
                 if stalled or idle:
                     log.info("dropping %s: %s", conn._peer(), "not reading replies" if stalled else "idle")
                     conn.closing = True
