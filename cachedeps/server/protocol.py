@@ -114,16 +114,6 @@ def parse_int(token: bytes) -> int | None:
     return ((value + (1 << 31)) & _UINT32) - (1 << 31)
 
 
-def tokenize(line: bytes) -> list[bytes]:
-    """Split a command line as memcached does: on spaces only (a tab belongs to a token)."""
-    if line[-1:] == b"\r":
-        line = line[:-1]
-    tokens = line.split(b" ")
-    if b"" in tokens:
-        tokens = [t for t in tokens if t]
-    return tokens
-
-
 class TextParser:
     """Split a byte stream into memcache text/meta commands, incrementally.
 

@@ -133,7 +133,7 @@ class _Connection(asyncio.Protocol):
                         out.append(payload)
                     continue
                 if op == OP_CLOSE:
-                    log.info("closing %s: %s", self._peer(), payload.decode())
+                    log.info("closing %s: %s", self._peer(), args.decode())
                     self._send(out, True)
                     return
                 if len(args) > 1 and args[-1][:5] == b"HTTP/":
