@@ -181,7 +181,7 @@ class AdminCommands:
             return _END
         return _ERROR
 
-    def _conns(self) -> Iterator[tuple[str, str]]:
+    def _conns(self) -> Iterator[tuple[str, object]]:
         now = time.monotonic()
         listen = f"tcp:{self.ctx.settings.host}:{self.ctx.port or self.ctx.settings.port}"
         for fd in self.ctx.listen_fds:
@@ -249,8 +249,9 @@ class AdminCommands:
         base = self._baseline
         if base:
             for name, value in base.items():
-                if name in out:
-                    out[name] -= value
+                current = out.get(name)
+                if isinstance(current, int):
+                    out[name] = current - value
         return out
 
     def settings(self) -> dict:
