@@ -59,6 +59,9 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("-I", "--item-max", type=_size_arg, default=2**20,
                        help="largest item, e.g. 1MB (default 1MB; at least 1024 bytes, at most "
                             "half of --max-memory, as memcached)")
+    serve.add_argument("-t", "--threads", type=int, default=1,
+                       help="event loops serving connections, as memcached -t (default 1); "
+                            "commands run one at a time, socket work in parallel")
     serve.add_argument("-F", "--disable-flush-all", action="store_true",
                        help="refuse flush_all (as memcached -F)")
     serve.add_argument("--max-conns", type=int, default=1024,
@@ -79,6 +82,8 @@ def _serve(args: argparse.Namespace) -> int:
     from .server.context import ServerSettings
     from .server.server import serve
 
+    if not 1 <= args.threads <= 64:
+        raise ConfigurationError(f"--threads ({args.threads}) must be from 1 to 64")
     if args.max_conns <= 0 or not 0 <= args.port <= 65535:
         raise ConfigurationError(
             f"--max-conns ({args.max_conns}) must be positive and --port ({args.port}) within 0-65535"
@@ -95,7 +100,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = ServerSettings(host=args.host, port=args.port, max_memory=args.max_memory,
                               item_max=args.item_max, max_conns=args.max_conns,
                               idle_timeout=args.idle_timeout, write_timeout=args.write_timeout,
-                              flush_enabled=not args.disable_flush_all)
+                              flush_enabled=not args.disable_flush_all, threads=args.threads)
     try:
         serve(settings)
     except OSError as exc:

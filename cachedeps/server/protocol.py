@@ -141,6 +141,11 @@ class TextParser:
         self.multiget_max = multiget_max
 
     @property
+    def idle(self) -> bool:
+        """Return whether nothing is buffered: the next bytes start a command."""
+        return not self._rest and self._pending is None and not self._swallow
+
+    @property
     def buffered(self) -> int:
         """Return how many received bytes wait for the rest of their command."""
         return len(self._rest) + self._chunked

@@ -54,20 +54,23 @@ class TextCommands:
         """Answer ``get <key>+``."""
         n = len(tokens)
         if n == 2:  # the common case, without building a list
-            key = tokens[1]
-            if len(key) > KEY_MAX:
-                return _BAD_FORMAT
-            try:
-                item = self.store.get_item(decode_key(key))
-            except (ValueError, CachedepsError):
-                return _BAD_FORMAT
-            if item is None:
-                return _END
-            value = item[0]
-            return b"VALUE %b %d %d\r\n%b\r\nEND\r\n" % (key, item[1], len(value), value)
+            return self.get_key(tokens[1])
         if n < 2:
             return _ERROR
         return self._retrieve(tokens[1:], self.store.get_item, False)
+
+    def get_key(self, key: bytes) -> bytes:
+        """Answer ``get <key>`` for one key."""
+        if len(key) > KEY_MAX:
+            return _BAD_FORMAT
+        try:
+            item = self.store.get_item(decode_key(key))
+        except (ValueError, CachedepsError):
+            return _BAD_FORMAT
+        if item is None:
+            return _END
+        value = item[0]
+        return b"VALUE %b %d %d\r\n%b\r\nEND\r\n" % (key, item[1], len(value), value)
 
     def gets(self, tokens: list[bytes], _data: object) -> bytes:
         """Answer ``gets <key>+`` (values with their CAS ids)."""

@@ -148,7 +148,7 @@ def _fds(pid: int) -> int:
 def test_fuzzing_run_leaves_the_server_correct_and_bounded():
     if not os.path.isdir("/proc/self/fd"):
         pytest.skip("needs /proc to read the server's RSS and descriptors")
-    serve = ServeProcess("--max-memory", "16MB", "--item-max", "64KB").start()
+    serve = ServeProcess("--max-memory", "16MB", "--item-max", "64KB", "--threads", "2").start()
     try:
         pid = serve.proc.pid
         r = random.Random(SEED)
