@@ -1,15 +1,20 @@
 """``cachedeps serve`` against memcached: memaslap at 4 and 32 connections, and pipelined gets.
 
-Both servers are started here, on free loopback ports, with the same memory. memaslap
-(libmemcached-tools) runs a 90% get / 10% set mix of 100-byte values; the pipelined load is
-two client processes each writing batches of 100 ``get``s (one write per batch) and reading
-the replies.
+Both servers are started here, on free loopback ports, with the same memory; memcached
+with 2 threads, ``cachedeps serve`` with ``CACHEDEPS_BENCH_THREADS`` (default 1: its
+commands run one at a time whatever the threads). memaslap (libmemcached-tools) runs a 90% get / 10% set mix of
+100-byte values; the pipelined load is two client processes each writing batches of 100
+``get``s (one write per batch) and reading the replies. Each load runs on both servers in
+turn, several rounds (the machine is shared: figures are noisy), and the ratio is printed
+per round with its median and spread. Last, the memory each server takes per connection:
+RSS before and after opening 800 connections that each ran one command, on the fresh server.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import statistics
 import re
 import shutil
 import signal
@@ -60,7 +65,8 @@ def _start_memcached(port: int) -> subprocess.Popen:
 
 def _start_serve(port: int) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "cachedeps", "serve", "--port", str(port),
-                             "--max-memory", "64MB"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--max-memory", "64MB", "--threads", os.environ.get("CACHEDEPS_BENCH_THREADS", "1")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait(port)
     return proc
 
@@ -118,34 +124,75 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+def _rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _memory_per_connection(proc: subprocess.Popen, port: int, conns: int = 800) -> float:
+    """Return the RSS (bytes) one more open connection costs the server, after a command."""
+    before = _rss_kb(proc.pid)
+    socks = []
+    try:
+        for _ in range(conns):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"get conn:probe\r\n")
+            socks.append(s)
+        for s in socks:
+            while not s.recv(64).endswith(b"END\r\n"):
+                pass
+        time.sleep(0.2)
+        after = _rss_kb(proc.pid)
+    finally:
+        for s in socks:
+            s.close()
+    return (after - before) * 1024 / conns
+
+
 def main(quick: bool) -> None:
     """Print ops/s of memcached and cachedeps serve side by side, with their ratio."""
     seconds = 3 if quick else 10
     pipe_seconds = 2.0 if quick else 5.0
+    rounds = 1 if quick else 3
     have_memaslap = bool(shutil.which("memcaslap") or shutil.which("memaslap"))
     mc_port, cd_port = _free_port(), _free_port()
     memcached = _start_memcached(mc_port)
     serve = _start_serve(cd_port)
-    rows: list[tuple[str, float, float]] = []
+    loads: list[tuple[str, object]] = []
     with tempfile.NamedTemporaryFile("w", suffix=".cfg", delete=False) as f:
         f.write(_CFG)
         cfg = f.name
+    if have_memaslap:
+        for conns in (4, 32):
+            loads.append((f"memaslap 90% get, {conns} conns",
+                          lambda port, c=conns: _memaslap(port, seconds, c, cfg)))
+    else:
+        print("memaslap not installed (apt-get install libmemcached-tools): skipped")
+    loads.append(("pipelined get x100, 2 clients", lambda port: _pipelined(port, pipe_seconds)))
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in loads}
     try:
-        if have_memaslap:
-            for conns in (4, 32):
-                mc = _memaslap(mc_port, seconds, conns, cfg)
-                cd = _memaslap(cd_port, seconds, conns, cfg)
-                rows.append((f"memaslap 90% get, {conns} conns", mc, cd))
-        else:
-            print("memaslap not installed (apt-get install libmemcached-tools): skipped")
-        mc = _pipelined(mc_port, pipe_seconds)
-        cd = _pipelined(cd_port, pipe_seconds)
-        rows.append(("pipelined get x100, 2 clients", mc, cd))
+        # on fresh servers: after the loads, freed memory is reused and hides the cost
+        mc_mem = _memory_per_connection(memcached, mc_port)
+        cd_mem = _memory_per_connection(serve, cd_port)
+        for _ in range(rounds):
+            for name, run in loads:
+                mc = run(mc_port)
+                cd = run(cd_port)
+                results[name].append((mc, cd))
     finally:
         os.unlink(cfg)
         _stop(memcached)
         _stop(serve)
-    print(f"{'load':36} {'memcached ops/s':>16} {'serve ops/s':>14} {'ratio':>7}")
-    for name, mc, cd in rows:
-        ratio = cd / mc if mc else 0.0
-        print(f"{name:36} {mc:16,.0f} {cd:14,.0f} {ratio:7.2f}")
+    print(f"{'load':32} {'memcached ops/s':>16} {'serve ops/s':>12} {'ratio':>6}  rounds: ratios")
+    for name, pairs in results.items():
+        ratios = [cd / mc if mc else 0.0 for mc, cd in pairs]
+        mc = statistics.median(p[0] for p in pairs)
+        cd = statistics.median(p[1] for p in pairs)
+        spread = " ".join(f"{r:.2f}" for r in ratios)
+        print(f"{name:32} {mc:16,.0f} {cd:12,.0f} {statistics.median(ratios):6.2f}  "
+              f"{spread} (min {min(ratios):.2f}, max {max(ratios):.2f})")
+    print(f"memory per connection: serve {cd_mem / 1024:.1f} KiB, memcached {mc_mem / 1024:.1f} KiB "
+          "(RSS growth over 800 connections that each ran one get, on the fresh server)")

@@ -56,8 +56,14 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=11211, help="TCP port (default 11211)")
     serve.add_argument("--max-memory", type=_size_arg, default=64 * 2**20,
                        help="memory for items, e.g. 64MB (default 64MB)")
-    serve.add_argument("--item-max", type=_size_arg, default=2**20,
-                       help="largest item, e.g. 1MB (default 1MB)")
+    serve.add_argument("-I", "--item-max", type=_size_arg, default=2**20,
+                       help="largest item, e.g. 1MB (default 1MB; at least 1024 bytes, at most "
+                            "half of --max-memory, as memcached)")
+    serve.add_argument("-t", "--threads", type=int, default=1,
+                       help="event loops serving connections, as memcached -t (default 1); "
+                            "commands run one at a time, socket work in parallel")
+    serve.add_argument("-F", "--disable-flush-all", action="store_true",
+                       help="refuse flush_all (as memcached -F)")
     serve.add_argument("--max-conns", type=int, default=1024,
                        help="connections served at once; more are refused (default 1024)")
     serve.add_argument("--idle-timeout", type=float, default=0.0,
@@ -76,15 +82,25 @@ def _serve(args: argparse.Namespace) -> int:
     from .server.context import ServerSettings
     from .server.server import serve
 
+    if not 1 <= args.threads <= 64:
+        raise ConfigurationError(f"--threads ({args.threads}) must be from 1 to 64")
     if args.max_conns <= 0 or not 0 <= args.port <= 65535:
         raise ConfigurationError(
             f"--max-conns ({args.max_conns}) must be positive and --port ({args.port}) within 0-65535"
         )
+    if args.item_max < 1024:
+        raise ConfigurationError(f"--item-max ({args.item_max}) cannot be less than 1024 bytes")
+    if args.item_max > args.max_memory // 2:
+        raise ConfigurationError(f"--item-max ({args.item_max}) cannot be higher than half of "
+                                 f"--max-memory ({args.max_memory}); raise --max-memory")
+    if args.item_max > 2**30:
+        raise ConfigurationError(f"--item-max ({args.item_max}) cannot be higher than 1GB")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = ServerSettings(host=args.host, port=args.port, max_memory=args.max_memory,
                               item_max=args.item_max, max_conns=args.max_conns,
-                              idle_timeout=args.idle_timeout, write_timeout=args.write_timeout)
+                              idle_timeout=args.idle_timeout, write_timeout=args.write_timeout,
+                              flush_enabled=not args.disable_flush_all, threads=args.threads)
     try:
         serve(settings)
     except OSError as exc:

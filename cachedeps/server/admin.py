@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Iterator
 from urllib.parse import quote
 
 from ..errors import CachedepsError, ConfigurationError
-from .context import VERSION_STRING, ServerContext
+from .context import VERSION_STRING, ServerContext, decode_key
 from .protocol import KEY_MAX, parse_int, parse_uint
 
 if TYPE_CHECKING:
@@ -42,6 +42,15 @@ def size_class(size: int) -> int:
     return len(_CLASS_SIZES)
 
 
+# the counters ``stats reset`` zeroes (gauges such as curr_items and bytes keep their value)
+_RESETTABLE = frozenset((
+    "total_items", "cmd_get", "cmd_set", "cmd_flush", "cmd_touch", "get_hits", "get_misses",
+    "delete_misses", "delete_hits", "incr_misses", "incr_hits", "decr_misses", "decr_hits",
+    "cas_misses", "cas_hits", "cas_badval", "touch_hits", "touch_misses", "evictions",
+    "reclaimed", "expired_unfetched", "evicted_unfetched", "invalidations", "invalidated_items",
+))
+
+
 def _stat_lines(pairs) -> bytes:
     return b"".join(b"STAT %s %s\r\n" % (str(k).encode(), str(v).encode()) for k, v in pairs) + _END
 
@@ -52,6 +61,8 @@ class AdminCommands:
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
         self.store = ctx.store
+        # figures as they stood at the last ``stats reset`` (memcached zeroes its counters)
+        self._baseline: dict[str, int] = {}
 
     def handlers(self) -> dict:
         """Return ``{op: handler}`` for the commands this class answers."""
@@ -60,7 +71,7 @@ class AdminCommands:
             b"verbosity": self.verbosity, b"cache_memlimit": self.cache_memlimit,
             b"lru_crawler": self.lru_crawler, b"quit": self.quit,
             b"cd_link": self.cd_link, b"cd_invalidate": self.cd_invalidate,
-            b"cd_dependents": self.cd_dependents,
+            b"cd_dependents": self.cd_dependents, b"slabs": self.slabs,
         }
 
     # -- simple commands -----------------------------------------------------------------
@@ -85,12 +96,25 @@ class AdminCommands:
         self.ctx.verbosity = min(level, 2)
         return b"" if noreply else _OK
 
+    def slabs(self, tokens: list[bytes], _data: object) -> bytes:
+        """Answer ``slabs automove <0|1|2>`` (accepted, nothing to move) and ``slabs reassign``."""
+        if len(tokens) == 3 and tokens[1] == b"automove":
+            level = parse_uint(tokens[2])
+            if level < 0:
+                return _BAD_FORMAT
+            return _OK if level <= 2 else _ERROR
+        if len(tokens) == 4 and tokens[1] == b"reassign":
+            return b"NOSPARE source class has no spare pages\r\n"
+        return _ERROR
+
     def flush_all(self, tokens: list[bytes], _data: object) -> bytes:
         """Answer ``flush_all [delay] [noreply]``."""
         n = len(tokens)
         if n > 3:
             return _ERROR
         noreply = tokens[-1] == b"noreply"
+        if not self.ctx.settings.flush_enabled:
+            return b"" if noreply else b"CLIENT_ERROR flush_all not allowed\r\n"
         delay = 0
         if n != (2 if noreply else 1):
             parsed = parse_int(tokens[1])
@@ -141,10 +165,40 @@ class AdminCommands:
             ctx = self.ctx
             ctx.total_connections = ctx.rejected_connections = ctx.cmd_meta = 0
             ctx.bytes_read = ctx.bytes_written = 0
+            ctx.store_too_large = 0
+            self._baseline = {}
+            self._baseline = {k: v for k, v in self.general().items() if k in _RESETTABLE}
             return b"RESET\r\n"
-        if sub in (b"conns", b"extstore", b"detail"):
+        if sub == b"detail":
+            if len(tokens) == 3 and tokens[2] in (b"on", b"off"):
+                return _OK
+            if len(tokens) == 3 and tokens[2] == b"dump":
+                return _END
+            return b"CLIENT_ERROR usage: stats detail on|off|dump\r\n"
+        if sub == b"conns":
+            return _stat_lines(self._conns())
+        if sub == b"extstore":
             return _END
         return _ERROR
+
+    def _conns(self) -> Iterator[tuple[str, object]]:
+        now = time.monotonic()
+        listen = f"tcp:{self.ctx.settings.host}:{self.ctx.port or self.ctx.settings.port}"
+        for fd in self.ctx.listen_fds:
+            yield f"{fd}:addr", listen
+            yield f"{fd}:state", "conn_listening"
+            yield f"{fd}:secs_since_last_cmd", int(now - self.ctx.started_monotonic)
+        for conn in list(self.ctx.connections):
+            transport = conn.transport
+            sock = transport.get_extra_info("socket") if transport else None
+            peer = transport.get_extra_info("peername") if transport else None
+            if sock is None or not peer:
+                continue
+            fd = sock.fileno()
+            yield f"{fd}:addr", f"tcp:{peer[0]}:{peer[1]}"
+            yield f"{fd}:listen_addr", listen
+            yield f"{fd}:state", "conn_parse_cmd"
+            yield f"{fd}:secs_since_last_cmd", int(now - conn.last_seen)
 
     def general(self) -> dict:
         """Return the figures of a plain ``stats``, in memcached's order where it has them."""
@@ -181,9 +235,23 @@ class AdminCommands:
         for name in ("bytes", "curr_items", "total_items", "expired_unfetched",
                      "evicted_unfetched", "evictions", "reclaimed"):
             out[name] = s.get(name, 0)
+        out["get_expired"] = 0  # the store does not tell an expired miss from a plain one
+        out["get_flushed"] = 0
+        out["store_too_large"] = ctx.store_too_large
+        out["store_no_memory"] = 0  # the store evicts; a store never fails for memory
+        out["accepting_conns"] = 1
+        out["listen_disabled_num"] = 0  # past --max-conns, connections are refused, not paused
+        if ctx.settings.idle_timeout:  # memcached lists it only with an idle timeout
+            out["idle_kicks"] = ctx.idle_kicks
         for name, value in s.items():
             if name not in out and name not in ("version", "pid", "uptime", "time", "pointer_size"):
                 out[name] = value
+        base = self._baseline
+        if base:
+            for name, value in base.items():
+                current = out.get(name)
+                if isinstance(current, int):
+                    out[name] = current - value
         return out
 
     def settings(self) -> dict:
@@ -223,7 +291,7 @@ class AdminCommands:
             number, age = classes[cls]
             yield f"items:{cls}:number", number
             yield f"items:{cls}:age", age
-            yield f"items:{cls}:evicted", 0
+            yield f"items:{cls}:evicted", 0  # the store evicts by global LRU, not per class
 
     def _slabs(self) -> Iterator[tuple[str, int]]:
         classes: dict[int, list[int]] = {}
@@ -312,7 +380,7 @@ class AdminCommands:
         if any(len(k) > KEY_MAX for k in args):
             return _BAD_FORMAT
         try:
-            self.store.link(args[0].decode(), [k.decode() for k in args[1:]], expire)
+            self.store.link(decode_key(args[0]), [decode_key(k) for k in args[1:]], expire)
         except (ValueError, CachedepsError):
             return _BAD_FORMAT
         return b"" if noreply else b"LINKED %d\r\n" % (len(args) - 1)
@@ -326,7 +394,7 @@ class AdminCommands:
         if any(len(k) > KEY_MAX for k in keys):
             return _BAD_FORMAT
         try:
-            deleted = self.store.invalidate([k.decode() for k in keys])
+            deleted = self.store.invalidate([decode_key(k) for k in keys])
         except (ValueError, CachedepsError):
             return _BAD_FORMAT
         return b"" if noreply else b"INVALIDATED %d\r\n" % deleted
@@ -336,7 +404,7 @@ class AdminCommands:
         if len(tokens) != 2:
             return _ERROR
         try:
-            children = self.store.dependents(tokens[1].decode())
+            children = self.store.dependents(decode_key(tokens[1]))
         except (ValueError, CachedepsError):
             return _BAD_FORMAT
         return b"".join(b"DEPENDENT %s\r\n" % c.encode() for c in children) + _END

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 
 from ..errors import CachedepsError, ValueTooLarge
-from .context import VERSION_STRING, ServerContext
+from .context import VERSION_STRING, ServerContext, decode_key
 
 __all__ = ["BinaryConnection", "parse_packets"]
 
@@ -52,18 +52,25 @@ def parse_packets(buf: bytes, max_body: int) -> tuple[list[_Packet], int, str | 
     """Split ``buf`` into whole request packets.
 
     Returns ``(packets, consumed, error)``: each packet is ``(opcode, key, extras, value,
-    opaque, cas)``; ``error`` is ``"magic"`` for a byte stream that is not binary requests
-    or ``"size"`` for a body over ``max_body``.
+    opaque, cas)``; ``error`` is ``"magic"`` for a byte stream that is not binary requests,
+    ``"size"`` for a body over ``max_body`` (its header is at ``consumed``) or ``"header"``
+    for a whole packet whose key and extras do not fit its body (at ``consumed``).
     """
     packets: list[_Packet] = []
     pos = 0
     end = len(buf)
     while end - pos >= 24:
         magic, opcode, keylen, extlen, _, _, bodylen, opaque, cas = _HEADER.unpack_from(buf, pos)
-        if magic != _REQ_MAGIC or keylen + extlen > bodylen:
+        if magic != _REQ_MAGIC:
             return packets, pos, "magic"
         if bodylen > max_body:
             return packets, pos, "size"
+        if keylen + extlen > bodylen:
+            # memcached reads the key and extras the header announces, then answers
+            # "Unknown command" and closes
+            if end - pos - 24 < keylen + extlen:
+                break
+            return packets, pos, "header"
         if end - pos - 24 < bodylen:
             break
         body = pos + 24
@@ -92,6 +99,10 @@ class BinaryConnection:
         self._rest = b""
         self._queue: list[tuple] = []
         self._error_after: bytes | None = None
+        # a too-large body being skipped: bytes left, then the reply that follows it
+        self._swallow = 0
+        self._swallow_reply = b""
+        self._close_after = False
         self.max_body = ctx.settings.item_max + 1024
         self.batch_bytes = ctx.settings.write_high_water
 
@@ -107,20 +118,48 @@ class BinaryConnection:
         (:attr:`pending`) for the next call, which the connection makes once the client
         has read enough.
         """
-        if data:
+        early: list[bytes] = []
+        if data and self._swallow:
+            if len(data) < self._swallow:
+                self._swallow -= len(data)
+                data = b""
+            else:
+                data = data[self._swallow:]
+                self._swallow = 0
+                early.append(self._swallow_reply)
+                self._swallow_reply = b""
+        while data:
             buf = self._rest + data if self._rest else data
+            data = b""
             packets, used, error = parse_packets(buf, self.max_body)
             self._rest = buf[used:]
             self._queue.extend(packets)
-            if error is not None:
-                reply = b""
-                if error == "size" and len(buf) >= used + 24:
-                    opaque = _HEADER.unpack_from(buf, used)[7]
-                    reply = _response(buf[used + 1], TOO_LARGE, opaque, value=_MESSAGES[TOO_LARGE])
-                self._error_after = reply
+            if error == "size" and len(buf) >= used + 24:
+                # As memcached: the body is skipped, then "Too large" is answered (and a
+                # failed set leaves no old value); the connection goes on.
+                header = _HEADER.unpack_from(buf, used)
+                opcode, keylen, extlen, bodylen, opaque = header[1], header[2], header[3], header[6], header[7]
+                reply = _response(opcode, TOO_LARGE, opaque, value=_MESSAGES[TOO_LARGE])
+                if opcode in (0x01, 0x11) and 0 < keylen <= 250 and len(buf) >= used + 24 + extlen + keylen:
+                    key = buf[used + 24 + extlen:used + 24 + extlen + keylen]
+                    self._queue.append((-1, key, b"", b"", 0, 0))  # drop the old value, in order
+                rest = len(buf) - used - 24
+                self._rest = b""
+                if rest >= bodylen:
+                    self._queue.append((-2, b"", b"", reply, 0, 0))
+                    data = buf[used + 24 + bodylen:]
+                else:
+                    self._swallow = bodylen - rest
+                    self._swallow_reply = reply
+            elif error == "header":
+                opcode, opaque = buf[used + 1], _HEADER.unpack_from(buf, used)[7]
+                self._error_after = _response(opcode, UNKNOWN, opaque, value=_MESSAGES[UNKNOWN])
+                self._rest = b""
+            elif error is not None:
+                self._error_after = b""
             elif len(self._rest) > self.max_body + 24:
                 self._error_after = b""
-        out: list[bytes] = []
+        out: list[bytes] = early
         size = 0
         queue = self._queue
         done = 0
@@ -131,6 +170,15 @@ class BinaryConnection:
                     out.append(_response(0x07, OK, packet[4]))
                 self._queue = []
                 return out, True
+            if packet[0] < 0:
+                if packet[0] == -1:
+                    try:
+                        self.store.delete(decode_key(packet[1]))
+                    except (ValueError, CachedepsError):
+                        pass
+                else:
+                    out.append(packet[3])
+                continue
             try:
                 reply = self._execute(*packet)
             except Exception:  # keep serving; the error is answered, not raised
@@ -138,8 +186,12 @@ class BinaryConnection:
             if reply:
                 out.append(reply)
                 size += len(reply)
-                if size > self.batch_bytes:
-                    break
+            if self._close_after:
+                # memcached closes after answering a malformed request
+                self._queue = []
+                return out, True
+            if size > self.batch_bytes:
+                break
         del queue[:done]
         if not queue and self._error_after is not None:
             if self._error_after:
@@ -150,6 +202,11 @@ class BinaryConnection:
     def _error(self, opcode: int, status: int, opaque: int) -> bytes:
         return _response(opcode, status, opaque, value=_MESSAGES.get(status, b"Error"))
 
+    def _malformed(self, opcode: int, opaque: int) -> bytes:
+        """Answer a request whose key or extras do not fit its command; then close."""
+        self._close_after = True
+        return _response(opcode, INVALID, opaque, value=_MESSAGES[INVALID])
+
     def _execute(self, opcode, key, extras, value, opaque, cas):
         spec = _OPS.get(opcode)
         if spec is None:
@@ -159,18 +216,17 @@ class BinaryConnection:
         if name in ("noop", "version", "quit", "flush", "stat"):
             return self._server_op(name, quiet, opcode, key, extras, opaque)
         if not key or len(key) > 250:
-            return self._error(opcode, INVALID, opaque)
-        try:
-            skey = key.decode()
-        except UnicodeDecodeError:
-            return self._error(opcode, INVALID, opaque)
+            return self._malformed(opcode, opaque)
+        skey = decode_key(key)
         try:
             if name in ("get", "getk", "gat", "gatk"):
                 if name.startswith("gat"):
                     if len(extras) != 4:
-                        return self._error(opcode, INVALID, opaque)
+                        return self._malformed(opcode, opaque)
                     item = store.gat(skey, _signed(_FLAGS.unpack(extras)[0]))
                 else:
+                    if extras:
+                        return self._malformed(opcode, opaque)
                     item = store.get_item(skey)
                 if item is None:
                     if quiet:
@@ -183,7 +239,7 @@ class BinaryConnection:
                 if name in ("append", "prepend"):
                     flags = expire = 0
                 elif len(extras) != 8:
-                    return self._error(opcode, INVALID, opaque)
+                    return self._malformed(opcode, opaque)
                 else:
                     flags, expire = _STORE_EXTRAS.unpack(extras)
                     expire = _signed(expire)
@@ -203,7 +259,7 @@ class BinaryConnection:
                 return self._error(opcode, EXISTS if status == "EXISTS" else NOT_FOUND, opaque)
             if name in ("incr", "decr"):
                 if len(extras) != 20:
-                    return self._error(opcode, INVALID, opaque)
+                    return self._malformed(opcode, opaque)
                 delta, initial, expire = _COUNTER_EXTRAS.unpack(extras)
                 number = store.incr(skey, delta) if name == "incr" else store.decr(skey, delta)
                 if number is None:
@@ -217,11 +273,14 @@ class BinaryConnection:
                 return _response(opcode, OK, opaque, info[1] if info else 0, value=_U64.pack(number))
             if name == "touch":
                 if len(extras) != 4:
-                    return self._error(opcode, INVALID, opaque)
+                    return self._malformed(opcode, opaque)
                 if store.touch(skey, _signed(_FLAGS.unpack(extras)[0])):
                     return _response(opcode, OK, opaque)
                 return self._error(opcode, NOT_FOUND, opaque)
         except ValueTooLarge:
+            if name == "set":
+                # As memcached (and the text set): a failed set leaves no old value readable.
+                store.delete(skey)
             return self._error(opcode, TOO_LARGE, opaque)
         except (ValueError, CachedepsError) as exc:
             if exc.__class__.__name__ == "NonNumericValue":
@@ -235,6 +294,8 @@ class BinaryConnection:
         if name == "version":
             return _response(opcode, OK, opaque, value=VERSION_STRING.encode())
         if name == "flush":
+            if not self.ctx.settings.flush_enabled:  # memcached -F answers "Auth failure."
+                return _response(opcode, 0x20, opaque, value=b"Auth failure.")
             delay = _FLAGS.unpack(extras)[0] if len(extras) == 4 else 0
             self.store.flush_all(delay)
             self.ctx.leases.clear()

@@ -14,7 +14,7 @@ import base64
 import binascii
 
 from ..errors import CachedepsError, ValueTooLarge
-from .context import ServerContext
+from .context import ServerContext, decode_key
 from .protocol import KEY_MAX, parse_int, parse_uint
 
 __all__ = ["MetaCommands"]
@@ -33,26 +33,58 @@ _BAD_CHUNK = b"CLIENT_ERROR bad data chunk\r\n"
 _TOO_LARGE = b"SERVER_ERROR object too large for cache\r\n"
 _NON_NUMERIC = b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
 
-_MG_FLAGS = frozenset(b"bcfhklOqstuvNRTE")
-_MS_FLAGS = frozenset(b"bcCEFIkOqsSTM")
-_MD_FLAGS = frozenset(b"bCEIkOqTx")
-_MA_FLAGS = frozenset(b"bCNJDTMqtcvkO")
+_BAD_DELTA = b"CLIENT_ERROR invalid numeric delta value\r\n"
+_BAD_INITIAL = b"CLIENT_ERROR invalid numeric initial value\r\n"
+_M_LENGTH = b"CLIENT_ERROR incorrect length for M token\r\n"
+
+# Every meta command takes every flag memcached knows (ignoring those it has no use for),
+# checking the tokens of the numeric ones, as memcached's shared flag pass does; E (an
+# explicit CAS id) and x (md: drop the value) are memcached 1.6.21's, newer than some builds.
+_KNOWN = frozenset(b"bcfhklqsuvtOILPCNRTDFJMEx")
+_MG_FLAGS = _MS_FLAGS = _MD_FLAGS = _MA_FLAGS = _KNOWN
 _MS_MODES = {b"S": "set", b"s": "set", b"E": "add", b"e": "add", b"A": "append", b"a": "append",
              b"P": "prepend", b"p": "prepend", b"R": "replace", b"r": "replace"}
 _MS_STATUS = {"STORED": b"HD", "NOT_STORED": b"NS", "EXISTS": b"EX", "NOT_FOUND": b"NF"}
 
 
 def _parse_flags(tokens: list[bytes], start: int, allowed: frozenset, dup_error: bytes):
-    """Return ``{flag_byte: token}`` (in request order) or an error reply."""
+    """Return ``{flag_byte: token}`` (in request order) or an error reply.
+
+    ``dup_error`` picks the family: ``mg``/``ms`` name each error, ``md``/``ma`` answer
+    ``invalid or duplicate flag`` for all of them (as memcached does).
+    """
+    named = dup_error is _DUP_FLAG
     opts: dict[int, bytes] = {}
     for tok in tokens[start:]:
         c = tok[0]
         if c not in allowed:
-            return _BAD_FLAG if dup_error is _DUP_FLAG else _BAD_OR_DUP
+            return _BAD_FLAG if named else _BAD_OR_DUP
         if c in opts:
             return dup_error
-        opts[c] = tok[1:]
+        val = tok[1:]
+        if c in _NUMERIC:
+            err = _check_token(c, val)
+            if err is not None:
+                return err if named else _BAD_OR_DUP
+        opts[c] = val
     return opts
+
+
+def _check_token(c: int, val: bytes) -> bytes | None:
+    if c == 67 or c == 69:  # C E
+        return _BAD_TOKEN if parse_uint(val) < 0 else None
+    if c == 77:  # M
+        return _M_LENGTH if len(val) != 1 else None
+    if c == 70:  # F
+        return _BAD_FORMAT if parse_uint(val) < 0 else None
+    if c == 68:  # D
+        return _BAD_DELTA if parse_uint(val) < 0 else None
+    if c == 74:  # J
+        return _BAD_INITIAL if parse_uint(val) < 0 else None
+    return _BAD_TOKEN if parse_int(val) is None else None  # N R T
+
+
+_NUMERIC = frozenset(b"CEMFDJNRT")
 
 
 def _key(key: bytes, opts: dict) -> str | bytes:
@@ -67,7 +99,7 @@ def _key(key: bytes, opts: dict) -> str | bytes:
         if not key:
             return _BAD_KEY
     try:
-        return key.decode()
+        return decode_key(key)
     except UnicodeDecodeError:
         return _BAD_KEY
 
@@ -109,7 +141,7 @@ class MetaCommands:
             return _LONG_OPAQUE, None
         skey = _key(tokens[1], opts)
         if isinstance(skey, bytes):
-            return skey, None
+            return (_BAD_OR_DUP if skey is _BAD_KEY and dup_error is _BAD_OR_DUP else skey), None
         return opts, skey
 
     # -- mg ------------------------------------------------------------------------------
@@ -131,7 +163,12 @@ class MetaCommands:
         store = self.store
         info = store.peek(skey) if (104 in opts or 108 in opts) else None  # h l: before access
         try:
-            item = store.gat(skey, nums[84]) if 84 in nums else store.get_item(skey)
+            if 84 in nums:
+                item = store.gat(skey, nums[84])
+            elif 117 in opts:  # u: no LRU bump, the item stays unfetched (mg h says h0)
+                item = store.peek_item(skey)
+            else:
+                item = store.get_item(skey)
         except (ValueError, CachedepsError):
             return _BAD_FORMAT
         won = False
@@ -238,19 +275,26 @@ class MetaCommands:
             return _BAD_CHUNK
         store = self.store
         stale = False
+        sent = False
         if compare is not None and 73 in opts:  # I: an older CAS stores, marked stale
             current = store.peek(skey)
             if current is not None and compare < current[0]:
+                # As memcached: the item keeps its TTL and whether a win was handed out.
                 compare, stale = None, True
+                ttl = current[1] if current[1] > 0 else 0
+                rec = self.ctx.lease_if_any(skey, current[0])
+                sent = bool(rec and rec[2])
         try:
             status, cas = store.store_item(mode, skey, value, ttl, flags,
                                            compare_cas=compare, cas_id=explicit)
         except ValueTooLarge:
+            self.ctx.store_too_large += 1
             return _TOO_LARGE
         except (ValueError, CachedepsError):
             return _BAD_FORMAT
         if stale and status == "STORED":
-            self.ctx.lease(skey, cas)[1] = True
+            rec = self.ctx.lease(skey, cas)
+            rec[1], rec[2] = True, sent
         code = _MS_STATUS[status]
         if code == b"HD" and 113 in opts:
             return b""

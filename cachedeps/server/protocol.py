@@ -24,6 +24,8 @@ fed arbitrary bytes only produces these tuples.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "TextParser",
     "OP_REPLY",
@@ -34,6 +36,7 @@ __all__ = [
     "KEY_MAX",
     "parse_uint",
     "parse_int",
+    "LINE_READ_MAX",
 ]
 
 OP_REPLY = b"\x00reply"
@@ -41,6 +44,9 @@ OP_TOO_LARGE = b"\x00too_large"
 OP_CLOSE = b"\x00close"
 
 LINE_MAX = 2048
+#: the longest complete line taken in one piece (memcached's read buffer: a longer line
+#: cannot arrive whole and is closed on as an endless line)
+LINE_READ_MAX = 16384
 KEY_MAX = 250
 _UINT32 = 0xFFFFFFFF
 _UINT64 = 0xFFFFFFFFFFFFFFFF
@@ -58,30 +64,62 @@ _BAD_FORMAT = b"CLIENT_ERROR bad command line format\r\n"
 _BAD_CHUNK = b"CLIENT_ERROR bad data chunk\r\n"
 
 
+# C's strtol/strtoul in base 10 as memcached's safe_strto* use them: leading white space,
+# a sign, digits, then the end of the token or a white-space byte (the rest is ignored).
+_NUMBER = re.compile(rb"[\t\n\x0b\x0c\r ]*([+-]?)([0-9]+)(?:[\t\n\x0b\x0c\r ]|\Z)")
+_INT64_MIN = -(1 << 63)
+_INT64_MAX = (1 << 63) - 1
+
+
 def parse_uint(token: bytes, limit: int = _UINT64) -> int:
-    """Return ``token`` as an unsigned decimal no larger than ``limit``, or ``-1``."""
+    """Return ``token`` as an unsigned decimal no larger than ``limit``, or ``-1``.
+
+    As memcached's ``safe_strtoull``: a leading ``+`` and white space are taken, a negative
+    number is refused unless it wraps to a positive one (``-0``).
+    """
     if token.isdigit():
         value = int(token)
-        if value <= limit:
-            return value
-    return -1
+        return value if value <= limit else -1
+    m = _NUMBER.match(token)
+    if m is None:
+        return -1
+    value = int(m.group(2))
+    if value > _UINT64:
+        return -1
+    if m.group(1) == b"-":
+        value = -value & _UINT64
+        if value > _INT64_MAX:
+            return -1
+    return value if value <= limit else -1
 
 
 def parse_int(token: bytes) -> int | None:
-    """Return ``token`` as a signed 32-bit decimal, or ``None`` (memcached's safe_strtol)."""
-    body = token[1:] if token[:1] == b"-" else token
-    if body.isdigit():
+    """Return ``token`` as memcached's ``safe_strtol`` reads it, or ``None``.
+
+    C's ``strtol`` (a 64-bit long: ``+``, white space, out of range refused) stored into a
+    32-bit int, so ``2147483648`` wraps to ``-2147483648`` as it does in memcached.
+    """
+    if token.isdigit():
         value = int(token)
-        if -_INT32_MAX - 1 <= value <= _INT32_MAX:
+        if value <= _INT32_MAX:
             return value
-    return None
+    m = _NUMBER.match(token)
+    if m is None:
+        return None
+    value = int(m.group(2))
+    if m.group(1) == b"-":
+        value = -value
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        return None
+    return ((value + (1 << 31)) & _UINT32) - (1 << 31)
 
 
 class TextParser:
     """Split a byte stream into memcache text/meta commands, incrementally.
 
     Args:
-        item_max: the largest value accepted; larger ones are swallowed and reported.
+        item_max: the item limit, counted as memcached counts an item (value, key and 59
+            bytes; 63 with non-zero flags); larger values are swallowed and reported.
         line_max: the longest command line (memcached: 2048).
         multiget_max: the longest ``get``/``gets``/``gat``/``gats``/``cd_link``/``cd_invalidate``
             line.
@@ -101,6 +139,11 @@ class TextParser:
         self.item_max = item_max
         self.line_max = line_max
         self.multiget_max = multiget_max
+
+    @property
+    def idle(self) -> bool:
+        """Return whether nothing is buffered: the next bytes start a command."""
+        return not self._rest and self._pending is None and not self._swallow
 
     @property
     def buffered(self) -> int:
@@ -147,12 +190,17 @@ class TextParser:
                 return out
             line = buf[pos:eol]
             pos = eol + 1
-            tokens = line.split()
-            if not tokens:
-                append((OP_REPLY, False, _ERROR))
-                continue
+            if line[-1:] == b"\r":
+                line = line[:-1]
+            tokens = line.split(b" ")
+            if b"" in tokens:
+                tokens = [t for t in tokens if t]
+                if not tokens:
+                    append((OP_REPLY, False, _ERROR))
+                    continue
             op = tokens[0]
-            if len(line) > line_max and (op not in _LONG_OPS or len(line) > self.multiget_max):
+            if len(line) > line_max and (len(line) > (self.multiget_max if op in _LONG_OPS
+                                                      else LINE_READ_MAX)):
                 append((OP_CLOSE, b"command line too long", None))
                 self._rest = b""
                 return out
@@ -229,11 +277,11 @@ class TextParser:
             return None
         flags = parse_uint(tokens[2])  # memcached keeps the low 32 bits of a 64-bit number
         exptime = parse_int(tokens[3])
-        vlen_token = tokens[4]
-        vlen = int(vlen_token) if vlen_token.isdigit() else -1
-        if flags < 0 or exptime is None or (vlen_token[:1] != b"-" and vlen < 0):
+        vlen_parsed = parse_int(tokens[4])
+        if flags < 0 or exptime is None or vlen_parsed is None:
             out.append((OP_REPLY, noreply, _BAD_FORMAT))
             return None
+        vlen = vlen_parsed
         cas = 0
         if base == 6:
             cas = parse_uint(tokens[5])
@@ -243,8 +291,10 @@ class TextParser:
         if vlen < 0 or vlen > _INT32_MAX - 2:
             out.append((OP_REPLY, noreply, _BAD_FORMAT))
             return None
-        args = (key, flags & _UINT32, exptime, cas, noreply)
-        if vlen > self.item_max:
+        flags &= _UINT32
+        args = (key, flags, exptime, cas, noreply)
+        # memcached's item size: header 48, key + 1, value + 2, CAS 8, flags 4 when not 0
+        if vlen + len(key) + (63 if flags else 59) > self.item_max:
             out.append((OP_TOO_LARGE, args, op))
             return args, -(vlen + 2)
         return args, vlen + 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..errors import CachedepsError, InvalidKey, ValueTooLarge
-from .context import ServerContext
+from .context import ServerContext, decode_key
 from .protocol import KEY_MAX, parse_int, parse_uint
 
 __all__ = ["TextCommands"]
@@ -54,20 +54,23 @@ class TextCommands:
         """Answer ``get <key>+``."""
         n = len(tokens)
         if n == 2:  # the common case, without building a list
-            key = tokens[1]
-            if len(key) > KEY_MAX:
-                return _BAD_FORMAT
-            try:
-                item = self.store.get_item(key.decode())
-            except (ValueError, CachedepsError):
-                return _BAD_FORMAT
-            if item is None:
-                return _END
-            value = item[0]
-            return b"VALUE %b %d %d\r\n%b\r\nEND\r\n" % (key, item[1], len(value), value)
+            return self.get_key(tokens[1])
         if n < 2:
             return _ERROR
         return self._retrieve(tokens[1:], self.store.get_item, False)
+
+    def get_key(self, key: bytes) -> bytes:
+        """Answer ``get <key>`` for one key."""
+        if len(key) > KEY_MAX:
+            return _BAD_FORMAT
+        try:
+            item = self.store.get_item(decode_key(key))
+        except (ValueError, CachedepsError):
+            return _BAD_FORMAT
+        if item is None:
+            return _END
+        value = item[0]
+        return b"VALUE %b %d %d\r\n%b\r\nEND\r\n" % (key, item[1], len(value), value)
 
     def gets(self, tokens: list[bytes], _data: object) -> bytes:
         """Answer ``gets <key>+`` (values with their CAS ids)."""
@@ -97,7 +100,7 @@ class TextCommands:
             if len(key) > KEY_MAX:
                 return _BAD_FORMAT
             try:
-                item = fetch(key.decode())
+                item = fetch(decode_key(key))
             except (ValueError, CachedepsError):
                 return _BAD_FORMAT
             if item is not None:
@@ -138,12 +141,13 @@ class TextCommands:
     def _store(self, mode: str, args: tuple, value: bytes, cas: int | None) -> bytes:
         key, flags, exptime, _, noreply = args
         try:
-            skey = key.decode()
+            skey = decode_key(key)
             if mode == "set" and cas is None:
                 self.store.set(skey, value, exptime, flags)
                 return b"" if noreply else _STORED
             status = self.store.store_item(mode, skey, value, exptime, flags, compare_cas=cas)[0]
         except ValueTooLarge:
+            self.ctx.store_too_large += 1
             if mode == "set" and cas is None:
                 # As memcached: a set that failed must not leave the old value readable.
                 self.store.delete(skey)
@@ -158,12 +162,13 @@ class TextCommands:
         As memcached does, a failed ``set`` also removes the old value so that it cannot be
         read as current.
         """
+        self.ctx.store_too_large += 1
         if op == b"ms":
             return _TOO_LARGE
         key, noreply = args[0], args[4]
         if op == b"set":
             try:
-                self.store.delete(key.decode())
+                self.store.delete(decode_key(key))
             except (ValueError, CachedepsError):
                 pass
         return b"" if noreply else _TOO_LARGE
@@ -180,12 +185,12 @@ class TextCommands:
             hold_zero = tokens[2] == b"0"
             noreply = tokens[-1] == b"noreply"
             if not ((n == 3 and (hold_zero or noreply)) or (n == 4 and hold_zero and noreply)):
-                return _DELETE_USAGE
+                return b"" if noreply else _DELETE_USAGE  # memcached: noreply holds for errors
         key = tokens[1]
         if len(key) > KEY_MAX:
             return b"" if noreply else _BAD_FORMAT
         try:
-            found = self.store.delete(key.decode())
+            found = self.store.delete(decode_key(key))
         except (ValueError, CachedepsError):
             return b"" if noreply else _BAD_FORMAT
         if noreply:
@@ -205,7 +210,7 @@ class TextCommands:
         if delta < 0:
             return b"" if noreply else _BAD_DELTA
         try:
-            skey = key.decode()
+            skey = decode_key(key)
             value = self.store.incr(skey, delta) if up else self.store.decr(skey, delta)
         except InvalidKey:
             return b"" if noreply else _BAD_FORMAT
@@ -232,7 +237,7 @@ class TextCommands:
         if exptime is None:
             return b"" if noreply else _BAD_EXPTIME
         try:
-            found = self.store.touch(key.decode(), exptime)
+            found = self.store.touch(decode_key(key), exptime)
         except (ValueError, CachedepsError):
             return b"" if noreply else _BAD_FORMAT
         if noreply:

@@ -228,6 +228,20 @@ class EmbeddedStore(ScanMixin, SweeperMixin):
             e = self._live(key)
             return None if e is None else Item(e[0], e[1], e[3])
 
+    def peek_item(self, key: str) -> Item | None:
+        """Return the item like :meth:`get_item` (a hit or a miss counted) without moving it
+        in the LRU or marking it fetched (memcached's ``mg ... u``)."""
+        _check(key)
+        with self._lock:
+            if self._flush_at:
+                self._flush_due()
+            e = self._data.get(key)
+            if e is None or (e[2] and e[2] <= _monotonic() and self._expire_locked(key, e)):
+                self._miss(key)
+                return None
+            self._get_hits += 1
+            return Item(e[0], e[1], e[3])
+
     def get_items(self, keys: Iterable[str]) -> dict[str, Item]:
         """Return ``{key: Item}`` for the keys that are present."""
         keys = list(keys)

@@ -85,16 +85,31 @@ _SENTINEL_REPLY = b"VA 1 k__end__\r\nX\r\n"
 
 
 def exchange(port: int, data: bytes, expect_close: bool = False, settle: float = 0.05,
-             timeout: float = 2.0) -> bytes:
-    """Send ``data`` on a new connection and return everything answered until quiet."""
+             timeout: float = 2.0, bytewise: bool = False) -> bytes:
+    """Send ``data`` on a new connection and return everything answered until quiet.
+
+    ``bytewise``: send it one byte per write (TCP_NODELAY), so that the server sees every
+    command split at every point.
+    """
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(data + (b"" if expect_close else _SENTINEL))
+        payload = data + (b"" if expect_close else _SENTINEL)
+        try:
+            if bytewise:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                for i in range(len(payload)):
+                    sock.sendall(payload[i:i + 1])
+            else:
+                sock.sendall(payload)
+        except OSError:  # closed by the server part way: read what it answered
+            pass
         out = b""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 chunk = sock.recv(65536)
             except socket.timeout:
+                break
+            except ConnectionResetError:  # closed with our bytes unread: closed all the same
                 break
             if not chunk:
                 break

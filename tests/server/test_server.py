@@ -221,3 +221,34 @@ def test_value_just_over_the_store_limit_is_refused_and_drops_the_old_value(serv
     # the parser lets 1024 bytes through; key and item overhead push it over in the store
     reply = exchange(serve.port, b"set k 0 0 1\r\nx\r\nset k 0 0 1024\r\n" + b"y" * 1024 + b"\r\nget k\r\n")
     assert reply == b"STORED\r\nSERVER_ERROR object too large for cache\r\nEND\r\n"
+
+
+def test_threads_serve_concurrent_clients_with_commands_one_at_a_time(serve_factory):
+    serve = serve_factory("--threads", "3")
+    exchange(serve.port, b"set counter 0 0 1\r\n0\r\n")
+    errors: list[str] = []
+
+    def client(n: int) -> None:
+        try:
+            with socket.create_connection(("127.0.0.1", serve.port), timeout=5) as s:
+                f = s.makefile("rb")
+                for i in range(200):
+                    value = b"%d-%d" % (n, i)
+                    s.sendall(b"set t:%d 0 0 %d\r\n%s\r\nget t:%d\r\nincr counter 1\r\n" % (n, len(value), value, n))
+                    got = [f.readline() for _ in range(5)]
+                    if got[:4] != [b"STORED\r\n", b"VALUE t:%d 0 %d\r\n" % (n, len(value)), value + b"\r\n", b"END\r\n"]:
+                        errors.append(repr(got))
+                        return
+        except OSError as exc:
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert exchange(serve.port, b"get counter\r\n") == b"VALUE counter 0 4\r\n1600\r\nEND\r\n"
+    time.sleep(0.3)  # the clients' closes reach their loops
+    stats = exchange(serve.port, b"stats\r\n")
+    assert b"STAT curr_connections 1\r\n" in stats, stats
