@@ -1,0 +1,324 @@
+"""The Redis store against real redis-servers (one, and a 3-node cluster): the conformance
+suite, native dependency trees, faults, bad input and the one-round-trip hit."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from cachedeps.config import RedisConfig, open_store, parse_url
+from cachedeps.errors import BackendError, BackendUnavailable, ConfigurationError, ValueTooLarge
+from cachedeps.testing import StoreConformance
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.redis
+
+
+def _open(url: str, **extra):
+    return open_store(url + ("&" if "?" in url else "?") + "timeout=5&connect_timeout=5")
+
+
+class TestRedisConformance(StoreConformance):
+    @pytest.fixture
+    def store(self, redis_server):
+        store = _open(redis_server.url)
+        store.flush_all()
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def small_store(self, redis_factory):
+        server = redis_factory(maxmemory="8mb")
+        store = _open(server.url)
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def dead_store(self):
+        store = open_store(f"redis://127.0.0.1:{free_port()}/0?connect_timeout=0.5&timeout=0.5")
+        yield store
+        store.close()
+
+
+class TestRedisClusterConformance(StoreConformance):
+    @pytest.fixture
+    def store(self, redis_cluster):
+        store = _open(redis_cluster.url)
+        store.flush_all()
+        yield store
+        store.close()
+
+
+@pytest.fixture(params=["single", "cluster"])
+def any_store(request):
+    if request.param == "single":
+        url = request.getfixturevalue("redis_server").url
+    else:
+        url = request.getfixturevalue("redis_cluster").url
+    store = _open(url)
+    store.flush_all()
+    yield store
+    store.close()
+
+
+def test_native_trees_purge_recursively(any_store):
+    from cachedeps.api import DependencyStore
+
+    store = any_store
+    assert isinstance(store, DependencyStore)
+    store.set_many({"d:q1": b"1", "d:q2": b"2", "d:frag": b"f", "d:view": b"v", "l:q1": b"lease", "d:other": b"o"})
+    store.link("t:book:1", ["d:q1", "d:q2"])
+    store.link("d:q1", ["d:frag", "l:q1"])
+    store.link("d:frag", ["d:view"])
+    store.link("d:view", ["d:q1"])  # a cycle ends
+    assert store.dependents("t:book:1") == ["d:q1", "d:q2"]
+    assert store.invalidate(["t:book:1"]) == 5
+    assert store.get_many(["d:q1", "d:q2", "d:frag", "d:view", "l:q1", "d:other"]) == {"d:other": b"o"}
+    assert store.dependents("t:book:1") == []
+    assert store.invalidate(["t:book:1"]) == 0
+
+
+def test_purge_fan_out_is_bounded_per_call_and_completes(redis_server):
+    store = _open(redis_server.url + "?purge_batch=100")
+    store.flush_all()
+    children = [f"d:c{i}" for i in range(1050)]
+    store.set_many({c: b"x" for c in children})
+    store.link("t:big", children)
+    calls = []
+    script = store._purge_script
+    store._purge_script = lambda **kw: calls.append(len(kw["keys"])) or script(**kw)
+    assert store.invalidate(["t:big"]) == 1050
+    assert len(calls) == 11  # 100 dependents per call, then the empty remainder
+    assert store.get_many(children) == {}
+    store.close()
+
+
+def test_links_expire_with_their_longest_lived_dependent(redis_server):
+    store = _open(redis_server.url)
+    store.link("t:exp", ["d:a"], expire=1)
+    store.link("t:exp", ["d:b"], expire=100)
+    ttl = store._client.pttl("\x01t:exp")
+    assert 90_000 < ttl <= 100_000
+    store.link("t:exp", ["d:c"], expire=1)  # never shortens
+    assert store._client.pttl("\x01t:exp") > 90_000
+    store.link("t:exp", ["d:d"], expire=0)
+    assert store._client.pttl("\x01t:exp") == -1
+    store.close()
+
+
+def test_cluster_dependency_sets_share_their_item_slot(redis_cluster):
+    from cachedeps.store.redis_store import _slot
+
+    store = _open(redis_cluster.url)
+    for key in ("d:abc", "t:books:{x}", "l}weird{", "d:ключ"):
+        assert _slot(store._set_key(key).encode()) == _slot(key.encode())
+    store.close()
+
+
+def test_one_round_trip_per_hit(redis_server, monkeypatch):
+    import redis.connection
+
+    store = _open(redis_server.url)
+    store.set("rt:k", b"v", flags=7)
+    store.get("rt:k")  # a connection in the pool
+    sent = []
+    real = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sent.append(command)
+        return real(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    assert store.get("rt:k") == b"v"
+    assert len(sent) == 1
+    assert store.get_item("rt:k").flags == 7
+    assert store.get_many(["rt:k", "rt:none"]) == {"rt:k": b"v"}
+    assert len(sent) == 3
+    store.close()
+
+
+def test_engine_hit_is_one_round_trip(redis_server, tmp_path, monkeypatch):
+    import redis.connection
+
+    from cachedeps import Cache
+    from tests.core._support import sqlite_feed, write
+
+    store = _open(redis_server.url)
+    store.flush_all()
+    conn, feed = sqlite_feed(tmp_path / "feed.db")
+    cache = Cache(store, feed=feed, namespace="rt:")
+    cache.poll(conn)
+    cache.set("answer", 42, depends_on=["book:1"])
+    assert cache.get("answer") == 42
+    sent = []
+    real = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sent.append(command)
+        return real(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    assert cache.get("answer") == 42
+    assert len(sent) == 1
+    monkeypatch.undo()
+    write(conn, feed, ["book:1"], cache=cache)  # the purge deletes the entry
+    assert store.get_many([k for k in map(bytes.decode, store._client.keys("d:*"))]) == {}
+    assert cache.get("answer", None) is None
+    store.close()
+
+
+def test_restart_and_flushall_are_misses(redis_factory):
+    server = redis_factory()
+    store = _open(server.url)
+    store.set("k", b"v")
+    store.link("t:k", ["k"])
+    server.stop()
+    with pytest.raises(BackendUnavailable) as info:
+        store.get("k")
+    assert info.value.address == server.address and server.address in str(info.value)
+    server.start()
+    for _ in range(2):  # the first call may meet the pool's dead connection
+        try:
+            assert store.get("k") is None
+            break
+        except BackendUnavailable:
+            pass
+    store.set("k", b"v2")
+    server.cli("flushall")
+    assert store.get("k") is None
+    assert store.invalidate(["t:k"]) == 0
+    store.close()
+
+
+def test_evictions_take_entries_and_sets_without_errors(redis_factory):
+    server = redis_factory(maxmemory="4mb")
+    store = _open(server.url)
+    for i in range(600):
+        store.set(f"d:e{i}", b"x" * 20_000)
+        store.link(f"t:e{i}", [f"d:e{i}"])
+    assert store.stats()["evictions"] > 0
+    assert store.get("d:e0") is None
+    assert store.invalidate([f"t:e{i}" for i in range(600)]) <= 600
+    store.close()
+
+
+def test_value_over_the_limit_is_refused_never_truncated(redis_server):
+    store = _open(redis_server.url + "?item_max=1k")
+    with pytest.raises(ValueTooLarge, match="item_max"):
+        store.set("big", b"x" * 1025)
+    store.set("big", b"x" * 1000)
+    with pytest.raises(ValueTooLarge, match="item_max"):
+        store.append("big", b"y" * 100)
+    assert store.get("big") == b"x" * 1000
+    with pytest.raises(ValueTooLarge):
+        store.set_many({"ok": b"1", "big2": b"x" * 2000})
+    assert store.get("big2") is None
+    store.close()
+
+
+def test_read_only_replica_and_refused_script_name_the_address(redis_factory):
+    primary = redis_factory()
+    replica = redis_factory(extra=("--replicaof", "127.0.0.1", str(primary.port)))
+    store = _open(replica.url)
+    with pytest.raises(BackendError, match=f"read-only replica.*|{replica.address}") as info:
+        store.cas("k", b"v", 1)
+        store.set("k", b"v")
+    assert replica.address in str(info.value)
+    store.close()
+
+
+def test_noscript_becomes_a_cachedeps_error(redis_server, monkeypatch):
+    import redis.exceptions
+
+    store = _open(redis_server.url)
+
+    def refuse(*a, **kw):
+        raise redis.exceptions.NoScriptError("No matching script")
+
+    monkeypatch.setattr(store, "_cas_script", refuse)
+    with pytest.raises(BackendError, match="NOSCRIPT") as info:
+        store.cas("k", b"v", 1)
+    assert redis_server.address in str(info.value)
+    store.close()
+
+
+def test_cluster_url_against_a_single_server(redis_server):
+    with pytest.raises(ConfigurationError, match="not in cluster mode"):
+        open_store(f"redis+cluster://{redis_server.address}?timeout=2")
+
+
+def test_single_url_against_a_cluster_node(redis_cluster):
+    node = redis_cluster.nodes[0]
+    store = _open(node.url)
+    with pytest.raises(ConfigurationError, match="redis\\+cluster"):
+        for i in range(50):  # some key lives on another node
+            store.set(f"k{i}", b"v")
+    store.close()
+
+
+def test_prefix_stats(redis_server):
+    store = _open(redis_server.url)
+    store.flush_all()
+    store.set("books:1", b"v" * 100)
+    store.get("books:1")
+    store.get("books:2")
+    store.link("books:1", ["d:x"])
+    stats = store.prefix_stats()
+    assert stats["books"]["items"] == 1 and stats["books"]["hits"] == 1 and stats["books"]["misses"] == 1
+    assert stats["books"]["bytes"] >= 100 and stats["(dependencies)"]["items"] == 1
+    store.close()
+
+
+@pytest.mark.parametrize("url, message", [
+    ("redis://h:70000/0", "port must be a number from 1 to 65535"),
+    ("redis://h:abc", "port must be a number"),
+    ("redis://h:6379/0?timeot=1s", "Unknown option 'timeot'.*accepted: connect_timeout, db, item_max"),
+    ("redis://h:6379/0?ssl_ca_certs=/x", "Unknown option 'ssl_ca_certs'"),
+    ("rediss://h:6379/0?ssl_cert_reqs=maybe", "expected none, optional or required"),
+    ("redis://h:6379/zero", "database number"),
+    ("redis://a:1,b:2", "redis\\+cluster://"),
+    ("redis+cluster://a:1/3", "only database 0"),
+    ("redis://h:6379/0?item_max=1GB", "512 MiB"),
+    ("unix://", "unix:///path"),
+])
+def test_bad_urls_name_the_input_and_what_is_accepted(url, message):
+    with pytest.raises(ConfigurationError, match=message):
+        parse_url(url)
+
+
+def test_urls():
+    config = parse_url("rediss://user:s%40cret@cache.example.com:6380/2?ssl_cert_reqs=none&timeout=500ms")
+    assert isinstance(config, RedisConfig)
+    assert config.tls and config.db == 2 and config.password == "s@cret" and config.username == "user"
+    assert dict(config.ssl_options) == {"ssl_cert_reqs": "none"} and config.timeout == 0.5
+    assert "s@cret" not in repr(config) and "s@cret" not in config.url_for_errors
+    assert parse_url("redis://h").servers == (("h", 6379),)
+    assert parse_url("unix:///run/redis.sock?db=3") == RedisConfig(unix_path="/run/redis.sock", db=3)
+    cluster = parse_url("redis+cluster://h1:7000,h2:7001")
+    assert cluster.cluster and cluster.servers == (("h1", 7000), ("h2", 7001))
+
+
+def test_unix_socket(redis_factory, tmp_path):
+    sock = tmp_path / "r.sock"
+    redis_factory(extra=("--unixsocket", str(sock)))
+    time.sleep(0.1)
+    store = open_store(f"unix://{sock}?db=1")
+    store.set("u", b"v")
+    assert store.get("u") == b"v"
+    store.close()
+
+
+def test_missing_redis_py_names_the_extra(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake(name, *args, **kwargs):
+        if name == "redis" or name.startswith("redis."):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+    with pytest.raises(ConfigurationError, match=r"cachedeps\[redis\]"):
+        open_store("redis://127.0.0.1:1/0")
