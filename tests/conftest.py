@@ -145,7 +145,7 @@ class RedisProcess:
         import tempfile
 
         self.binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.port = free_port()
+        self.port = _cluster_port() if cluster else free_port()
         self.maxmemory = maxmemory
         self.cluster = cluster
         self.extra = extra
@@ -184,6 +184,21 @@ class RedisProcess:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    for _ in range(200):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
 
 
 def redis_available() -> bool:

@@ -328,7 +328,7 @@ class RedisStore:
         if isinstance(exc, errors.NoScriptError):
             raise BackendError(f"Redis at {where} refused a cachedeps Lua script (NOSCRIPT): {exc}; "
                                "scripting must be enabled for the cachedeps store") from exc
-        if isinstance(exc, errors.ReadOnlyError):
+        if isinstance(exc, errors.ReadOnlyError) or "READONLY" in str(exc):
             raise BackendError(f"Redis at {where} is a read-only replica ({exc}); point the store URL "
                                "at the primary") from exc
         if isinstance(exc, OSError):

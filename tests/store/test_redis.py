@@ -220,11 +220,18 @@ def test_value_over_the_limit_is_refused_never_truncated(redis_server):
 def test_read_only_replica_and_refused_script_name_the_address(redis_factory):
     primary = redis_factory()
     replica = redis_factory(extra=("--replicaof", "127.0.0.1", str(primary.port)))
+    _open(primary.url).set("k", b"v")
     store = _open(replica.url)
-    with pytest.raises(BackendError, match=f"read-only replica.*|{replica.address}") as info:
-        store.cas("k", b"v", 1)
-        store.set("k", b"v")
-    assert replica.address in str(info.value)
+    deadline = time.monotonic() + 10
+    while store.get("k") is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    token = store.gets("k")[1]
+    writes = (lambda: store.set("k", b"v"), lambda: store.cas("k", b"w", token), lambda: store.append("k", b"x"),
+              lambda: store.link("t:k", ["k"]))
+    for write in writes:
+        with pytest.raises(BackendError, match="read-only replica") as info:
+            write()
+        assert replica.address in str(info.value)
     store.close()
 
 
