@@ -122,12 +122,14 @@ while #stack > 0 do
     seen[k] = true
     deleted = deleted + redis.call('DEL', k)
     local s = '\\1' .. k
+    local full = true
     if budget > 0 then
       local kids = redis.call('SPOP', s, budget)
+      full = #kids == budget  -- fewer than asked for: the set is gone
       budget = budget - #kids
       for i = 1, #kids do stack[#stack + 1] = kids[i] end
     end
-    if redis.call('EXISTS', s) == 1 then left[#left + 1] = k end
+    if full and redis.call('EXISTS', s) == 1 then left[#left + 1] = k end
   end
 end
 return {deleted, left}
@@ -142,12 +144,14 @@ local left = {}
 local deleted = 0
 for i = 1, #KEYS, 2 do
   deleted = deleted + redis.call('DEL', KEYS[i])
+  local full = true
   if budget > 0 then
     local got = redis.call('SPOP', KEYS[i + 1], budget)
+    full = #got == budget
     budget = budget - #got
     for j = 1, #got do kids[#kids + 1] = got[j] end
   end
-  if redis.call('EXISTS', KEYS[i + 1]) == 1 then left[#left + 1] = KEYS[i] end
+  if full and redis.call('EXISTS', KEYS[i + 1]) == 1 then left[#left + 1] = KEYS[i] end
 end
 return {deleted, kids, left}
 """
@@ -308,8 +312,8 @@ class RedisStore:
             address = _address(host, port)
         pool = redis.BlockingConnectionPool(max_connections=config.pool_size, timeout=config.timeout,
                                             db=config.db, **pool_kwargs, **common)
-        client = redis.Redis(connection_pool=pool)
-        return cls(client, config.url_for_errors, address, item_max=config.item_max,
+        single = redis.Redis(connection_pool=pool)
+        return cls(single, config.url_for_errors, address, item_max=config.item_max,
                    purge_batch=config.purge_batch)
 
     def __repr__(self) -> str:
