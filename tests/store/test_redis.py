@@ -329,3 +329,32 @@ def test_missing_redis_py_names_the_extra(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake)
     with pytest.raises(ConfigurationError, match=r"cachedeps\[redis\]"):
         open_store("redis://127.0.0.1:1/0")
+
+
+def test_rediss_with_tls_options(redis_factory, tmp_path):
+    import shutil
+    import subprocess
+
+    from tests.conftest import RedisProcess
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed (needed to make a test certificate)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    server = RedisProcess()
+    server.extra = ("--port", "0", "--tls-port", str(server.port), "--tls-cert-file", str(cert),
+                    "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no")
+    server.start()
+    try:
+        store = open_store(f"rediss://127.0.0.1:{server.port}/0?ssl_ca_certs={cert}&ssl_cert_reqs=required&timeout=5")
+        store.set("tls", b"v", flags=2)
+        assert store.get_item("tls")[:2] == (b"v", 2)
+        store.close()
+        plain = open_store(f"redis://127.0.0.1:{server.port}/0?timeout=1&connect_timeout=1")
+        with pytest.raises(BackendUnavailable):
+            plain.get("tls")
+        plain.close()
+    finally:
+        server.stop()
