@@ -246,26 +246,45 @@ class RedisCluster:
         return "redis+cluster://" + ",".join(n.address for n in self.nodes)
 
 
+def _form_cluster() -> RedisCluster:
+    nodes = [RedisProcess(cluster=True).start() for _ in range(3)]
+    made = subprocess.run([shutil.which("redis-cli") or "redis-cli", "--cluster", "create",
+                           *[n.address for n in nodes], "--cluster-replicas", "0", "--cluster-yes"],
+                          capture_output=True, text=True, timeout=60)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if all("cluster_state:ok" in n.cli("cluster", "info") for n in nodes):
+            return RedisCluster(nodes)
+        time.sleep(0.1)
+    for n in nodes:
+        n.stop()
+    require(False, f"could not form a 3-node Redis Cluster: {made.stdout[-500:]} {made.stderr[-500:]}")
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="session")
 def redis_cluster():
     """A 3-node Redis Cluster on free ports; skipped with the reason when it cannot form."""
     require(redis_available(), _NO_REDIS)
     pytest.importorskip("redis", reason="redis-py is not installed (pip install 'cachedeps[redis]')")
-    nodes = [RedisProcess(cluster=True).start() for _ in range(3)]
-    try:
-        made = subprocess.run([shutil.which("redis-cli") or "redis-cli", "--cluster", "create",
-                               *[n.address for n in nodes], "--cluster-replicas", "0", "--cluster-yes"],
-                              capture_output=True, text=True, timeout=60)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if all("cluster_state:ok" in n.cli("cluster", "info") for n in nodes):
-                break
-            time.sleep(0.1)
-        else:
-            for n in nodes:
-                n.stop()
-            require(False, f"could not form a 3-node Redis Cluster: {made.stdout[-500:]} {made.stderr[-500:]}")
-        yield RedisCluster(nodes)
-    finally:
-        for n in nodes:
+    cluster = _form_cluster()
+    yield cluster
+    for n in cluster.nodes:
+        n.stop()
+
+
+@pytest.fixture
+def redis_cluster_factory():
+    """Form private 3-node clusters (to kill or restart a node)."""
+    require(redis_available(), _NO_REDIS)
+    pytest.importorskip("redis", reason="redis-py is not installed (pip install 'cachedeps[redis]')")
+    formed: list[RedisCluster] = []
+
+    def make() -> RedisCluster:
+        formed.append(_form_cluster())
+        return formed[-1]
+
+    yield make
+    for cluster in formed:
+        for n in cluster.nodes:
             n.stop()

@@ -369,6 +369,9 @@ class RedisStore:
 
     def get_item(self, key: str) -> Item | None:
         """Return the item under ``key`` (value, flags, CAS id), or ``None``: one ``GET``."""
+        return self._fetch(key)
+
+    def _fetch(self, key: str) -> Item | None:
         check_key(key)
         raw = self._call(self._client.get, key)
         rec = self._prefixes.record(key)
@@ -380,16 +383,19 @@ class RedisStore:
 
     def get(self, key: str) -> bytes | None:
         """Return the value stored under ``key``, or ``None``."""
-        item = self.get_item(key)
+        item = self._fetch(key)
         return None if item is None else item.value
 
     def gets(self, key: str) -> tuple[bytes, int] | None:
         """Return ``(value, cas_id)`` or ``None``."""
-        item = self.get_item(key)
+        item = self._fetch(key)
         return None if item is None else (item.value, item.cas)
 
     def get_items(self, keys: Iterable[str]) -> dict[str, Item]:
         """Return ``{key: Item}`` for the keys that are present: one ``MGET`` (per node)."""
+        return self._fetch_many(keys)
+
+    def _fetch_many(self, keys: Iterable[str]) -> dict[str, Item]:
         keys = list(dict.fromkeys(keys))
         if not keys:
             return {}
@@ -409,11 +415,11 @@ class RedisStore:
 
     def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
         """Return ``{key: value}`` for the keys that are present."""
-        return {k: item.value for k, item in self.get_items(keys).items()}
+        return {k: item.value for k, item in self._fetch_many(keys).items()}
 
     def gets_many(self, keys: Iterable[str]) -> dict[str, tuple[bytes, int]]:
         """Return ``{key: (value, cas_id)}`` for the keys that are present."""
-        return {k: (item.value, item.cas) for k, item in self.get_items(keys).items()}
+        return {k: (item.value, item.cas) for k, item in self._fetch_many(keys).items()}
 
     # -- writes --------------------------------------------------------------------------
 
@@ -531,7 +537,7 @@ class RedisStore:
         if not isinstance(delta, int) or not 0 <= delta <= _MAX_U64:
             raise NonNumericValue(f"{name} delta must be an int from 0 to 2**64-1, got {delta!r}")
         while True:
-            item = self.get_item(key)
+            item = self._fetch(key)
             if item is None:
                 return None
             text = item.value.strip()

@@ -358,3 +358,37 @@ def test_rediss_with_tls_options(redis_factory, tmp_path):
         plain.close()
     finally:
         server.stop()
+
+
+def test_cluster_node_down_is_unavailable_then_misses(redis_cluster_factory):
+    from cachedeps.store.redis_store import _slot
+
+    cluster = redis_cluster_factory()
+    store = _open(cluster.url)
+    keys = [f"k{i}" for i in range(30)]
+    store.set_many({k: b"v" for k in keys})
+    for k in keys:
+        store.link("t:" + k, [k])
+    down = cluster.nodes[1]
+    owner = {k: store._client.get_node_from_key(k).port for k in keys}
+    lost = [k for k in keys if owner[k] == down.port]
+    assert lost and len(lost) < len(keys)
+    down.stop()
+    with pytest.raises(BackendUnavailable) as info:
+        store.get(lost[0])
+    assert str(down.port) in str(info.value)
+    with pytest.raises(BackendUnavailable):
+        store.invalidate(["t:" + lost[0]])
+    down.start()  # its slots come back (nodes.conf), its items do not
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            got = store.get_many(keys)
+            break
+        except BackendUnavailable:
+            time.sleep(0.2)
+    assert set(got) == set(keys) - set(lost)
+    # a link lives in its parent's slot: one on the node that went down went with it
+    kept = [k for k in keys if k not in lost and store._client.get_node_from_key("t:" + k).port != down.port]
+    assert store.invalidate(["t:" + k for k in keys]) == len(kept)
+    store.close()
