@@ -157,6 +157,9 @@ return {deleted, kids, left}
 """
 
 
+_BOUND = frozenset(("_client", "_cas_script", "_concat_script", "_link_script", "_purge_script"))
+
+
 def _new_cas() -> int:
     return random.getrandbits(63) | 1
 
@@ -239,21 +242,39 @@ class RedisStore:
     """
 
     def __init__(self, client: Any, name: str, address: str, *, item_max: int = 2**20,
-                 purge_batch: int = 10_000) -> None:
+                 purge_batch: int = 10_000, connect: Any = None) -> None:
         import redis.exceptions
 
-        self._client = client
         self._errors = redis.exceptions
-        self.cluster = type(client).__name__ == "RedisCluster"
         self.name = name
         self.address = address
         self.item_max = item_max
         self.purge_batch = purge_batch
         self._prefixes = PrefixTable()
+        self._connect_lock = threading.Lock()
+        if client is None:
+            # A cluster unreachable when opened: connect on first use (its calls raise
+            # BackendUnavailable until then, which the engine serves as misses).
+            self.cluster = True
+            self._connect = connect
+        else:
+            self._bind(client)
+
+    def _bind(self, client: Any) -> None:
+        self.cluster = type(client).__name__ == "RedisCluster"
         self._cas_script = client.register_script(_CAS)
         self._concat_script = client.register_script(_CONCAT)
         self._link_script = client.register_script(_LINK)
         self._purge_script = client.register_script(_PURGE_SLOT if self.cluster else _PURGE)
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _BOUND and "_connect" in self.__dict__:
+            with self.__dict__["_connect_lock"]:
+                if "_client" not in self.__dict__:
+                    self._bind(self.__dict__["_connect"]())
+            return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @classmethod
     def from_config(cls, config: RedisConfig) -> RedisStore:
@@ -282,22 +303,30 @@ class RedisStore:
             from redis.cluster import ClusterNode, RedisCluster
 
             address = ",".join(_address(h, p) for h, p in config.servers)
+
+            def connect() -> Any:
+                try:
+                    return RedisCluster(
+                        startup_nodes=[ClusterNode(h, p) for h, p in config.servers],
+                        max_connections=config.pool_size, **common,
+                    )
+                except redis.exceptions.RedisClusterException as exc:
+                    if "not enabled" in str(exc).lower() or "cluster mode" in str(exc).lower():
+                        raise ConfigurationError(
+                            f"{config.url_for_errors} names a server that is not in cluster mode ({exc}); "
+                            "use redis://host:port for a single server"
+                        ) from exc
+                    raise BackendUnavailable(f"Cannot form a Redis Cluster from {address}: {exc}",
+                                             address) from exc
+                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                    raise BackendUnavailable(f"Cannot reach Redis Cluster at {address}: {exc}", address) from exc
+
             try:
-                client = RedisCluster(
-                    startup_nodes=[ClusterNode(h, p) for h, p in config.servers],
-                    max_connections=config.pool_size, **common,
-                )
-            except redis.exceptions.RedisClusterException as exc:
-                if "not enabled" in str(exc).lower() or "cluster mode" in str(exc).lower():
-                    raise ConfigurationError(
-                        f"{config.url_for_errors} names a server that is not in cluster mode ({exc}); "
-                        "use redis://host:port for a single server"
-                    ) from exc
-                raise BackendUnavailable(f"Cannot form a Redis Cluster from {address}: {exc}", address) from exc
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-                raise BackendUnavailable(f"Cannot reach Redis Cluster at {address}: {exc}", address) from exc
+                client = connect()
+            except BackendUnavailable:
+                client = None
             return cls(client, config.url_for_errors, address, item_max=config.item_max,
-                       purge_batch=config.purge_batch)
+                       purge_batch=config.purge_batch, connect=connect)
         if config.unix_path:
             pool_kwargs: dict[str, Any] = dict(connection_class=redis.UnixDomainSocketConnection,
                                                path=config.unix_path)
@@ -741,6 +770,8 @@ class RedisStore:
 
     def close(self) -> None:
         """Close every connection."""
+        if "_client" not in self.__dict__:
+            return
         try:
             self._client.close()
         except Exception as exc:  # closing a broken pool must not fail the caller

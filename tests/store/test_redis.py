@@ -49,6 +49,14 @@ class TestRedisClusterConformance(StoreConformance):
         yield store
         store.close()
 
+    @pytest.fixture
+    def dead_store(self):
+        # opening needs no server: a cluster unreachable at start-up is misses, not a crash
+        store = open_store(f"redis+cluster://127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+                           "?connect_timeout=0.5&timeout=0.5")
+        yield store
+        store.close()
+
 
 @pytest.fixture(params=["single", "cluster"])
 def any_store(request):
