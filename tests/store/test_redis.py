@@ -29,10 +29,29 @@ class TestRedisConformance(StoreConformance):
 
     @pytest.fixture
     def small_store(self, redis_factory):
-        server = redis_factory(maxmemory="8mb")
+        server = redis_factory(maxmemory="8mb", extra=("--maxmemory-samples", "10"))
         store = _open(server.url)
         yield store
         store.close()
+
+    def test_eviction_keeps_recent_items(self, small_store):
+        """Redis' LRU clock counts whole seconds: keys written within one second are equally
+        old to it, and it evicts among them at random. So the old keys are written a second
+        before the rest, then the store is overfilled twice over."""
+        limit = small_store.stats()["limit_maxbytes"]
+        value = b"e" * 20_000
+        first = limit // len(value) // 3
+        for i in range(first):
+            small_store.set(f"conf:ev:{i}", value)
+        time.sleep(1.2)
+        count = first + 2 * limit // len(value)
+        for i in range(first, count):
+            small_store.set(f"conf:ev:{i}", value)
+        assert small_store.get(f"conf:ev:{count - 1}") == value
+        assert small_store.get("conf:ev:0") is None
+        stats = small_store.stats()
+        assert stats["evictions"] > 0
+        assert stats["bytes"] <= limit
 
     @pytest.fixture
     def dead_store(self):
