@@ -650,6 +650,37 @@ class RedisStore:
         for i in range(0, len(children), _MAX_ARGS):
             self._call(self._link_script, keys=[set_key], args=[ms, *children[i : i + _MAX_ARGS]])
 
+    def link_many(self, parents: Iterable[str], children: Iterable[str], expire: float = 0) -> None:
+        """Link ``children`` under every one of ``parents``: one pipelined round trip on one
+        server (one call per parent on a cluster)."""
+        parents = list(dict.fromkeys(parents))
+        children = list(children)
+        if self.cluster or len(children) > _MAX_ARGS:
+            for parent in parents:
+                self.link(parent, children, expire)
+            return
+        for key in (*parents, *children):
+            check_key(key)
+        mode, ms = _expiry(expire)
+        if mode == "del" or not children or not parents:
+            return
+        if mode == "pxat":
+            ms = max(1, ms - int(time.time() * 1000))
+        sha = self._link_script.sha
+        for attempt in (1, 2):
+            pipe = self._client.pipeline(transaction=False)
+            for parent in parents:
+                pipe.evalsha(sha, 1, self._set_key(parent), ms, *children)
+            try:
+                pipe.execute()
+                return
+            except self._errors.NoScriptError as exc:  # a restarted server: load it, once
+                if attempt == 2:
+                    self._translate(exc)
+                self._call(self._client.script_load, _LINK)
+            except Exception as exc:
+                self._translate(exc)
+
     def invalidate(self, keys: Iterable[str]) -> int:
         """Delete ``keys`` and, recursively, their dependents; return how many items went.
 

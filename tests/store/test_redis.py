@@ -419,3 +419,33 @@ def test_cluster_node_down_is_unavailable_then_misses(redis_cluster_factory):
     kept = [k for k in keys if k not in lost and store._client.get_node_from_key("t:" + k).port != down.port]
     assert store.invalidate(["t:" + k for k in keys]) == len(kept)
     store.close()
+
+
+def test_an_entry_is_linked_under_all_its_parents_in_one_round_trip(redis_server, monkeypatch):
+    import redis.connection
+
+    from cachedeps.deps import DependencyTrees
+
+    store = _open(redis_server.url)
+    store.flush_all()
+    trees = DependencyTrees(store, namespace="ns:")
+    trees.link("d:ns:warm", ["x"])
+    sent = []
+    real = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sent.append(command)
+        return real(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    trees.link("d:ns:q", ["book:1", "book:2", "author:3", "book.author_id=3"], expire=60)
+    assert len(sent) == 1
+    monkeypatch.undo()
+    store.set("d:ns:q", b"v")
+    assert store.dependents(trees.node("author:3")) == ["d:ns:q"]
+    assert 0 < store._client.pttl(store._set_key(trees.node("book:1"))) <= 60_000
+    assert trees.purge(["book.author_id=3"]) == 1 and store.get("d:ns:q") is None
+    store._client.script_flush()  # as after a restart: the script is loaded again, once
+    trees.link("d:ns:r", ["book:9"])
+    assert store.dependents(trees.node("book:9")) == ["d:ns:r"]
+    store.close()
