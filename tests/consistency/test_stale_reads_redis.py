@@ -98,3 +98,44 @@ def test_checker_catches_readers_that_never_poll_on_redis(tmp_path, redis_factor
     server = redis_factory()
     report = _run(_ctx(tmp_path, server.url, never_poll=True), duration=1.5)
     assert report.stale and report.reads > 100
+
+
+@pytest.mark.slow
+def test_soak_on_redis_every_fault_at_least_100k_reads(tmp_path, redis_factory):
+    server = redis_factory(maxmemory="4mb")
+    ctx = _ctx(tmp_path, server.url, crash_after=200, max_delta=50, items=8)
+    stop = threading.Event()
+
+    def churn(start: float) -> None:
+        """Restart, FLUSHALL and outage pulses for the whole run."""
+        while time.monotonic() < start:
+            time.sleep(0.05)
+        while not stop.is_set():
+            time.sleep(4)
+            server.restart()
+            time.sleep(3)
+            server.cli("flushall")
+            time.sleep(3)
+            server.stop()
+            time.sleep(1)
+            server.start()
+
+    def fill() -> None:
+        store = model.open_store(server.url)
+        i = 0
+        while not stop.is_set():
+            try:
+                store.set(f"filler:{i}", b"x" * 50_000)
+            except Exception:
+                time.sleep(0.01)
+            i += 1
+
+    filler = threading.Thread(target=fill, daemon=True)
+    filler.start()
+    try:
+        report = checker.run(model.make_writer, model.make_reader, ctx, writers=2, readers=4,
+                             duration=60.0, faults=[churn])
+    finally:
+        stop.set()
+        filler.join(5)
+    report.assert_ok(min_reads=100_000, min_writes=1000)
