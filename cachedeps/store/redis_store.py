@@ -355,6 +355,10 @@ class RedisStore:
         where = self.address
         if isinstance(exc, CachedepsError):
             raise exc
+        if isinstance(exc, errors.ConnectionError) and "No connection available" in str(exc):
+            raise BackendUnavailable(
+                f"No free connection to Redis at {where}: {exc}; raise pool_size in the store URL "
+                "or lower the number of threads using it at once", where) from exc
         if isinstance(exc, (errors.ConnectionError, errors.TimeoutError, errors.ClusterDownError,
                             errors.SlotNotCoveredError, errors.MaxConnectionsError)):
             raise BackendUnavailable(f"Cannot reach Redis at {where}: {exc or type(exc).__name__}", where) from exc

@@ -449,3 +449,15 @@ def test_an_entry_is_linked_under_all_its_parents_in_one_round_trip(redis_server
     trees.link("d:ns:r", ["book:9"])
     assert store.dependents(trees.node("book:9")) == ["d:ns:r"]
     store.close()
+
+
+def test_pool_exhausted_names_pool_size(redis_server):
+    store = open_store(redis_server.url + "?pool_size=1&timeout=0.2")
+    held = store._client.connection_pool.get_connection()
+    try:
+        with pytest.raises(BackendUnavailable, match="pool_size"):
+            store.get("k")
+    finally:
+        store._client.connection_pool.release(held)
+    assert store.get("k") is None
+    store.close()
