@@ -11,7 +11,8 @@ redis-py (not valkey-py): it speaks to Redis and Valkey alike (Valkey keeps the 
 protocol and commands), it is what Django's own ``RedisCache`` uses, so it is already
 installed where users are, and its cluster client routes by slot and follows ``MOVED``.
 
-How the contract maps onto Redis:
+How the contract maps onto Redis (the item layout, the Lua scripts and the slot arithmetic
+live in :mod:`cachedeps.store._redis_wire`):
 
 - An item is one string: a 12-byte header (flags as a big-endian u32, then the CAS id as a
   u64) followed by the value. A hit is one ``GET`` (one round trip); ``get_many`` is one
@@ -40,26 +41,37 @@ How the contract maps onto Redis:
 
 from __future__ import annotations
 
-import binascii
 import logging
-import math
-import random
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, NoReturn
 
-from ..api import RELATIVE_EXPIRY_LIMIT, Item
+from ..api import Item
 from ..errors import (
     BackendError,
     BackendUnavailable,
     CachedepsError,
     ConfigurationError,
     NonNumericValue,
-    ProtocolError,
     ValueTooLarge,
 )
 from ..keys import check_key
 from ._prefix import PrefixTable
+from ._redis_wire import (
+    CAS,
+    CONCAT,
+    HEADER,
+    LINK,
+    PURGE,
+    PURGE_SLOT,
+    check_flags,
+    expiry,
+    new_cas,
+    pack,
+    slot,
+    slot_tags,
+    unpack,
+)
 
 if TYPE_CHECKING:
     from ..config import RedisConfig
@@ -70,161 +82,10 @@ logger = logging.getLogger("cachedeps.store")
 
 #: Redis' largest string (proto-max-bulk-len), less the item header
 REDIS_MAX_VALUE = 512 * 2**20 - 12
-_HEADER = 12
 _MAX_U64 = 2**64 - 1
 _MAX_ARGS = 1000  # children per link call: Lua's unpack has a stack limit
 
-_CAS = """
-local v = redis.call('GET', KEYS[1])
-if not v then return -1 end
-if string.sub(v, 5, 12) ~= ARGV[1] then return 0 end
-local mode = ARGV[3]
-if mode == 'del' then redis.call('DEL', KEYS[1])
-elseif mode == 'keep' then redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
-elseif mode == 'px' then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
-elseif mode == 'pxat' then redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[4])
-else redis.call('SET', KEYS[1], ARGV[2]) end
-return 1
-"""
-
-_CONCAT = """
-local v = redis.call('GET', KEYS[1])
-if not v then return 0 end
-if #v + #ARGV[1] > tonumber(ARGV[4]) then return -1 end
-local body = string.sub(v, 13)
-if ARGV[3] == 'a' then body = body .. ARGV[1] else body = ARGV[1] .. body end
-redis.call('SET', KEYS[1], string.sub(v, 1, 4) .. ARGV[2] .. body, 'KEEPTTL')
-return 1
-"""
-
-_LINK = """
-local existed = redis.call('EXISTS', KEYS[1])
-redis.call('SADD', KEYS[1], unpack(ARGV, 2))
-local ms = tonumber(ARGV[1])
-if ms == 0 then redis.call('PERSIST', KEYS[1])
-elseif existed == 0 then redis.call('PEXPIRE', KEYS[1], ms)
-else redis.call('PEXPIRE', KEYS[1], ms, 'GT') end
-return 1
-"""
-
-# One server: delete KEYS and, depth first, their dependents, popping at most ARGV[1]
-# dependents in all; return {deleted, keys whose sets still hold dependents}.
-_PURGE = """
-local budget = tonumber(ARGV[1])
-local stack = {}
-for i = 1, #KEYS do stack[#stack + 1] = KEYS[i] end
-local seen = {}
-local left = {}
-local deleted = 0
-while #stack > 0 do
-  local k = table.remove(stack)
-  if not seen[k] then
-    seen[k] = true
-    deleted = deleted + redis.call('DEL', k)
-    local s = '\\1' .. k
-    local full = true
-    if budget > 0 then
-      local kids = redis.call('SPOP', s, budget)
-      full = #kids == budget  -- fewer than asked for: the set is gone
-      budget = budget - #kids
-      for i = 1, #kids do stack[#stack + 1] = kids[i] end
-    end
-    if full and redis.call('EXISTS', s) == 1 then left[#left + 1] = k end
-  end
-end
-return {deleted, left}
-"""
-
-# A cluster: KEYS are pairs (item, its set) of one slot; delete the items, pop at most
-# ARGV[1] dependents; return {deleted, dependents, items whose sets are not empty yet}.
-_PURGE_SLOT = """
-local budget = tonumber(ARGV[1])
-local kids = {}
-local left = {}
-local deleted = 0
-for i = 1, #KEYS, 2 do
-  deleted = deleted + redis.call('DEL', KEYS[i])
-  local full = true
-  if budget > 0 then
-    local got = redis.call('SPOP', KEYS[i + 1], budget)
-    full = #got == budget
-    budget = budget - #got
-    for j = 1, #got do kids[#kids + 1] = got[j] end
-  end
-  if full and redis.call('EXISTS', KEYS[i + 1]) == 1 then left[#left + 1] = KEYS[i] end
-end
-return {deleted, kids, left}
-"""
-
-
 _BOUND = frozenset(("_client", "_cas_script", "_concat_script", "_link_script", "_purge_script"))
-
-
-def _new_cas() -> int:
-    return random.getrandbits(63) | 1
-
-
-def _pack(value: bytes, flags: int, cas: int) -> bytes:
-    return flags.to_bytes(4, "big") + cas.to_bytes(8, "big") + value
-
-
-def _unpack(raw: bytes, key: str) -> Item:
-    if len(raw) < _HEADER:
-        raise ProtocolError(f"Redis item {key!r} has no cachedeps header ({len(raw)} bytes): "
-                            "another client wrote this key; use a database of its own (redis://host/N)")
-    return Item(raw[_HEADER:], int.from_bytes(raw[:4], "big"), int.from_bytes(raw[4:12], "big"))
-
-
-def _flags(flags: int) -> int:
-    if not (isinstance(flags, int) and 0 <= flags <= 2**32 - 1):
-        raise ValueError(f"flags must be an int from 0 to 2**32-1, got {flags!r}")
-    return flags
-
-
-def _expiry(expire: float) -> tuple[str, int]:
-    """Memcached's expiry as ``(mode, milliseconds)``: ``("", 0)`` never, ``("px", ms)``
-    relative, ``("pxat", unix ms)`` absolute, ``("del", 0)`` already expired."""
-    if expire == 0:
-        return "", 0
-    if expire < 0:
-        return "del", 0
-    if expire <= RELATIVE_EXPIRY_LIMIT:
-        return "px", max(1, int(math.ceil(expire * 1000)))
-    at = int(expire * 1000)
-    if at <= time.time() * 1000:
-        return "del", 0
-    return "pxat", at
-
-
-def _slot(key: bytes) -> int:
-    start = key.find(b"{")
-    if start >= 0:
-        end = key.find(b"}", start + 1)
-        if end > start + 1:
-            key = key[start + 1 : end]
-    return binascii.crc_hqx(key, 0) % 16384
-
-
-_TAGS: list[str] = []
-_TAGS_LOCK = threading.Lock()
-
-
-def _slot_tags() -> list[str]:
-    """Return, for each of the 16,384 cluster slots, a short string that hashes to it."""
-    if not _TAGS:
-        with _TAGS_LOCK:
-            if not _TAGS:
-                table: list[str | None] = [None] * 16384
-                missing, i = 16384, 0
-                while missing:
-                    text = format(i, "x")
-                    slot = binascii.crc_hqx(text.encode(), 0) % 16384
-                    if table[slot] is None:
-                        table[slot] = text
-                        missing -= 1
-                    i += 1
-                _TAGS.extend(t for t in table if t is not None)
-    return _TAGS
 
 
 class RedisStore:
@@ -262,10 +123,10 @@ class RedisStore:
 
     def _bind(self, client: Any) -> None:
         self.cluster = type(client).__name__ == "RedisCluster"
-        self._cas_script = client.register_script(_CAS)
-        self._concat_script = client.register_script(_CONCAT)
-        self._link_script = client.register_script(_LINK)
-        self._purge_script = client.register_script(_PURGE_SLOT if self.cluster else _PURGE)
+        self._cas_script = client.register_script(CAS)
+        self._concat_script = client.register_script(CONCAT)
+        self._link_script = client.register_script(LINK)
+        self._purge_script = client.register_script(PURGE_SLOT if self.cluster else PURGE)
         self._client = client
 
     def __getattr__(self, name: str) -> Any:
@@ -412,7 +273,7 @@ class RedisStore:
             rec[1] += 1
             return None
         rec[0] += 1
-        return _unpack(raw, key)
+        return unpack(raw, key)
 
     def get(self, key: str) -> bytes | None:
         """Return the value stored under ``key``, or ``None``."""
@@ -443,7 +304,7 @@ class RedisStore:
                 rec[1] += 1
             else:
                 rec[0] += 1
-                out[key] = _unpack(raw, key)
+                out[key] = unpack(raw, key)
         return out
 
     def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
@@ -460,8 +321,8 @@ class RedisStore:
         check_key(key)
         value = bytes(value)
         self._check_size(key, len(value))
-        mode, ms = _expiry(expire)
-        blob = _pack(value, _flags(flags), _new_cas())
+        mode, ms = expiry(expire)
+        blob = pack(value, check_flags(flags), new_cas())
         client = self._client
         if mode == "del":  # stored already expired: the key holds nothing afterwards
             if condition == "nx":
@@ -493,15 +354,15 @@ class RedisStore:
         for key, value in values.items():
             check_key(key)
             self._check_size(key, len(value))
-        mode, ms = _expiry(expire)
-        _flags(flags)
+        mode, ms = expiry(expire)
+        check_flags(flags)
         if mode == "del":
             self.delete_many(values)
             return []
         kwargs = {"px": ms} if mode == "px" else {"pxat": ms} if mode == "pxat" else {}
         pipe = self._client.pipeline(transaction=False)
         for key, value in values.items():
-            pipe.set(key, _pack(value, flags, _new_cas()), **kwargs)
+            pipe.set(key, pack(value, flags, new_cas()), **kwargs)
         results = self._call(pipe.execute)
         return [k for k, ok in zip(values, results) if not ok]
 
@@ -520,8 +381,8 @@ class RedisStore:
         self._check_size(key, len(value))
         if not isinstance(cas, int) or not 0 <= cas <= _MAX_U64:
             return False if self._call(self._client.exists, key) else None
-        mode, ms = _expiry(expire)
-        return self._cas_raw(key, cas, _pack(value, _flags(flags), _new_cas()), mode, ms)
+        mode, ms = expiry(expire)
+        return self._cas_raw(key, cas, pack(value, check_flags(flags), new_cas()), mode, ms)
 
     def _cas_raw(self, key: str, cas: int, blob: bytes, mode: str, ms: int) -> bool | None:
         answer = self._call(self._cas_script, keys=[key], args=[cas.to_bytes(8, "big"), blob, mode, ms])
@@ -531,7 +392,7 @@ class RedisStore:
         check_key(key)
         value = bytes(value)
         answer = self._call(self._concat_script, keys=[key],
-                            args=[value, _new_cas().to_bytes(8, "big"), where, self.item_max + _HEADER])
+                            args=[value, new_cas().to_bytes(8, "big"), where, self.item_max + HEADER])
         if answer == -1:
             raise ValueTooLarge(f"{'Appending' if where == 'a' else 'Prepending'} {len(value)} bytes to "
                                 f"{key!r} would pass this store's item_max of {self.item_max} ({self.name})")
@@ -581,7 +442,7 @@ class RedisStore:
                 )
             number = int(text)
             number = (number + delta) & _MAX_U64 if name == "incr" else max(number - delta, 0)
-            blob = _pack(b"%d" % number, item.flags, _new_cas())
+            blob = pack(b"%d" % number, item.flags, new_cas())
             stored = self._cas_raw(key, item.cas, blob, "keep", 0)
             if stored is None:
                 return None
@@ -591,7 +452,7 @@ class RedisStore:
     def touch(self, key: str, expire: float = 0) -> bool:
         """Change an item's expiry; return whether it exists."""
         check_key(key)
-        mode, ms = _expiry(expire)
+        mode, ms = expiry(expire)
         client = self._client
         if mode == "del":
             return bool(self._call(client.delete, key))
@@ -636,7 +497,7 @@ class RedisStore:
     def _set_key(self, key: str) -> str:
         if not self.cluster:
             return "\x01" + key
-        return "{" + _slot_tags()[_slot(key.encode("utf-8"))] + "}\x01" + key
+        return "{" + slot_tags()[slot(key.encode("utf-8"))] + "}\x01" + key
 
     def link(self, parent: str, children: Iterable[str], expire: float = 0) -> None:
         """Record that each of ``children`` depends on ``parent``; the link lives as long as
@@ -645,7 +506,7 @@ class RedisStore:
         children = list(children)
         for child in children:
             check_key(child)
-        mode, ms = _expiry(expire)
+        mode, ms = expiry(expire)
         if mode == "del" or not children:
             return
         if mode == "pxat":
@@ -665,7 +526,7 @@ class RedisStore:
             return
         for key in (*parents, *children):
             check_key(key)
-        mode, ms = _expiry(expire)
+        mode, ms = expiry(expire)
         if mode == "del" or not children or not parents:
             return
         if mode == "pxat":
@@ -681,7 +542,7 @@ class RedisStore:
             except self._errors.NoScriptError as exc:  # a restarted server: load it, once
                 if attempt == 2:
                     self._translate(exc)
-                self._call(self._client.script_load, _LINK)
+                self._call(self._client.script_load, LINK)
             except Exception as exc:
                 self._translate(exc)
 
@@ -705,7 +566,7 @@ class RedisStore:
         while frontier:
             by_slot: dict[int, list[str]] = {}
             for key in frontier:
-                by_slot.setdefault(_slot(key.encode("utf-8")), []).append(key)
+                by_slot.setdefault(slot(key.encode("utf-8")), []).append(key)
             frontier = []
             for slot_keys in by_slot.values():
                 pairs: list[str] = []

@@ -135,7 +135,7 @@ def test_links_expire_with_their_longest_lived_dependent(redis_server):
 
 
 def test_cluster_dependency_sets_share_their_item_slot(redis_cluster):
-    from cachedeps.store.redis_store import _slot
+    from cachedeps.store._redis_wire import slot as _slot
 
     store = _open(redis_cluster.url)
     for key in ("d:abc", "t:books:{x}", "l}weird{", "d:ключ"):
@@ -388,7 +388,7 @@ def test_rediss_with_tls_options(redis_factory, tmp_path):
 
 
 def test_cluster_node_down_is_unavailable_then_misses(redis_cluster_factory):
-    from cachedeps.store.redis_store import _slot
+    from cachedeps.store._redis_wire import slot as _slot
 
     cluster = redis_cluster_factory()
     store = _open(cluster.url)
