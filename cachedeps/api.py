@@ -3,7 +3,7 @@
 - :class:`Store`: the memcache command set over bytes values with 32-bit flags, implemented
   by the embedded store, the remote (pymemcache) store and, over TCP, ``cachedeps serve``.
 - :class:`DependencyStore`: the optional native write-time dependency tree (embedded store,
-  ``cachedeps serve``). Stores without it get an emulation from :mod:`cachedeps.deps`.
+  ``cachedeps serve``, the Redis store). Stores without it get an emulation from :mod:`cachedeps.deps`.
 - :data:`NO_VALUE`: the marker for "nothing cached", distinct from a cached ``None``.
 - :class:`Item`: a value with its flags and CAS id.
 

@@ -6,6 +6,10 @@ URLs::
     embedded://sessions?max_memory=16MB&item_max=2MiB&low_water=0.7&high_water=0.9
     memcache://127.0.0.1:11211           memcached or `cachedeps serve`
     memcache://h1:11211,h2:11211?timeout=500ms&connect_timeout=1s&pool_size=8
+    redis://[user:password@]127.0.0.1:6379/0?timeout=500ms&pool_size=32
+    rediss://cache.example.com:6380/0?ssl_ca_certs=/etc/ca.pem&ssl_cert_reqs=required
+    unix:///run/redis/redis.sock?db=0
+    redis+cluster://10.0.0.1:7000,10.0.0.2:7001?timeout=1s
 
 Sizes are a number with an optional unit: ``B``, ``k``/``K``/``KB``/``KiB`` (1024),
 ``M``/``MB``/``MiB``, ``G``/``GB``/``GiB`` — every unit is binary, as in memcached's ``-m``.
@@ -23,7 +27,7 @@ import importlib
 import re
 import threading
 import weakref
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Union
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -33,6 +37,7 @@ from .errors import ConfigurationError
 __all__ = [
     "EmbeddedConfig",
     "MemcacheConfig",
+    "RedisConfig",
     "PluginConfig",
     "StoreConfig",
     "BACKENDS",
@@ -50,6 +55,11 @@ BACKENDS = {
     "embedded": "cachedeps.store.embedded:EmbeddedStore",
     "memcache": "cachedeps.store.remote:RemoteStore",
     "memcached": "cachedeps.store.remote:RemoteStore",
+    "redis": "cachedeps.store.redis_store:RedisStore",
+    "rediss": "cachedeps.store.redis_store:RedisStore",
+    "unix": "cachedeps.store.redis_store:RedisStore",
+    "redis+cluster": "cachedeps.store.redis_store:RedisStore",
+    "rediss+cluster": "cachedeps.store.redis_store:RedisStore",
 }
 
 _SIZE_UNITS = {
@@ -121,6 +131,55 @@ class MemcacheConfig:
 
 
 @dataclass(frozen=True)
+class RedisConfig:
+    """Settings of a :class:`~cachedeps.store.redis_store.RedisStore` (Redis or Valkey).
+
+    ``servers`` holds one ``(host, port)`` pair, or a cluster's seed nodes when ``cluster``;
+    ``unix_path`` replaces them for ``unix://``. ``item_max`` is the largest value accepted
+    (memcached's default, 1 MiB; Redis allows up to 512 MiB); ``purge_batch`` bounds the
+    dependents one purge script call pops. ``ssl_options`` are redis-py's ``ssl_*``
+    arguments, for ``rediss://``.
+    """
+
+    servers: tuple[tuple[str, int], ...] = ()
+    unix_path: str = ""
+    cluster: bool = False
+    tls: bool = False
+    db: int = 0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = 1.0
+    connect_timeout: float = 1.0
+    pool_size: int = 16
+    item_max: int = 2**20
+    purge_batch: int = 10_000
+    ssl_options: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.servers and not self.unix_path:
+            raise ConfigurationError("A redis URL needs host:port, e.g. redis://127.0.0.1:6379/0")
+        for name in ("timeout", "connect_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("pool_size", "item_max", "purge_batch"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.item_max > 512 * 2**20 - 12:
+            raise ConfigurationError(f"item_max {self.item_max} is over Redis' 512 MiB string limit")
+        if self.cluster and self.db:
+            raise ConfigurationError(f"Redis Cluster has only database 0, got db={self.db}")
+
+    @property
+    def url_for_errors(self) -> str:
+        """The URL without its password, for logs and errors."""
+        if self.unix_path:
+            return f"unix://{self.unix_path}?db={self.db}"
+        scheme = ("rediss" if self.tls else "redis") + ("+cluster" if self.cluster else "")
+        hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.servers)
+        return f"{scheme}://{hosts}" + ("" if self.cluster else f"/{self.db}")
+
+
+@dataclass(frozen=True)
 class PluginConfig:
     """A URL for a store registered under the ``cachedeps.stores`` entry-point group."""
 
@@ -128,7 +187,7 @@ class PluginConfig:
     url: str
 
 
-StoreConfig = Union[EmbeddedConfig, MemcacheConfig, PluginConfig]
+StoreConfig = Union[EmbeddedConfig, MemcacheConfig, RedisConfig, PluginConfig]
 
 
 def parse_size(text: str, option: str = "size") -> int:
@@ -209,6 +268,91 @@ def _options(query: str, accepted: dict[str, Callable[[str, str], Any]], url: st
     return out
 
 
+def _bool(text: str, option: str) -> bool:
+    value = str(text).lower()
+    if value not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+        raise ConfigurationError(f"Bad {option} {text!r}: expected true or false")
+    return value in ("1", "true", "yes", "on")
+
+
+def _cert_reqs(text: str, option: str) -> str:
+    if text not in ("none", "optional", "required"):
+        raise ConfigurationError(f"Bad {option} {text!r}: expected none, optional or required")
+    return text
+
+
+def _path(text: str, option: str) -> str:
+    if not text:
+        raise ConfigurationError(f"Bad {option}: expected a file path")
+    return text
+
+
+_REDIS_OPTIONS: dict[str, Callable[[str, str], Any]] = {
+    "timeout": parse_duration,
+    "connect_timeout": parse_duration,
+    "pool_size": _count,
+    "item_max": parse_size,
+    "purge_batch": _count,
+    "db": _count,
+}
+_REDIS_TLS_OPTIONS: dict[str, Callable[[str, str], Any]] = {
+    "ssl_cert_reqs": _cert_reqs,
+    "ssl_ca_certs": _path,
+    "ssl_certfile": _path,
+    "ssl_keyfile": _path,
+    "ssl_check_hostname": _bool,
+}
+
+
+def _parse_redis(url: str, scheme: str) -> RedisConfig:
+    parts = urlsplit(url)
+    tls = scheme.startswith("rediss")
+    accepted = dict(_REDIS_OPTIONS, **(_REDIS_TLS_OPTIONS if tls else {}))
+    options = _options(parts.query, accepted, url)
+    ssl_options = tuple((k, options.pop(k)) for k in list(options) if k.startswith("ssl_"))
+    common: dict[str, Any] = dict(tls=tls, ssl_options=ssl_options, **options)
+    if scheme == "unix":
+        if not parts.path:
+            raise ConfigurationError(f"Bad redis URL {url!r}: expected unix:///path/to/redis.sock?db=0")
+        return RedisConfig(unix_path=unquote(parts.path), **common)
+    netloc = parts.netloc
+    userinfo, at, hosts = netloc.rpartition("@")
+    if at:
+        user, _, password = userinfo.partition(":")
+        common["username"] = unquote(user) or None
+        common["password"] = unquote(password) or None
+    servers = []
+    for part in filter(None, hosts.split(",")):
+        host, sep, port = part.rpartition(":")
+        if not sep or (part.startswith("[") and not host.endswith("]")):
+            host, port = part, "6379"
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigurationError(
+                f"Bad server {part!r} in {url!r}: the port must be a number from 1 to 65535; "
+                "expected host[:port] (port 6379 when left out; IPv6 as [addr]:port)"
+                + (", several separated by commas" if "cluster" in scheme else "")
+            )
+        servers.append((host, int(port)))
+    if not servers:
+        raise ConfigurationError(f"Bad redis URL {url!r}: expected {scheme}://host:port")
+    cluster = scheme.endswith("+cluster")
+    if not cluster and len(servers) > 1:
+        raise ConfigurationError(
+            f"Bad redis URL {url!r}: several servers need redis+cluster://h1:7000,h2:7001 (Redis Cluster)"
+        )
+    path = parts.path.strip("/")
+    if path:
+        if cluster or not path.isdigit() or "db" in options:
+            raise ConfigurationError(
+                f"Bad redis URL {url!r}: the path must be a database number (redis://host:6379/0)"
+                + ("; a cluster has only database 0" if cluster else "")
+            )
+        common["db"] = int(path)
+    return RedisConfig(servers=tuple(servers), cluster=cluster, **common)
+
+
 def _servers(netloc: str, url: str) -> tuple[tuple[str, int], ...]:
     servers = []
     for part in filter(None, netloc.split(",")):
@@ -255,6 +399,8 @@ def parse_url(url: str) -> StoreConfig:
             raise ConfigurationError(f"Bad memcache URL {url!r}: unexpected path {parts.path!r}")
         return MemcacheConfig(servers=_servers(parts.netloc, url),
                               **_options(parts.query, _MEMCACHE_OPTIONS, url))
+    if scheme in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"):
+        return _parse_redis(url, scheme)
     if scheme in {ep.name for ep in _entry_points()}:
         return PluginConfig(scheme=scheme, url=url)
     raise ConfigurationError(
@@ -314,11 +460,13 @@ def open_store(url_or_config: str | StoreConfig, **overrides: Any) -> Store:
         return _open_embedded(config)
     if isinstance(config, MemcacheConfig):
         return _load(BACKENDS["memcache"]).from_config(config)
+    if isinstance(config, RedisConfig):
+        return _load(BACKENDS["redis"]).from_config(config)
     if isinstance(config, PluginConfig):
         for ep in _entry_points():
             if ep.name == config.scheme:
                 return ep.load().from_url(config.url)
         raise ConfigurationError(f"No store registered for scheme {config.scheme!r}")
     raise ConfigurationError(
-        f"Expected a store URL or an EmbeddedConfig/MemcacheConfig, got {type(config).__name__}"
+        f"Expected a store URL or an EmbeddedConfig/MemcacheConfig/RedisConfig, got {type(config).__name__}"
     )

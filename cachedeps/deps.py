@@ -94,6 +94,10 @@ class DependencyTrees:
         parents = [self.ref_node(s) for s in sources if s != entry_key]
         parents.extend(self.node(d) for d in deps)
         if self.native:
+            link_many = getattr(self.store, "link_many", None)
+            if link_many is not None:  # one round trip for every parent (Redis)
+                link_many(parents, (entry_key,), expire)
+                return
             for parent in parents:
                 self.store.link(parent, (entry_key,), expire)
             return

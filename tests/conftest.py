@@ -135,3 +135,156 @@ def postgres_dsn() -> str:
     """A DSN for the test PostgreSQL; skip (or fail under CI) when it is not running."""
     require(postgres_available(), f"PostgreSQL is not reachable at {PG_DSN}")
     return PG_DSN
+
+
+class RedisProcess:
+    """A redis-server on a free loopback port (never the shared 6379), without persistence;
+    can be stopped and restarted on the same port (empty again, as after a crash)."""
+
+    def __init__(self, maxmemory: str = "0", cluster: bool = False, extra: tuple[str, ...] = ()) -> None:
+        import tempfile
+
+        self.binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.port = _cluster_port() if cluster else free_port()
+        self.maxmemory = maxmemory
+        self.cluster = cluster
+        self.extra = extra
+        self.dir = tempfile.mkdtemp(prefix=f"cachedeps-redis-{self.port}-")
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.address}/0"
+
+    def start(self) -> "RedisProcess":
+        args = [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+                "--appendonly", "no", "--dir", self.dir, "--maxmemory", self.maxmemory,
+                "--maxmemory-policy", "allkeys-lru", "--protected-mode", "no", *self.extra]
+        if self.cluster:
+            args += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{self.port}.conf",
+                     "--cluster-node-timeout", "2000"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+        return self
+
+    def cli(self, *args: str) -> str:
+        return subprocess.run([shutil.which("redis-cli") or "redis-cli", "-h", "127.0.0.1", "-p", str(self.port),
+                               *args], capture_output=True, text=True, timeout=30).stdout
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    for _ in range(200):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
+def redis_available() -> bool:
+    return bool(shutil.which("redis-server") and shutil.which("redis-cli"))
+
+
+_NO_REDIS = "redis-server is not installed (apt-get install redis-server)"
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """One redis-server for the session on a free port (flushed by tests that need it empty)."""
+    require(redis_available(), _NO_REDIS)
+    pytest.importorskip("redis", reason="redis-py is not installed (pip install 'cachedeps[redis]')")
+    server = RedisProcess().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_factory():
+    """Start private redis-servers (to kill, restart, flush or starve of memory)."""
+    require(redis_available(), _NO_REDIS)
+    pytest.importorskip("redis", reason="redis-py is not installed (pip install 'cachedeps[redis]')")
+    started: list[RedisProcess] = []
+
+    def make(maxmemory: str = "0", extra: tuple[str, ...] = ()) -> RedisProcess:
+        server = RedisProcess(maxmemory, extra=extra).start()
+        started.append(server)
+        return server
+
+    yield make
+    for s in started:
+        s.stop()
+
+
+class RedisCluster:
+    """Three cluster-enabled redis-servers joined by ``redis-cli --cluster create``."""
+
+    def __init__(self, nodes: list[RedisProcess]) -> None:
+        self.nodes = nodes
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(n.address for n in self.nodes)
+
+
+def _form_cluster() -> RedisCluster:
+    nodes = [RedisProcess(cluster=True).start() for _ in range(3)]
+    made = subprocess.run([shutil.which("redis-cli") or "redis-cli", "--cluster", "create",
+                           *[n.address for n in nodes], "--cluster-replicas", "0", "--cluster-yes"],
+                          capture_output=True, text=True, timeout=60)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if all("cluster_state:ok" in n.cli("cluster", "info") for n in nodes):
+            return RedisCluster(nodes)
+        time.sleep(0.1)
+    for n in nodes:
+        n.stop()
+    require(False, f"could not form a 3-node Redis Cluster: {made.stdout[-500:]} {made.stderr[-500:]}")
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster():
+    """A 3-node Redis Cluster on free ports; skipped with the reason when it cannot form."""
+    require(redis_available(), _NO_REDIS)
+    pytest.importorskip("redis", reason="redis-py is not installed (pip install 'cachedeps[redis]')")
+    cluster = _form_cluster()
+    yield cluster
+    for n in cluster.nodes:
+        n.stop()
+
+
+@pytest.fixture
+def redis_cluster_factory():
+    """Form private 3-node clusters (to kill or restart a node)."""
+    require(redis_available(), _NO_REDIS)
+    pytest.importorskip("redis", reason="redis-py is not installed (pip install 'cachedeps[redis]')")
+    formed: list[RedisCluster] = []
+
+    def make() -> RedisCluster:
+        formed.append(_form_cluster())
+        return formed[-1]
+
+    yield make
+    for cluster in formed:
+        for n in cluster.nodes:
+            n.stop()

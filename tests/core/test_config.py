@@ -50,7 +50,7 @@ def test_memcache_url():
 
 
 @pytest.mark.parametrize("url, words", [
-    ("redis://h:1", ["'redis'", "embedded", "memcache"]),
+    ("nosuch://h:1", ["'nosuch'", "embedded", "memcache", "redis"]),
     ("embedded://?maxmemory=1MB", ["'maxmemory'", "max_memory", "sweep_interval"]),
     ("embedded://?max_memory=lots", ["'lots'", "64MB"]),
     ("embedded://?sweep_interval=soon", ["'soon'", "500ms"]),

@@ -1,4 +1,4 @@
-"""Fixtures of the web-layer tests: a CachedepsCache on the embedded store or on memcached."""
+"""Fixtures of the web-layer tests: a CachedepsCache on the embedded store, memcached or Redis."""
 
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ def cache_settings(location: str, **extra: object) -> dict:
     return {"default": {"BACKEND": BACKEND, "LOCATION": location, **extra}}
 
 
-@pytest.fixture(params=["embedded", "memcached"])
+@pytest.fixture(params=["embedded", "memcached", "redis"])
 def store_url(request) -> str:
-    """A store URL: a fresh embedded store, or the session's memcached (flushed)."""
+    """A store URL: a fresh embedded store, or the session's memcached or redis-server (flushed)."""
     if request.param == "embedded":
         return f"embedded://web{next(_names)}?max_memory=16MB"
+    if request.param == "redis":
+        return request.getfixturevalue("redis_server").url
     server = request.getfixturevalue("memcached")
     return server.url
 

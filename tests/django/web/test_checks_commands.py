@@ -34,7 +34,7 @@ def test_the_test_settings_pass():
     ({"CACHEDEPS": {"CACHE": "nope"}}, "cachedeps.E002"),
     ({"CACHES": {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}},
      "cachedeps.E003"),
-    ({"CACHES": {"default": {"BACKEND": BACKEND, "LOCATION": "redis://x"}}}, "cachedeps.E004"),
+    ({"CACHES": {"default": {"BACKEND": BACKEND, "LOCATION": "redis://x:port"}}}, "cachedeps.E004"),
     ({"CACHEDEPS": {"CACHE": "default", "MODELS": ["testapp.Nope"]}}, "cachedeps.E005"),
     ({"CACHEDEPS": {"CACHE": "default", "EXCLUDE": ["nope.Model"]}}, "cachedeps.E005"),
     ({"DATABASES": {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}},
