@@ -5,6 +5,11 @@ the view (its field-value keys, its rows' oids) would never be invalidated. So a
 caches a read of a view only when its base tables are declared, and then adds their table
 keys (:func:`~cachedeps.keys.table_key`, :func:`~cachedeps.keys.all_rows_key`) to the
 read's own: any write to a base table drops it. A read of an undeclared view is not cached.
+
+The other way round, a write through a view (an updatable view, or one with ``INSTEAD OF``
+triggers or rules) changes its base tables' rows: it emits their keys too
+(:func:`through_views`), and every cached table's keys when the view's base tables are not
+declared (it may be over any of them).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from typing import Iterable, Mapping, Sequence
 
 from .keys import all_rows_key, table_key
 
-__all__ = ["tables_in", "base_keys", "over_views"]
+__all__ = ["tables_in", "base_keys", "over_views", "through_views"]
 
 
 def tables_in(keys: Iterable[str], tables: Iterable[str]) -> list[str]:
@@ -47,4 +52,22 @@ def over_views(keys: Sequence[str], views: Mapping[str, Sequence[str] | None]) -
         if declared is None:
             return None
         bases.extend(declared)
+    return list(dict.fromkeys([*keys, *base_keys(bases)]))
+
+
+def through_views(
+    keys: Sequence[str], views: Mapping[str, Sequence[str] | None], every_table: Iterable[str]
+) -> list[str]:
+    """Return a write's ``keys`` plus the base tables' keys of every view they name.
+
+    ``views`` maps each view to its declared base tables, or to None when they are unknown:
+    a write through such a view emits the keys of ``every_table`` (every cached table).
+    """
+    touched = tables_in(keys, views)
+    if not touched:
+        return list(keys)
+    bases: list[str] = []
+    for view in touched:
+        declared = views[view]
+        bases.extend(every_table if declared is None else declared)
     return list(dict.fromkeys([*keys, *base_keys(bases)]))

@@ -21,6 +21,9 @@ transaction, then handed to :meth:`cachedeps.Cache.committed` after the commit:
   only, so writers neither serialize nor deadlock with row locks); after the commit they
   go to :meth:`cachedeps.Cache.committed`. On a connection in ``AUTOCOMMIT`` mode the append
   runs in a transaction of its own (``BEGIN`` ... ``COMMIT``), so tids still commit in order.
+- **Views.** A write through a view (the database's, found when an engine is first used)
+  also emits its base tables' keys (``install(views=...)``), or every mapped table's keys
+  when they are not declared (:func:`cachedeps.views.through_views`).
 - **Savepoints.** Keys of a ``begin_nested()`` block that rolls back are dropped; a
   released savepoint hands its keys to its parent.
 
@@ -45,8 +48,9 @@ from sqlalchemy.sql.elements import BindParameter
 
 from cachedeps import keys
 from cachedeps.errors import FeedError
+from cachedeps.views import through_views
 
-from .analysis import cascaded_tables, referencing_tables, table_write_keys, written_tables
+from .analysis import cascaded_tables, known_tables, referencing_tables, table_write_keys, written_tables
 from .spelling import stored_select
 
 if TYPE_CHECKING:
@@ -640,7 +644,8 @@ class Writes:
             for record in state.records.values():  # savepoints rolled back are gone already
                 out.update(record.keys)
         if out:
-            ks = list(out)
+            # A write through a view changes its base tables (all of them when undeclared).
+            ks = through_views(list(out), self.inst.views_on(conn), known_tables())
             if getattr(conn, "_is_autocommit_isolation", lambda: False)():
                 tid = self._append_alone(conn, ks)
             else:
