@@ -192,6 +192,11 @@ def _stored_values(table: Any, row: Any, skip: int) -> dict[str, Any]:
     return {c.name: v for c, v in zip(table.columns, row[skip:])}
 
 
+def _autocommit(conn: Connection) -> bool:
+    """Return whether ``conn`` runs in AUTOCOMMIT mode (each statement commits by itself)."""
+    return bool(getattr(conn, "_is_autocommit_isolation", lambda: False)())
+
+
 def _pk_value(values: tuple) -> Any:
     return values[0] if len(values) == 1 else values
 
@@ -639,19 +644,28 @@ class Writes:
         cstate = conn.info.get(_CONN_KEY)
         if cstate is None:
             return
+        ks = self._keys_of(conn, cstate)
+        if ks:
+            if _autocommit(conn):
+                self._publish_committed(conn, ks)
+            else:
+                cstate.published.append((ks, self.inst.feed.append(conn.connection, ks)))
+        cstate.reset()
+
+    def _keys_of(self, conn: Connection, cstate: ConnState) -> list[str]:
+        """Return the keys the connection's transaction wrote (savepoints rolled back gone)."""
         out = dict(cstate.pending)
         for state in cstate.sessions:
-            for record in state.records.values():  # savepoints rolled back are gone already
+            for record in state.records.values():
                 out.update(record.keys)
-        if out:
-            # A write through a view changes its base tables (all of them when undeclared).
-            ks = through_views(list(out), self.inst.views_on(conn), known_tables())
-            if getattr(conn, "_is_autocommit_isolation", lambda: False)():
-                tid = self._append_alone(conn, ks)
-            else:
-                tid = self.inst.feed.append(conn.connection, ks)
-            cstate.published.append((ks, tid))
-        cstate.reset()
+        if not out:
+            return []
+        # A write through a view changes its base tables (all of them when undeclared).
+        return through_views(list(out), self.inst.views_on(conn), known_tables())
+
+    def _publish_committed(self, conn: Connection, ks: list[str]) -> None:
+        """Append the keys of statements that committed already (AUTOCOMMIT), tell the cache."""
+        self.inst.cache.committed(ks, self._append_alone(conn, ks))
 
     def _append_alone(self, conn: Connection, ks: list[str]) -> int:
         """Append on a connection in AUTOCOMMIT mode, in a transaction of its own.
@@ -674,9 +688,18 @@ class Writes:
         return tid
 
     def on_rollback(self, conn: Connection) -> None:
-        """Drop the keys of a transaction that rolled back."""
+        """Drop the keys of a transaction that rolled back.
+
+        On a connection in AUTOCOMMIT mode there is nothing to roll back: each statement
+        committed by itself, so its keys are appended all the same (a session or connection
+        closed without ``commit()``).
+        """
         cstate = conn.info.get(_CONN_KEY)
         if cstate is not None:
+            if _autocommit(conn):
+                ks = self._keys_of(conn, cstate)
+                if ks:
+                    self._publish_committed(conn, ks)
             cstate.reset()
             cstate.published.clear()
 
