@@ -19,8 +19,11 @@ transaction, then handed to :meth:`cachedeps.Cache.committed` after the commit:
 - **Commit.** In the connection's ``commit`` event, just before COMMIT, the transaction's
   keys are appended to the feed (the feed's lock is held for that INSERT and the COMMIT
   only, so writers neither serialize nor deadlock with row locks); after the commit they
-  go to :meth:`cachedeps.Cache.committed`. On a connection in ``AUTOCOMMIT`` mode the append
-  runs in a transaction of its own (``BEGIN`` ... ``COMMIT``), so tids still commit in order.
+  go to :meth:`cachedeps.Cache.committed` (for Core statements outside a Session, which no
+  session event follows, just before the COMMIT, without moving the context's stamp). On a
+  connection in ``AUTOCOMMIT`` mode the append runs in a transaction of its own (``BEGIN``
+  ... ``COMMIT``), so tids still commit in order, also when the connection or session ends
+  without ``commit()`` (its statements committed all the same).
 - **Views.** A write through a view (the database's, found when an engine is first used)
   also emits its base tables' keys (``install(views=...)``), or every mapped table's keys
   when they are not declared (:func:`cachedeps.views.through_views`).
@@ -649,7 +652,13 @@ class Writes:
             if _autocommit(conn):
                 self._publish_committed(conn, ks)
             else:
-                cstate.published.append((ks, self.inst.feed.append(conn.connection, ks)))
+                tid = self.inst.feed.append(conn.connection, ks)
+                cstate.published.append((ks, tid))
+                if not cstate.sessions:
+                    # No session's after_commit will tell the cache (Core outside a Session):
+                    # SQLAlchemy has no event after COMMIT, so mark the keys now, without
+                    # moving the context's stamp past a commit that may still fail.
+                    self.inst.cache.committed(ks, tid, advance=False)
         cstate.reset()
 
     def _keys_of(self, conn: Connection, cstate: ConnState) -> list[str]:
