@@ -85,3 +85,20 @@ def test_a_page_built_on_a_dependent_caches_value_is_stored_and_follows_it(engin
     caches["default"].invalidate("item:1")
     caches["default"].set("card:1", "v2", depends_on=["item:1"])
     assert client.get("/dependent/").content.startswith(b"v2 ")
+
+
+def test_a_second_cache_alias_polls_without_poisoning_the_recording(books, store_url):
+    """A CachedepsCache alias other than CACHEDEPS["CACHE"] polls the feed itself: that
+    poll is bookkeeping, not a read the page depends on."""
+    from django.core.cache import caches
+    from django.test.utils import override_settings
+
+    from tests.django.web.conftest import cache_settings
+
+    setting = cache_settings(store_url)
+    setting["other"] = {**setting["default"], "KEY_PREFIX": "other"}
+    with override_settings(CACHES=setting):
+        with recording() as rec:
+            caches["other"].set("k", 1, depends_on=["book"])
+            assert caches["other"].get("k") == 1
+        assert rec.poisoned is None
