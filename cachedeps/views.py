@@ -43,16 +43,8 @@ def over_views(keys: Sequence[str], views: Mapping[str, Sequence[str] | None]) -
     ``views`` maps each view to its declared base tables, or to None when they are unknown
     (an undeclared view: the read is not cached).
     """
-    touched = tables_in(keys, views)
-    if not touched:
-        return list(keys)
-    bases: list[str] = []
-    for view in touched:
-        declared = views[view]
-        if declared is None:
-            return None
-        bases.extend(declared)
-    return list(dict.fromkeys([*keys, *base_keys(bases)]))
+    bases = _bases(keys, views, None)
+    return None if bases is None else list(dict.fromkeys([*keys, *base_keys(bases)]))
 
 
 def through_views(
@@ -63,11 +55,22 @@ def through_views(
     ``views`` maps each view to its declared base tables, or to None when they are unknown:
     a write through such a view emits the keys of ``every_table`` (every cached table).
     """
-    touched = tables_in(keys, views)
-    if not touched:
-        return list(keys)
-    bases: list[str] = []
-    for view in touched:
-        declared = views[view]
-        bases.extend(every_table if declared is None else declared)
+    bases = _bases(keys, views, list(every_table))
+    assert bases is not None
     return list(dict.fromkeys([*keys, *base_keys(bases)]))
+
+
+def _bases(
+    keys: Sequence[str], views: Mapping[str, Sequence[str] | None], unknown: Sequence[str] | None
+) -> list[str] | None:
+    """Return the base tables of the views ``keys`` name; ``unknown`` stands for an undeclared
+    view's (None: then return None)."""
+    bases: list[str] = []
+    for view in tables_in(keys, views):
+        declared = views[view]
+        if declared is None:
+            if unknown is None:
+                return None
+            declared = unknown
+        bases.extend(declared)
+    return bases

@@ -195,6 +195,20 @@ def _stored_values(table: Any, row: Any, skip: int) -> dict[str, Any]:
     return {c.name: v for c, v in zip(table.columns, row[skip:])}
 
 
+def _invoke_accounted(orm_state: Any, cstate: ConnState, table: Any) -> tuple[Any, set[str]]:
+    """Run the user's ORM statement, its write to ``table`` accounted for by the caller
+    (precisely); return its result and the other tables it wrote (cascades, triggers' DML)."""
+    cstate.flushing = True
+    cstate.flush_tables.clear()
+    try:
+        result = orm_state.invoke_statement()
+    finally:
+        cstate.flushing = False
+    written = cstate.flush_tables - {table.name}
+    cstate.flush_tables.clear()
+    return result, written
+
+
 def _autocommit(conn: Connection) -> bool:
     """Return whether ``conn`` runs in AUTOCOMMIT mode (each statement commits by itself)."""
     return bool(getattr(conn, "_is_autocommit_isolation", lambda: False)())
@@ -469,14 +483,7 @@ class Writes:
         old_rows = {}
         for row in found:
             old_rows[_pk_value(tuple(row[: len(cols)]))] = _stored_values(table, row, len(cols))
-        cstate.flushing = True  # the statement's own write is accounted for here, precisely
-        cstate.flush_tables.clear()
-        try:
-            result = orm_state.invoke_statement()
-        finally:
-            cstate.flushing = False
-        written = cstate.flush_tables - {table.name}
-        cstate.flush_tables.clear()
+        result, written = _invoke_accounted(orm_state, cstate, table)
         new_rows = {} if orm_state.is_delete else self._select_rows(conn, table, list(old_rows))
         out: dict[str, None] = {}
         if getattr(result, "rowcount", -1) > len(old_rows):
@@ -526,14 +533,7 @@ class Writes:
             if isinstance(exc, DBAPIError):
                 raise
             return None
-        cstate.flushing = True
-        cstate.flush_tables.clear()
-        try:
-            result = orm_state.invoke_statement()
-        finally:
-            cstate.flushing = False
-        written = cstate.flush_tables - {table.name}
-        cstate.flush_tables.clear()
+        result, written = _invoke_accounted(orm_state, cstate, table)
         new_rows = self._select_rows(conn, table, list(dict.fromkeys(pks)))
         out: dict[str, None] = {}
         for pk in dict.fromkeys(pks):
@@ -670,7 +670,8 @@ class Writes:
         if not out:
             return []
         # A write through a view changes its base tables (all of them when undeclared).
-        return through_views(list(out), self.inst.views_on(conn), known_tables())
+        views = self.inst.views_on(conn)
+        return through_views(list(out), views, known_tables()) if views else list(out)
 
     def _publish_committed(self, conn: Connection, ks: list[str]) -> None:
         """Append the keys of statements that committed already (AUTOCOMMIT), tell the cache."""
