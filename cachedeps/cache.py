@@ -618,17 +618,21 @@ class Cache(StateMixin, VerifyMixin):
         self.committed(keys, tid)
         return tid
 
-    def committed(self, keys: Iterable[str], tid: int) -> None:
+    def committed(self, keys: Iterable[str], tid: int, *, advance: bool = True) -> None:
         """Mark ``keys`` changed at ``tid`` after the transaction that appended them committed.
 
         Updates this process's delta maps at once, purges dependents from the store and
         voids their leases. Store failures are logged, never raised.
+
+        With ``advance=False`` the context's stamp stays where it is: the call may come just
+        before the COMMIT (an adapter with no hook after it), which may still fail, and then
+        ``tid`` may go to another transaction. Marking the keys early only costs hits.
         """
         norm = list(dict.fromkeys(feed_key(k) for k in keys))
         if not norm:
             return
         self._maps.record(norm, tid)
-        if isinstance(self.feed, SqlFeed):
+        if advance and isinstance(self.feed, SqlFeed):
             # A SQL feed's tids are taken at COMMIT in commit order, so every lower tid had
             # committed before this one: what this context computes from now on reads data
             # at least that new, and may be stamped with it (read-your-own-writes).

@@ -179,7 +179,10 @@ class CachedepsCache(BaseCache):
         if self.alias == get_settings().cache:
             ensure_polled(DEFAULT_DB_ALIAS)  # once per request inside CachedepsMiddleware
         else:
-            engine.poll(connections[DEFAULT_DB_ALIAS])
+            from .db.hints import own_statements
+
+            with own_statements():  # bookkeeping: no recording is poisoned by the poll
+                engine.poll(connections[DEFAULT_DB_ALIAS])
         return engine
 
     def _get_dependent(self, key: str, data: bytes) -> Any:

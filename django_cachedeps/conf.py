@@ -44,6 +44,8 @@ __all__ = [
     "view_base_keys",
     "uncached_unmanaged",
     "table_is_written_through",
+    "written_through_tables",
+    "unknown_rows_keys",
 ]
 
 #: Models whose tables are never cached or invalidated.
@@ -248,6 +250,18 @@ def view_base_keys(table: str) -> list[str]:
 def table_is_written_through(table: str) -> bool:
     """Return whether writes to ``table`` must emit keys (a cached table or an unmanaged model's)."""
     return table in cached_tables() or table in _opaque
+
+
+def written_through_tables() -> frozenset[str]:
+    """Return every table whose writes must emit keys (cached tables and unmanaged models')."""
+    return cached_tables() | _opaque
+
+
+def unknown_rows_keys(table: str) -> list[str]:
+    """Return the keys a write to unknown rows of ``table`` emits (a view's base tables' too)."""
+    from cachedeps import keys as ck
+
+    return list(dict.fromkeys([ck.table_key(table), ck.all_rows_key(table), *view_base_keys(table)]))
 
 
 def uncached_unmanaged() -> tuple[str, ...]:

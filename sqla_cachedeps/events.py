@@ -266,8 +266,7 @@ class Installation:
         if state is None:
             return
         self.watch_engine(connection.engine)
-        if connection.engine not in self._views:
-            self._views[connection.engine] = self._find_views(connection)
+        self.views_on(connection)
         if connection not in state.connections:
             state.connections.append(connection)
         conn_state(connection)
@@ -290,6 +289,13 @@ class Installation:
             finally:
                 cursor.close()
         return {name: self.declared_views.get(name) for name in names}
+
+    def views_on(self, connection: Connection) -> dict[str, tuple[str, ...] | None]:
+        """Return the views known in ``connection``'s database (found on first use)."""
+        engine = connection.engine
+        if engine not in self._views:
+            self._views[engine] = self._find_views(connection)
+        return self._views[engine]
 
     def views_of(self, session: Session, mapper: Any = None) -> dict[str, tuple[str, ...] | None]:
         """Return the views known in the database ``session`` reads ``mapper`` from."""

@@ -19,8 +19,14 @@ transaction, then handed to :meth:`cachedeps.Cache.committed` after the commit:
 - **Commit.** In the connection's ``commit`` event, just before COMMIT, the transaction's
   keys are appended to the feed (the feed's lock is held for that INSERT and the COMMIT
   only, so writers neither serialize nor deadlock with row locks); after the commit they
-  go to :meth:`cachedeps.Cache.committed`. On a connection in ``AUTOCOMMIT`` mode the append
-  runs in a transaction of its own (``BEGIN`` ... ``COMMIT``), so tids still commit in order.
+  go to :meth:`cachedeps.Cache.committed` (for Core statements outside a Session, which no
+  session event follows, just before the COMMIT, without moving the context's stamp). On a
+  connection in ``AUTOCOMMIT`` mode the append runs in a transaction of its own (``BEGIN``
+  ... ``COMMIT``), so tids still commit in order, also when the connection or session ends
+  without ``commit()`` (its statements committed all the same).
+- **Views.** A write through a view (the database's, found when an engine is first used)
+  also emits its base tables' keys (``install(views=...)``), or every mapped table's keys
+  when they are not declared (:func:`cachedeps.views.through_views`).
 - **Savepoints.** Keys of a ``begin_nested()`` block that rolls back are dropped; a
   released savepoint hands its keys to its parent.
 
@@ -45,8 +51,9 @@ from sqlalchemy.sql.elements import BindParameter
 
 from cachedeps import keys
 from cachedeps.errors import FeedError
+from cachedeps.views import through_views
 
-from .analysis import cascaded_tables, referencing_tables, table_write_keys, written_tables
+from .analysis import cascaded_tables, known_tables, referencing_tables, table_write_keys, written_tables
 from .spelling import stored_select
 
 if TYPE_CHECKING:
@@ -186,6 +193,25 @@ def _binds_given(where: Any, params: dict) -> bool:
 def _stored_values(table: Any, row: Any, skip: int) -> dict[str, Any]:
     """Return ``{column name: stored value}`` from a row of :func:`.spelling.stored_select`."""
     return {c.name: v for c, v in zip(table.columns, row[skip:])}
+
+
+def _invoke_accounted(orm_state: Any, cstate: ConnState, table: Any) -> tuple[Any, set[str]]:
+    """Run the user's ORM statement, its write to ``table`` accounted for by the caller
+    (precisely); return its result and the other tables it wrote (cascades, triggers' DML)."""
+    cstate.flushing = True
+    cstate.flush_tables.clear()
+    try:
+        result = orm_state.invoke_statement()
+    finally:
+        cstate.flushing = False
+    written = cstate.flush_tables - {table.name}
+    cstate.flush_tables.clear()
+    return result, written
+
+
+def _autocommit(conn: Connection) -> bool:
+    """Return whether ``conn`` runs in AUTOCOMMIT mode (each statement commits by itself)."""
+    return bool(getattr(conn, "_is_autocommit_isolation", lambda: False)())
 
 
 def _pk_value(values: tuple) -> Any:
@@ -457,14 +483,7 @@ class Writes:
         old_rows = {}
         for row in found:
             old_rows[_pk_value(tuple(row[: len(cols)]))] = _stored_values(table, row, len(cols))
-        cstate.flushing = True  # the statement's own write is accounted for here, precisely
-        cstate.flush_tables.clear()
-        try:
-            result = orm_state.invoke_statement()
-        finally:
-            cstate.flushing = False
-        written = cstate.flush_tables - {table.name}
-        cstate.flush_tables.clear()
+        result, written = _invoke_accounted(orm_state, cstate, table)
         new_rows = {} if orm_state.is_delete else self._select_rows(conn, table, list(old_rows))
         out: dict[str, None] = {}
         if getattr(result, "rowcount", -1) > len(old_rows):
@@ -514,14 +533,7 @@ class Writes:
             if isinstance(exc, DBAPIError):
                 raise
             return None
-        cstate.flushing = True
-        cstate.flush_tables.clear()
-        try:
-            result = orm_state.invoke_statement()
-        finally:
-            cstate.flushing = False
-        written = cstate.flush_tables - {table.name}
-        cstate.flush_tables.clear()
+        result, written = _invoke_accounted(orm_state, cstate, table)
         new_rows = self._select_rows(conn, table, list(dict.fromkeys(pks)))
         out: dict[str, None] = {}
         for pk in dict.fromkeys(pks):
@@ -635,18 +647,35 @@ class Writes:
         cstate = conn.info.get(_CONN_KEY)
         if cstate is None:
             return
-        out = dict(cstate.pending)
-        for state in cstate.sessions:
-            for record in state.records.values():  # savepoints rolled back are gone already
-                out.update(record.keys)
-        if out:
-            ks = list(out)
-            if getattr(conn, "_is_autocommit_isolation", lambda: False)():
-                tid = self._append_alone(conn, ks)
+        ks = self._keys_of(conn, cstate)
+        if ks:
+            if _autocommit(conn):
+                self._publish_committed(conn, ks)
             else:
                 tid = self.inst.feed.append(conn.connection, ks)
-            cstate.published.append((ks, tid))
+                cstate.published.append((ks, tid))
+                if not cstate.sessions:
+                    # No session's after_commit will tell the cache (Core outside a Session):
+                    # SQLAlchemy has no event after COMMIT, so mark the keys now, without
+                    # moving the context's stamp past a commit that may still fail.
+                    self.inst.cache.committed(ks, tid, advance=False)
         cstate.reset()
+
+    def _keys_of(self, conn: Connection, cstate: ConnState) -> list[str]:
+        """Return the keys the connection's transaction wrote (savepoints rolled back gone)."""
+        out = dict(cstate.pending)
+        for state in cstate.sessions:
+            for record in state.records.values():
+                out.update(record.keys)
+        if not out:
+            return []
+        # A write through a view changes its base tables (all of them when undeclared).
+        views = self.inst.views_on(conn)
+        return through_views(list(out), views, known_tables()) if views else list(out)
+
+    def _publish_committed(self, conn: Connection, ks: list[str]) -> None:
+        """Append the keys of statements that committed already (AUTOCOMMIT), tell the cache."""
+        self.inst.cache.committed(ks, self._append_alone(conn, ks))
 
     def _append_alone(self, conn: Connection, ks: list[str]) -> int:
         """Append on a connection in AUTOCOMMIT mode, in a transaction of its own.
@@ -669,9 +698,18 @@ class Writes:
         return tid
 
     def on_rollback(self, conn: Connection) -> None:
-        """Drop the keys of a transaction that rolled back."""
+        """Drop the keys of a transaction that rolled back.
+
+        On a connection in AUTOCOMMIT mode there is nothing to roll back: each statement
+        committed by itself, so its keys are appended all the same (a session or connection
+        closed without ``commit()``).
+        """
         cstate = conn.info.get(_CONN_KEY)
         if cstate is not None:
+            if _autocommit(conn):
+                ks = self._keys_of(conn, cstate)
+                if ks:
+                    self._publish_committed(conn, ks)
             cstate.reset()
             cstate.published.clear()
 

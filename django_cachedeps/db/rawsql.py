@@ -6,7 +6,9 @@ asks the engine's classifier (:func:`cachedeps.sqlclass.classify`) what each sta
 A statement not proved a read (DML, DDL such as ``DROP``/``ALTER``/``TRUNCATE``/``CREATE
 INDEX``, or one the classifier cannot see through, which counts as a write to every cached
 table) marks the transaction as written and appends the table key and the all-rows key of
-every cached table it may write to the feed in the statement's own transaction. Comments,
+every cached table it may write to the feed in the statement's own transaction; a write
+naming a declared view (``CACHEDEPS["VIEWS"]``) adds its base tables' keys, one naming an
+undeclared unmanaged model every cached table's keys (it may be a view over any of them). Comments,
 several statements in one execute, data-modifying CTEs and identifier case (per vendor)
 are the classifier's business. Statements issued by the compilers' bookkeeping are marked
 and skipped.
@@ -22,12 +24,11 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
-from cachedeps import keys as ck
 from cachedeps.errors import FeedError
 from cachedeps.sqlclass import classify, unknown_statement
 from django.db import connections
 
-from ..conf import cached_tables, get_settings
+from ..conf import get_settings, unknown_rows_keys, written_through_tables
 from .hints import in_own_statement
 
 __all__ = ["RawWriteTracker", "written_tables"]
@@ -42,7 +43,7 @@ def written_tables(sql: str, vendor: str = "sqlite") -> list[str]:
         sql: the statement as given to ``cursor.execute``.
         vendor: the connection's ``vendor`` (identifier case differs per database).
     """
-    return classify(sql, vendor).written(cached_tables())
+    return classify(sql, vendor).written(written_through_tables())
 
 
 def _text_of(sql: Any, connection: Any) -> str | None:
@@ -76,7 +77,7 @@ class RawWriteTracker:
             verdict = classify(text, self.connection.vendor)
         if verdict.is_read:
             return execute(sql, params, many, context)
-        tables = verdict.written(cached_tables())
+        tables = verdict.written(written_through_tables())
         if not tables:
             return execute(sql, params, many, context)
         from .. import runtime
@@ -91,7 +92,7 @@ class RawWriteTracker:
             result = execute(sql, params, many, context)
             with write_scope(alias) as keys:
                 for table in tables:
-                    keys.extend((ck.table_key(table), ck.all_rows_key(table)))
+                    keys.extend(unknown_rows_keys(table))
             return result
         if (
             self.connection.vendor == "sqlite"
@@ -107,5 +108,5 @@ class RawWriteTracker:
         with write_scope(alias) as keys:
             result = execute(sql, params, many, context)
             for table in tables:
-                keys.extend((ck.table_key(table), ck.all_rows_key(table)))
+                keys.extend(unknown_rows_keys(table))
         return result

@@ -38,7 +38,7 @@ from django.db.models.sql.constants import MULTI
 from django.db.models.sql.query import Query
 
 from .. import runtime
-from ..conf import get_settings, table_is_written_through, view_base_keys
+from ..conf import get_settings, table_is_written_through, unknown_rows_keys, view_base_keys
 from .hints import own_statements
 
 __all__ = [
@@ -250,7 +250,7 @@ def _phantoms(count: Any, old: dict[Any, Any]) -> bool:
 
 
 def _unknown_rows(table: str) -> list[str]:
-    return [ck.table_key(table), ck.all_rows_key(table), *view_base_keys(table)]
+    return unknown_rows_keys(table)
 
 
 def _row_keys(table: str, old: dict[Any, _Row], new: dict[Any, _Row]) -> list[str]:

@@ -7,8 +7,9 @@
         {% for tag in tags %}...{% endfor %}
     {% endcachedeps %}
 
-The fragment is keyed by its name and the values of its arguments (add whatever it varies
-on: the user, the language, a page number). Its dependencies are every cached ORM read made
+The fragment is keyed by its name and the exact values of its arguments (add whatever it
+varies on: the user's pk, the language, a page number; a model instance, which has no exact
+value, leaves the fragment uncached). Its dependencies are every cached ORM read made
 while it rendered; a write touching one of them drops it. Fragments nest: an inner
 fragment's dependencies, whether rendered or served from the cache, also become the outer
 fragment's (and the enclosing ``@cached_view``'s). An optional ``timeout=<seconds>`` bounds
@@ -25,6 +26,7 @@ from django.template.base import FilterExpression, NodeList, Parser, Token
 from django.utils.safestring import mark_safe
 
 from cachedeps.api import NO_VALUE
+from cachedeps.querykey import Unencodable, encode_parts
 
 from .. import runtime
 
@@ -33,13 +35,20 @@ __all__ = ["register", "CachedepsNode", "do_cachedeps", "fragment_key"]
 register = template.Library()
 
 
-def fragment_key(name: str, args: list[Any]) -> str:
-    """Return the entry key of fragment ``name`` rendered for ``args``."""
-    h = hashlib.blake2b(digest_size=16)
-    for arg in args:
-        h.update(repr(arg).encode("utf-8", "surrogatepass"))
-        h.update(b"\x00")
-    return f"frag.{name}.{h.hexdigest()}"
+def fragment_key(name: str, args: list[Any]) -> str | None:
+    """Return the entry key of fragment ``name`` rendered for ``args``; None to not cache it.
+
+    The arguments are spelled exactly (:func:`cachedeps.querykey.encode_parts`), never by
+    their ``repr``: two books of the same title (``Model.__str__``) are different arguments.
+    An argument without an exact spelling (a model instance, whose other fields the fragment
+    may render without reading them: pass its ``pk`` and read inside instead) leaves the
+    fragment uncached.
+    """
+    try:
+        data = encode_parts(*args)
+    except Unencodable:
+        return None
+    return f"frag.{name}.{hashlib.blake2b(data, digest_size=16).hexdigest()}"
 
 
 class CachedepsNode(template.Node):
@@ -70,6 +79,8 @@ class CachedepsNode(template.Node):
                     f"{{% cachedeps %}} timeout must be a number of seconds, got {raw!r}"
                 ) from exc
         key = fragment_key(name, args)
+        if key is None:  # an argument the key cannot spell exactly: never share an entry
+            return self.nodelist.render(context)
         cached = engine.get(key)  # a hit records the fragment's dependencies into outer ones
         if cached is not NO_VALUE and isinstance(cached, str):
             return mark_safe(cached)

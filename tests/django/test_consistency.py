@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 
 import pytest
 
-from tests.conftest import PG_DSN
+from tests.django._checker_db import fresh_pg_database
 from tests.consistency import checker
 
 pytestmark = pytest.mark.memcached
@@ -105,14 +104,6 @@ def test_no_stale_reads_sqlite_file(tmp_path, memcached):
 
 @pytest.mark.skipif(not ON_POSTGRESQL, reason="runs in the PostgreSQL run (CACHEDEPS_TEST_DB=postgresql)")
 def test_no_stale_reads_postgresql(postgres_dsn, memcached):
-    import psycopg
-
     memcached.restart()
-    name = f"cachedeps_check_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        _check({"CACHEDEPS_TEST_DB": "postgresql", "CACHEDEPS_TEST_PG_DB": name}, memcached)
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with fresh_pg_database() as env:
+        _check(env, memcached)

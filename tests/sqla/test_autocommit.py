@@ -108,3 +108,44 @@ def test_second_writers_old_values_are_read_after_the_first_commits(app):
         t2.join(30)
     with app.Session() as s:
         assert s.execute(blue).scalar() == 0
+
+
+
+@pytest.mark.parametrize("how", ["session-statement", "session-flush", "core"])
+def test_autocommit_writes_without_commit_still_invalidate(db, engine, store, how):
+    """On an AUTOCOMMIT engine every statement commits by itself: a write whose connection
+    or session is closed without ``commit()`` has changed the data all the same."""
+    from sqlalchemy import text, update
+
+    url, connect_args = db
+    eng = create_engine(url, connect_args=connect_args, isolation_level="AUTOCOMMIT")
+    Session = sessionmaker(eng)
+    cache = cachedeps.Cache(store, feed=feed_for_dialect(eng.dialect), namespace=f"acw{os.getpid()}{how}:")
+    handle = sqla_cachedeps.install(Session, cache, verify=False)
+    try:
+        with Session() as s:
+            ann = Author(id=1, name="Ann")
+            s.add_all([ann, Book(id=1, title="A1", author=ann, pages=10)])
+            s.commit()
+
+        def read():
+            with Session() as s:
+                stmt = select(Book.title).where(Book.id == 1).options(sqla_cachedeps.FromCache())
+                return s.scalars(stmt).all()
+
+        assert read() == ["A1"] and read() == ["A1"]
+        if how == "core":
+            with eng.connect() as conn:
+                conn.execute(text("UPDATE sq_book SET title = 'Z1' WHERE id = 1"))
+        else:
+            s = Session()
+            if how == "session-statement":
+                s.execute(update(Book).where(Book.id == 1).values(title="Z1"))
+            else:
+                s.get(Book, 1).title = "Z1"
+                s.flush()
+            s.close()  # no commit: AUTOCOMMIT committed the statement already
+        assert read() == ["Z1"]
+    finally:
+        handle.uninstall()
+        eng.dispose()

@@ -226,3 +226,17 @@ def test_raw_sql_through_the_session_and_reading_it_back(app, writer):
             # The transaction has written: its reads bypass the cache and see the write.
             assert [b.id for b in s.scalars(by_author(2))] == [2, 3]
     check(app, writer, write)
+
+
+def test_core_write_outside_a_session_is_seen_by_an_open_session(app):
+    """A Core write on a watched engine, outside any Session, reaches this process's cache
+    when it commits (as a session's does), not only at the next poll: a session already
+    open reads the row the write committed."""
+    stmt = select(Book.title).where(Book.id == 1).options(FromCache())
+    with app.Session() as s:
+        assert s.scalars(stmt).all() == ["A1"]
+    with app.Session() as s:
+        assert s.scalars(stmt).all() == ["A1"]  # a hit: the session polled before the write
+        with app.engine.begin() as conn:
+            conn.execute(update(Book).where(Book.id == 1).values(title="core"))
+        assert s.scalars(stmt).all() == ["core"]

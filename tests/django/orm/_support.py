@@ -45,3 +45,12 @@ def fresh(read: Callable[[], Any]) -> Any:
 
     with nocache():
         return read()
+
+
+def check(read: Callable[[], Any], write: Callable[[], Any], expected: Any) -> None:
+    """Cache ``read``, run ``write``, and require ``read`` to return ``expected`` (the DB's answer)."""
+    before = served_from_cache(read)
+    assert before != expected, "the write must change the result for the test to mean anything"
+    write()
+    assert fresh(read) == expected
+    assert read() == expected

@@ -11,7 +11,7 @@ from django.db import connection, transaction
 
 from django_cachedeps.db.hints import own_statements
 from tests.django.conftest import DbQueries
-from tests.django.orm._support import fresh, seed, served_from_cache
+from tests.django.orm._support import check, fresh, seed, served_from_cache
 from tests.django.testapp.models import Book, Tag
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -26,13 +26,6 @@ def raw(sql: str, params: Any = None) -> None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
 
-
-def check(read: Callable[[], Any], write: Callable[[], Any], expected: Any) -> None:
-    before = served_from_cache(read)
-    assert before != expected, "the write must change the result for the test to mean anything"
-    write()
-    assert fresh(read) == expected
-    assert read() == expected
 
 
 def title_111() -> list[str]:

@@ -6,12 +6,10 @@ result: it fails when the write emits no key the read depends on.
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import pytest
 from django.db import connection
 
-from tests.django.orm._support import fresh, seed, served_from_cache
+from tests.django.orm._support import check, fresh, seed, served_from_cache
 from tests.django.testapp.models import Author, Book, Spelled, Tag
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -20,15 +18,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def data(engine):
     return seed()
-
-
-def check(read: Callable[[], Any], write: Callable[[], Any], expected: Any) -> None:
-    """Cache ``read``, run ``write``, and require ``read`` to return ``expected`` (the DB's answer)."""
-    before = served_from_cache(read)
-    assert before != expected, "the write must change the result for the test to mean anything"
-    write()
-    assert fresh(read) == expected
-    assert read() == expected
 
 
 # -- 1. outer joins: a condition on the nullable side depends on that table's table keys ----

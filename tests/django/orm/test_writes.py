@@ -3,12 +3,10 @@ again (the new data). Each test fails if that path's invalidation is missing."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import pytest
 from django.db import connection
 
-from tests.django.orm._support import fresh, seed, served_from_cache
+from tests.django.orm._support import check, fresh, seed, served_from_cache
 from tests.django.testapp.models import Author, Book, Novel, Profile, Tag
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -17,15 +15,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def data(engine):
     return seed()
-
-
-def check(read: Callable[[], Any], write: Callable[[], Any], expected: Any) -> None:
-    """Cache ``read``, run ``write``, and require ``read`` to return ``expected`` (the DB's answer)."""
-    before = served_from_cache(read)
-    assert before != expected, "the write must change the result for the test to mean anything"
-    write()
-    assert fresh(read) == expected
-    assert read() == expected
 
 
 def test_save_insert(data):

@@ -85,3 +85,37 @@ def test_a_page_built_on_a_dependent_caches_value_is_stored_and_follows_it(engin
     caches["default"].invalidate("item:1")
     caches["default"].set("card:1", "v2", depends_on=["item:1"])
     assert client.get("/dependent/").content.startswith(b"v2 ")
+
+
+def test_a_second_cache_alias_polls_without_poisoning_the_recording(books, store_url):
+    """A CachedepsCache alias other than CACHEDEPS["CACHE"] polls the feed itself: that
+    poll is bookkeeping, not a read the page depends on."""
+    from django.core.cache import caches
+    from django.test.utils import override_settings
+
+    from tests.django.web.conftest import cache_settings
+
+    setting = cache_settings(store_url)
+    setting["other"] = {**setting["default"], "KEY_PREFIX": "other"}
+    with override_settings(CACHES=setting):
+        with recording() as rec:
+            caches["other"].set("k", 1, depends_on=["book"])
+            assert caches["other"].get("k") == 1
+        assert rec.poisoned is None
+
+
+def test_fragments_of_different_arguments_never_share_an_entry(engine):
+    """A fragment is keyed by the exact values of its arguments, never by their repr: two
+    books of the same title (``Book.__str__``) are different arguments."""
+    from django.template import Context, Template
+
+    ann, bob = Author.objects.create(name="Ann"), Author.objects.create(name="Bob")
+    first = Book.objects.create(author=ann, title="Dune", isbn="1")
+    second = Book.objects.create(author=bob, title="Dune", isbn="2")
+    page = Template('{% load cachedeps %}{% cachedeps "card" book %}{{ book.author.name }}{% endcachedeps %}')
+    for _ in range(2):
+        assert page.render(Context({"book": first})) == "Ann"
+        assert page.render(Context({"book": second})) == "Bob"
+    by_pk = Template('{% load cachedeps %}{% cachedeps "card" pk %}{{ pk }}{% endcachedeps %}')
+    for _ in range(2):  # exact values: 1 and "1" and True differ
+        assert [by_pk.render(Context({"pk": v})) for v in (1, "1", True)] == ["1", "1", "True"]
