@@ -80,15 +80,17 @@ def page_tree(engine: Any, path: str, host: str = "testserver", key_prefix: str 
     """
     from django.test import RequestFactory
 
-    from .decorators import _prefix, _spec_key, page_key, request_variant
+    from .decorators import _as_specs, _prefix, _spec_key, page_key, request_variant
 
     request = RequestFactory().get(path, HTTP_HOST=host)
     request.COOKIES.update(cookies or {})
     prefix = _prefix(key_prefix)
-    spec = engine.get(_spec_key(request, prefix))
-    if spec is NO_VALUE or not isinstance(spec, dict):
+    found = engine.get(_spec_key(request, prefix))
+    specs = _as_specs(found) if found is not NO_VALUE else None
+    if not specs:
         return None
-    variant = request_variant(request, spec)
-    if variant is None:
-        return None
-    return dependency_tree(engine, page_key(request, prefix, variant))
+    keys = [page_key(request, prefix, v) for v in (request_variant(request, s) for s in specs) if v is not None]
+    for key in keys:  # the page this request would be served (most specific rule first)
+        if engine.get(key) is not NO_VALUE:
+            return dependency_tree(engine, key)
+    return dependency_tree(engine, keys[0]) if keys else None

@@ -7,8 +7,9 @@
         {% for tag in tags %}...{% endfor %}
     {% endcachedeps %}
 
-The fragment is keyed by its name and the values of its arguments (add whatever it varies
-on: the user, the language, a page number). Its dependencies are every cached ORM read made
+The fragment is keyed by its name, the values of its arguments (add whatever it varies
+on: the user, a page number) and, as Django's per-view cache is, the active language (with
+``USE_I18N``) and time zone (with ``USE_TZ``): a French visitor never gets the English fragment. Its dependencies are every cached ORM read made
 while it rendered; a write touching one of them drops it. Fragments nest: an inner
 fragment's dependencies, whether rendered or served from the cache, also become the outer
 fragment's (and the enclosing ``@cached_view``'s). An optional ``timeout=<seconds>`` bounds
@@ -33,9 +34,30 @@ __all__ = ["register", "CachedepsNode", "do_cachedeps", "fragment_key"]
 register = template.Library()
 
 
-def fragment_key(name: str, args: list[Any]) -> str:
-    """Return the entry key of fragment ``name`` rendered for ``args``."""
+def _locale_parts() -> list[str]:
+    from django.conf import settings
+
+    parts = []
+    if getattr(settings, "USE_I18N", False):
+        from django.utils.translation import get_language
+
+        parts.append(f"l={get_language()}")
+    if getattr(settings, "USE_TZ", False):
+        from django.utils.timezone import get_current_timezone_name
+
+        parts.append(f"tz={get_current_timezone_name()}")
+    return parts
+
+
+def fragment_key(name: str, args: list[Any], locale: list[str] | None = None) -> str:
+    """Return the entry key of fragment ``name`` rendered for ``args``.
+
+    ``locale`` defaults to the active language and time zone.
+    """
     h = hashlib.blake2b(digest_size=16)
+    for part in _locale_parts() if locale is None else locale:
+        h.update(part.encode("utf-8", "surrogatepass"))
+        h.update(b"\x01")
     for arg in args:
         h.update(repr(arg).encode("utf-8", "surrogatepass"))
         h.update(b"\x00")
