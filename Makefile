@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 $(DEMO_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[demo]'
+	$(BIN)/python -m pip install -q '.[demo]'  # not editable: manage.py runs this tree's code
 	touch $(DEMO_STAMP)
 
 venv: $(STAMP)
