@@ -93,3 +93,19 @@ def test_a_stopped_server_logs_why():
 
     log = ServeProcess().start().stop()
     assert "shutting down: received SIGTERM" in log
+
+
+def test_prefix_figures_of_a_served_store_are_per_prefix(serve):
+    import cachedeps
+    from django_cachedeps._introspect import prefix_rows
+
+    store = cachedeps.open_store(f"memcache://{serve.address}")
+    try:
+        store.set("figs:1", b"x")
+        assert store.get("figs:1") == b"x"
+        store.get("figs:missing")
+        rows = {r.prefix: r for r in prefix_rows(store)}
+    finally:
+        store.close()
+    assert "*" not in rows and "figs" in rows, rows
+    assert rows["figs"].hits >= 1 and rows["figs"].misses >= 1
