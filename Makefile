@@ -1,9 +1,12 @@
-# make demo : set up a virtual environment from nothing and serve the demo site
-# make test : set up a virtual environment from nothing and run the test suite
+# make demo [PORT=8000] : set up a virtual environment from nothing and serve the demo site
+#                         (installs the engine and Django only: the `demo` extra)
+# make test              : set up a virtual environment from nothing and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
+PORT ?= 8000
 
 .PHONY: demo test test-slow bench venv clean
 
@@ -12,6 +15,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
+
+$(DEMO_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q '.[demo]'  # not editable: manage.py runs this tree's code
+	touch $(DEMO_STAMP)
 
 venv: $(STAMP)
 
@@ -27,10 +36,11 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/python testproject/manage.py migrate --noinput
 	$(BIN)/python testproject/manage.py seed_bookmarks
-	$(BIN)/python testproject/manage.py runserver 127.0.0.1:8000
+	@echo "demo: http://127.0.0.1:$(PORT)/  (staff account: demo / demo-password)"
+	$(BIN)/python testproject/manage.py runserver 127.0.0.1:$(PORT)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

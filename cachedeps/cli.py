@@ -1,5 +1,6 @@
 """The ``cachedeps`` command line.
 
+``cachedeps --version`` prints the installed version;
 ``cachedeps serve [--host H] [--port P] [--max-memory 64MB] [--item-max 1MB] [--max-conns N]``
 runs the memcache-compatible server on the embedded store (docs/server.md);
 ``cachedeps stats URL`` prints the statistics of a memcache server
@@ -9,10 +10,12 @@ runs the memcache-compatible server on the embedded store (docs/server.md);
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import re
 import socket
 import sys
+from typing import Any
 
 from .errors import ConfigurationError
 
@@ -47,31 +50,80 @@ def _size_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def _int_arg(low: int, high: int | None = None) -> Any:
+    """Return an argparse type: an integer from ``low`` to ``high`` (argparse names the option)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            within = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{value} is out of range: must be {within}")
+        return value
+
+    return parse
+
+
+def _float_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must not be negative")
+    return value
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cachedeps")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        from . import __version__
+
+        return __version__
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cachedeps", description="cachedeps command line")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the memcache-compatible server on the embedded store")
+    parser = argparse.ArgumentParser(
+        prog="cachedeps",
+        description="cachedeps command line: run the memcache-compatible server on the embedded "
+                    "store, or print a memcache server's statistics.")
+    parser.add_argument("--version", action="version", version=f"cachedeps {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = sub.add_parser(
+        "serve", help="run the memcache-compatible server on the embedded store",
+        description="Run a memcache-compatible server (text and binary protocols) on the embedded "
+                    "store, so that several processes share one cache: point them at "
+                    "memcache://HOST:PORT. Stops on SIGTERM or SIGINT. See docs/server.md.")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
-    serve.add_argument("--port", type=int, default=11211, help="TCP port (default 11211)")
+    serve.add_argument("--port", type=_int_arg(0, 65535), default=11211, help="TCP port (default 11211)")
     serve.add_argument("--max-memory", type=_size_arg, default=64 * 2**20,
                        help="memory for items, e.g. 64MB (default 64MB)")
     serve.add_argument("-I", "--item-max", type=_size_arg, default=2**20,
                        help="largest item, e.g. 1MB (default 1MB; at least 1024 bytes, at most "
                             "half of --max-memory, as memcached)")
-    serve.add_argument("-t", "--threads", type=int, default=1,
+    serve.add_argument("-t", "--threads", type=_int_arg(1, 64), default=1,
                        help="event loops serving connections, as memcached -t (default 1); "
                             "commands run one at a time, socket work in parallel")
     serve.add_argument("-F", "--disable-flush-all", action="store_true",
                        help="refuse flush_all (as memcached -F)")
-    serve.add_argument("--max-conns", type=int, default=1024,
+    serve.add_argument("--max-conns", type=_int_arg(1), default=1024,
                        help="connections served at once; more are refused (default 1024)")
-    serve.add_argument("--idle-timeout", type=float, default=0.0,
+    serve.add_argument("--idle-timeout", type=_float_arg, default=0.0,
                        help="drop connections silent for this many seconds (default 0: never)")
-    serve.add_argument("--write-timeout", type=float, default=30.0,
+    serve.add_argument("--write-timeout", type=_float_arg, default=30.0,
                        help="drop clients that leave replies unread this long (default 30s)")
     serve.add_argument("-v", "--verbose", action="store_true", help="log every connection event")
-    stats = sub.add_parser("stats", help="print a memcache server's statistics")
+    stats = sub.add_parser(
+        "stats", help="print a memcache server's statistics",
+        description="Print the statistics of a memcached or `cachedeps serve` server, one per line; "
+                    "`prefixes` gives items, hits and misses per key prefix (`cachedeps serve`, or "
+                    "memcached with detail on).")
     stats.add_argument("url", help="memcache://HOST:PORT or HOST:PORT")
     stats.add_argument("group", nargs="?", default="",
                        help="items, slabs, settings, prefixes, ... (default: general)")
@@ -82,12 +134,6 @@ def _serve(args: argparse.Namespace) -> int:
     from .server.context import ServerSettings
     from .server.server import serve
 
-    if not 1 <= args.threads <= 64:
-        raise ConfigurationError(f"--threads ({args.threads}) must be from 1 to 64")
-    if args.max_conns <= 0 or not 0 <= args.port <= 65535:
-        raise ConfigurationError(
-            f"--max-conns ({args.max_conns}) must be positive and --port ({args.port}) within 0-65535"
-        )
     if args.item_max < 1024:
         raise ConfigurationError(f"--item-max ({args.item_max}) cannot be less than 1024 bytes")
     if args.item_max > args.max_memory // 2:
@@ -104,8 +150,16 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         serve(settings)
     except OSError as exc:
-        logging.getLogger("cachedeps.server").error("cannot serve on %s:%d: %s",
-                                                    args.host, args.port, exc)
+        hint = ""
+        if exc.errno == errno.EADDRINUSE:
+            hint = (f"; another process (a memcached, or another cachedeps serve) listens on port "
+                    f"{args.port}: stop it, or choose another port with --port")
+        elif exc.errno in (errno.EACCES, errno.EPERM):
+            hint = "; ports below 1024 need privileges: choose --port 11211 or another above 1023"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            hint = f"; {args.host} is not an address of this machine: use --host 127.0.0.1 or 0.0.0.0"
+        logging.getLogger("cachedeps.server").error("cannot serve on %s:%d: %s%s",
+                                                    args.host, args.port, exc.strerror or exc, hint)
         return 1
     return 0
 

@@ -38,6 +38,11 @@ def prefix_rows(store: Any) -> list[PrefixRow]:
             for prefix, v in per_prefix().items()
         ]
         return sorted(rows, key=lambda r: (-(r.hits + r.misses), r.prefix))
+    servers = getattr(store, "servers", None)
+    if servers:
+        rows = _served_prefix_rows(servers)
+        if rows:
+            return rows
     stats = store.stats()
     if stats and all(isinstance(v, dict) for v in stats.values()):
         # a pool: one stats dict per server, summed
@@ -48,6 +53,40 @@ def prefix_rows(store: Any) -> list[PrefixRow]:
         stats = merged
     return [PrefixRow("*", int(stats.get("curr_items", 0)), int(stats.get("bytes", 0)),
                       int(stats.get("get_hits", 0)), int(stats.get("get_misses", 0)))]
+
+
+def _served_prefix_rows(servers: Any) -> list[PrefixRow]:
+    """Ask each server for ``stats prefixes`` (``cachedeps serve`` answers it); sum the figures.
+
+    An empty list when no server answers with prefix figures (plain memcached).
+    """
+    import socket
+
+    figures: dict[str, dict[str, int]] = {}
+    for host, port in servers:
+        try:
+            with socket.create_connection((host, int(port)), timeout=2) as sock:
+                sock.sendall(b"stats prefixes\r\n")
+                data = b""
+                while not data.endswith((b"END\r\n", b"ERROR\r\n")):
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+        except OSError:
+            continue
+        for line in data.decode("utf-8", "replace").splitlines():
+            parts = line.split(" ")
+            if len(parts) != 3 or parts[0] != "STAT" or not parts[1].startswith("prefix:"):
+                continue
+            name, _, field_name = parts[1][len("prefix:"):].rpartition(":")
+            if not parts[2].isdigit():
+                continue
+            row = figures.setdefault("" if name == "(none)" else name, {})
+            row[field_name] = row.get(field_name, 0) + int(parts[2])
+    rows = [PrefixRow(p, v.get("items", 0), v.get("bytes", 0), v.get("hits", 0), v.get("misses", 0))
+            for p, v in figures.items()]
+    return sorted(rows, key=lambda r: (-(r.hits + r.misses), r.prefix))
 
 
 @dataclass
@@ -80,15 +119,17 @@ def page_tree(engine: Any, path: str, host: str = "testserver", key_prefix: str 
     """
     from django.test import RequestFactory
 
-    from .decorators import _prefix, _spec_key, page_key, request_variant
+    from .decorators import _as_specs, _prefix, _spec_key, page_key, request_variant
 
     request = RequestFactory().get(path, HTTP_HOST=host)
     request.COOKIES.update(cookies or {})
     prefix = _prefix(key_prefix)
-    spec = engine.get(_spec_key(request, prefix))
-    if spec is NO_VALUE or not isinstance(spec, dict):
+    found = engine.get(_spec_key(request, prefix))
+    specs = _as_specs(found) if found is not NO_VALUE else None
+    if not specs:
         return None
-    variant = request_variant(request, spec)
-    if variant is None:
-        return None
-    return dependency_tree(engine, page_key(request, prefix, variant))
+    keys = [page_key(request, prefix, v) for v in (request_variant(request, s) for s in specs) if v is not None]
+    for key in keys:  # the page this request would be served (most specific rule first)
+        if engine.get(key) is not NO_VALUE:
+            return dependency_tree(engine, key)
+    return dependency_tree(engine, keys[0]) if keys else None

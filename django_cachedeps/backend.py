@@ -72,11 +72,11 @@ class CachedepsCache(BaseCache):
 
     def __init__(self, location: str, params: dict[str, Any]) -> None:
         super().__init__(params)
-        if not location:
-            raise ImproperlyConfigured(
-                "CachedepsCache needs LOCATION, a cachedeps store URL such as "
-                "'embedded://?max_memory=64MB' or 'memcache://127.0.0.1:11211'"
-            )
+        # Registers the system checks even when "django_cachedeps" is not an installed app
+        # (cachedeps.E008 says so). A missing LOCATION is reported by cachedeps.E010 and
+        # raised on first use, not here: Django's own checks build every backend.
+        from . import checks  # noqa: F401
+
         self._location = location
         self._params = params
         self._alias: str | None = None
@@ -88,6 +88,11 @@ class CachedepsCache(BaseCache):
     def alias(self) -> str:
         """Return the ``CACHES`` alias this backend was configured under."""
         if self._alias is None:
+            if not self._location:
+                raise ImproperlyConfigured(
+                    "CachedepsCache needs LOCATION, a cachedeps store URL such as "
+                    "'embedded://?max_memory=64MB' or 'memcache://127.0.0.1:11211' (cachedeps.E010)"
+                )
             self._alias = _find_alias(self._location, self._params)
         return self._alias
 

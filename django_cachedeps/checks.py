@@ -13,7 +13,16 @@ id                      fires when
 ``cachedeps.W002``      an unmanaged model is left uncached: ``CACHEDEPS["VIEWS"]`` does not
                         declare its base tables
 ``cachedeps.E007``      ``CACHEDEPS["VIEWS"]`` names a model that does not exist or is managed
+``cachedeps.E008``      ``"django_cachedeps"`` is not in ``INSTALLED_APPS`` while a cachedeps
+                        cache backend or database ENGINE is configured
+``cachedeps.E009``      the client library a store URL needs is not installed (``pymemcache``
+                        for ``memcache://``) or a plugin store's module does not import
+``cachedeps.E010``      a ``CachedepsCache`` entry has no LOCATION
+``cachedeps.W003``      a ``memcache://`` server does not accept connections
 ======================  =====================================================================
+
+The checks are registered when the app loads, and also when the cache backend or a database
+wrapper is imported: a project that forgot the app in ``INSTALLED_APPS`` is told so (E008).
 
 Every message says how to fix it.
 """
@@ -26,7 +35,16 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
-__all__ = ["check_settings", "check_cache", "check_models", "check_views", "check_databases", "check_middleware"]
+__all__ = [
+    "check_settings",
+    "check_cache",
+    "check_models",
+    "check_views",
+    "check_databases",
+    "check_middleware",
+    "check_app_installed",
+    "check_store_reachable",
+]
 
 BACKEND_PATH = "django_cachedeps.backend.CachedepsCache"
 MIDDLEWARE_PATH = "django_cachedeps.middleware.CachedepsMiddleware"
@@ -87,16 +105,118 @@ def check_cache(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         if entry.get("BACKEND") != BACKEND_PATH:
             continue
         location = entry.get("LOCATION", "")
+        if not location:
+            errors.append(Error(
+                f"CACHES[{alias!r}] uses {BACKEND_PATH!r} but has no LOCATION.",
+                hint=f"Set CACHES[{alias!r}]['LOCATION'] to a store URL: 'embedded://?max_memory=64MB' "
+                     "(in-process) or 'memcache://127.0.0.1:11211' (shared by every process).",
+                id="cachedeps.E010"))
+            continue
         try:
-            if not isinstance(location, str) or not location:
-                raise ConfigurationError(f"LOCATION must be a non-empty string, got {location!r}")
-            parse_url(location)
+            if not isinstance(location, str):
+                raise ConfigurationError(f"LOCATION must be a string, got {location!r}")
+            config = parse_url(location)
         except ConfigurationError as exc:
             errors.append(Error(
                 f"CACHES[{alias!r}]['LOCATION'] is not a valid cachedeps store URL: {exc}",
                 hint="Use 'embedded://?max_memory=64MB' or 'memcache://host:11211[,host2:11211]'.",
                 id="cachedeps.E004"))
+            continue
+        missing = _missing_client(config)
+        if missing:
+            errors.append(Error(
+                f"CACHES[{alias!r}]['LOCATION'] is {location!r}, but {missing}.",
+                hint="Install the store's extra, e.g. pip install 'cachedeps[memcache]' for memcache://.",
+                id="cachedeps.E009"))
     return errors
+
+
+def _cachedeps_locations() -> list[tuple[str, str]]:
+    caches = getattr(settings, "CACHES", {}) or {}
+    return [(alias, entry.get("LOCATION")) for alias, entry in caches.items()
+            if entry.get("BACKEND") == BACKEND_PATH and isinstance(entry.get("LOCATION"), str)
+            and entry.get("LOCATION")]
+
+
+def _missing_client(config: Any) -> str | None:
+    """Return what is missing for a parsed store URL to open, or ``None``."""
+    import importlib
+    import importlib.util
+
+    from cachedeps.config import MemcacheConfig, PluginConfig
+
+    if isinstance(config, MemcacheConfig):
+        if importlib.util.find_spec("pymemcache") is None:
+            return "the pymemcache package, which memcache:// stores need, is not installed"
+    elif isinstance(config, PluginConfig):
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group="cachedeps.stores"):
+            if ep.name == config.scheme:
+                try:
+                    ep.load()
+                except ImportError as exc:
+                    return f"the {config.scheme}:// store does not import ({exc})"
+    return None
+
+
+@register(Tags.caches)
+def check_app_installed(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Check that ``django_cachedeps`` is installed when its backend or a wrapper is configured.
+
+    Without the app there is no change-feed table and no receivers: nothing is cached and
+    nothing says so. This check is registered by the backend and the wrappers too, so it
+    runs when the app itself is missing.
+    """
+    from django.apps import apps
+
+    if apps.is_installed("django_cachedeps"):
+        return []
+    caches = getattr(settings, "CACHES", {}) or {}
+    users = [f"CACHES[{a!r}]" for a, e in caches.items() if e.get("BACKEND") == BACKEND_PATH]
+    users += [f"DATABASES[{a!r}]" for a, d in (getattr(settings, "DATABASES", {}) or {}).items()
+              if d.get("ENGINE") in DB_BACKENDS]
+    if not users:
+        return []
+    return [Error(
+        f"{', '.join(users)} use cachedeps, but 'django_cachedeps' is not in INSTALLED_APPS: "
+        "there is no change-feed table, so nothing is cached and writes invalidate nothing.",
+        hint="Add 'django_cachedeps' to INSTALLED_APPS, then run manage.py migrate.",
+        id="cachedeps.E008")]
+
+
+@register(Tags.caches)
+def check_store_reachable(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Warn when a ``memcache://`` server does not accept a TCP connection (0.5 s each).
+
+    A warning, not an error: the application runs on its database with the store down, but
+    caches nothing, which is seldom what was meant.
+    """
+    import socket
+
+    from cachedeps.config import MemcacheConfig, parse_url
+    from cachedeps.errors import ConfigurationError
+
+    found: list[Any] = []
+    for alias, location in _cachedeps_locations():
+        try:
+            config = parse_url(location)
+        except ConfigurationError:
+            continue  # E004
+        if not isinstance(config, MemcacheConfig):
+            continue
+        for host, port in config.servers:
+            try:
+                socket.create_connection((host, port), timeout=0.5).close()
+            except OSError as exc:
+                found.append(Warning(
+                    f"CACHES[{alias!r}]['LOCATION'] names memcached at {host}:{port}, which does not "
+                    f"accept connections ({exc.strerror or exc}): every read goes to the database "
+                    "and nothing is cached.",
+                    hint=f"Start memcached on {host}:{port} (or `cachedeps serve --port {port}`), "
+                         "or fix the host and port in LOCATION.",
+                    id="cachedeps.W003"))
+    return found
 
 
 @register(Tags.models)

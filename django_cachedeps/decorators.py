@@ -14,9 +14,13 @@ are every cached ORM read made while the view ran and its template rendered, fra
 every process; a write to another row of the same table does not.
 
 What varies the entry follows :func:`django.utils.cache.learn_cache_key`: the method (HEAD
-is served from GET entries), the full URL with its query string, the request headers the
-response names in ``Vary`` and, when the view used the session (``request.user`` does), the
-session cookie, so one user never sees another's page. Only ``GET``/``HEAD`` ``200``
+is served from GET entries), the full URL with its query string, the active language (with
+``USE_I18N``) and time zone (with ``USE_TZ``), the request headers the response names in
+``Vary`` (``Vary: Cookie`` set by the view: the whole Cookie header, as Django does) and,
+when the view used the session (``request.user`` does), the session cookie, so one user
+never sees another's page. A URL keeps up to four such rules at once (an anonymous
+visitor's page and a logged-in user's vary differently): one kind of visitor never evicts
+the other's page; the most specific rule is tried first. Only ``GET``/``HEAD`` ``200``
 responses are stored, never one that sets a cookie, modifies the session, is marked
 ``private``/``no-store``/``no-cache``, or streams. A page that renders a CSRF token also
 varies on the CSRF cookie (and is not stored for a client that has none yet).
@@ -48,6 +52,7 @@ from . import runtime
 __all__ = ["cached_view", "page_key", "vary_spec", "request_variant", "prepared_engine"]
 
 _HEADER_MEMO_SIZE = 4096
+_SPECS_PER_URL = 4
 _UNCACHEABLE_CC = ("private", "no-store", "no-cache")
 
 
@@ -96,17 +101,46 @@ def _spec_key(request: HttpRequest, key_prefix: str) -> str:
 def vary_spec(request: HttpRequest, response: HttpResponse, vary_on_user: bool | None) -> dict[str, Any]:
     """Return what a response varies on: its ``Vary`` headers, the session, the CSRF cookie."""
     headers: list[str] = []
+    cookie = False
     if response.has_header("Vary"):
         for name in cc_delim_re.split(response.headers["Vary"]):
             name = name.strip().lower()
-            if name and name != "cookie" and name not in headers:
+            if name == "cookie":
+                # Set by the view itself (the session and CSRF middleware add theirs after
+                # this decorator has run): it reads some cookie, so vary on all of them.
+                cookie = True
+            elif name and name not in headers:
                 headers.append(name)
     session = getattr(request, "session", None)
     uses_session = bool(session is not None and getattr(session, "accessed", False))
     if vary_on_user is not None:
         uses_session = vary_on_user
     uses_csrf = bool(request.META.get("CSRF_COOKIE_NEEDS_UPDATE") or request.META.get("CSRF_COOKIE_USED"))
-    return {"headers": sorted(headers), "session": uses_session, "csrf": uses_csrf}
+    spec = {"headers": sorted(headers), "session": uses_session, "csrf": uses_csrf}
+    if cookie:
+        spec["cookie"] = True
+    return spec
+
+
+def _specificity(spec: dict[str, Any]) -> tuple[int, ...]:
+    return (int(bool(spec.get("cookie"))), int(bool(spec.get("session"))), int(bool(spec.get("csrf"))),
+            len(spec.get("headers", ())))
+
+
+def _merge_specs(specs: list[dict[str, Any]], spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return ``specs`` with ``spec`` added (newest kept), most specific first, at most four."""
+    kept = [spec] + [s for s in specs if s != spec]
+    kept = kept[:_SPECS_PER_URL]
+    return sorted(kept, key=_specificity, reverse=True)
+
+
+def _as_specs(found: Any) -> list[dict[str, Any]] | None:
+    """Read a stored rule list (a lone dict: one rule, as written by earlier versions)."""
+    if isinstance(found, dict):
+        return [found]
+    if isinstance(found, list) and all(isinstance(s, dict) for s in found):
+        return found
+    return None
 
 
 def request_variant(request: HttpRequest, spec: dict[str, Any]) -> str | None:
@@ -116,6 +150,16 @@ def request_variant(request: HttpRequest, spec: dict[str, Any]) -> str | None:
     needs a CSRF cookie it does not have yet.
     """
     parts = []
+    if getattr(settings, "USE_I18N", False):
+        from django.utils.translation import get_language
+
+        parts.append(f"l={get_language()}")
+    if getattr(settings, "USE_TZ", False):
+        from django.utils.timezone import get_current_timezone_name
+
+        parts.append(f"tz={get_current_timezone_name()}")
+    if spec.get("cookie"):
+        parts.append("cookie=" + request.META.get("HTTP_COOKIE", ""))
     for name in spec.get("headers", ()):
         meta = "HTTP_" + name.upper().replace("-", "_")
         if name == "content-type":
@@ -180,14 +224,14 @@ class _SpecMemo:
         self._data: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: str) -> list[dict[str, Any]] | None:
         with self._lock:
             spec = self._data.get(key)
             if spec is not None:
                 self._data.move_to_end(key)
             return spec
 
-    def put(self, key: str, spec: dict[str, Any]) -> None:
+    def put(self, key: str, spec: list[dict[str, Any]]) -> None:
         with self._lock:
             self._data[key] = spec
             self._data.move_to_end(key)
@@ -216,21 +260,22 @@ class _ViewCache:
         prefix = _prefix(self.key_prefix)
         spec_key = _spec_key(request, prefix)
         stamp = runtime.snapshot_stamp(engine)
-        spec = self.memo.get(spec_key)
-        if spec is None:
+        specs = self.memo.get(spec_key)
+        if specs is None:
             found = engine.get(spec_key)
-            if found is not NO_VALUE and isinstance(found, dict):
-                spec = found
-                self.memo.put(spec_key, spec)
-        if spec is not None:
+            specs = _as_specs(found) if found is not NO_VALUE else None
+            if specs is not None:
+                self.memo.put(spec_key, specs)
+        for spec in specs or ():
             variant = request_variant(request, spec)
-            if variant is not None:
-                payload = engine.get(page_key(request, prefix, variant))
-                if payload is not NO_VALUE:
-                    response = _thaw(payload)
-                    if spec.get("session") or spec.get("csrf"):
-                        patch_vary_headers(response, ("Cookie",))
-                    return response, None
+            if variant is None:
+                continue
+            payload = engine.get(page_key(request, prefix, variant))
+            if payload is not NO_VALUE:
+                response = _thaw(payload)
+                if spec.get("session") or spec.get("csrf"):
+                    patch_vary_headers(response, ("Cookie",))
+                return response, None
         return None, (engine, prefix, spec_key, stamp)
 
     def store(self, request: HttpRequest, response: HttpResponse, state: Any, keys: set[str]) -> None:
@@ -242,9 +287,14 @@ class _ViewCache:
         variant = request_variant(request, spec)
         if variant is None:
             return
-        if self.memo.get(spec_key) != spec:
-            engine.set(spec_key, spec, timeout=_timeout(self.timeout))
-            self.memo.put(spec_key, spec)
+        known = self.memo.get(spec_key)
+        if known is None:
+            found = engine.get(spec_key)
+            known = (_as_specs(found) if found is not NO_VALUE else None) or []
+        if spec not in known:
+            known = _merge_specs(known, spec)
+            engine.set(spec_key, known, timeout=_timeout(self.timeout))
+        self.memo.put(spec_key, known)
         deps = set(keys)
         deps.update(self.depends_on)
         engine.set(page_key(request, prefix, variant), _freeze(response), depends_on=sorted(deps),

@@ -470,11 +470,17 @@ async def _serve(settings: ServerSettings) -> None:
         server.store.close()
         raise
     stop = asyncio.Event()
+    received: list[str] = []
     loop = asyncio.get_running_loop()
+
+    def _on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, _on_signal, sig)
     await stop.wait()
-    log.info("cachedeps serve shutting down")
+    log.info("cachedeps serve shutting down: received %s", received[0] if received else "a stop request")
     await server.stop()
 
 

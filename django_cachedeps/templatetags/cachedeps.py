@@ -7,9 +7,11 @@
         {% for tag in tags %}...{% endfor %}
     {% endcachedeps %}
 
-The fragment is keyed by its name and the exact values of its arguments (add whatever it
-varies on: the user's pk, the language, a page number; a model instance, which has no exact
-value, leaves the fragment uncached). Its dependencies are every cached ORM read made
+The fragment is keyed by its name, the exact values of its arguments (add whatever it
+varies on: the user's pk, a page number; a model instance, which has no exact value, leaves
+the fragment uncached) and, as Django's per-view cache is, the active language (with
+``USE_I18N``) and time zone (with ``USE_TZ``): a French visitor never gets the English
+fragment. Its dependencies are every cached ORM read made
 while it rendered; a write touching one of them drops it. Fragments nest: an inner
 fragment's dependencies, whether rendered or served from the cache, also become the outer
 fragment's (and the enclosing ``@cached_view``'s). An optional ``timeout=<seconds>`` bounds
@@ -35,17 +37,32 @@ __all__ = ["register", "CachedepsNode", "do_cachedeps", "fragment_key"]
 register = template.Library()
 
 
-def fragment_key(name: str, args: list[Any]) -> str | None:
+def _locale_parts() -> list[str]:
+    from django.conf import settings
+
+    parts = []
+    if getattr(settings, "USE_I18N", False):
+        from django.utils.translation import get_language
+
+        parts.append(f"l={get_language()}")
+    if getattr(settings, "USE_TZ", False):
+        from django.utils.timezone import get_current_timezone_name
+
+        parts.append(f"tz={get_current_timezone_name()}")
+    return parts
+
+
+def fragment_key(name: str, args: list[Any], locale: list[str] | None = None) -> str | None:
     """Return the entry key of fragment ``name`` rendered for ``args``; None to not cache it.
 
     The arguments are spelled exactly (:func:`cachedeps.querykey.encode_parts`), never by
     their ``repr``: two books of the same title (``Model.__str__``) are different arguments.
     An argument without an exact spelling (a model instance, whose other fields the fragment
     may render without reading them: pass its ``pk`` and read inside instead) leaves the
-    fragment uncached.
+    fragment uncached. ``locale`` defaults to the active language and time zone.
     """
     try:
-        data = encode_parts(*args)
+        data = encode_parts(*(_locale_parts() if locale is None else locale), "\x01", *args)
     except Unencodable:
         return None
     return f"frag.{name}.{hashlib.blake2b(data, digest_size=16).hexdigest()}"

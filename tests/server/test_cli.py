@@ -50,3 +50,62 @@ def test_port_in_use_is_logged_and_exits_nonzero(serve):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert "cannot serve on 127.0.0.1:%d" % serve.port in result.stderr
+    assert "another process" in result.stderr and "--port" in result.stderr  # the hint
+
+
+def test_version(capsys):
+    from cachedeps import __version__
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"cachedeps {__version__}"
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["serve", "--port", "80000"], "--port"),
+    (["serve", "--port", "http"], "--port"),
+    (["serve", "--max-conns", "0"], "--max-conns"),
+    (["serve", "--threads", "99"], "--threads"),
+    (["serve", "--idle-timeout", "-1"], "--idle-timeout"),
+])
+def test_a_bad_option_is_named_and_no_other(argv, option, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{option}: " in err.split("error: argument", 1)[1]
+    others = {"--port", "--max-conns", "--threads", "--idle-timeout"} - {option}
+    assert not any(o in err.split("error:", 1)[1] for o in others), err
+
+
+@pytest.mark.parametrize("argv", [[], ["serve"], ["stats"]])
+def test_every_help_has_a_description(argv, capsys):
+    with pytest.raises(SystemExit):
+        main([*argv, "--help"])
+    out = capsys.readouterr().out
+    body = out.split("\n\n", 2)[1]  # after the usage block
+    assert not body.startswith(("positional", "options")), out
+
+
+def test_a_stopped_server_logs_why():
+    from tests.server.conftest import ServeProcess
+
+    log = ServeProcess().start().stop()
+    assert "shutting down: received SIGTERM" in log
+
+
+def test_prefix_figures_of_a_served_store_are_per_prefix(serve):
+    import cachedeps
+    from django_cachedeps._introspect import prefix_rows
+
+    store = cachedeps.open_store(f"memcache://{serve.address}")
+    try:
+        store.set("figs:1", b"x")
+        assert store.get("figs:1") == b"x"
+        store.get("figs:missing")
+        rows = {r.prefix: r for r in prefix_rows(store)}
+    finally:
+        store.close()
+    assert "*" not in rows and "figs" in rows, rows
+    assert rows["figs"].hits >= 1 and rows["figs"].misses >= 1

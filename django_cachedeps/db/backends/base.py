@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ... import checks as _checks  # noqa: F401  (registers cachedeps.E008 without the app)
 from ..guard import UncachedReadGuard
 from ..rawsql import RawWriteTracker
 

@@ -10,7 +10,14 @@ from cachedeps.errors import BackendError
 
 from ..._introspect import prefix_rows
 
-__all__ = ["Command"]
+__all__ = ["Command", "engine_alias"]
+
+
+def engine_alias(cache: str | None) -> str:
+    """Return the CACHES alias the command reads (``--cache`` or ``CACHEDEPS["CACHE"]``)."""
+    from ...conf import get_settings
+
+    return cache or get_settings().cache
 
 
 class Command(BaseCommand):
@@ -32,6 +39,22 @@ class Command(BaseCommand):
             raise CommandError(f"cannot read figures from {store.name}: {exc}") from exc
         out = self.stdout
         out.write(f"store {store.name}")
+        from cachedeps.config import EmbeddedConfig, parse_url
+        from cachedeps.errors import ConfigurationError
+
+        from django.conf import settings
+
+        location = (settings.CACHES.get(engine_alias(cache)) or {}).get("LOCATION") or "embedded://"
+        try:
+            embedded = isinstance(parse_url(location), EmbeddedConfig)
+        except ConfigurationError:
+            embedded = False
+        if embedded:
+            out.write(self.style.WARNING(
+                f"note: {location} is an embedded store: it lives inside each process, so these are "
+                "this command's own figures, not the web server's (its figures are on the /cachedeps/ "
+                "dashboard). To share one store and see its figures here, run `cachedeps serve` and "
+                "set LOCATION to memcache://127.0.0.1:11211."))
         header = f"{'prefix':<24} {'items':>9} {'bytes':>12} {'hits':>10} {'misses':>10} {'hit rate':>9}"
         out.write(header)
         out.write("-" * len(header))

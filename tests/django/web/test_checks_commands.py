@@ -22,7 +22,8 @@ def ids(messages):
 
 def run_all():
     return [*checks.check_settings(), *checks.check_cache(), *checks.check_models(),
-            *checks.check_databases(), *checks.check_middleware()]
+            *checks.check_databases(), *checks.check_middleware(), *checks.check_app_installed(),
+            *checks.check_store_reachable()]
 
 
 def test_the_test_settings_pass():
@@ -40,6 +41,11 @@ def test_the_test_settings_pass():
     ({"DATABASES": {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}},
      "cachedeps.E006"),
     ({"MIDDLEWARE": []}, "cachedeps.W001"),
+    ({"CACHES": {"default": {"BACKEND": BACKEND}}}, "cachedeps.E010"),
+    ({"CACHES": {"default": {"BACKEND": BACKEND, "LOCATION": ""}}}, "cachedeps.E010"),
+    ({"INSTALLED_APPS": ["django.contrib.contenttypes", "django.contrib.auth"]}, "cachedeps.E008"),
+    ({"CACHES": {"default": {"BACKEND": BACKEND, "LOCATION": "memcache://127.0.0.1:1"}}},
+     "cachedeps.W003"),
 ])
 def test_each_check_fires_on_its_bad_setting(overrides, expected):
     with override_settings(**overrides):
@@ -67,6 +73,7 @@ def test_stats_command_prints_prefix_rows_and_hit_rates():
     text = out.getvalue()
     assert "hit rate" in text and "prefix" in text
     assert "%" in text  # a computed hit rate
+    assert "embedded store" in text and "not the web server's" in text  # why the figures may be zeros
 
 
 @pytest.mark.django_db(transaction=True)
@@ -140,3 +147,46 @@ def test_prune_command_with_little_to_prune_and_bad_input():
         call_command("cachedeps_prune", "--keep", "-1")
     with pytest.raises(CommandError, match="not in DATABASES"):
         call_command("cachedeps_prune", "--database", "nope")
+
+
+def test_missing_client_library_is_an_error_naming_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pymemcache", None)  # find_spec answers None: not installed
+    with override_settings(CACHES={"default": {"BACKEND": BACKEND, "LOCATION": "memcache://127.0.0.1:11211"}}):
+        found = [m for m in checks.check_cache() if m.id == "cachedeps.E009"]
+    assert found and "pymemcache" in found[0].msg and "cachedeps[memcache]" in found[0].hint
+
+
+_SETTINGS_TEMPLATE = """
+from testproject import settings as _s
+globals().update({{k: v for k, v in vars(_s).items() if k.isupper()}})
+{extra}
+"""
+
+
+def _manage_check(tmp_path, extra):
+    """Run ``manage.py check`` on the demo's settings changed by ``extra``, in a fresh process."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[3]
+    (tmp_path / "bad_settings.py").write_text(_SETTINGS_TEMPLATE.format(extra=extra))
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bad_settings", "DEMO_DB": str(tmp_path / "db.sqlite3"),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root / "testproject"), str(root)])}
+    return subprocess.run([sys.executable, str(root / "testproject" / "manage.py"), "check"],
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_check_reports_a_missing_location_instead_of_a_traceback(tmp_path):
+    done = _manage_check(tmp_path, 'CACHES = {"default": {"BACKEND": "django_cachedeps.backend.CachedepsCache"}}')
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "cachedeps.E010" in done.stderr
+
+
+def test_check_reports_the_app_missing_from_installed_apps(tmp_path):
+    done = _manage_check(tmp_path, 'INSTALLED_APPS = [a for a in INSTALLED_APPS if a != "django_cachedeps"]')
+    assert done.returncode != 0
+    assert "cachedeps.E008" in done.stderr and "INSTALLED_APPS" in done.stderr

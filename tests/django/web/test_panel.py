@@ -67,6 +67,19 @@ def test_a_first_request_shows_misses_and_stored_entries_with_their_keys(book):
     assert "view.p." in html and f"book:{book.pk}" in html
 
 
+def test_each_stored_query_shows_its_sql_and_keys_without_stray_commas(book):
+    panel, _ = _through_toolbar(f"/book/{book.pk}/")
+    stored = _events(panel, "set")
+    queries = [e for e in stored if e["sql"] and "view.p." not in e["key"]]
+    assert queries, stored
+    assert any('FROM "book"' in q for e in queries for q in e["sql"])
+    page = next(e for e in stored if "view.p." in e["key"])
+    assert len(page["sql"]) >= 2  # every statement the page ran: the book and the shelf
+    html = panel.content
+    assert "SELECT" in html and "FROM &quot;book&quot;" in html
+    assert "</code>, <code>" not in html and ", \n" not in html
+
+
 def test_a_second_request_is_one_hit_and_a_write_shows_as_an_invalidation(book):
     _through_toolbar(f"/book/{book.pk}/")
     panel, _ = _through_toolbar(f"/book/{book.pk}/")

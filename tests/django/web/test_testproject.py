@@ -28,7 +28,9 @@ for path in ["/", "/u/alice/", "/u/alice/?order=importance", "/t/python/", "/u/a
     if path != "/accounts/login/":
         assert len(ctx.captured_queries) <= 1, (path, ctx.captured_queries)  # the feed poll
 assert b"demo-password" in c.get("/").content
+assert b"demo-password" in c.get("/accounts/login/").content  # the password on the login page
 assert c.login(username="demo", password="demo-password")
+assert c.get("/admin/").status_code == 200  # a staff account
 bm = Bookmark.objects.filter(owner__username="demo").order_by("-created").first()
 assert c.get(f"/b/{bm.pk}/edit/").status_code == 200
 r = c.post(f"/b/{bm.pk}/edit/", {"url": bm.url, "title": "An edited title", "importance": 5})
@@ -51,3 +53,27 @@ def test_demo_site_migrates_seeds_and_serves(tmp_path):
     done = subprocess.run([sys.executable, "-c", _SCRIPT, str(PROJECT), str(ROOT)], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "OK" in done.stdout, done.stderr[-3000:]
+
+
+def _make_dry_run(*args):
+    done = subprocess.run(["make", "-n", "-B", *args], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "VENV": "/nonexistent-venv"})
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_make_demo_takes_a_port_and_installs_only_the_demo_extra():
+    out = _make_dry_run("demo", "PORT=8001")
+    assert "runserver 127.0.0.1:8001" in out
+    assert "'.[demo]'" in out and "[test]" not in out
+    assert "'.[test]'" in _make_dry_run("test")
+
+
+def test_license_is_an_spdx_expression_with_its_file():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "MIT"  # not the deprecated {text = ...} table
+    assert project["project"]["license-files"] == ["LICENSE"]
+    assert "MIT License" in (ROOT / "LICENSE").read_text()
+    assert "django" in " ".join(project["project"]["optional-dependencies"]["demo"]).lower()

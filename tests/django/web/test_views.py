@@ -158,3 +158,54 @@ def test_disabled_means_no_caching(client):
     with override_settings(CACHEDEPS={"CACHE": "default", "ENABLED": False}):
         first = client.get("/item/1/").content
         assert client.get("/item/1/").content != first
+
+
+_WITH_LOCALE = [*__import__("tests.django.settings", fromlist=["MIDDLEWARE"]).MIDDLEWARE[:3],
+                "django.middleware.locale.LocaleMiddleware",
+                *__import__("tests.django.settings", fromlist=["MIDDLEWARE"]).MIDDLEWARE[3:]]
+
+
+@override_settings(USE_I18N=True, MIDDLEWARE=_WITH_LOCALE, LANGUAGE_CODE="en")
+def test_the_language_cookie_picks_the_cached_page_as_cache_page_does():
+    english, french = Client(), Client()
+    french.cookies["django_language"] = "fr"
+    en = english.get("/language/").content
+    fr = french.get("/language/").content
+    assert en.startswith(b"language en") and fr.startswith(b"language fr")
+    assert french.get("/language/").content == fr  # a hit, in French
+    assert english.get("/language/").content == en
+
+
+@override_settings(USE_I18N=True, MIDDLEWARE=_WITH_LOCALE, LANGUAGE_CODE="en")
+def test_a_fragment_is_kept_per_language():
+    english, french = Client(), Client()
+    french.cookies["django_language"] = "fr"
+    assert english.get("/language-fragment/").content == b"en"
+    assert french.get("/language-fragment/").content == b"fr"
+    assert english.get("/language-fragment/").content == b"en"
+
+
+def test_vary_cookie_set_by_the_view_varies_on_the_cookies(client):
+    dark = Client()
+    dark.cookies["theme"] = "dark"
+    light = client.get("/vary-cookie/").content
+    assert dark.get("/vary-cookie/").content.startswith(b"theme dark")
+    assert client.get("/vary-cookie/").content == light
+
+
+@override_settings(SESSION_ENGINE="django.contrib.sessions.backends.signed_cookies",
+                   MIDDLEWARE=[*_WITH_LOCALE, "django.middleware.csrf.CsrfViewMiddleware"])
+def test_one_kind_of_visitor_does_not_evict_the_others_page():
+    guest, member = Client(), Client()
+    session = member.session
+    session["name"] = "alice"
+    session.save()
+    member.cookies["sessionid"] = session.session_key
+    g = guest.get("/kinds/").content
+    member.get("/kinds/")  # sets the CSRF cookie: not stored yet
+    m = member.get("/kinds/").content
+    assert g.startswith(b"guest") and m.startswith(b"member alice")
+    # Each kind's page stays cached while the other kind is served: no re-render.
+    for _ in range(2):
+        assert guest.get("/kinds/").content == g
+        assert member.get("/kinds/").content == m

@@ -113,7 +113,48 @@ def fragments(request, pk):
         "outer": n, "inner": n, "pk": pk, "rec": _Recorder(f"item:{pk}")})))
 
 
+@cached_view
+def language(request):
+    """Render in the active language (set by LocaleMiddleware from the language cookie)."""
+    from django.utils.translation import get_language
+
+    return HttpResponse(f"language {get_language()} render {_count()}")
+
+
+@cached_view
+def vary_cookie(request):
+    """Reads a cookie of its own and says so with ``Vary: Cookie``."""
+    response = HttpResponse(f"theme {request.COOKIES.get('theme', 'light')} render {_count()}")
+    response["Vary"] = "Cookie"
+    return response
+
+
+@cached_view
+def visitor_kinds(request):
+    """A guest's page and a member's (with a CSRF token: a logout form) vary differently."""
+    from django.middleware.csrf import get_token
+
+    name = request.session.get("name")
+    if name:
+        return HttpResponse(f"member {name} render {_count()} <form>{get_token(request)}</form>")
+    return HttpResponse(f"guest render {_count()}")
+
+
+_LANGUAGE_FRAGMENT = Template("{% load cachedeps %}{% cachedeps 'greeting' %}{{ lang }}{% endcachedeps %}")
+
+
+def language_fragment(request):
+    """A fragment rendered in the active language."""
+    from django.utils.translation import get_language
+
+    return HttpResponse(_LANGUAGE_FRAGMENT.render(Context({"lang": get_language()})))
+
+
 urlpatterns = [
+    path("language/", language),
+    path("vary-cookie/", vary_cookie),
+    path("kinds/", visitor_kinds),
+    path("language-fragment/", language_fragment),
     path("item/<int:pk>/", item),
     path("who/", who),
     path("lang/", lang),

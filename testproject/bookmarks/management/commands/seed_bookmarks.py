@@ -26,7 +26,8 @@ _WORDS = ("python django cache memcached sql postgres sqlite http rss css html a
 class Command(BaseCommand):
     """Seed sample data: 5 users, 50 tags, 1,000 bookmarks; running it again changes nothing."""
 
-    help = "Create the demo users (password shown on the home page), tags and bookmarks."
+    help = ("Create the demo users (the staff account's password is shown on the home and login "
+            "pages), tags and bookmarks.")
 
     def add_arguments(self, parser):  # noqa: D102 - Django's command API
         parser.add_argument("--bookmarks", type=int, default=1000, help="how many in all (default 1000)")
@@ -40,6 +41,10 @@ class Command(BaseCommand):
                 user, created = User.objects.get_or_create(username=name)
                 if created:
                     user.set_password(DEMO_PASSWORD if name == DEMO_USERNAME else f"{name}-password")
+                if name == DEMO_USERNAME and not user.is_superuser:
+                    # The demo account is staff: /admin/ and the /cachedeps/ dashboard.
+                    user.is_staff = user.is_superuser = True
+                if created or name == DEMO_USERNAME:
                     user.save()
                 users.append(user)
             existing = {t.slug for t in Tag.objects.all()}
