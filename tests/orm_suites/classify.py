@@ -1,0 +1,73 @@
+"""Sort the failures of a suite run into classes.
+
+- ``a`` (stale): ``StaleRead`` from verify mode, or a failure that only cachedeps has and
+  that nothing else explains — treated as a wrong result until shown otherwise.
+- ``b`` (crash): an error only cachedeps has, raised by or through cachedeps' own code.
+- ``c`` (plain): the stock backend fails the same way (seen in a ``--compare`` run or listed
+  in :mod:`tests.orm_suites.expected`).
+- ``d`` (counts): the test counts queries (``assertNumQueries``, captured queries); a hit
+  skips a query or the feed poll adds one.
+
+``a`` and ``b`` are defects to fix; ``c`` and ``d`` are explained, listed with a reason.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable
+
+__all__ = ["CLASSES", "classify", "summarize"]
+
+CLASSES = {
+    "a": "stale read or wrong result caused by cachedeps",
+    "b": "crash inside cachedeps",
+    "c": "fails with the plain backend too",
+    "d": "counts queries; cache hits skip queries or the feed poll adds one",
+}
+
+_OURS = ("/cachedeps/", "/django_cachedeps/", "/sqla_cachedeps/")
+_OUR_EXC = ("cachedeps.", "django_cachedeps.", "sqla_cachedeps.")
+_COUNTS = re.compile(
+    r"queries executed, \d+ expected|assertNumQueries|captured_queries|connection\.queries"
+    r"|assert_sql_count|assert_statement_count|CompiledSQL|AllOf\(|count_statements"
+)
+
+
+def _is_ours(frame: str) -> bool:
+    return any(part in frame for part in _OURS) and "/tests/orm_suites/" not in frame
+
+
+def classify(entry: dict[str, Any], expected: dict[str, tuple[str, str]], plain_failed: Iterable[str] | None) -> tuple[str, str]:
+    """Return ``(class, reason)`` for one failed or errored test of a cachedeps run."""
+    text = entry.get("traceback", "")
+    names = entry.get("exc", [])
+    if any(n.endswith("StaleRead") for n in names) or "StaleRead" in text:
+        return "a", "StaleRead"
+    tid = entry["id"]
+    if tid in expected:
+        cls, reason = expected[tid]
+        return cls, reason
+    if plain_failed is not None and tid in set(plain_failed):
+        return "c", "fails with the plain backend too (compare run)"
+    if _COUNTS.search(text):
+        return "d", "counts queries"
+    if any(n.startswith(_OUR_EXC) for n in names) or any(_is_ours(f) for f in entry.get("frames", [])):
+        return "b", f"{names[0] if names else 'error'} through cachedeps code"
+    return "a", "fails only under cachedeps; not explained"
+
+
+def summarize(outcomes: list[dict[str, Any]], expected: dict[str, tuple[str, str]],
+              plain_failed: Iterable[str] | None) -> dict[str, Any]:
+    """Classify every failure/error; return counts per class and the classified entries."""
+    plain = None if plain_failed is None else set(plain_failed)
+    counts = dict.fromkeys(CLASSES, 0)
+    items = []
+    other = {"skip": 0, "expected_failure": 0, "unexpected_success": 0}
+    for entry in outcomes:
+        if entry["outcome"] in other:
+            other[entry["outcome"]] += 1
+            continue
+        cls, reason = classify(entry, expected, plain)
+        counts[cls] += 1
+        items.append({**entry, "class": cls, "why": reason, "listed": entry["id"] in expected})
+    return {"counts": counts, "items": items, **other}
