@@ -41,6 +41,7 @@ class RecordingResult(unittest.TextTestResult):
         if err is not None:
             exc = err[1]
             entry["exc"] = _chain_names(exc)
+            entry["message"] = str(exc)[:3000]
             entry["traceback"] = "".join(traceback.format_exception(*err))[-12000:]
             tb = err[2]
             frames = traceback.extract_tb(tb) if tb is not None else []
