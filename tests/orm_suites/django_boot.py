@@ -4,8 +4,9 @@
 builds the call): adds ``django_cachedeps`` to runtests' ``ALWAYS_INSTALLED_APPS``, keeps
 every engine built for the counters, and with ``ORM_SUITE_MODE=autocommit`` makes
 ``TestCase`` behave as on a database without transactions: no per-test atomic block,
-``setUpTestData`` before each test, a flush after each (``TransactionTestCase``), so reads
-run in autocommit where cachedeps reads and fills.
+``setUpTestData`` before each test, a flush after each (as ``TransactionTestCase``, without
+recreating content types and permissions), so reads run in autocommit where cachedeps reads
+and fills.
 """
 
 from __future__ import annotations
@@ -36,9 +37,25 @@ def _patch_cachedeps() -> None:
 
 
 def _patch_testcase() -> None:
+    from django.core.management import call_command
     from django.test import TestCase
 
     TestCase._databases_support_transactions = classmethod(lambda cls: False)
+
+    def _fixture_teardown(self):  # type: ignore[no-untyped-def]
+        # TransactionTestCase's flush, without the post_migrate signal that recreates every
+        # content type and permission after each test (minutes over the whole list); content
+        # types are made again on demand, so their cache is cleared with the table.
+        for db_name in self._databases_names(include_mirrors=False):
+            call_command("flush", verbosity=0, interactive=False, database=db_name,
+                         reset_sequences=False, allow_cascade=False, inhibit_post_migrate=True)
+        try:
+            from django.contrib.contenttypes.models import ContentType
+        except ImportError:
+            return
+        ContentType.objects.clear_cache()
+
+    TestCase._fixture_teardown = _fixture_teardown
 
 
 def main(argv: list[str]) -> None:

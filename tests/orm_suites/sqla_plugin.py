@@ -90,9 +90,9 @@ def _install() -> None:
     cache = cachedeps.Cache(cachedeps.open_store("embedded://?max_memory=256MB"),
                             feed=feed_for_dialect(engine.dialect), namespace="orm_suite:")
     # ORM_SUITE_SQLA_CACHE: "all" (every select and lazy load), "lazy" (gets and lazy loads),
-    # "gets" (gets only: install()'s default)
+    # "gets" (gets only: install()'s default), "lazyonly" (lazy loads, no gets)
     level = os.environ.get("ORM_SUITE_SQLA_CACHE", "all")
-    kwargs: dict[str, Any] = {"gets": True, "lazy_loads": level in ("all", "lazy")}
+    kwargs: dict[str, Any] = {"gets": level != "lazyonly", "lazy_loads": level in ("all", "lazy", "lazyonly")}
     wants_verify = os.environ.get("ORM_SUITE_VERIFY", "1") == "1"
     if wants_verify and "verify" in inspect.signature(sqla_cachedeps.install).parameters:
         kwargs["verify"] = True
