@@ -38,6 +38,15 @@ def _is_ours(frame: str) -> bool:
     return any(part in frame for part in _OURS) and "/tests/orm_suites/" not in frame
 
 
+def _base(tid: str) -> str:
+    # a Django subtest "test (x=1)" or a pytest parametrization "test[a-b]": the test's own id
+    return tid.split(" (", 1)[0].split("[", 1)[0]
+
+
+def _listed(tid: str, expected: dict[str, tuple[str, str]]) -> tuple[str, str] | None:
+    return expected.get(tid) or expected.get(_base(tid))
+
+
 def classify(entry: dict[str, Any], expected: dict[str, tuple[str, str]], plain_failed: Iterable[str] | None) -> tuple[str, str]:
     """Return ``(class, reason)`` for one failed or errored test of a cachedeps run."""
     text = entry.get("message", "") + "\n" + entry.get("traceback", "")
@@ -45,7 +54,7 @@ def classify(entry: dict[str, Any], expected: dict[str, tuple[str, str]], plain_
     if any(n.endswith("StaleRead") for n in names) or "StaleRead" in text:
         return "a", "StaleRead"
     tid = entry["id"]
-    listed = expected.get(tid) or expected.get(tid.split(" (", 1)[0])  # a subtest: its test's entry
+    listed = _listed(tid, expected)
     if listed is not None:
         return listed
     if plain_failed is not None and tid in set(plain_failed):
@@ -70,6 +79,6 @@ def summarize(outcomes: list[dict[str, Any]], expected: dict[str, tuple[str, str
             continue
         cls, reason = classify(entry, expected, plain)
         counts[cls] += 1
-        listed = entry["id"] in expected or entry["id"].split(" (", 1)[0] in expected
+        listed = _listed(entry["id"], expected) is not None
         items.append({**entry, "class": cls, "why": reason, "listed": listed})
     return {"counts": counts, "items": items, **other}
