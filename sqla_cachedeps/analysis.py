@@ -9,13 +9,15 @@ A statement this module cannot see through (textual SQL in a ``FROM`` or ``WHERE
 ``from_statement``) is not cacheable: :func:`read_keys` returns ``None``.
 
 Writes the adapter cannot attribute to rows (Core ``INSERT``/``UPDATE``/``DELETE``,
-raw SQL) emit the table key and the all-rows key of the table they name
-(:func:`table_write_keys`, :func:`written_table`).
+raw SQL) emit the table key and the all-rows key of the tables they may write
+(:func:`table_write_keys`, :func:`written_tables`). SQL text is classified by the engine's
+:func:`cachedeps.sqlclass.classify`: a statement not proved a read writes the mapped tables
+it names (matched in the database's identifier case), or every mapped table when the
+classifier cannot tell.
 """
 
 from __future__ import annotations
 
-import re
 import weakref
 from typing import Any, Iterable, Mapping
 
@@ -36,25 +38,19 @@ from sqlalchemy.sql.elements import (
 from sqlalchemy.sql.selectable import AliasedReturnsRows, SelectBase, TableClause, TextualSelect
 
 from cachedeps import keys
+from cachedeps.sqlclass import classify
 
 __all__ = [
     "read_keys",
     "table_write_keys",
-    "written_table",
+    "written_tables",
+    "known_tables",
+    "referencing_tables",
     "statement_mappers",
     "mapper_extra_tables",
     "primary_key_binds",
     "cascaded_tables",
 ]
-
-_WRITE_SQL = re.compile(
-    r"""^\s*(?:insert\s+(?:or\s+\w+\s+)?into|replace\s+into|update(?:\s+or\s+\w+)?|delete\s+from)\s+
-        (?:only\s+)?
-        (?:[`"\[]?\w+[`"\]]?\s*\.\s*)?        # schema
-        [`"\[]?(?P<table>\w+)[`"\]]?""",
-    re.IGNORECASE | re.VERBOSE,
-)
-_WRITE_VERB = re.compile(r"^\s*(?:with\b.*?\)\s*)?(insert|update|delete|replace|merge|truncate)\b", re.I | re.S)
 
 _NO_VALUE = object()
 # (id(table), delete) -> (table, tables the database changes through cascading foreign keys)
@@ -292,21 +288,68 @@ def table_write_keys(table: str) -> list[str]:
     return [keys.table_key(table), keys.all_rows_key(table)]
 
 
-def written_table(statement: Any, sql: str) -> tuple[bool, str | None]:
-    """Return ``(is_write, table)`` for an executed statement.
+def written_tables(statement: Any, sql: str, dialect: str, compiled: Any = None) -> list[str] | None:
+    """Return the tables an executed statement may write, or None when it provably writes none.
 
-    ``statement`` is the compiled construct (or ``None`` for driver SQL), ``sql`` the SQL
-    text. ``table`` is ``None`` for a write whose table cannot be named (``MERGE``,
-    ``TRUNCATE``, a ``WITH`` prefix).
+    Args:
+        statement: the compiled construct, or ``None`` for driver SQL.
+        sql: the SQL text sent to the driver.
+        dialect: the engine's dialect name (identifier case differs per database).
+        compiled: the ``Compiled`` object, when there is one (its CTEs are looked at).
+
+    A Core or ORM construct without CTEs is trusted: an ``INSERT``/``UPDATE``/``DELETE``
+    writes its table, a ``SELECT`` nothing. Everything else (textual SQL, DDL constructs,
+    statements with CTEs, which may modify data) is classified from its text: the mapped
+    tables it may write (:func:`known_tables`, all of them when the classifier cannot tell),
+    and for DML the tables it names as the database spells them, mapped or not.
     """
-    if isinstance(statement, UpdateBase):
-        target = getattr(statement, "table", None)
-        name = getattr(target, "name", None)
+    has_ctes = bool(getattr(compiled, "ctes", None))
+    if isinstance(statement, UpdateBase) and not has_ctes:
+        name = getattr(getattr(statement, "table", None), "name", None)
         if isinstance(name, str):
-            return True, name
-    if statement is not None and isinstance(statement, SelectBase):
-        return False, None
-    if not _WRITE_VERB.match(sql):
-        return False, None
-    m = _WRITE_SQL.match(sql)
-    return True, (m.group("table") if m else None)
+            return [name]
+    if isinstance(statement, SelectBase) and not has_ctes:
+        return None
+    verdict = classify(sql, dialect)
+    if verdict.is_read:
+        return None
+    out = dict.fromkeys(verdict.written(known_tables()))
+    if verdict.kind == "write":  # unmapped tables keep their keys, as the database spells them
+        matched = {name.casefold() for name in out}
+        out.update(dict.fromkeys(n for n in verdict.spellings() if n.casefold() not in matched))
+    return list(out)
+
+
+def _registries() -> list[Any]:
+    from sqlalchemy.orm import mapperlib
+
+    try:
+        return list(mapperlib._all_registries())
+    except Exception:  # a SQLAlchemy without the helper: the registries seen through mappers
+        return []
+
+
+def known_tables() -> list[str]:
+    """Return the name of every table of every mapped registry's metadata."""
+    out: dict[str, None] = {}
+    for reg in _registries():
+        for table in reg.metadata.tables.values():
+            out[table.name] = None
+        for mapper in reg.mappers:
+            for table in mapper.tables:
+                out[getattr(table, "name", "")] = None
+    out.pop("", None)
+    return list(out)
+
+
+def referencing_tables(name: str) -> list[str]:
+    """Return the mapped tables whose rows the database changes when rows of the mapped
+    table ``name`` are deleted or their keys updated (foreign keys with an ``ON DELETE`` or
+    ``ON UPDATE`` action), for writes known only by the table's name (raw SQL)."""
+    out: dict[str, None] = {}
+    for reg in _registries():
+        for table in reg.metadata.tables.values():
+            if table.name == name:
+                for delete in (True, False):
+                    out.update(dict.fromkeys(child for child, _ in cascaded_tables(table, delete=delete)))
+    return list(out)

@@ -28,17 +28,21 @@ from __future__ import annotations
 
 import logging
 import weakref
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from sqlalchemy import event, select, tuple_
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapper, Session, SessionTransaction, object_mapper, object_session
 from sqlalchemy.orm.base import instance_state
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.elements import BindParameter
 
 from cachedeps import keys
 from cachedeps.errors import FeedError
 
-from .analysis import cascaded_tables, table_write_keys, written_table
+from .analysis import cascaded_tables, referencing_tables, table_write_keys, written_tables
 
 if TYPE_CHECKING:
     from .events import Installation
@@ -151,6 +155,15 @@ def _row_change(out: dict[str, None], table: Any, pk: Any, old: dict | None, new
                 out.update(dict.fromkeys(table_write_keys(child)))
 
 
+def _binds_given(where: Any, params: dict) -> bool:
+    """Return whether every bind parameter of ``where`` has a value (given or its own)."""
+    for element in visitors.iterate(where):
+        if isinstance(element, BindParameter) and element.key not in params:
+            if element.required and element.callable is None:
+                return False
+    return True
+
+
 def _pk_value(values: tuple) -> Any:
     return values[0] if len(values) == 1 else values
 
@@ -161,7 +174,6 @@ class Writes:
     def __init__(self, installation: Installation) -> None:
         self.inst = installation
         self._engines: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._warned: set[str] = set()
         self._session_events = [
             ("before_flush", self.before_flush),
             ("after_flush", self.after_flush),
@@ -376,24 +388,41 @@ class Writes:
         """Run an ORM-enabled ``update()``/``delete()`` with row-precise keys, or return None.
 
         The rows it matches are read first (under the feed lock), their new values after;
-        each emits :func:`cachedeps.keys.row_keys`. Statements over more than
-        ``MAX_PRECISE_ROWS`` rows, over mappers of several tables, or given parameter lists
-        return None: they run normally and emit table keys.
+        each emits :func:`cachedeps.keys.row_keys`. The rows are matched with the statement's
+        own parameters; an ``update()`` given a list of records (ORM bulk UPDATE by primary
+        key) reads the records' rows by primary key. Statements over more than
+        ``MAX_PRECISE_ROWS`` rows, over mappers of several tables, other parameter lists,
+        or whose ``WHERE`` has a bind parameter without a value return None: they run
+        normally, as the user wrote them, and emit table keys (:meth:`before_cursor_execute`).
         """
         session = orm_state.session
         state = session_state(session)
-        if state is None or state.installation is not self.inst or orm_state.is_executemany:
+        if state is None or state.installation is not self.inst:
             return None
+        if orm_state.is_executemany:
+            return self._bulk_by_pk(orm_state, state) if orm_state.is_update else None
         mapper = orm_state.bind_mapper
         where = getattr(orm_state.statement, "whereclause", None)
         if mapper is None or where is None or len(mapper.tables) != 1:
+            return None
+        given = orm_state.parameters
+        if given is not None and not isinstance(given, Mapping):
+            return None
+        params = dict(given or {})
+        if not _binds_given(where, params):
             return None
         table = mapper.local_table
         conn = session.connection(bind_arguments={"mapper": mapper})
         cstate = conn_state(conn)
         self._lock(conn, cstate)
         cols = list(table.primary_key.columns)
-        found = conn.execute(select(table).where(where).limit(MAX_PRECISE_ROWS + 1)).all()
+        query = select(table).where(where).limit(MAX_PRECISE_ROWS + 1)
+        try:
+            found = conn.execute(query, params).all()
+        except StatementError as exc:
+            if isinstance(exc, DBAPIError):
+                raise  # the database's own error: the user's statement would meet it too
+            return None  # refused before reaching the database: run the user's statement as is
         if len(found) > MAX_PRECISE_ROWS or not cols:
             return None
         old_rows = {}
@@ -417,6 +446,62 @@ class Writes:
                 out.update(dict.fromkeys(table_write_keys(table.name)))
             _row_change(out, table, pk, old, new)
         for name in written:  # anything else the statement wrote
+            out.update(dict.fromkeys(table_write_keys(name)))
+        self._publish(session, state, conn, out)
+        return result
+
+    def _bulk_by_pk(self, orm_state: Any, state: SessionState) -> Any:
+        """Run an ORM bulk UPDATE by primary key with row-precise keys, or return None.
+
+        Every record names its row's primary key: those rows are read before (under the
+        feed lock) and after the statement. A record whose row is found neither before nor
+        after (absent, or a key value the database spells differently) adds the table keys.
+        """
+        mapper = orm_state.bind_mapper
+        records = orm_state.parameters
+        if mapper is None or len(mapper.tables) != 1 or not isinstance(records, (list, tuple)):
+            return None
+        if not records or len(records) > MAX_PRECISE_ROWS:
+            return None
+        table = mapper.local_table
+        try:
+            names = [mapper.get_property_by_column(c).key for c in table.primary_key.columns]
+        except Exception:  # a primary key column the mapper does not map
+            return None
+        pks: list[Any] = []
+        for record in records:
+            if not isinstance(record, Mapping) or not names or any(n not in record for n in names):
+                return None  # SQLAlchemy raises its own error, or runs it another way
+            pks.append(_pk_value(tuple(record[n] for n in names)))
+        session = orm_state.session
+        conn = session.connection(bind_arguments={"mapper": mapper})
+        cstate = conn_state(conn)
+        self._lock(conn, cstate)
+        try:
+            old_rows = self._select_rows(conn, table, list(dict.fromkeys(pks)))
+        except StatementError as exc:
+            if isinstance(exc, DBAPIError):
+                raise
+            return None
+        cstate.flushing = True
+        cstate.flush_tables.clear()
+        try:
+            result = orm_state.invoke_statement()
+        finally:
+            cstate.flushing = False
+        written = cstate.flush_tables - {table.name}
+        cstate.flush_tables.clear()
+        new_rows = self._select_rows(conn, table, list(dict.fromkeys(pks)))
+        out: dict[str, None] = {}
+        for pk in dict.fromkeys(pks):
+            old = old_rows.get((table.name, pk))
+            new = new_rows.get((table.name, pk))
+            if old is None or new is None:
+                out.update(dict.fromkeys(table_write_keys(table.name)))
+                if old is None and new is None:
+                    continue
+            _row_change(out, table, pk, old, new)
+        for name in written:
             out.update(dict.fromkeys(table_write_keys(name)))
         self._publish(session, state, conn, out)
         return result
@@ -482,34 +567,31 @@ class Writes:
         self, conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
     ) -> None:
         """Collect the keys of a write outside a flush, taking the feed lock first."""
-        if statement[:7].lstrip()[:6].upper() == "SELECT":
-            return  # the common case, decided without parsing
         compiled = getattr(context, "compiled", None)
         construct = getattr(compiled, "statement", None) if compiled is not None else None
-        is_write, table = written_table(construct, statement)
-        if not is_write:
+        tables = written_tables(construct, statement, conn.dialect.name, compiled)
+        if not tables:
+            return
+        feed_table = self.inst.feed.table
+        tables = [t for t in tables if t != feed_table]
+        if not tables:
             return
         cstate = conn_state(conn)
         if cstate.flushing:
-            if table is not None:
-                cstate.flush_tables.add(table)
-            return
-        if table is None:
-            if statement not in self._warned:
-                self._warned.add(statement)
-                log.warning(
-                    "cachedeps cannot tell which table this statement writes; cached reads of it "
-                    "may be stale until they expire: %.200s", statement
-                )
-            return
-        if table == self.inst.feed.table:
+            cstate.flush_tables.update(tables)
             return
         self._lock(conn, cstate)
-        cstate.pending.update(dict.fromkeys(table_write_keys(table)))
-        target = getattr(construct, "table", None)
+        for table in tables:
+            cstate.pending.update(dict.fromkeys(table_write_keys(table)))
+        target = getattr(construct, "table", None) if isinstance(construct, UpdateBase) else None
         if target is not None and (context.isdelete or context.isupdate):
             for child, _ in cascaded_tables(target, delete=bool(context.isdelete)):
                 cstate.pending.update(dict.fromkeys(table_write_keys(child)))
+        elif target is None:
+            # Known by name only (SQL text): rows the database changes through foreign keys.
+            for table in tables:
+                for child in referencing_tables(table):
+                    cstate.pending.update(dict.fromkeys(table_write_keys(child)))
 
     def on_commit(self, conn: Connection) -> None:
         """Append the keys of the transaction's statements to the feed before it commits."""

@@ -2,13 +2,19 @@
 
 ``cursor.execute("UPDATE book SET ...")`` by application code bypasses the compilers. The
 backend wrappers install :class:`RawWriteTracker` in ``connection.execute_wrappers``; it
-recognizes ``INSERT``/``UPDATE``/``DELETE``/``REPLACE``/``TRUNCATE`` on cached tables and
-appends the table key and the all-rows key of each to the feed in the statement's own
-transaction. Statements issued by the compilers' bookkeeping are marked and skipped.
+asks the engine's classifier (:func:`cachedeps.sqlclass.classify`) what each statement does.
+A statement not proved a read (DML, DDL such as ``DROP``/``ALTER``/``TRUNCATE``/``CREATE
+INDEX``, or one the classifier cannot see through, which counts as a write to every cached
+table) marks the transaction as written and appends the table key and the all-rows key of
+every cached table it may write to the feed in the statement's own transaction. Comments,
+several statements in one execute, data-modifying CTEs and identifier case (per vendor)
+are the classifier's business. Statements issued by the compilers' bookkeeping are marked
+and skipped.
 
-Not recognized (document-level limits): writes inside ``WITH ...`` statements, stored
-procedures and triggers, and DDL (``ALTER``/``DROP``: a changed table changes the SQL text
-of every query on it, hence their cache keys).
+Limits: writes the database makes on a statement's behalf (triggers, rules, functions
+called from a ``SELECT``) are not seen. A statement PostgreSQL refuses inside a
+transaction block (``CREATE INDEX CONCURRENTLY``) runs first, and its keys are appended
+right after it, in a transaction of their own.
 """
 
 from __future__ import annotations
@@ -18,48 +24,39 @@ from typing import Any, Callable
 
 from cachedeps import keys as ck
 from cachedeps.errors import FeedError
+from cachedeps.sqlclass import classify, unknown_statement
+from django.db import connections
 
-from ..conf import get_settings, table_is_cached
+from ..conf import cached_tables, get_settings
 from .hints import in_own_statement
 
 __all__ = ["RawWriteTracker", "written_tables"]
 
-_NAME = r'(?:"[^"]+"|`[^`]+`|\[[^\]]+\]|[A-Za-z_][\w$]*)'
-_QUALIFIED = rf"{_NAME}(?:\s*\.\s*{_NAME})?"
-_SINGLE = re.compile(
-    r"^\s*(?:"
-    r"INSERT\s+(?:OR\s+\w+\s+)?INTO"
-    r"|REPLACE\s+INTO"
-    r"|UPDATE(?:\s+OR\s+\w+)?(?:\s+ONLY)?"
-    r"|DELETE\s+FROM(?:\s+ONLY)?"
-    rf")\s+({_QUALIFIED})",
-    re.IGNORECASE | re.DOTALL,
-)
-_TRUNCATE = re.compile(
-    rf"^\s*TRUNCATE(?:\s+TABLE)?(?:\s+ONLY)?\s+({_QUALIFIED}(?:\s*,\s*{_QUALIFIED})*)",
-    re.IGNORECASE | re.DOTALL,
-)
-_SPLIT_NAME = re.compile(_NAME)
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 
 
-def _bare(qualified: str) -> str:
-    """Return the table name without schema or quotes."""
-    last = _SPLIT_NAME.findall(qualified)[-1]
-    if last[0] in '"`[':
-        return last[1:-1]
-    return last
+def written_tables(sql: str, vendor: str = "sqlite") -> list[str]:
+    """Return the cached tables a raw SQL statement may write (empty for reads).
+
+    Args:
+        sql: the statement as given to ``cursor.execute``.
+        vendor: the connection's ``vendor`` (identifier case differs per database).
+    """
+    return classify(sql, vendor).written(cached_tables())
 
 
-def written_tables(sql: str) -> list[str]:
-    """Return the tables a raw SQL statement writes (empty for reads and unknown statements)."""
-    match = _SINGLE.match(sql)
-    if match:
-        return [_bare(match.group(1))]
-    match = _TRUNCATE.match(sql)
-    if match:
-        return [_bare(part) for part in match.group(1).split(",")]
-    return []
+def _text_of(sql: Any, connection: Any) -> str | None:
+    """Return the text of a statement given as a driver object (``psycopg.sql.Composed``,
+    bytes), or None when it has none (then it counts as a write to every cached table)."""
+    if isinstance(sql, (bytes, bytearray)):
+        return bytes(sql).decode("utf-8", "replace")
+    as_string = getattr(sql, "as_string", None)
+    if as_string is not None:
+        try:
+            return str(as_string(connection.connection))
+        except Exception:  # a composable the driver cannot render here: unknown
+            return None
+    return None
 
 
 class RawWriteTracker:
@@ -70,20 +67,36 @@ class RawWriteTracker:
 
     def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict) -> Any:
         """Run the statement; when it writes cached tables, append their keys in its transaction."""
-        if in_own_statement() or not isinstance(sql, str) or not get_settings().enabled:
+        if in_own_statement() or not get_settings().enabled:
             return execute(sql, params, many, context)
-        tables = [t for t in written_tables(sql) if table_is_cached(t)]
+        text = sql if isinstance(sql, str) else _text_of(sql, self.connection)
+        if text is None:
+            verdict = unknown_statement(self.connection.vendor, repr(sql))
+        else:
+            verdict = classify(text, self.connection.vendor)
+        if verdict.is_read:
+            return execute(sql, params, many, context)
+        tables = verdict.written(cached_tables())
         if not tables:
             return execute(sql, params, many, context)
         from .. import runtime
         from .writes import write_scope
 
-        if not runtime.feed_ready(self.connection.alias):
+        alias = self.connection.alias
+        if alias not in connections.settings or not runtime.feed_ready(alias):
+            # Django's own connections outside DATABASES ("__no_db__", for CREATE/DROP DATABASE)
             return execute(sql, params, many, context)
+        if verdict.autocommit_only:
+            # The database refuses it in a transaction block: run it, then publish its keys.
+            result = execute(sql, params, many, context)
+            with write_scope(alias) as keys:
+                for table in tables:
+                    keys.extend((ck.table_key(table), ck.all_rows_key(table)))
+            return result
         if (
             self.connection.vendor == "sqlite"
             and self.connection.get_autocommit()
-            and _RETURNING.search(sql)
+            and _RETURNING.search(text or "")
         ):
             # sqlite3 finishes a RETURNING statement only when its rows are fetched, after this
             # wrapper returns: its feed rows could not commit with it.
@@ -91,7 +104,7 @@ class RawWriteTracker:
                 f"cannot track the raw SQL write {sql[:80]!r} outside a transaction on SQLite: "
                 "it has a RETURNING clause; run it inside transaction.atomic()"
             )
-        with write_scope(self.connection.alias) as keys:
+        with write_scope(alias) as keys:
             result = execute(sql, params, many, context)
             for table in tables:
                 keys.extend((ck.table_key(table), ck.all_rows_key(table)))

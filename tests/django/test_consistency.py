@@ -33,14 +33,20 @@ def _setup_django(ctx: dict) -> None:
 def make_writer(ctx: dict, index: int):
     """Return a write(item) that bumps the item's version in its own transaction."""
     _setup_django(ctx)
-    from django.db import transaction
+    from django.db import connection, transaction
     from django.db.models import F
 
     from tests.django.testapp.models import Book
 
+    turn = [index]
+
     def write(item: int) -> int:
+        turn[0] += 1
         with transaction.atomic():
-            if index % 2:
+            if turn[0] % 5 == 1:  # raw SQL: a comment first, the table named in another case
+                with connection.cursor() as cursor:
+                    cursor.execute("/* checker */ UPDATE BOOK SET pages = pages + 1 WHERE isbn = %s", [f"i{item}"])
+            elif index % 2:
                 Book.objects.filter(isbn=f"i{item}").update(pages=F("pages") + 1)
             else:
                 book = Book.objects.get(isbn=f"i{item}")

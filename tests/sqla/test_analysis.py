@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, func, insert, null, or_, select, text, update
 from sqlalchemy.orm import aliased
 
-from sqla_cachedeps.analysis import read_keys, written_table
+from sqla_cachedeps.analysis import read_keys, written_tables
 
 from .models import Author, Book, book_tag
 
@@ -66,16 +66,19 @@ def test_textual_sql_is_not_analysed():
     assert read_keys(update(Book).values(title="x")) is None
 
 
-def test_written_table_from_constructs_and_sql():
-    assert written_table(update(Book).values(title="x"), "UPDATE sq_book SET title=?") == (True, "sq_book")
-    assert written_table(insert(book_tag), "INSERT INTO sq_book_tag ...") == (True, "sq_book_tag")
-    assert written_table(select(Book), "SELECT 1") == (False, None)
-    assert written_table(None, 'update "sq_book" set x = 1') == (True, "sq_book")
-    assert written_table(None, "  DELETE FROM public.sq_book WHERE id = 1") == (True, "sq_book")
-    assert written_table(None, "INSERT OR REPLACE INTO sq_tag VALUES (1)") == (True, "sq_tag")
-    assert written_table(None, "TRUNCATE sq_book") == (True, None)
-    assert written_table(None, "CREATE TABLE x (id int)") == (False, None)
-    assert written_table(None, "select * from sq_book") == (False, None)
+def test_written_tables_from_constructs_and_sql():
+    assert written_tables(update(Book).values(title="x"), "UPDATE sq_book SET title=?", "sqlite") == ["sq_book"]
+    assert written_tables(insert(book_tag), "INSERT INTO sq_book_tag ...", "sqlite") == ["sq_book_tag"]
+    assert written_tables(select(Book), "SELECT 1", "sqlite") is None
+    assert written_tables(None, 'update "sq_book" set x = 1', "postgresql") == ["sq_book"]
+    assert written_tables(None, "  DELETE FROM public.sq_book WHERE id = 1", "postgresql") == ["sq_book"]
+    assert written_tables(None, "INSERT OR REPLACE INTO sq_tag VALUES (1)", "sqlite") == ["sq_tag"]
+    assert written_tables(None, "TRUNCATE sq_book", "postgresql") == ["sq_book"]
+    assert written_tables(None, "/* x */ UPDATE SQ_BOOK SET x = 1", "sqlite") == ["sq_book"]
+    assert written_tables(None, "CREATE TABLE x (id int)", "sqlite") == []
+    assert written_tables(None, "select * from sq_book", "sqlite") is None
+    assert "sq_book" in written_tables(None, "CALL p()", "postgresql")
+    assert written_tables(None, "UPDATE unmapped SET x = 1", "sqlite") == ["unmapped"]
 
 
 def test_loader_criteria_tables_are_dependencies():

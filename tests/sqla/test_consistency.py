@@ -1,6 +1,7 @@
 """Invariant I1 through SQLAlchemy: concurrent writer and reader processes, zero stale reads.
 
-Writers update rows through ORM flushes (and Core ``update()`` statements); readers read
+Writers update rows through ORM flushes (and Core ``update()`` statements, and raw SQL
+starting with a comment); readers read
 them through cached ``session.get`` and ``FromCache`` queries. The stale-read checker in
 ``tests/consistency/checker.py`` judges the run.
 """
@@ -11,7 +12,7 @@ import uuid
 from typing import Callable
 
 import pytest
-from sqlalchemy import Integer, create_engine, select, update
+from sqlalchemy import Integer, create_engine, select, text, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from tests.consistency import checker
@@ -55,7 +56,12 @@ def make_writer(ctx: dict, index: int) -> Callable[[int], int]:
     def write(item: int) -> int:
         turn[0] += 1
         with factory.begin() as s:
-            if ctx.get("core_every", 3) and turn[0] % ctx.get("core_every", 3) == 0:
+            if turn[0] % 5 == 1:  # raw SQL: a comment first, the table named in another case
+                s.execute(text("/* checker */ UPDATE SQ_ITEM SET version = version + 1 WHERE id = :id"), {"id": item})
+                version = s.execute(
+                    select(Item.version).where(Item.id == item), execution_options={"cachedeps": False}
+                ).scalar_one()
+            elif ctx.get("core_every", 3) and turn[0] % ctx.get("core_every", 3) == 0:
                 s.execute(update(Item).where(Item.id == item).values(version=Item.version + 1))
                 version = s.execute(
                     select(Item.version).where(Item.id == item), execution_options={"cachedeps": False}

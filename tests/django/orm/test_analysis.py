@@ -119,13 +119,26 @@ def test_models_list_limits_caching(settings):
         ("REPLACE INTO book VALUES (1)", ["book"]),
         ("  delete from book where id = 1", ["book"]),
         ('TRUNCATE "book", "author" RESTART IDENTITY', ["book", "author"]),
-        ("TRUNCATE TABLE ONLY book", ["book"]),
         ("SELECT * FROM book", []),
         ("WITH x AS (SELECT 1) SELECT * FROM x", []),
+        ("UPDATE BOOK SET title = %s", ["book"]),
+        ("/* tag */ UPDATE book SET title = %s", ["book"]),
+        ("-- x\nDELETE FROM book", ["book"]),
+        ("SELECT 1; UPDATE book SET title = 'x'", ["book"]),
+        ("WITH d AS (DELETE FROM book RETURNING id) SELECT count(*) FROM d", ["book"]),
+        ("DROP TABLE book", ["book"]),
+        ("ALTER TABLE author ADD COLUMN x int", ["author"]),
+        ("CREATE INDEX ix ON book (title)", ["book"]),
     ],
 )
 def test_raw_sql_write_parser(sql, tables):
-    assert written_tables(sql) == tables
+    assert sorted(written_tables(sql)) == sorted(tables)
+
+
+def test_raw_sql_write_parser_postgres():
+    assert written_tables("TRUNCATE TABLE ONLY book", "postgresql") == ["book"]
+    assert written_tables("UPDATE Book SET title = 'x'", "postgresql") == ["book"]
+    assert written_tables('UPDATE "Book" SET title = \'x\'', "postgresql") == []  # another table
 
 
 def test_row_codec_round_trips_driver_types():
