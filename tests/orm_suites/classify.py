@@ -43,18 +43,30 @@ def _base(tid: str) -> str:
     return tid.split(" (", 1)[0].split("[", 1)[0]
 
 
-def _listed(tid: str, expected: dict[str, tuple[str, str]]) -> tuple[str, str] | None:
-    return expected.get(tid) or expected.get(_base(tid))
+def _listed(tid: str, expected: dict[str, tuple], mode: str | None = None) -> tuple[str, str] | None:
+    """Return ``(class, reason)`` of a listed test (or of its test class); an entry's optional
+    third item names the modes it applies to (``{"autocommit"}``)."""
+    base = _base(tid)
+    for candidate in (tid, base, base.rsplit("::", 1)[0], base.rsplit(".", 1)[0]):  # test, then class
+        entry = expected.get(candidate)
+        if entry is not None:
+            break
+    else:
+        return None
+    if len(entry) > 2 and mode is not None and mode not in entry[2]:
+        return None
+    return entry[0], entry[1]
 
 
-def classify(entry: dict[str, Any], expected: dict[str, tuple[str, str]], plain_failed: Iterable[str] | None) -> tuple[str, str]:
+def classify(entry: dict[str, Any], expected: dict[str, tuple], plain_failed: Iterable[str] | None,
+             mode: str | None = None) -> tuple[str, str]:
     """Return ``(class, reason)`` for one failed or errored test of a cachedeps run."""
     text = entry.get("message", "") + "\n" + entry.get("traceback", "")
     names = entry.get("exc", [])
     if any(n.endswith("StaleRead") for n in names) or "StaleRead" in text:
         return "a", "StaleRead"
     tid = entry["id"]
-    listed = _listed(tid, expected)
+    listed = _listed(tid, expected, mode)
     if listed is not None:
         return listed
     if plain_failed is not None and tid in set(plain_failed):
@@ -66,8 +78,8 @@ def classify(entry: dict[str, Any], expected: dict[str, tuple[str, str]], plain_
     return "a", "fails only under cachedeps; not explained"
 
 
-def summarize(outcomes: list[dict[str, Any]], expected: dict[str, tuple[str, str]],
-              plain_failed: Iterable[str] | None) -> dict[str, Any]:
+def summarize(outcomes: list[dict[str, Any]], expected: dict[str, tuple],
+              plain_failed: Iterable[str] | None, mode: str | None = None) -> dict[str, Any]:
     """Classify every failure/error; return counts per class and the classified entries."""
     plain = None if plain_failed is None else set(plain_failed)
     counts = dict.fromkeys(CLASSES, 0)
@@ -77,8 +89,8 @@ def summarize(outcomes: list[dict[str, Any]], expected: dict[str, tuple[str, str
         if entry["outcome"] in other:
             other[entry["outcome"]] += 1
             continue
-        cls, reason = classify(entry, expected, plain)
+        cls, reason = classify(entry, expected, plain, mode)
         counts[cls] += 1
-        listed = _listed(entry["id"], expected) is not None
+        listed = _listed(entry["id"], expected, mode) is not None
         items.append({**entry, "class": cls, "why": reason, "listed": listed})
     return {"counts": counts, "items": items, **other}

@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 plain = failed_ids(run_django(modules, db=args.db, mode=mode, backend="plain", src=args.src))
             report = run_django(modules, db=args.db, mode=mode, verify=not args.no_verify, src=args.src,
                                 verbosity=args.verbosity)
-            summary = classify.summarize(report["outcomes"], expected.DJANGO, plain)
+            summary = classify.summarize(report["outcomes"], expected.DJANGO, plain, mode)
             print_summary(report, summary)
             bad += summary["counts"]["a"] + summary["counts"]["b"]
             results.append({"report": report, "summary": summary})
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.compare:
             plain = failed_ids(run_sqla(paths, db=args.db, install=False, src=args.src, subset=args.subset))
         report = run_sqla(paths, db=args.db, verify=not args.no_verify, src=args.src, subset=args.subset)
-        summary = classify.summarize(report["outcomes"], expected.SQLA, plain)
+        summary = classify.summarize(report["outcomes"], expected.SQLA, plain, report.get("mode"))
         print_summary(report, summary)
         bad += summary["counts"]["a"] + summary["counts"]["b"]
         results.append({"report": report, "summary": summary})

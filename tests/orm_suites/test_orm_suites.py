@@ -40,7 +40,7 @@ def _pg_available() -> bool:
 
 
 def _check(report: dict, table: dict, *, exercised: bool) -> None:
-    summary = classify.summarize(report["outcomes"], table, None)
+    summary = classify.summarize(report["outcomes"], table, None, report.get("mode"))
     print_summary(report, summary)
     bad = [i for i in summary["items"] if i["class"] in ("a", "b")]
     lines = [f"[{i['class']}] {i['id']}: {i['why']}\n{i.get('traceback', '')[-1500:]}" for i in bad]
