@@ -18,7 +18,7 @@ __all__ = ["SQLA_PATHS", "SQLA_CI", "run_sqla"]
 #: what ``make test-orm`` runs
 SQLA_PATHS = ["test/orm"]
 #: the subset ``make test`` runs
-SQLA_CI = ["test/orm/test_lazy_relations.py", "test/orm/test_expire.py", "test/orm/test_naturalpks.py"]
+SQLA_CI = ["test/orm/test_expire.py", "test/orm/test_naturalpks.py", "test/orm/test_load_on_fks.py", "test/orm/test_onetoone.py"]
 
 
 def _pg_url() -> str:
