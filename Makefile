@@ -28,7 +28,8 @@ test-slow: $(STAMP)
 # for comparison: failures per class, hit and fill counts (see tests/orm_suites/run.py).
 test-orm: $(STAMP)
 	$(BIN)/python -m tests.orm_suites.run django --db sqlite --compare
-	$(BIN)/python -m tests.orm_suites.run django --db postgresql --compare
+	$(BIN)/python -m tests.orm_suites.run django --db postgresql --mode testcase --compare
+	$(BIN)/python -m tests.orm_suites.run django --db postgresql --mode autocommit --subset core --compare
 	$(BIN)/python -m tests.orm_suites.run sqla --db sqlite --compare
 	$(BIN)/python -m tests.orm_suites.run sqla --db postgresql --compare
 
