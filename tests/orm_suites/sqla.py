@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -61,9 +62,13 @@ def run_sqla(paths: list[str] | None = None, *, db: str = "sqlite", install: boo
         args = [sys.executable, "-s", "-m", "pytest", "-p", "sqla_plugin", "-p", "no:cacheprovider",
                 "-p", "no:django", "-o", "addopts=--tb=native -p warnings -p logging --strict-markers",
                 "--maxfail=100000", "-q", "--dburi", dburi, *(extra or []), *paths]
-        started = time.monotonic()
-        proc = subprocess.run(args, env=env, cwd=str(tree), capture_output=True, text=True, timeout=timeout)
-        seconds = time.monotonic() - started
+        # SQLAlchemy's plugin keeps its SQLite files in the sdist directory whatever the --dburi
+        # path says, and removes them when a test class ends: one run at a time per checkout
+        with open(tree.parent / "sqla-run.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            started = time.monotonic()
+            proc = subprocess.run(args, env=env, cwd=str(tree), capture_output=True, text=True, timeout=timeout)
+            seconds = time.monotonic() - started
         if not report.exists():
             raise RuntimeError(f"SQLAlchemy's suite wrote no report (exit {proc.returncode}):\n"
                                f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
