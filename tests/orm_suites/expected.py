@@ -93,8 +93,15 @@ DJANGO.update(dict.fromkeys([
     "update_only_fields.tests.UpdateOnlyFieldsTests.test_update_fields_inheritance_defer",
 ], _PLAIN_AUTOCOMMIT))
 
-#: SQLAlchemy test node id -> (class, reason); a parametrized test matches its base id
+_EVENTS = ("d", "inspects the Session's event machinery that install() and the harness hook into: the "
+           "execution options (the harness's 'cachedeps' marker), the order of events (the feed "
+           "poll begins the connection before the flush), listeners called without arguments")
+
+#: SQLAlchemy test node id (or test class) -> (class, reason); a parametrized test matches its
+#: base id
 SQLA: dict[str, tuple[str, str]] = {
+    "test/orm/test_events.py::ORMExecuteTest": _EVENTS,
+    "test/orm/test_events.py::SessionEventsTest": _EVENTS,
     "test/orm/test_expire.py::ExpireTest::test_load_only_relationships": (
         "d", "[*-no_attrs-not_pk_plus_pending-*-joined] checks that refresh() put the joined-eager "
         "collection in __dict__; a refresh served from the cached row state fills the column "

@@ -26,7 +26,7 @@ import pytest
 
 _INSTALL = os.environ.get("ORM_SUITE_INSTALL", "1") == "1"
 _OUTCOMES: list[dict[str, Any]] = []
-_STATE: dict[str, Any] = {"cache": None, "verify": False, "tests_run": 0, "feed_created": 0}
+_STATE: dict[str, Any] = {"cache": None, "verify": False, "tests_run": 0, "feed_created": 0, "reinstalls": 0}
 
 
 def _chain(exc: BaseException | None) -> list[str]:
@@ -97,16 +97,45 @@ def _install() -> None:
     if wants_verify and "verify" in inspect.signature(sqla_cachedeps.install).parameters:
         kwargs["verify"] = True
         _STATE["verify"] = True
-    if level == "all":
-        event.listen(Session, "do_orm_execute", _mark_every_select, insert=True)
-    sqla_cachedeps.install(Session, cache, **kwargs)
     _STATE["cache"] = cache
+    _STATE["install"] = lambda: _listen(level, cache, kwargs)
+    _STATE["install"]()
+
+
+def _listen(level: str, cache: Any, kwargs: dict[str, Any]) -> None:
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    import sqla_cachedeps
+
+    if level == "all" and not event.contains(Session, "do_orm_execute", _mark_every_select):
+        event.listen(Session, "do_orm_execute", _mark_every_select, insert=True)
+    _STATE["installation"] = sqla_cachedeps.install(Session, cache, **kwargs)
+
+
+def _ensure_installed() -> None:
+    # Some of the suite's tests clear every Session listener when they end
+    # (SessionEvents._clear() in test/orm/test_events.py): install again when that happened.
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    inst = _STATE.get("installation")
+    if inst is None or event.contains(Session, "do_orm_execute", inst._do_orm_execute):
+        return
+    inst.uninstall()
+    _STATE["reinstalls"] += 1
+    _STATE["install"]()
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionstart(session: Any) -> None:
     if _INSTALL:
         _install()
+
+
+def pytest_runtest_setup(item: Any) -> None:
+    if _INSTALL:
+        _ensure_installed()
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -145,5 +174,5 @@ def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
     if cache is not None:
         stats = {k: v for k, v in cache.stats().items() if isinstance(v, int) and not isinstance(v, bool)}
     with open(path, "w") as fh:
-        json.dump({"tests_run": _STATE["tests_run"], "outcomes": _OUTCOMES, "stats": stats, "engines": 1 if cache else 0, "feed_created": _STATE["feed_created"],
+        json.dump({"tests_run": _STATE["tests_run"], "outcomes": _OUTCOMES, "stats": stats, "engines": 1 if cache else 0, "feed_created": _STATE["feed_created"], "reinstalls": _STATE["reinstalls"],
                    "verify": _STATE["verify"], "mode": "install" if _INSTALL else "plain"}, fh, indent=1)
