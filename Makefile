@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 PORT ?= 8000
 
-.PHONY: demo test test-slow bench venv clean
+.PHONY: demo test test-slow test-orm bench venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -p no:cacheprovider
+
+# Django's and SQLAlchemy's own ORM tests through cachedeps, with the stock backends run too
+# for comparison: failures per class, hit and fill counts (see tests/orm_suites/run.py).
+test-orm: $(STAMP)
+	$(BIN)/python -m tests.orm_suites.run django --db sqlite --compare
+	$(BIN)/python -m tests.orm_suites.run django --db postgresql --mode testcase --compare
+	$(BIN)/python -m tests.orm_suites.run django --db postgresql --mode autocommit --subset core --compare
+	$(BIN)/python -m tests.orm_suites.run sqla --db sqlite --compare
+	$(BIN)/python -m tests.orm_suites.run sqla --db postgresql --compare
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -46,9 +46,10 @@ def uncached(queryset: Q) -> Q:
 
 
 def query_opted_out(query: Any) -> bool:
-    """Return whether ``query`` (or the query an aggregate wraps) carries the opt-out hint."""
+    """Return whether ``query`` (or the query an aggregate wraps) carries the opt-out hint, or
+    is an ``explain()``: a plan (with ANALYZE, the query run and timed) is never cached."""
     while query is not None:
-        if getattr(query, _HINT, False):
+        if getattr(query, _HINT, False) or getattr(query, "explain_info", None) is not None:
             return True
         query = getattr(query, "inner_query", None)
     return False

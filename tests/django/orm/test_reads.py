@@ -210,3 +210,18 @@ def test_reads_on_both_stores(store_url, data, read_name):
     Book.objects.filter(pk=pk).update(title="Changed", author=data["bob"])
     expected = {"pk": "Changed", "iteration": ["Alpha", "Changed", "Gamma"], "count": 1}[read_name]
     assert read() == expected
+
+
+@pytest.mark.parametrize("options", [{}, {"analyze": True}])
+def test_explain_always_runs_on_the_database(data, queries, options):
+    # EXPLAIN describes a plan (and with ANALYZE runs the query and times it): it is never a
+    # cached read, or a second explain() would return the first one's plan and timings.
+    from django.db import connection
+
+    if options and connection.vendor != "postgresql":
+        pytest.skip("EXPLAIN ANALYZE is PostgreSQL's")
+    qs = Book.objects.filter(pages__gt=1).order_by("pk")
+    qs.explain(**options)
+    with queries() as q:
+        qs.explain(**options)
+    assert [sql for sql in q.data if sql.startswith("EXPLAIN")], q.data

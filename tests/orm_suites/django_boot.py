@@ -1,0 +1,83 @@
+"""Run Django's ``tests/runtests.py`` with cachedeps installed (a subprocess entry point).
+
+``python tests/orm_suites/django_boot.py RUNTESTS_DIR ARGS...`` (the driver in ``run.py``
+builds the call): adds ``django_cachedeps`` to runtests' ``ALWAYS_INSTALLED_APPS``, keeps
+every engine built for the counters, and with ``ORM_SUITE_MODE=autocommit`` makes
+``TestCase`` behave as on a database without transactions: no per-test atomic block,
+``setUpTestData`` before each test, a flush after each (as ``TransactionTestCase``, without
+recreating content types and permissions), so reads run in autocommit where cachedeps reads
+and fills.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["main"]
+
+
+def _patch_cachedeps() -> None:
+    from django_cachedeps import conf, runtime
+
+    import django_runner
+
+    supported = "VERIFY" in conf._KNOWN
+    os.environ["ORM_SUITE_VERIFY_SUPPORTED"] = "1" if supported else "0"
+    if not supported:
+        os.environ["ORM_SUITE_VERIFY"] = "0"  # this code has no verify mode: run without it
+    build = runtime._build
+
+    def _build(*args):  # type: ignore[no-untyped-def]
+        engine = build(*args)
+        django_runner.ENGINES.append(engine)
+        return engine
+
+    runtime._build = _build
+
+
+def _patch_testcase() -> None:
+    from django.core.management import call_command
+    from django.test import TestCase
+
+    TestCase._databases_support_transactions = classmethod(lambda cls: False)
+
+    def _fixture_teardown(self):  # type: ignore[no-untyped-def]
+        # TransactionTestCase's flush, without the post_migrate signal that recreates every
+        # content type and permission after each test (minutes over the whole list); content
+        # types are made again on demand, so their cache is cleared with the table.
+        for db_name in self._databases_names(include_mirrors=False):
+            call_command("flush", verbosity=0, interactive=False, database=db_name,
+                         reset_sequences=False, allow_cascade=False, inhibit_post_migrate=True)
+        try:
+            from django.contrib.contenttypes.models import ContentType
+        except ImportError:
+            return
+        ContentType.objects.clear_cache()
+
+    TestCase._fixture_teardown = _fixture_teardown
+
+
+def main(argv: list[str]) -> None:
+    runtests_dir = os.path.abspath(argv[0])
+    sys.path.insert(0, runtests_dir)
+    os.chdir(runtests_dir)
+    if os.environ.get("ORM_SUITE_BACKEND", "cachedeps") == "cachedeps":
+        _patch_cachedeps()
+    if os.environ.get("ORM_SUITE_MODE", "testcase") == "autocommit":
+        _patch_testcase()
+    path = os.path.join(runtests_dir, "runtests.py")
+    with open(path) as fh:
+        source = fh.read()
+    if os.environ.get("ORM_SUITE_BACKEND", "cachedeps") == "cachedeps":
+        marker = "ALWAYS_INSTALLED_APPS = ["
+        if marker not in source:
+            raise SystemExit(f"{path}: no {marker!r} to add django_cachedeps to")
+        source = source.replace(marker, marker + '\n    "django_cachedeps",', 1)
+    sys.argv = [path, *argv[1:]]
+    code = compile(source, path, "exec")
+    exec(code, {"__name__": "__main__", "__file__": path, "__builtins__": __builtins__})
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,78 @@
+"""Run SQLAlchemy's own ``test/orm`` (from the sdist of the installed version) under cachedeps."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .sdist import ROOT, source_tree
+
+__all__ = ["SQLA_PATHS", "SQLA_CI", "run_sqla"]
+
+#: what ``make test-orm`` runs
+SQLA_PATHS = ["test/orm"]
+#: the subset ``make test`` runs
+SQLA_CI = ["test/orm/test_expire.py", "test/orm/test_naturalpks.py", "test/orm/test_load_on_fks.py", "test/orm/test_onetoone.py"]
+
+
+def _pg_url() -> str:
+    name = os.environ.get("CACHEDEPS_TEST_PG_DB", "test") + "_sqla"
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
+def _ensure_pg_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        for schema in ("test_schema", "test_schema_2"):
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+
+
+def run_sqla(paths: list[str] | None = None, *, db: str = "sqlite", install: bool = True, verify: bool = True,
+             src: Path = ROOT, subset: str = "all", timeout: float = 7200, extra: list[str] | None = None) -> dict[str, Any]:
+    """Run SQLAlchemy's tests at ``paths``; return the JSON report (plus ``seconds``, ``rc``)."""
+    tree = source_tree("SQLAlchemy")
+    paths = paths or (SQLA_CI if subset == "ci" else SQLA_PATHS)
+    here = str(Path(__file__).resolve().parent)
+    with tempfile.TemporaryDirectory(prefix="orm_suite_sqla_") as tmp:
+        report = Path(tmp) / "report.json"
+        if db == "postgresql":
+            dburi = _pg_url()
+            _ensure_pg_database(dburi)
+        else:
+            dburi = f"sqlite:///{tmp}/querytest.db"
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(src), here])
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        env.update(ORM_SUITE_INSTALL="1" if install else "0", ORM_SUITE_VERIFY="1" if verify else "0",
+                   ORM_SUITE_REPORT=str(report))
+        # -s: no user site, so the sdist's conftest leaves lib/ off sys.path and the installed
+        # SQLAlchemy (the one sqla_cachedeps imports) is tested
+        args = [sys.executable, "-s", "-m", "pytest", "-p", "sqla_plugin", "-p", "no:cacheprovider",
+                "-p", "no:django", "-o", "addopts=--tb=native -p warnings -p logging --strict-markers",
+                "--maxfail=100000", "-q", "--dburi", dburi, *(extra or []), *paths]
+        # SQLAlchemy's plugin keeps its SQLite files in the sdist directory whatever the --dburi
+        # path says, and removes them when a test class ends: one run at a time per checkout
+        with open(tree.parent / "sqla-run.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            started = time.monotonic()
+            proc = subprocess.run(args, env=env, cwd=str(tree), capture_output=True, text=True, timeout=timeout)
+            seconds = time.monotonic() - started
+        if not report.exists():
+            raise RuntimeError(f"SQLAlchemy's suite wrote no report (exit {proc.returncode}):\n"
+                               f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        data = json.loads(report.read_text())
+    data.update(seconds=round(seconds, 1), rc=proc.returncode, db=db, suite="sqla",
+                backend="cachedeps" if install else "plain", tail=proc.stdout[-600:])
+    return data
