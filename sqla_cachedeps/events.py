@@ -21,6 +21,7 @@ included, are handled by :mod:`sqla_cachedeps.writes`.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import weakref
 from typing import Any, Mapping, Sequence
@@ -28,7 +29,9 @@ from typing import Any, Mapping, Sequence
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Result
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
+from sqlalchemy.orm import Mapper
 from sqlalchemy.orm.base import instance_state
+from sqlalchemy.sql.cache_key import anon_map
 
 from cachedeps import NO_VALUE
 from cachedeps import recording as _rec
@@ -160,7 +163,7 @@ class Installation:
         self.lazy_loads = lazy_loads
         self.feed_table = feed_table
         self._lock = threading.Lock()
-        self._statement_cache: dict[Any, tuple[str, list[list[Any]]]] = {}
+        self._statement_cache: dict[Any, tuple[str, list[list[Any]], tuple]] = {}
         # instance state -> RelationshipCache options of the cached query that produced it
         self._hit_options: weakref.WeakKeyDictionary[Any, list] = weakref.WeakKeyDictionary()
         if isinstance(cache, str):
@@ -489,13 +492,16 @@ class Installation:
         # The SQL text and the result's shape are fixed by the statement's structure.
         text = self._statement_cache.get(cache_key.key)
         if text is None:
-            text = self._statement_cache[cache_key.key] = (str(statement), _result_shape(statement))
-        sql, shape = text
+            text = self._statement_cache[cache_key.key] = _statement_text(statement, cache_key)
+        sql, shape, constants = text
         if cache_key.bindparams:
             values = tuple(params.get(bp.key, bp.effective_value) for bp in cache_key.bindparams)
+            extracted = {bp.key for bp in cache_key.bindparams}
+            extra = tuple((k, params[k]) for k in sorted(params) if k not in extracted)
         else:
             values = tuple(params[k] for k in sorted(params))
-        return query_key(_QUERY_PREFIX, sql, values, shape)
+            extra = ()
+        return query_key(_QUERY_PREFIX, sql, values, shape, constants, extra)
 
 
 _VIEW_SQL = {
@@ -528,6 +534,81 @@ def _guard(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any
     if context is not None and context.execution_options.get(VERIFY_OPTION):
         return  # verify mode's check of a hit
     _rec.poison_statement(statement)
+
+
+def _statement_text(statement: Any, cache_key: Any) -> tuple[str, list[list[Any]], tuple]:
+    """Return the SQL text, the result's shape and the values bound in the structure.
+
+    The SQL names its bound parameters, not their values. The values a cache key extracts
+    (``cache_key.bindparams``) vary between statements of one structure and are keyed per
+    read; every other bound value is part of the structure -- a literal in a relationship's
+    ``primaryjoin`` (``orders.isopen = :isopen_1``) that an eager or lazy load's statement
+    reaches through the relationship, not through its own clauses. Two relationships to one
+    mapper that differ only in such a literal compile to the same SQL text: the values must
+    be in the key, or one relationship's cached rows are served for the other. SQLAlchemy
+    itself reuses these values for every statement of the structure, so they are constant
+    under ``cache_key.key``.
+    """
+    compiled = statement.compile()
+    extracted = {bp.key for bp in cache_key.bindparams}
+    constants = []
+    for bind, name in compiled.bind_names.items():
+        if bind.key in extracted:
+            continue
+        try:
+            value = bind.effective_value if bind.callable else bind.value
+        except Exception:  # a callable that cannot run here: keyed by nothing, so not cached
+            value = _Unkeyable()
+        constants.append((name, value))
+    constants.sort(key=lambda item: item[0])
+    # Loader options decide which columns an entity loads and how, not only the SQL: a
+    # ``load_only()`` and a plain load of one mapper can compile to the same SELECT (columns
+    # deduplicated) yet populate different attributes. Their structure is in the key.
+    options = []
+    for opt in getattr(statement, "_with_options", ()):
+        if getattr(opt, "_is_user_defined", False):
+            continue  # carries data to event handlers (FromCache): loads nothing differently
+        gen = getattr(opt, "_generate_cache_key", None)
+        try:
+            opt_key = gen() if gen is not None else None
+        except Exception:  # noqa: BLE001 - an option SQLAlchemy cannot key: not cached
+            opt_key = None
+        options.append(_stable(opt_key.key) if opt_key is not None else _Unkeyable())
+    compile_options = getattr(statement, "_compile_options", None)
+    if compile_options is not None and hasattr(compile_options, "_gen_cache_key"):
+        try:
+            options.append(_stable(compile_options._gen_cache_key(anon_map(), [])))
+        except Exception:  # noqa: BLE001 - an option SQLAlchemy cannot key: not cached
+            options.append(_Unkeyable())
+    return str(compiled), _result_shape(statement), tuple(constants) + (("options", tuple(options)),)
+
+
+_ANON = re.compile(r"%\(\d+ ")
+
+
+def _stable(value: Any) -> Any:
+    """Return ``value`` (part of a SQLAlchemy cache key) as plain data, the same in every process.
+
+    Mappers, properties and classes become their names; anonymous names lose their object
+    ids. A part that cannot be named so becomes ``_Unkeyable``: the read is not cached.
+    """
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return _ANON.sub("%(", value) if isinstance(value, str) else value
+    if isinstance(value, (tuple, list)):
+        return tuple(_stable(v) for v in value)
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, Mapper):
+        cls = value.class_
+        return f"mapper:{cls.__module__}.{cls.__qualname__}:{value.local_table}"
+    text = str(value)
+    if " at 0x" in text:
+        return _Unkeyable()
+    return f"{type(value).__qualname__}:{_ANON.sub('%(', text)}"
+
+
+class _Unkeyable:
+    """A bound value that cannot be read when the key is built: ``query_key`` refuses it."""
 
 
 def _result_shape(statement: Any) -> list[list[Any]]:
