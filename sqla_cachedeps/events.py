@@ -405,7 +405,7 @@ class Installation:
             except (identity.Unsupported, TypeError, KeyError, AttributeError) as exc:
                 log.debug("cached state of %s unusable (%s); loading from the database", oid, exc)
             else:
-                return identity.make_result((mapper.class_.__name__,), rows)
+                return identity.make_result((mapper.class_.__name__,), rows, (0,))
         with _rec.accounted():  # the oid was recorded by get_state
             frozen = orm_state.invoke_statement().freeze()
         objs = [row[0] for row in frozen()]

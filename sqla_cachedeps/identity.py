@@ -176,22 +176,41 @@ def decode_result(session: Session, data: Any, registries: Callable[[], Iterable
     if not isinstance(data, dict) or "c" not in data or "r" not in data:
         raise Unsupported("not a cached result")
     rows = []
+    entity_columns: set[int] = set()
     for row in data["r"]:
         cells = []
-        for cell in row:
+        for i, cell in enumerate(row):
             if isinstance(cell, dict) and _ENTITY in cell:
                 cell = attach(session, _mapper_for(cell[_ENTITY], registries), cell["s"])
+                entity_columns.add(i)
             cells.append(cell)
         rows.append(tuple(cells))
-    return make_result(data["c"], rows)
+    return make_result(data["c"], rows, entity_columns)
 
 
-def make_result(columns: Sequence[str], rows: list[tuple]) -> Result:
-    """Return a result of ``rows`` named by ``columns``."""
+def make_result(columns: Sequence[str], rows: list[tuple], entity_columns: Iterable[int] = ()) -> Result:
+    """Return a result of ``rows`` named by ``columns``.
+
+    ``entity_columns`` are the positions holding ORM instances: ``Result.unique()`` tells
+    them apart by identity, as the ORM's own results do (the lazy loader calls ``unique()``
+    on every collection load; by ``==`` instances of a class defining ``__eq__`` over some
+    attributes would merge, and a collection would lose members).
+    """
     names = tuple(columns)
-    metadata = _METADATA.get(names)
+    entities = tuple(sorted(entity_columns))
+    metadata = _METADATA.get((names, entities))
     if metadata is None:
         if len(_METADATA) > 1000:
             _METADATA.clear()
-        metadata = _METADATA[names] = SimpleResultMetaData(list(names))
+        metadata = _METADATA[(names, entities)] = _metadata(names, entities)
     return IteratorResult(metadata, iter(rows))
+
+
+def _metadata(names: tuple[str, ...], entities: tuple[int, ...]) -> SimpleResultMetaData:
+    if not entities:
+        return SimpleResultMetaData(list(names))
+    filters = [id if i in entities else None for i in range(len(names))]
+    try:  # SQLAlchemy 2.1
+        return SimpleResultMetaData(list(names), _create_unique_filters=lambda result: filters)
+    except TypeError:  # SQLAlchemy 2.0
+        return SimpleResultMetaData(list(names), _unique_filters=filters)
