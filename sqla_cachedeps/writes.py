@@ -41,7 +41,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from sqlalchemy import event, select, tuple_
-from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.exc import CompileError, DBAPIError, InvalidRequestError, StatementError
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapper, Session, SessionTransaction, object_mapper, object_session
 from sqlalchemy.orm.base import instance_state
@@ -113,6 +113,7 @@ class SessionState:
         self.connections: list[Connection] = []
         self.old_rows: dict[tuple[str, Any], dict[str, Any] | None] = {}
         self.written: dict[tuple[str, Any], tuple[Any, Any]] = {}  # (table, pk) -> (Table, op)
+        self.coarse: set[Any] = set()        # tables whose rows could not be read: table keys
 
     def end_root(self) -> None:
         """Forget the root transaction that ended."""
@@ -122,13 +123,14 @@ class SessionState:
         self.connections.clear()
         self.old_rows.clear()
         self.written.clear()
+        self.coarse.clear()
 
     def has_writes(self) -> bool:
         """Return whether this transaction has written (reads then bypass the cache)."""
         if self.wrote:
             return True
         for conn in self.connections:
-            state = conn.info.get(_CONN_KEY)
+            state = _existing_conn_state(conn)
             if state is not None and state.pending:
                 return True
         return False
@@ -142,6 +144,20 @@ def session_state(session: Session, installation: Installation | None = None) ->
     elif state is not None and installation is not None and state.installation is not installation:
         return None
     return state
+
+
+def _existing_conn_state(conn: Connection) -> ConnState | None:
+    """Return the connection's bookkeeping, or None if it has none or was invalidated.
+
+    ``Connection.info`` raises on a connection invalidated mid-transaction (a disconnect):
+    nothing it did can commit, so it has nothing to publish.
+    """
+    if conn.invalidated:
+        return None
+    try:
+        return conn.info.get(_CONN_KEY)
+    except Exception:  # noqa: BLE001 - PendingRollbackError and kin: see above
+        return None
 
 
 def conn_state(conn: Connection) -> ConnState:
@@ -216,6 +232,43 @@ def _autocommit(conn: Connection) -> bool:
 
 def _pk_value(values: tuple) -> Any:
     return values[0] if len(values) == 1 else values
+
+
+_ALL = object()  # SessionState.coarse: every table of the flush
+
+
+def _read_or_none(select_rows: Any, conn: Connection, table: Any, pks: list, **kw: Any) -> Any:
+    """Return ``select_rows(conn, table, pks)``, or None when SQLAlchemy refuses the read.
+
+    A read SQLAlchemy cannot build or map (a column it will not select or name in a row, a
+    parameter it cannot render) must not fail the user's flush: the table's writes then
+    emit its table keys. The database's own errors propagate (the transaction is aborted).
+    """
+    try:
+        return select_rows(conn, table, pks, **kw)
+    except DBAPIError:
+        raise
+    except (StatementError, InvalidRequestError, CompileError) as exc:
+        log.debug("rows of %s not read back (%s); its table keys are used", table.name, exc)
+        return None
+
+
+def _addressable(mapper: Any, table: Any) -> bool:
+    """Return whether ``mapper``'s identity names rows of ``table`` by its primary key.
+
+    Row keys and the read-back of old and new values select ``table``'s rows by its own
+    primary key, with the values of the instance's identity. A table without a primary key
+    (mapped with ``primary_key=[...]``), or whose primary key is not the mapper's, cannot be
+    addressed so: its writes emit the table's keys (the flush's tables are collected for
+    that anyway), never a query on the wrong columns.
+    """
+    cols = list(table.primary_key.columns)
+    if not cols:
+        return False
+    if table is mapper.local_table and mapper.inherits is None:
+        return list(mapper.primary_key) == cols
+    mapped = getattr(mapper, "_pks_by_table", {}).get(table)
+    return mapped is not None and set(mapped) == set(cols) and len(cols) == len(mapper.primary_key)
 
 
 class Writes:
@@ -305,7 +358,7 @@ class Writes:
             pending.update(record.keys)
             tid = record.tid
         for conn in state.connections:
-            cstate = conn.info.get(_CONN_KEY)
+            cstate = _existing_conn_state(conn)
             if cstate is None:
                 continue
             for ks, t in cstate.published:
@@ -344,9 +397,20 @@ class Writes:
         cstate = conn_state(conn)
         cstate.flushing = True
         cstate.flush_tables.clear()
-        self._lock(conn, cstate)
         state.old_rows.clear()
         state.written.clear()
+        state.coarse.clear()
+        try:
+            self._lock(conn, cstate)
+        except FeedError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - SQLite busy: another connection writes
+            # Old values read now could change before the flush writes: none are read, and
+            # every table the flush writes emits its table keys. The flush's own statements
+            # then meet (or wait out) the other writer as they would without cachedeps.
+            log.debug("feed lock not taken before the flush (%s); table keys for its writes", exc)
+            state.coarse.add(_ALL)
+            return
         targets = [o for o in session.dirty if session.is_modified(o, include_collections=False)]
         targets.extend(session.deleted)
         self._fetch_old(conn, state, targets)
@@ -358,9 +422,10 @@ class Writes:
         if state is None or state.installation is not self.inst:
             return
         ident = instance_state(target).identity
-        if ident is None:
+        if ident is None or _ALL in state.coarse:
             return
-        missing = [t for t in mapper.tables if (t.name, _pk_value(ident)) not in state.old_rows]
+        missing = [t for t in mapper.tables
+                   if _addressable(mapper, t) and (t.name, _pk_value(ident)) not in state.old_rows]
         if missing:
             self._fetch_old(connection, state, [target])
 
@@ -385,6 +450,8 @@ class Writes:
         old = istate.identity
         new = tuple(mapper.primary_key_from_instance(target))
         for table in mapper.tables:
+            if not _addressable(mapper, table):
+                continue  # its write emits the table's keys (after_flush: flush_tables)
             if old is not None:
                 state.written.setdefault((table.name, _pk_value(tuple(old))), (table, op))
             if op != "delete" and (old is None or tuple(old) != new):
@@ -399,23 +466,37 @@ class Writes:
         cstate = conn_state(conn)
         cstate.flushing = False
         out: dict[str, None] = {}
+        if _ALL in state.coarse:  # no old values were read (before_flush)
+            state.coarse.discard(_ALL)
+            state.coarse.update(name for name, _ in state.written)
         # New values, read back: server defaults, triggers and onupdate included.
         by_table: dict[str, tuple[Any, list]] = {}
         for (name, pk), (table, op) in state.written.items():
+            if name in state.coarse:
+                continue
             if op != "delete":
                 by_table.setdefault(name, (table, []))[1].append(pk)
         new_rows: dict[tuple[str, Any], dict[str, Any]] = {}
         for name, (table, pks) in by_table.items():
-            new_rows.update(self._select_rows(conn, table, pks))
+            found = _read_or_none(self._select_rows, conn, table, pks)
+            if found is None:
+                state.coarse.add(name)
+            else:
+                new_rows.update(found)
         rows_tables: set[str] = set()
         for (name, pk), (table, op) in state.written.items():
+            if name in state.coarse:
+                continue  # its table keys, below
             rows_tables.add(name)
             _row_change(out, table, pk, state.old_rows.get((name, pk)), new_rows.get((name, pk)))
+        for name in state.coarse:
+            out.update(dict.fromkeys(table_write_keys(name)))
         for name in cstate.flush_tables - rows_tables:
             out.update(dict.fromkeys(table_write_keys(name)))
         cstate.flush_tables.clear()
         state.old_rows.clear()
         state.written.clear()
+        state.coarse.clear()
         self._publish(session, state, conn, out)
 
     def _publish(self, session: Session, state: SessionState, conn: Connection, out: dict[str, None]) -> None:
@@ -557,10 +638,13 @@ class Writes:
                 continue
             pk = _pk_value(tuple(istate.identity))
             for table in istate.mapper.tables:
-                if (table.name, pk) not in state.old_rows:
+                if _addressable(istate.mapper, table) and (table.name, pk) not in state.old_rows:
                     by_table.setdefault(table.name, (table, []))[1].append(pk)
         for name, (table, pks) in by_table.items():
-            found = self._select_rows(conn, table, pks, lock=self.inst.feed.dialect == "postgresql")
+            found = _read_or_none(self._select_rows, conn, table, pks, lock=self.inst.feed.dialect == "postgresql")
+            if found is None:
+                state.coarse.add(name)
+                continue
             for pk in pks:
                 state.old_rows[(name, pk)] = found.get((name, pk))
 
@@ -570,6 +654,8 @@ class Writes:
     ) -> dict[tuple[str, Any], dict[str, Any]]:
         cols = list(table.primary_key.columns)
         out: dict[tuple[str, Any], dict[str, Any]] = {}
+        if not cols:
+            return out  # rows without a primary key cannot be selected by one: table keys
         for i in range(0, len(pks), _SELECT_CHUNK):
             chunk = pks[i : i + _SELECT_CHUNK]
             if len(cols) == 1:
@@ -606,6 +692,8 @@ class Writes:
                 finally:
                     cur.close()
         except Exception as exc:
+            if "no such table" not in str(exc).lower():
+                raise  # the database's own error (another writer holds the lock): unchanged
             raise FeedError(
                 f"cannot take the change feed lock on table {feed.table!r} before writing: {exc}; "
                 "does the table exist? create it with sqla_cachedeps.create_feed_table(engine)"
@@ -644,7 +732,7 @@ class Writes:
 
     def on_commit(self, conn: Connection) -> None:
         """Append the transaction's keys to the feed, just before it commits."""
-        cstate = conn.info.get(_CONN_KEY)
+        cstate = _existing_conn_state(conn)
         if cstate is None:
             return
         ks = self._keys_of(conn, cstate)
@@ -704,7 +792,7 @@ class Writes:
         committed by itself, so its keys are appended all the same (a session or connection
         closed without ``commit()``).
         """
-        cstate = conn.info.get(_CONN_KEY)
+        cstate = _existing_conn_state(conn)
         if cstate is not None:
             if _autocommit(conn):
                 ks = self._keys_of(conn, cstate)
@@ -715,7 +803,7 @@ class Writes:
 
     def on_begin(self, conn: Connection) -> None:
         """Start a transaction with clean bookkeeping."""
-        cstate = conn.info.get(_CONN_KEY)
+        cstate = _existing_conn_state(conn)
         if cstate is not None:
             cstate.reset()
             cstate.published.clear()
