@@ -32,6 +32,7 @@ import threading
 from typing import Any, Iterator
 
 from cachedeps import keys as ck
+from django.core.exceptions import ValidationError
 from django.db import connections, transaction
 from django.db.models.query import QuerySet
 from django.db.models.sql.constants import MULTI
@@ -190,20 +191,44 @@ def _rows_by_pk(model: Any, using: str, queryset: QuerySet, limit: int | None) -
     pk_index = names.index(pk.attname)
     out: dict[Any, _Row] = {}
     # The Python value of each primary key (to filter on it again), through the converters.
-    for stored, converted in zip(raw, compiler.results_iter(results=[[list(r) for r in raw]])):
-        out[converted[pk_index]] = _Row(stored[pk_index], {f.column: stored[i] for i, f in enumerate(fields)})
+    try:
+        for stored, converted in zip(raw, compiler.results_iter(results=[[list(r) for r in raw]])):
+            out[converted[pk_index]] = _Row(stored[pk_index], {f.column: stored[i] for i, f in enumerate(fields)})
+    except TypeError:  # a primary key whose Python value is unhashable: rows not told apart
+        return None
     if limit is not None and len(out) > limit:
         return None
     return out
 
 
-def _rows_for_pks(model: Any, using: str, pks: list[Any]) -> dict[Any, _Row]:
+def _rows_for_pks(model: Any, using: str, pks: list[Any]) -> dict[Any, _Row] | None:
+    """Return the rows of ``pks`` (Python values), or None when they cannot be read by them.
+
+    A custom primary key field whose Python value its own ``get_prep_value`` cannot prepare
+    (a wrapper ``from_db_value`` returns), or that is unhashable, cannot address its rows:
+    the caller emits the table's keys. Django's and the database's errors at the statement
+    itself are not caught here: this runs after the user's statement succeeded.
+    """
     out: dict[Any, _Row] = {}
     manager = model._base_manager.using(using)
     for i in range(0, len(pks), _CHUNK):
-        found = _rows_by_pk(model, using, manager.filter(pk__in=pks[i : i + _CHUNK]), None)
-        out.update(found or {})
+        try:
+            found = _rows_by_pk(model, using, manager.filter(pk__in=pks[i : i + _CHUNK]), None)
+        except (TypeError, ValueError, ValidationError) as exc:
+            logger.debug("cachedeps: rows of %s not read back by pk (%s); table keys", model._meta.db_table, exc)
+            return None
+        if found is None:
+            return None
+        out.update(found)
     return out
+
+
+def _pk_oids(table: str, pk: Any, connection: Any, pks: list[Any]) -> list[str] | None:
+    """Return the oids of ``pks`` (Python values), or None if the field cannot prepare one."""
+    try:
+        return [ck.oid(table, pk.get_db_prep_value(v, connection, prepared=False)) for v in pks]
+    except (TypeError, ValueError, ValidationError):
+        return None
 
 
 def _matching_rows(compiler: Any) -> dict[Any, _Row] | None:
@@ -280,11 +305,14 @@ class InsertTracking:
             if pks is None or len(pks) > MAX_TRACKED_ROWS or query.on_conflict is not None:
                 keys.extend(_unknown_rows(table))
             elif pks:
-                keys.extend(_row_keys(table, {}, _rows_for_pks(model, self.using, pks)))  # type: ignore[attr-defined]
-                # A pk the read-back missed still had its oid cached as "no such row".
-                connection = connections[self.using]  # type: ignore[attr-defined]
-                keys.extend(ck.oid(table, opts.pk.get_db_prep_value(pk, connection, prepared=False))
-                            for pk in pks)
+                new = _rows_for_pks(model, self.using, pks)  # type: ignore[attr-defined]
+                oids = _pk_oids(table, opts.pk, connections[self.using], pks)  # type: ignore[attr-defined]
+                if new is None or oids is None:
+                    keys.extend(_unknown_rows(table))
+                else:
+                    keys.extend(_row_keys(table, {}, new))
+                    # A pk the read-back missed still had its oid cached as "no such row".
+                    keys.extend(oids)
         return rows
 
     def _cachedeps_pks(self, rows: Any, returning_fields: Any) -> list[Any] | None:
@@ -322,7 +350,7 @@ class UpdateTracking:
                 keys.extend(_unknown_rows(table))
             elif old:
                 new = _rows_for_pks(model, self.using, list(old))  # type: ignore[attr-defined]
-                keys.extend(_row_keys(table, old, new))
+                keys.extend(_unknown_rows(table) if new is None else _row_keys(table, old, new))
         return count
 
 

@@ -145,3 +145,44 @@ class Item(models.Model):
 
     class Meta:
         db_table = "pitem"
+
+
+class Wrapper:
+    """A primary key's Python value that is unhashable (``__eq__`` without ``__hash__``), as
+    in Django's own custom_pk tests."""
+
+    def __init__(self, value):  # noqa: ANN001
+        self.value = value
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __eq__(self, other):  # noqa: ANN001, ANN204
+        return self.value == (other.value if isinstance(other, Wrapper) else other)
+
+
+class WrappedAutoField(models.BigAutoField):
+    """An auto primary key read back as a :class:`Wrapper` its own ``get_prep_value`` refuses."""
+
+    def from_db_value(self, value, expression, connection):  # noqa: ANN001, ANN201
+        return None if value is None else Wrapper(value)
+
+    def get_prep_value(self, value):  # noqa: ANN001, ANN201
+        return None if value is None else int(value)
+
+    def get_db_prep_value(self, value, connection, prepared=False):  # noqa: ANN001, ANN201
+        if isinstance(value, Wrapper):
+            value = value.value
+        return super().get_db_prep_value(value, connection, prepared)
+
+
+class Wrapped(models.Model):
+    """A model whose primary key cachedeps cannot use to read its rows back."""
+
+    id = WrappedAutoField(primary_key=True)
+    name = models.CharField(max_length=20)
+
+    objects = CachedManager()
+
+    class Meta:
+        db_table = "wrapped"
