@@ -45,6 +45,9 @@ _PK_KEYS: weakref.WeakKeyDictionary[Mapper, list[str]] = weakref.WeakKeyDictiona
 _STATE_OK: weakref.WeakKeyDictionary[Mapper, bool] = weakref.WeakKeyDictionary()
 
 
+_EAGER = frozenset({"joined", "selectin", "subquery", "immediate"})
+
+
 class Unsupported(Exception):
     """A result holds something that is not stored (the read then goes uncached)."""
 
@@ -71,7 +74,10 @@ def state_cacheable(mapper: Mapper) -> bool:
     """Return whether a row of ``mapper`` can be cached under its oid.
 
     True for a mapper without inheritance whose column attributes are all plain columns of
-    its own table (a ``column_property`` over other tables depends on those tables too).
+    its own table (a ``column_property`` over other tables depends on those tables too),
+    and without relationships its loads populate eagerly (``lazy="selectin"``, ``"joined"``,
+    ``"subquery"``, ``"immediate"``): a state from the cache holds columns only, and the
+    object would lack what a load from the database gives it.
     """
     cached = _STATE_OK.get(mapper)
     if cached is not None:
@@ -85,6 +91,7 @@ def state_cacheable(mapper: Mapper) -> bool:
             for prop in mapper.column_attrs
             for col in prop.columns
         )
+        and not any(rel.lazy in _EAGER for rel in mapper.relationships)
     )
     _STATE_OK[mapper] = ok
     return ok

@@ -60,3 +60,27 @@ def test_cached_collections_keep_members_that_compare_equal(store_room):
         with store_room.Session() as s:
             items = s.scalars(select(Item).order_by(Item.id)).unique().all()
             assert [i.id for i in items] == [1, 2, 3]
+
+
+class Rack(_Base):
+    __tablename__ = "og_rack"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    parts: Mapped[list[Part]] = relationship(lazy="selectin", order_by="Part.id")
+
+
+class Part(_Base):
+    __tablename__ = "og_part"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rack_id: Mapped[int] = mapped_column(ForeignKey("og_rack.id"))
+
+
+def test_gets_of_mappers_with_eager_relationships_load_them(store_room):
+    # test_selectin_relations.py::LoadOnExistingTest: a get populates the relationships the
+    # mapper loads eagerly; a state from the cache holds columns only.
+    with store_room.Session.begin() as s:
+        s.add(Rack(id=1, parts=[Part(id=1), Part(id=2)]))
+    for _ in range(2):
+        with store_room.Session() as s:
+            rack = s.get(Rack, 1)
+            assert "parts" in vars(rack)
+            assert [p.id for p in rack.parts] == [1, 2]
