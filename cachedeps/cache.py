@@ -130,7 +130,7 @@ class Cache(StateMixin, VerifyMixin):
         self.checkpoint_interval = checkpoint_interval
         self.warn_interval = warn_interval
         self._maps = DeltaMaps(max_delta)
-        self._stats = Stats()
+        self._stats = Stats(self)
         self._trees = DependencyTrees(store, namespace) if trees else None
         self._leases = Leases(store, ttl=lease_ttl)
         self._poll_lock = threading.Lock()
@@ -158,6 +158,8 @@ class Cache(StateMixin, VerifyMixin):
         warning per interval covers every user of the store.
         """
         self._stats.incr("store_errors")
+        if self._stats.listening:
+            self._stats.emit("store_error", "", error=exc)
         now = time.monotonic()
         if now - self._warned_at >= self.warn_interval:
             self._warned_at = now
@@ -185,6 +187,7 @@ class Cache(StateMixin, VerifyMixin):
                 (unchanged, with a note naming the table).
         """
         maps = self._maps
+        started = time.perf_counter()
         with self._poll_lock:
             try:
                 if not maps.ready:
@@ -210,7 +213,7 @@ class Cache(StateMixin, VerifyMixin):
             unit.setdefault(self, position)
         self._stats.incr("polls")
         if self._stats.listening:
-            self._stats.emit("poll", "", tid=position)
+            self._stats.emit("poll", "", tid=position, seconds=time.perf_counter() - started)
         return position
 
     def stamp(self) -> int:
@@ -642,6 +645,7 @@ class Cache(StateMixin, VerifyMixin):
         stats = self._stats
         stats.incr("invalidations")
         if stats.listening:
+            stats.emit("commit", "", keys=norm, tid=tid)
             for k in norm:
                 stats.emit("invalidate", k, tid=tid)
         if self._trees is None:
@@ -668,7 +672,10 @@ class Cache(StateMixin, VerifyMixin):
         return out
 
     def add_listener(self, fn: Listener) -> None:
-        """Call ``fn(event, key, **detail)`` on hit, miss, stale, set, invalidate, purge, poll."""
+        """Call ``fn(event, key, **detail)`` on this cache's events (:mod:`cachedeps.events`).
+
+        For every cache of the process at once, use :func:`cachedeps.events.add_listener`.
+        """
         self._stats.add_listener(fn)
 
     def remove_listener(self, fn: Listener) -> None:

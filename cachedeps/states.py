@@ -116,12 +116,13 @@ class StateMixin:
                 out[oid] = result
         return out
 
-    def set_state(self, oid: str, value: Any, tid: int | None = None) -> bool:
+    def set_state(self, oid: str, value: Any, tid: int | None = None, timeout: float | None = None) -> bool:
         """Store the state of ``oid`` loaded by a database read that started at ``tid``.
 
         ``tid`` is the position read before the load (default: :meth:`stamp`, never the
         position at the time of the call); ``None`` is a fine value for a row that does not
-        exist. Returns whether it was stored.
+        exist. ``timeout``: seconds to keep it (``None``: until evicted or outdated), with
+        the store's expiry semantics. Returns whether it was stored.
         """
         stamp = self.stamp() if tid is None else int(tid)  # type: ignore[attr-defined]
         deps = self._state_deps(oid)
@@ -138,7 +139,7 @@ class StateMixin:
             skey = safe_key(self._s, f"{view.cp0}:{oid}")
         raw = self.serializer.dumps([stamp, value])
         try:
-            self.store.set(skey, raw)
+            self.store.set(skey, raw, timeout or 0)
         except BackendError as exc:
             self.store_failed(exc)
             return False

@@ -2,7 +2,8 @@
 
 :class:`Stats` keeps plain counters (hits, misses, stale entries, sets, invalidations,
 polls, checkpoint shifts, resets, store errors) and a list of listeners called as
-``fn(event, key, **detail)`` in the caller's thread (see docs/engine.md, "Events").
+``fn(event, key, **detail)`` in the caller's thread, plus the process-wide listeners of
+:mod:`cachedeps.events` as ``fn(cache, event, key, **detail)`` (see docs/engine.md, "Events").
 
 Counters are updated without a lock: an increment of a dict item can lose a count when two
 threads race, which is acceptable for figures that feed dashboards, and it keeps a cache
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import logging
 from typing import Any, Callable
+
+from . import events as _events
 
 __all__ = ["Stats", "Listener", "COUNTERS"]
 
@@ -44,14 +47,21 @@ COUNTERS = (
 class Stats:
     """Hold counters and listeners for one :class:`~cachedeps.cache.Cache`."""
 
-    __slots__ = ("counters", "_listeners", "listening")
+    __slots__ = ("counters", "_listeners", "listening", "owner", "__weakref__")
 
-    def __init__(self) -> None:
+    def __init__(self, owner: Any = None) -> None:
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self._listeners: tuple[Listener, ...] = ()
-        #: whether any listener is registered (lets hot paths skip building details); a
-        #: plain attribute, read on every cache hit
-        self.listening = False
+        #: the cache these figures belong to (the first argument of process-wide listeners)
+        self.owner = owner
+        #: whether any listener is registered, here or process-wide (lets hot paths skip
+        #: building details); a plain attribute, read on every cache hit
+        self.listening = bool(_events.listeners())
+        _events._register(self)
+
+    def refresh(self) -> None:
+        """Recompute :attr:`listening` (the process-wide listeners changed)."""
+        self.listening = bool(self._listeners or _events.listeners())
 
     def incr(self, name: str, n: int = 1) -> None:
         """Add ``n`` to the counter ``name``."""
@@ -60,12 +70,12 @@ class Stats:
     def add_listener(self, fn: Listener) -> None:
         """Register ``fn(event, key, **detail)``."""
         self._listeners = (*self._listeners, fn)
-        self.listening = True
+        self.refresh()
 
     def remove_listener(self, fn: Listener) -> None:
         """Unregister ``fn``; unknown listeners are ignored."""
         self._listeners = tuple(f for f in self._listeners if f is not fn)
-        self.listening = bool(self._listeners)
+        self.refresh()
 
     def emit(self, event: str, key: str, **detail: Any) -> None:
         """Call every listener; a listener that raises is logged and skipped."""
@@ -74,6 +84,11 @@ class Stats:
                 fn(event, key, **detail)
             except Exception:  # a debugging hook must never break a request
                 _log.exception("cachedeps listener %r failed on %s %r", fn, event, key)
+        for gfn in _events.listeners():
+            try:
+                gfn(self.owner, event, key, **detail)
+            except Exception:  # nor may an exporter
+                _log.exception("cachedeps listener %r failed on %s %r", gfn, event, key)
 
     def snapshot(self) -> dict[str, int]:
         """Return a copy of the counters."""

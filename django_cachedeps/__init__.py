@@ -8,7 +8,19 @@ and invalidated without code changes; :func:`nocache` and :func:`uncached` opt o
 
 from __future__ import annotations
 
+from typing import Any
+
+from .db.hints import cached as cached
 from .db.hints import nocache as nocache
 from .db.hints import uncached as uncached
 
-__all__ = ["nocache", "uncached"]
+__all__ = ["nocache", "uncached", "cached", "invalidate_model", "invalidate_object"]
+
+
+def __getattr__(name: str) -> Any:
+    # The helpers import the ORM's write machinery: loaded on first use.
+    if name in ("invalidate_model", "invalidate_object"):
+        from . import invalidation
+
+        return getattr(invalidation, name)
+    raise AttributeError(f"module 'django_cachedeps' has no attribute {name!r}")

@@ -3,7 +3,8 @@
 ======================  =====================================================================
 id                      fires when
 ======================  =====================================================================
-``cachedeps.E001``      ``CACHEDEPS`` itself is malformed (unknown key, bad value)
+``cachedeps.E001``      ``CACHEDEPS`` itself is malformed (unknown key, bad value, an unknown
+                        option of a model in the dict form of ``MODELS``)
 ``cachedeps.E002``      ``CACHEDEPS["CACHE"]`` names an alias that is not in ``CACHES``
 ``cachedeps.E003``      that ``CACHES`` entry's BACKEND is not ``CachedepsCache``
 ``cachedeps.E004``      a ``CachedepsCache`` LOCATION is not a valid store URL
@@ -233,7 +234,9 @@ def check_models(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         value = raw.get(name)
         if value is None or value == "__all__":
             continue
-        for label in value:
+        for label in value:  # a list, or the dict form of MODELS (its keys)
+            if label == "*" and isinstance(value, dict):
+                continue
             if label.lower() not in known:
                 errors.append(Error(
                     f"CACHEDEPS[{name!r}] names {label!r}, which is not an installed model.",

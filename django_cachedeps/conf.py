@@ -4,7 +4,9 @@
 
     CACHEDEPS = {
         "CACHE": "default",        # the CACHES alias whose LOCATION is the store URL
-        "MODELS": "__all__",       # or ["app_label.Model", ...]: the models whose queries are cached
+        "MODELS": "__all__",       # or ["app_label.Model", ...]: the models whose queries are cached,
+                                   # or {"app_label.Model": {"timeout": 60}, "shop.Log": {"cache": False},
+                                   #     "*": {...}}: every model, with per-model options
         "EXCLUDE": [],             # models never cached (added to the defaults below)
         "TIMEOUT": 3600,           # seconds a cached query result or row lives
         "MAX_DELTA": 10_000,       # delta-map size that moves the checkpoints
@@ -46,6 +48,9 @@ __all__ = [
     "table_is_written_through",
     "written_through_tables",
     "unknown_rows_keys",
+    "MODEL_OPTIONS",
+    "read_timeout",
+    "capped_timeout",
 ]
 
 #: Models whose tables are never cached or invalidated.
@@ -56,6 +61,10 @@ DEFAULT_EXCLUDE = frozenset(
 FEED_TABLE = "cachedeps_change"
 _NEVER_CACHED_TABLES = frozenset({FEED_TABLE, "django_migrations"})
 _KNOWN = frozenset({"CACHE", "MODELS", "EXCLUDE", "TIMEOUT", "MAX_DELTA", "FEED_KEEP", "ENABLED", "VERIFY", "VIEWS"})
+#: the keys of one model's entry in the dict form of ``CACHEDEPS["MODELS"]``
+MODEL_OPTIONS = frozenset({"timeout", "cache"})
+#: the dict form's entry for every model it does not name
+_EVERY_MODEL = "*"
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,8 @@ class CachedepsSettings:
     enabled: bool = True
     verifier: Verifier = field(default_factory=Verifier)
     views: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: per-model timeouts (lowercased labels) from the dict form of ``MODELS``; 0: no limit
+    model_timeouts: dict[str, int] = field(default_factory=dict)
 
     def model_is_cached(self, label_lower: str) -> bool:
         """Return whether queries on the model ``app_label.model`` (lowercase) are cached."""
@@ -93,6 +104,53 @@ def _labels(name: str, value: Any) -> frozenset[str]:
                 f"CACHEDEPS[{name!r}] holds {label!r}, which is not 'app_label.Model'"
             )
     return frozenset(v.lower() for v in value)
+
+
+def _parse_model_options(value: dict[Any, Any]) -> tuple[frozenset[str] | None, frozenset[str], dict[str, int], int | None]:
+    """Parse the dict form of ``MODELS``: ``(models, excluded, timeouts, default timeout)``.
+
+    A model named in it is cached unless its entry says ``"cache": False``; a model it does
+    not name follows the ``"*"`` entry (cached by default). ``models`` is ``None`` when every
+    model not excluded is cached.
+    """
+    timeouts: dict[str, int] = {}
+    cached: set[str] = set()
+    off: set[str] = set()
+    every: dict[str, Any] = {}
+    for label, options in value.items():
+        where = f"CACHEDEPS['MODELS'][{label!r}]"
+        if not isinstance(label, str) or (label != _EVERY_MODEL and label.count(".") != 1):
+            raise ImproperlyConfigured(
+                f"CACHEDEPS['MODELS'] holds {label!r}, which is not 'app_label.Model' (or '*' for every other model)"
+            )
+        if not isinstance(options, dict):
+            raise ImproperlyConfigured(
+                f"{where} must be a dict of options ({', '.join(sorted(MODEL_OPTIONS))}), got {options!r}"
+            )
+        unknown = sorted(map(str, set(options) - MODEL_OPTIONS))
+        if unknown:
+            raise ImproperlyConfigured(
+                f"{where} has unknown option(s) {', '.join(map(repr, unknown))}; known options: "
+                f"{', '.join(sorted(MODEL_OPTIONS))}"
+            )
+        cache = options.get("cache", True)
+        if not isinstance(cache, bool):
+            raise ImproperlyConfigured(f"{where}['cache'] must be True or False, got {cache!r}")
+        timeout = options.get("timeout", 0)
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0:
+            raise ImproperlyConfigured(
+                f"{where}['timeout'] must be an integer >= 0 (seconds; 0: no limit), got {timeout!r}"
+            )
+        if label == _EVERY_MODEL:
+            every = options
+            continue
+        key = label.lower()
+        (cached if cache else off).add(key)
+        if "timeout" in options:
+            timeouts[key] = timeout
+    default_timeout = every.get("timeout")
+    models = None if every.get("cache", True) else frozenset(cached)
+    return models, frozenset(off), timeouts, default_timeout
 
 
 def _positive_int(name: str, value: Any, minimum: int) -> int:
@@ -137,8 +195,22 @@ def parse(raw: Any) -> CachedepsSettings:
     if not isinstance(cache, str) or not cache:
         raise ImproperlyConfigured(f"CACHEDEPS['CACHE'] must be a CACHES alias (a string), got {cache!r}")
     models_raw = raw.get("MODELS", "__all__")
-    models = None if models_raw == "__all__" else _labels("MODELS", models_raw)
-    exclude = DEFAULT_EXCLUDE | _labels("EXCLUDE", raw.get("EXCLUDE", ()))
+    timeouts: dict[str, int] = {}
+    off: frozenset[str] = frozenset()
+    default_timeout = None
+    if isinstance(models_raw, dict):
+        models, off, timeouts, default_timeout = _parse_model_options(models_raw)
+    else:
+        models = None if models_raw == "__all__" else _labels("MODELS", models_raw)
+    exclude = DEFAULT_EXCLUDE | off | _labels("EXCLUDE", raw.get("EXCLUDE", ()))
+    timeout = _positive_int("TIMEOUT", raw.get("TIMEOUT", 3600), 0)
+    if default_timeout is not None:
+        if "TIMEOUT" in raw and raw["TIMEOUT"] != default_timeout:
+            raise ImproperlyConfigured(
+                f"CACHEDEPS['TIMEOUT'] is {raw['TIMEOUT']!r} but CACHEDEPS['MODELS']['*']['timeout'] is "
+                f"{default_timeout!r}; give the default timeout in one place"
+            )
+        timeout = default_timeout
     enabled = raw.get("ENABLED", True)
     if not isinstance(enabled, bool):
         raise ImproperlyConfigured(f"CACHEDEPS['ENABLED'] must be True or False, got {enabled!r}")
@@ -152,7 +224,8 @@ def parse(raw: Any) -> CachedepsSettings:
         cache=cache,
         models=models,
         exclude=exclude,
-        timeout=_positive_int("TIMEOUT", raw.get("TIMEOUT", 3600), 0),
+        timeout=timeout,
+        model_timeouts=timeouts,
         max_delta=_positive_int("MAX_DELTA", raw.get("MAX_DELTA", 10_000), 1),
         feed_keep=_positive_int("FEED_KEEP", raw.get("FEED_KEEP", 100_000), 0),
         enabled=enabled,
@@ -165,6 +238,7 @@ _tables: frozenset[str] | None = None
 _views: dict[str, tuple[str, ...]] = {}
 _unmanaged: tuple[str, ...] = ()
 _opaque: frozenset[str] = frozenset()
+_table_timeouts: dict[str, int] = {}
 
 
 def get_settings() -> CachedepsSettings:
@@ -188,7 +262,7 @@ def cached_tables() -> frozenset[str]:
     its keys) is cached only when ``CACHEDEPS["VIEWS"]`` declares its base tables; its reads
     then also depend on their table keys (:func:`view_tables`).
     """
-    global _tables, _views, _unmanaged, _opaque
+    global _tables, _views, _unmanaged, _opaque, _table_timeouts
     current = _tables
     if current is None:
         from django.apps import apps
@@ -198,6 +272,7 @@ def cached_tables() -> frozenset[str]:
         views: dict[str, tuple[str, ...]] = {}
         unmanaged: list[str] = []
         opaque: set[str] = set()
+        timeouts: dict[str, int] = {}
         for model in apps.get_models(include_auto_created=True):
             opts = model._meta
             if opts.db_table in _NEVER_CACHED_TABLES:
@@ -205,8 +280,16 @@ def cached_tables() -> frozenset[str]:
             if opts.auto_created:
                 ends = [f.related_model._meta.label_lower for f in opts.fields if f.is_relation]
                 ok = all(conf.model_is_cached(label) for label in ends)
+                labels = ends
             else:
                 ok = conf.model_is_cached(opts.label_lower)
+                # a proxy's or a child's options also bound the tables it reads through
+                labels = [opts.label_lower]
+            for label in labels:
+                limit = conf.model_timeouts.get(label)
+                if limit is not None:
+                    known = timeouts.get(opts.db_table)
+                    timeouts[opts.db_table] = limit if known is None else _shorter(known, limit)
             if ok and not opts.managed and not opts.proxy:
                 bases = conf.views.get(opts.label_lower)
                 if bases is None:
@@ -222,8 +305,56 @@ def cached_tables() -> frozenset[str]:
             _views = views
             _unmanaged = tuple(unmanaged)
             _opaque = frozenset(opaque)
+            _table_timeouts = timeouts
             _tables = current
     return current
+
+
+def _shorter(a: int, b: int) -> int:
+    """Return the shorter of two timeouts (0: no limit)."""
+    if not a or not b:
+        return a or b
+    return min(a, b)
+
+
+def _tables_of(keys: Any) -> set[str]:
+    from cachedeps.keys import table_of
+
+    return {table_of(k) for k in keys if k and not k.startswith("@")}
+
+
+def read_timeout(keys: Any) -> float | None:
+    """Return the timeout of an ORM read that depends on ``keys`` (``None``: no limit).
+
+    The shortest of its tables' models' timeouts (``CACHEDEPS["MODELS"]`` dict form), a
+    table without one counting as ``CACHEDEPS["TIMEOUT"]``; 0 means no limit.
+    """
+    conf = get_settings()
+    cached_tables()
+    limits = _table_timeouts
+    if not limits:
+        return conf.timeout or None
+    out: int | None = None
+    for table in _tables_of(keys):
+        t = limits.get(table, conf.timeout)
+        out = t if out is None else _shorter(out, t)
+    if out is None:
+        out = conf.timeout
+    return out or None
+
+
+def capped_timeout(timeout: float | None, keys: Any) -> float | None:
+    """Return ``timeout`` of a page or fragment (``None``: ``CACHEDEPS["TIMEOUT"]``), shortened
+    to the per-model timeouts of the tables its ``keys`` name (``None``: no limit)."""
+    conf = get_settings()
+    base: float = conf.timeout if timeout is None else timeout
+    cached_tables()
+    if _table_timeouts:
+        for table in _tables_of(keys):
+            limit = _table_timeouts.get(table)
+            if limit:
+                base = limit if not base else min(base, limit)
+    return base or None
 
 
 def view_tables() -> dict[str, tuple[str, ...]]:
@@ -277,10 +408,11 @@ def table_is_cached(table: str) -> bool:
 
 def reset(**kwargs: Any) -> None:
     """Forget the parsed setting (a ``setting_changed`` receiver)."""
-    global _settings, _tables
+    global _settings, _tables, _table_timeouts
     setting = kwargs.get("setting")
     if setting not in (None, "CACHEDEPS", "INSTALLED_APPS"):
         return
     with _lock:
         _settings = None
         _tables = None
+        _table_timeouts = {}

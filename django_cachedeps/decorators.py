@@ -71,13 +71,12 @@ def prepared_engine() -> Any:
     return ensure_polled(DEFAULT_DB_ALIAS)
 
 
-def _timeout(timeout: float | None) -> float | None:
-    """Return ``timeout``, or ``CACHEDEPS["TIMEOUT"]`` when it is None (0: no limit)."""
-    if timeout is not None:
-        return timeout
-    from .conf import get_settings
+def _timeout(timeout: float | None, keys: Iterable[str] = ()) -> float | None:
+    """Return ``timeout``, or ``CACHEDEPS["TIMEOUT"]`` when it is None (0: no limit), shortened
+    to the per-model timeouts of the tables ``keys`` name (``CACHEDEPS["MODELS"]``)."""
+    from .conf import capped_timeout
 
-    return get_settings().timeout or None
+    return capped_timeout(timeout, keys)
 
 
 def _digest(*parts: str) -> str:
@@ -298,7 +297,7 @@ class _ViewCache:
         deps = set(keys)
         deps.update(self.depends_on)
         engine.set(page_key(request, prefix, variant), _freeze(response), depends_on=sorted(deps),
-                   timeout=_timeout(self.timeout), tid=stamp)
+                   timeout=_timeout(self.timeout, deps), tid=stamp)
 
 
 def cached_view(

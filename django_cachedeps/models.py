@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from .db.hints import uncached
+from .db.hints import cached, uncached
 
 __all__ = ["Change", "CachedQuerySet", "CachedManager"]
 
@@ -33,12 +33,20 @@ class Change(models.Model):
 
 
 class CachedQuerySet(models.QuerySet):
-    """A QuerySet with :meth:`nocache`."""
+    """A QuerySet with :meth:`nocache` and :meth:`cache`."""
 
     def nocache(self) -> CachedQuerySet:
         """Return a copy whose queries bypass the cache (reads go to the database)."""
         return uncached(self)
 
+    def cache(self, timeout: float | None = None) -> CachedQuerySet:
+        """Return a copy whose results are cached at most ``timeout`` seconds (0: no limit).
+
+        ``None`` keeps the model's timeout (``CACHEDEPS``); either way the copy is cached
+        again after :meth:`nocache`. Freshness never depends on it: writes invalidate at once.
+        """
+        return cached(self, timeout)
+
 
 class CachedManager(models.Manager.from_queryset(CachedQuerySet)):  # type: ignore[misc]
-    """A manager whose querysets have :meth:`CachedQuerySet.nocache`."""
+    """A manager whose querysets have :meth:`CachedQuerySet.nocache` and :meth:`CachedQuerySet.cache`."""

@@ -46,10 +46,10 @@ from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE, MULTI, SINGL
 from django.core.exceptions import EmptyResultSet
 
 from .. import runtime
-from ..conf import cached_tables, get_settings, view_tables
+from ..conf import cached_tables, get_settings, read_timeout, view_tables
 from .deps import FROM_ALIASES, ReadPlan, analyze, direct_state_oid
 from .finer import row_deps
-from .hints import bypassed, in_own_statement, own_statements, query_opted_out
+from .hints import bypassed, in_own_statement, own_statements, query_opted_out, query_timeout
 from .rows import Unencodable, decode_row, decode_rows, encode_row, encode_rows
 
 __all__ = ["CachedReadMixin", "reads_bypass_cache"]
@@ -230,9 +230,16 @@ class CachedReadMixin:
         setattr(query, FROM_ALIASES, frozenset(a for a in query.alias_map if query.alias_refcount[a]))
         return result
 
+    def _cachedeps_timeout(self, deps: Any) -> float | None:
+        """Return how long this read's entry lives: ``.cache(timeout=...)``, else its models' timeouts."""
+        hinted = query_timeout(self.query)  # type: ignore[attr-defined]
+        if hinted is not None:
+            return hinted or None
+        return read_timeout(deps)
+
     def _cachedeps_store(self, setter: Any, key: str, value: Any, deps: Any, stamp: int) -> None:
         try:
-            setter(key, value, depends_on=deps, timeout=get_settings().timeout, tid=stamp)
+            setter(key, value, depends_on=deps, timeout=self._cachedeps_timeout(deps), tid=stamp)
         except CachedepsError as exc:  # too large, unserializable: the read still succeeded
             logger.debug("cachedeps: not caching %s: %s", key, exc)
 
@@ -333,7 +340,7 @@ class CachedReadMixin:
                 logger.debug("cachedeps: not caching %s: %s", plan.oid, exc)
             else:
                 try:
-                    engine.set_state(plan.oid, value, tid=stamp)
+                    engine.set_state(plan.oid, value, tid=stamp, timeout=self._cachedeps_timeout([plan.oid]))
                 except CachedepsError as exc:
                     logger.debug("cachedeps: not caching %s: %s", plan.oid, exc)
         return result

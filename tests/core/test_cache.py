@@ -168,7 +168,7 @@ def test_listeners_see_events(pair):
     a.poll(conn)
     a.remove_listener(listen)
     a.get("q")
-    assert [e for e, _ in events] == ["miss", "set", "hit", "invalidate", "purge", "miss", "poll"]
+    assert [e for e, _ in events] == ["miss", "set", "hit", "commit", "invalidate", "purge", "miss", "poll"]
 
 
 # -- object states ----------------------------------------------------------------------------
