@@ -21,7 +21,7 @@ the entry's life.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Callable
 
 from django import template
 from django.template.base import FilterExpression, NodeList, Parser, Token
@@ -32,7 +32,7 @@ from cachedeps.querykey import Unencodable, encode_parts
 
 from .. import runtime
 
-__all__ = ["register", "CachedepsNode", "do_cachedeps", "fragment_key"]
+__all__ = ["register", "CachedepsNode", "do_cachedeps", "fragment_key", "render_fragment"]
 
 register = template.Library()
 
@@ -68,6 +68,34 @@ def fragment_key(name: str, args: list[Any], locale: list[str] | None = None) ->
     return f"frag.{name}.{hashlib.blake2b(data, digest_size=16).hexdigest()}"
 
 
+def render_fragment(name: str, args: list[Any], timeout: float | None, render: Callable[[], str]) -> tuple[str, bool]:
+    """Return ``(content, from_cache)`` of fragment ``name`` for ``args``: the cached text, or
+    ``render()`` stored with the dependencies it recorded.
+
+    The one implementation behind ``{% cachedeps %}`` and the Jinja2 extension
+    (:mod:`django_cachedeps.jinja2`): same keys, same vary rules, same nesting (a hit records
+    the fragment's dependencies into the enclosing fragments and view), same poisoning.
+    """
+    from ..decorators import _timeout, prepared_engine
+
+    engine = prepared_engine()
+    if engine is None:
+        return render(), False
+    key = fragment_key(name, args)
+    if key is None:  # an argument the key cannot spell exactly: never share an entry
+        return render(), False
+    cached = engine.get(key)  # a hit records the fragment's dependencies into outer ones
+    if cached is not NO_VALUE and isinstance(cached, str):
+        return cached, True
+    stamp = runtime.snapshot_stamp(engine)
+    with engine.recording() as rec:
+        content = render()
+    if rec.poisoned is not None:  # it read something no key covers (the outer ones too)
+        return content, False
+    engine.set(key, "".join([content]), depends_on=sorted(rec.keys), timeout=_timeout(timeout, rec.keys), tid=stamp)
+    return content, False
+
+
 class CachedepsNode(template.Node):
     """Render a fragment from the cache, or render it and store it with its dependencies."""
 
@@ -79,11 +107,6 @@ class CachedepsNode(template.Node):
         self.timeout = timeout
 
     def render(self, context: template.Context) -> str:
-        from ..decorators import _timeout, prepared_engine
-
-        engine = prepared_engine()
-        if engine is None:
-            return self.nodelist.render(context)
         name = str(self.name.resolve(context))
         args = [arg.resolve(context) for arg in self.args]
         timeout = None
@@ -95,19 +118,8 @@ class CachedepsNode(template.Node):
                 raise template.TemplateSyntaxError(
                     f"{{% cachedeps %}} timeout must be a number of seconds, got {raw!r}"
                 ) from exc
-        key = fragment_key(name, args)
-        if key is None:  # an argument the key cannot spell exactly: never share an entry
-            return self.nodelist.render(context)
-        cached = engine.get(key)  # a hit records the fragment's dependencies into outer ones
-        if cached is not NO_VALUE and isinstance(cached, str):
-            return mark_safe(cached)
-        stamp = runtime.snapshot_stamp(engine)
-        with engine.recording() as rec:
-            content = self.nodelist.render(context)
-        if rec.poisoned is not None:  # it read something no key covers (the outer ones too)
-            return content
-        engine.set(key, "".join([content]), depends_on=sorted(rec.keys), timeout=_timeout(timeout, rec.keys), tid=stamp)
-        return content
+        content, hit = render_fragment(name, args, timeout, lambda: self.nodelist.render(context))
+        return mark_safe(content) if hit else content
 
 
 @register.tag("cachedeps")
