@@ -20,9 +20,12 @@ class CachedepsConfig(AppConfig):
 
     def ready(self) -> None:
         """Connect receivers (idempotent through ``dispatch_uid``) and register the checks."""
-        from . import conf, runtime
+        from . import conf, metrics, runtime
 
         setting_changed.connect(conf.reset, dispatch_uid="django_cachedeps.conf.reset")
         setting_changed.connect(runtime.reset, dispatch_uid="django_cachedeps.runtime.reset")
+        # after conf.reset: the exporters named by the new setting
+        setting_changed.connect(metrics.install_configured, dispatch_uid="django_cachedeps.metrics.install")
+        metrics.install_configured()
         if importlib.util.find_spec(f"{self.name}.checks") is not None:
             importlib.import_module(f"{self.name}.checks")

@@ -20,6 +20,8 @@ id                      fires when
                         for ``memcache://``) or a plugin store's module does not import
 ``cachedeps.E010``      a ``CachedepsCache`` entry has no LOCATION
 ``cachedeps.W003``      a ``memcache://`` server does not accept connections
+``cachedeps.E011``      ``CACHEDEPS["METRICS"]`` names an exporter whose client library is not
+                        installed (``prometheus_client``, ``opentelemetry-api``)
 ======================  =====================================================================
 
 The checks are registered when the app loads, and also when the cache backend or a database
@@ -45,6 +47,7 @@ __all__ = [
     "check_middleware",
     "check_app_installed",
     "check_store_reachable",
+    "check_metrics",
 ]
 
 BACKEND_PATH = "django_cachedeps.backend.CachedepsCache"
@@ -218,6 +221,30 @@ def check_store_reachable(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                          "or fix the host and port in LOCATION.",
                     id="cachedeps.W003"))
     return found
+
+
+@register(Tags.caches)
+def check_metrics(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Check that the exporters ``CACHEDEPS["METRICS"]`` names can be imported."""
+    import importlib.util
+
+    conf = _parsed()
+    if conf is None:
+        return []
+    needs = {"prometheus": ("prometheus_client", "prometheus"), "otel": ("opentelemetry.metrics", "otel")}
+    errors: list[Any] = []
+    for name in conf.metrics:
+        module, extra = needs[name]
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # the parent package is missing
+            found = False
+        if not found:
+            errors.append(Error(
+                f"CACHEDEPS['METRICS'] names {name!r}, but the {module.split('.')[0]} package is not installed.",
+                hint=f"pip install 'cachedeps[{extra}]', or remove {name!r} from CACHEDEPS['METRICS'].",
+                id="cachedeps.E011"))
+    return errors
 
 
 @register(Tags.models)

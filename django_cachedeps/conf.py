@@ -16,6 +16,7 @@
                                    # StaleRead on a difference; 0.01: 1% of hits, logged
         "VIEWS": {},               # {"app_label.Model": ["base_table", ...]}: an unmanaged model
                                    # (a view) is cached only with its base tables declared
+        "METRICS": [],             # exporters of the engine's events: "prometheus", "otel"
     }
 
 Django's own bookkeeping models (sessions, admin log, content types, migrations) are never
@@ -49,6 +50,7 @@ __all__ = [
     "written_through_tables",
     "unknown_rows_keys",
     "MODEL_OPTIONS",
+    "METRICS_EXPORTERS",
     "read_timeout",
     "capped_timeout",
 ]
@@ -60,7 +62,10 @@ DEFAULT_EXCLUDE = frozenset(
 #: The change feed's table; never cached, never a dependency.
 FEED_TABLE = "cachedeps_change"
 _NEVER_CACHED_TABLES = frozenset({FEED_TABLE, "django_migrations"})
-_KNOWN = frozenset({"CACHE", "MODELS", "EXCLUDE", "TIMEOUT", "MAX_DELTA", "FEED_KEEP", "ENABLED", "VERIFY", "VIEWS"})
+_KNOWN = frozenset({"CACHE", "MODELS", "EXCLUDE", "TIMEOUT", "MAX_DELTA", "FEED_KEEP", "ENABLED", "VERIFY", "VIEWS",
+                    "METRICS"})
+#: the exporters ``CACHEDEPS["METRICS"]`` may name (:mod:`cachedeps.metrics`)
+METRICS_EXPORTERS = ("prometheus", "otel")
 #: the keys of one model's entry in the dict form of ``CACHEDEPS["MODELS"]``
 MODEL_OPTIONS = frozenset({"timeout", "cache"})
 #: the dict form's entry for every model it does not name
@@ -85,6 +90,8 @@ class CachedepsSettings:
     views: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: per-model timeouts (lowercased labels) from the dict form of ``MODELS``; 0: no limit
     model_timeouts: dict[str, int] = field(default_factory=dict)
+    #: the metrics exporters to install (``CACHEDEPS["METRICS"]``)
+    metrics: tuple[str, ...] = ()
 
     def model_is_cached(self, label_lower: str) -> bool:
         """Return whether queries on the model ``app_label.model`` (lowercase) are cached."""
@@ -218,7 +225,16 @@ def parse(raw: Any) -> CachedepsSettings:
         verifier = Verifier(raw.get("VERIFY", False), "CACHEDEPS['VERIFY']")
     except ConfigurationError as exc:
         raise ImproperlyConfigured(str(exc)) from None
+    metrics = raw.get("METRICS", [])
+    if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)) or not all(
+        m in METRICS_EXPORTERS for m in metrics
+    ):
+        raise ImproperlyConfigured(
+            f"CACHEDEPS['METRICS'] must be a list of exporters among {', '.join(map(repr, METRICS_EXPORTERS))}, "
+            f"got {metrics!r}"
+        )
     return CachedepsSettings(
+        metrics=tuple(dict.fromkeys(metrics)),
         verifier=verifier,
         views=_parse_views(raw.get("VIEWS", {})),
         cache=cache,
