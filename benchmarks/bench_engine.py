@@ -1,4 +1,5 @@
-"""Engine figures: hit cost against a raw store get, poll cost, delta-map memory, lease herds.
+"""Engine figures: hit cost against a raw store get, the cost of event listeners and metrics
+exporters on a hit, poll cost, delta-map memory, lease herds.
 
 Run with ``python -m benchmarks engine [--quick]``.
 """
@@ -83,6 +84,55 @@ def _hits(quick: bool, workdir: str) -> None:
             _row("  raw store get + decode of the value alone", f"{t_dec * 1e6:.2f}", f"{t_dec / raw:.2f}x")
         _row("  cache.get, no change since the stamp", f"{t_fast[key] * 1e6:.2f}", f"{t_fast[key] / raw:.2f}x")
         _row("  cache.get, after an unrelated change", f"{t_slow[key] * 1e6:.2f}", f"{t_slow[key] / raw:.2f}x")
+    store.close()
+    conn.close()
+
+
+def _listeners(quick: bool, workdir: str) -> None:
+    """The cost a hit pays for events: none listening, a Django-style signal relay with no
+    receiver for hits, the Prometheus and the OpenTelemetry exporters."""
+    from cachedeps import events
+
+    n = 20_000 if quick else 200_000
+    store = EmbeddedStore(background=False)
+    conn, feed = _sqlite(os.path.join(workdir, "listeners.db"))
+    cache = Cache(store, feed=feed)
+    cache.poll(conn)
+    cache.set("q", {"rows": list(range(10))}, depends_on=["book:1", "book.author_id=7", "author:7"])
+    get = cache.get
+    base = _best_per_op(lambda: get("q"), n)
+    print("\ncost of events on a hit (cache.get of a query result, embedded store)")
+    _row("", "per op (us)", "vs no listener")
+    _row("  no listener (the default)", f"{base * 1e6:.2f}", "1.00x")
+
+    def idle(cache: Any, event: str, key: str, **detail: Any) -> None:
+        return None
+
+    cases: list[tuple[str, Any]] = [("  a listener that returns at once", idle)]
+    try:
+        import prometheus_client
+
+        from cachedeps.metrics.prometheus import PrometheusExporter
+
+        cases.append(("  Prometheus exporter", PrometheusExporter(prometheus_client.CollectorRegistry())))
+    except ImportError:
+        print("  (prometheus_client not installed: Prometheus skipped)")
+    try:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+        from cachedeps.metrics.otel import OtelExporter
+
+        cases.append(("  OpenTelemetry exporter (SDK)", OtelExporter(MeterProvider(metric_readers=[InMemoryMetricReader()]))))
+    except ImportError:
+        print("  (opentelemetry-sdk not installed: OpenTelemetry skipped)")
+    for label, listener in cases:
+        events.add_listener(listener)
+        try:
+            t = _best_per_op(lambda: get("q"), n)
+        finally:
+            events.remove_listener(listener)
+        _row(label, f"{t * 1e6:.2f}", f"{t / base:.2f}x")
     store.close()
     conn.close()
 
@@ -252,6 +302,7 @@ def main(quick: bool) -> None:
     """Print every engine figure; ``quick`` keeps the run under about 20 seconds."""
     workdir = tempfile.mkdtemp(prefix="cachedeps-bench-")
     _hits(quick, workdir)
+    _listeners(quick, workdir)
     _memcached_round_trips(quick, workdir)
     _polls(quick, workdir)
     _memory(quick)

@@ -158,7 +158,7 @@ class Cache(StateMixin, VerifyMixin):
         warning per interval covers every user of the store.
         """
         self._stats.incr("store_errors")
-        if self._stats.listening:
+        if self._stats.watching:
             self._stats.emit("store_error", "", error=exc)
         now = time.monotonic()
         if now - self._warned_at >= self.warn_interval:
@@ -212,7 +212,7 @@ class Cache(StateMixin, VerifyMixin):
         if unit is not None:
             unit.setdefault(self, position)
         self._stats.incr("polls")
-        if self._stats.listening:
+        if self._stats.watching:
             self._stats.emit("poll", "", tid=position, seconds=time.perf_counter() - started)
         return position
 
@@ -644,7 +644,7 @@ class Cache(StateMixin, VerifyMixin):
                 self._polled.set(tid)
         stats = self._stats
         stats.incr("invalidations")
-        if stats.listening:
+        if stats.watching:
             stats.emit("commit", "", keys=norm, tid=tid)
             for k in norm:
                 stats.emit("invalidate", k, tid=tid)
@@ -653,7 +653,7 @@ class Cache(StateMixin, VerifyMixin):
         purged = self._guarded(self._trees.purge, norm)
         if purged:
             stats.incr("purges", purged)
-            if stats.listening:
+            if stats.watching:
                 stats.emit("purge", "", count=purged, tid=tid)
 
     # -- figures and events --------------------------------------------------------------------

@@ -21,8 +21,11 @@ event              key        detail
 ``store_error``    ``""``     ``error`` (the exception): the store failed, a miss or a no-op
 =================  =========  ============================================================
 
-With no listener registered, a cache builds no event at all: each hot path tests one
-attribute (``Stats.listening``) first. A listener that raises is logged and skipped; it
+With no listener registered, a cache builds no event at all: each path tests one attribute
+first. A listener registered for some events only (``add_listener(fn, only=("poll",))``)
+leaves the per-read events (:data:`LOOKUP_EVENTS`: hits, misses, stale entries, sets) off,
+so reads pay nothing for it: the metrics exporters count those from the caches' counters
+(:class:`~cachedeps.stats.Stats`) instead. A listener that raises is logged and skipped; it
 never breaks the read or write that caused the event.
 
 Example::
@@ -40,17 +43,24 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
-__all__ = ["EVENTS", "GlobalListener", "add_listener", "remove_listener", "listeners"]
+__all__ = ["EVENTS", "LOOKUP_EVENTS", "GlobalListener", "add_listener", "remove_listener", "listeners",
+           "instances"]
 
 #: every event name a cache emits
 EVENTS = ("hit", "miss", "stale", "set", "invalidate", "commit", "purge", "poll", "store_error")
+#: the events of every read (the hot path): emitted only when a listener wants them
+LOOKUP_EVENTS = frozenset({"hit", "miss", "stale", "set"})
 
 GlobalListener = Callable[..., None]
 
 _lock = threading.Lock()
 _listeners: tuple[GlobalListener, ...] = ()
+# (listener, the events it wants or None for all), in registration order
+_subscriptions: tuple[tuple[GlobalListener, frozenset[str] | None], ...] = ()
+#: whether some listener wants the per-read events
+wants_lookups = False
 # Every live Stats, so that registering a listener turns their ``listening`` flag on.
 _instances: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -60,13 +70,40 @@ def listeners() -> tuple[GlobalListener, ...]:
     return _listeners
 
 
-def add_listener(fn: GlobalListener) -> None:
-    """Call ``fn(cache, event, key, **detail)`` on every cache's events (idempotent)."""
-    global _listeners
+def subscriptions() -> tuple[tuple[GlobalListener, frozenset[str] | None], ...]:
+    """Return ``(listener, events or None)`` pairs, in registration order."""
+    return _subscriptions
+
+
+def instances() -> list[Any]:
+    """Return the live :class:`~cachedeps.stats.Stats` of every cache of the process."""
+    with _lock:
+        return list(_instances)
+
+
+def _publish(subs: tuple[tuple[GlobalListener, frozenset[str] | None], ...]) -> None:
+    global _listeners, _subscriptions, wants_lookups
+    _subscriptions = subs
+    _listeners = tuple(fn for fn, _ in subs)
+    wants_lookups = any(only is None or only & LOOKUP_EVENTS for _, only in subs)
+
+
+def add_listener(fn: GlobalListener, only: Iterable[str] | None = None) -> None:
+    """Call ``fn(cache, event, key, **detail)`` on every cache's events (idempotent).
+
+    Args:
+        only: the event names ``fn`` wants (default: all of :data:`EVENTS`).
+
+    Raises:
+        ValueError: ``only`` names an unknown event.
+    """
+    wanted = None if only is None else frozenset([only] if isinstance(only, str) else only)
+    if wanted is not None and not wanted <= set(EVENTS):
+        raise ValueError(f"unknown event(s) {sorted(wanted - set(EVENTS))}; events: {', '.join(EVENTS)}")
     with _lock:
         if fn in _listeners:
             return
-        _listeners = (*_listeners, fn)
+        _publish((*_subscriptions, (fn, wanted)))
         instances = list(_instances)
     for stats in instances:
         stats.refresh()
@@ -74,9 +111,8 @@ def add_listener(fn: GlobalListener) -> None:
 
 def remove_listener(fn: GlobalListener) -> None:
     """Stop calling ``fn``; an unknown listener is ignored."""
-    global _listeners
     with _lock:
-        _listeners = tuple(f for f in _listeners if f != fn)
+        _publish(tuple((f, only) for f, only in _subscriptions if f != fn))
         instances = list(_instances)
     for stats in instances:
         stats.refresh()

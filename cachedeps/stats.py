@@ -41,27 +41,34 @@ COUNTERS = (
     "lease_wins",
     "lease_waits",
     "lease_timeouts",
+    "state_hits",
+    "state_misses",
+    "state_stale",
 )
 
 
 class Stats:
     """Hold counters and listeners for one :class:`~cachedeps.cache.Cache`."""
 
-    __slots__ = ("counters", "_listeners", "listening", "owner", "__weakref__")
+    __slots__ = ("counters", "_listeners", "listening", "watching", "owner", "__weakref__")
 
     def __init__(self, owner: Any = None) -> None:
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self._listeners: tuple[Listener, ...] = ()
         #: the cache these figures belong to (the first argument of process-wide listeners)
         self.owner = owner
-        #: whether any listener is registered, here or process-wide (lets hot paths skip
-        #: building details); a plain attribute, read on every cache hit
-        self.listening = bool(_events.listeners())
+        #: whether a listener wants the per-read events (hit, miss, stale, set), here or
+        #: process-wide; a plain attribute, read on every cache hit
+        self.listening = False
+        #: whether any listener is registered (the other events: poll, commit, purge...)
+        self.watching = False
+        self.refresh()
         _events._register(self)
 
     def refresh(self) -> None:
-        """Recompute :attr:`listening` (the process-wide listeners changed)."""
-        self.listening = bool(self._listeners or _events.listeners())
+        """Recompute :attr:`listening` and :attr:`watching` (listeners changed)."""
+        self.listening = bool(self._listeners) or _events.wants_lookups
+        self.watching = bool(self._listeners or _events.listeners())
 
     def incr(self, name: str, n: int = 1) -> None:
         """Add ``n`` to the counter ``name``."""
@@ -84,7 +91,9 @@ class Stats:
                 fn(event, key, **detail)
             except Exception:  # a debugging hook must never break a request
                 _log.exception("cachedeps listener %r failed on %s %r", fn, event, key)
-        for gfn in _events.listeners():
+        for gfn, only in _events.subscriptions():
+            if only is not None and event not in only:
+                continue
             try:
                 gfn(self.owner, event, key, **detail)
             except Exception:  # nor may an exporter

@@ -6,7 +6,7 @@ import importlib
 import importlib.util
 
 from django.apps import AppConfig
-from django.core.signals import setting_changed
+from django.core.signals import request_finished, setting_changed
 
 __all__ = ["CachedepsConfig"]
 
@@ -26,6 +26,7 @@ class CachedepsConfig(AppConfig):
         setting_changed.connect(runtime.reset, dispatch_uid="django_cachedeps.runtime.reset")
         # after conf.reset: the exporters named by the new setting
         setting_changed.connect(metrics.install_configured, dispatch_uid="django_cachedeps.metrics.install")
+        request_finished.connect(metrics.flush_after_request, dispatch_uid="django_cachedeps.metrics.flush")
         metrics.install_configured()
         if importlib.util.find_spec(f"{self.name}.checks") is not None:
             importlib.import_module(f"{self.name}.checks")

@@ -9,7 +9,9 @@
     urlpatterns = [path("metrics", metrics_view), ...]
 
 The exporters (:mod:`cachedeps.metrics`) are installed when the app is ready (and again
-when the setting changes); their client libraries are imported only then. The view answers
+when the setting changes); their client libraries are imported only then. At the end of
+every request the figures its reads counted are carried into the Prometheus metrics
+(:func:`flush_after_request`), so a worker's scrape files are never behind its requests. The view answers
 Prometheus' text format; with ``PROMETHEUS_MULTIPROC_DIR`` set (gunicorn workers) it adds up
 every worker's figures. It shows counts only, no keys: protect it as you would any
 internal endpoint (a private network, the scraper's address).
@@ -23,7 +25,7 @@ from typing import Any
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 
-__all__ = ["install_configured", "metrics_view"]
+__all__ = ["install_configured", "metrics_view", "flush_after_request"]
 
 logger = logging.getLogger("django_cachedeps")
 
@@ -56,6 +58,13 @@ def install_configured(**kwargs: Any) -> None:
                 otel.install()
         except ConfigurationError as exc:
             logger.error("cachedeps: CACHEDEPS['METRICS'] names %r: %s", name, exc)
+
+
+def flush_after_request(**kwargs: Any) -> None:
+    """Carry the request's figures into the Prometheus metrics (a ``request_finished`` receiver)."""
+    from cachedeps.metrics import prometheus
+
+    prometheus.flush()
 
 
 @never_cache

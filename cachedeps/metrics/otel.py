@@ -10,7 +10,9 @@ Instruments (meter ``cachedeps``): counters ``cachedeps.hits``, ``cachedeps.miss
 ``cachedeps.stale`` (attribute ``kind``: ``entry`` or ``state``), ``cachedeps.sets``,
 ``cachedeps.invalidations`` (dependency keys), ``cachedeps.commits``, ``cachedeps.purges``,
 ``cachedeps.store_errors``, and the histogram ``cachedeps.poll.duration`` (seconds). The
-application's SDK configuration (readers, exporters, views) decides where they go.
+application's SDK configuration (readers, exporters, views) decides where they go. The
+counters are observable (asynchronous): each collection first carries what every cache
+counted since into them (:meth:`~cachedeps.metrics.Exporter.flush`).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class OtelExporter(Exporter):
     """
 
     def __init__(self, meter_provider: Any = None) -> None:
+        super().__init__()
         try:
             from opentelemetry import metrics
         except ImportError as exc:
@@ -64,17 +67,32 @@ class OtelExporter(Exporter):
 
         provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
         meter = provider.get_meter("cachedeps", __version__)
-        self._counters = {
-            figure: meter.create_counter(f"cachedeps.{figure}", unit=_UNITS[figure], description=text)
+        self._totals: dict[tuple[str, str | None], int] = {}
+        self._totals_lock = threading.Lock()
+        self._instruments = [
+            meter.create_observable_counter(f"cachedeps.{figure}", callbacks=[self._observer(figure)],
+                                            unit=_UNITS[figure], description=text)
             for figure, text in _DESCRIPTIONS.items()
-        }
+        ]
         self._poll = meter.create_histogram("cachedeps.poll.duration", unit="s",
                                             description="Duration of one change-feed poll")
 
+    def _observer(self, figure: str) -> Any:
+        from opentelemetry.metrics import Observation
+
+        def observe(options: Any) -> list[Any]:
+            self.flush()
+            with self._totals_lock:
+                found = [(kind, n) for (f, kind), n in self._totals.items() if f == figure]
+            return [Observation(n, _KINDS[kind] if kind is not None else None) for kind, n in found]
+
+        return observe
+
     def count(self, figure: str, n: int = 1, kind: str | None = None) -> None:
-        """Add ``n`` to counter ``cachedeps.<figure>``."""
+        """Add ``n`` to the running total of ``cachedeps.<figure>``."""
         if n > 0:
-            self._counters[figure].add(n, _KINDS[kind] if kind is not None else None)
+            with self._totals_lock:
+                self._totals[(figure, kind)] = self._totals.get((figure, kind), 0) + n
 
     def observe(self, seconds: float) -> None:
         """Record one poll's duration in ``cachedeps.poll.duration``."""

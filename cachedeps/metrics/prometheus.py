@@ -14,10 +14,10 @@ Metrics (``cachedeps_`` prefix): ``hits_total``, ``misses_total``, ``stale_total
 
 **Several processes** (gunicorn workers): set ``PROMETHEUS_MULTIPROC_DIR`` to an empty
 directory writable by every worker before they start (prometheus_client's multiprocess
-mode). Each worker then writes its figures there and :func:`render` adds up every worker's
-(a ``MultiProcessCollector``), so any worker answers for all of them. Clear the directory
-when the server restarts, and call :func:`mark_process_dead` from gunicorn's
-``child_exit`` hook.
+mode). Each worker then writes its figures there (at each poll, that is each request, and
+at :func:`flush`) and :func:`render` adds up every worker's (a ``MultiProcessCollector``),
+so any worker answers for all of them. Clear the directory when the server restarts, and
+call :func:`mark_process_dead` from gunicorn's ``child_exit`` hook.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from typing import Any
 
 from . import Exporter
 
-__all__ = ["PrometheusExporter", "install", "uninstall", "installed", "render", "mark_process_dead", "POLL_BUCKETS"]
+__all__ = ["PrometheusExporter", "install", "uninstall", "installed", "render", "flush", "mark_process_dead",
+           "POLL_BUCKETS"]
 
 #: poll duration buckets, seconds: one indexed query, usually well under 10 ms
 POLL_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -72,6 +73,7 @@ class PrometheusExporter(Exporter):
     """
 
     def __init__(self, registry: Any = None) -> None:
+        super().__init__()
         client = _client()
         if registry is None:
             registry = client.REGISTRY
@@ -148,6 +150,7 @@ def render(registry: Any = None) -> tuple[bytes, str]:
     """Return ``(body, content_type)`` of a scrape, every worker's figures added up in
     multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``)."""
     client = _client()
+    flush()
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if registry is None and path:
         from prometheus_client import multiprocess
@@ -157,6 +160,14 @@ def render(registry: Any = None) -> tuple[bytes, str]:
     elif registry is None:
         registry = _installed.registry if _installed is not None else client.REGISTRY
     return client.generate_latest(registry), client.CONTENT_TYPE_LATEST
+
+
+def flush() -> None:
+    """Carry every cache's figures counted since the last poll into the metrics (before a
+    worker or script exits; the Django adapter calls it at the end of every request)."""
+    exporter = _installed
+    if exporter is not None:
+        exporter.flush()
 
 
 def mark_process_dead(pid: int) -> None:
