@@ -24,8 +24,9 @@ signal                    arguments (``sender`` is the :class:`cachedeps.Cache` 
 They are sent in the thread that read or wrote, right away (a hit, a miss) or once the
 change has committed (an invalidation, after the purge of dependents and before Django's
 ``on_commit`` hooks run). Cheap when nobody listens: the engine builds no event until the
-first receiver connects (a process-wide :mod:`cachedeps.events` listener is added then,
-and removed once no receiver is left).
+first receiver connects (a process-wide :mod:`cachedeps.events` listener is added then, for
+the events of the signals that have receivers: with only ``cache_invalidated`` connected,
+hits build no event; it is removed once no receiver is left).
 """
 
 from __future__ import annotations
@@ -67,12 +68,19 @@ def _live(signal: Signal) -> bool:
 
 
 def _sync() -> None:
-    """Add or remove the engine listener to match whether any signal has receivers."""
+    """Subscribe the engine listener to the events whose signals have receivers, or remove it."""
     with _lock:
-        if _live(cache_hit) or _live(cache_miss) or _live(cache_invalidated):
-            events.add_listener(_relay)
-        else:
-            events.remove_listener(_relay)
+        wanted: set[str] = set()
+        if _live(cache_hit):
+            wanted.add("hit")
+        if _live(cache_miss):
+            wanted.update(("miss", "stale"))
+        if _live(cache_invalidated):
+            wanted.add("commit")
+        events.remove_listener(_relay)
+        if wanted:
+            wanted.add("poll")  # to notice receivers garbage-collected
+            events.add_listener(_relay, only=wanted)
 
 
 def _relay(cache: Any, event: str, key: str, **detail: Any) -> None:

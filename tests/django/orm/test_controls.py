@@ -207,12 +207,15 @@ def test_a_stale_entry_is_a_miss_with_stale_true(data, engine):
 
 def test_no_receiver_no_engine_events(data, engine):
     """Cheap when nobody listens: the engine builds no event until a receiver connects."""
-    assert engine._stats.listening is False
+    assert engine._stats.listening is False and engine._stats.watching is False
     receiver = lambda sender, **kw: None  # noqa: E731
+    cache_invalidated.connect(receiver)
+    assert engine._stats.listening is False and engine._stats.watching is True  # hits stay free
     cache_hit.connect(receiver)
     assert engine._stats.listening is True
     cache_hit.disconnect(receiver)
-    assert engine._stats.listening is False
+    cache_invalidated.disconnect(receiver)
+    assert engine._stats.listening is False and engine._stats.watching is False
     # A receiver garbage-collected (weak reference) turns the events off at the next poll.
     cache_miss.connect(lambda sender, **kw: None)
     assert engine._stats.listening is True
