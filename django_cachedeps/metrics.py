@@ -39,10 +39,12 @@ def install_configured(**kwargs: Any) -> None:
         return
     from cachedeps.errors import ConfigurationError
 
-    from .conf import get_settings
+    from django.conf import settings
 
-    try:
-        wanted = get_settings().metrics
+    from .conf import parse
+
+    try:  # parsed here without keeping the result: the setting is still read lazily
+        wanted = parse(getattr(settings, "CACHEDEPS", None)).metrics
     except Exception:  # a malformed CACHEDEPS is reported by cachedeps.E001
         return
     from cachedeps.metrics import otel, prometheus
