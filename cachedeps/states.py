@@ -110,6 +110,7 @@ class StateMixin:
                     break
                 event = "stale"
             stats.incr("hits" if event == "hit" else "misses" if event == "miss" else "stale")
+            stats.kind("rows", event == "hit")
             if stats.listening:
                 stats.emit(event, oid, state=True)
             if result is not NO_VALUE or event == "hit":
