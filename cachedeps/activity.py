@@ -63,31 +63,31 @@ def kind_of(key: str) -> str:
 
 
 def describe_key(key: str) -> str:
-    """Return a dependency key in plain words (see the table in :mod:`cachedeps.keys`)."""
+    """Return what a dependency key stands for, in plain words (see :mod:`cachedeps.keys`)."""
     table = table_of(key)
     rest = key[len(table):]
     if not rest:
-        return f"any write to table {table}"
+        return f"table {table} (any write to it)"
     if rest == ":*":
-        return f"a write to rows of {table} that cachedeps cannot name one by one"
+        return f"rows of {table} that a write could not name one by one"
     if rest.startswith(":"):
         return f"row {rest[1:]} of {table}"
     if rest.startswith("/"):
         col = rest[1:]
-        return f"a row added to or removed from {table}" if col == "*" else f"a change of {col} in any row of {table}"
+        return f"rows added to or removed from {table}" if col == "*" else f"column {col} of any row of {table}"
     if rest.startswith("."):
         cond, _, changed = rest[1:].partition("/")
         col, _, value = cond.partition("=")
         where = f"rows of {table} where {col} = {value}"
         if not changed:
-            return f"a write to {where}"
+            return where
         if changed == "*":
-            return f"a row added to or removed from {where}"
-        return f"a change of {changed} in {where}"
+            return f"rows added to or removed from {where}"
+        return f"column {changed} of {where}"
     return key
 
 
-@dataclass(frozen=True)
+@dataclass
 class WriteRecord:
     """One committed change set, as this process knows it."""
 
@@ -206,7 +206,7 @@ class Activity:
                  bucket_seconds: float = 10.0, buckets: int = 60) -> None:
         self._lock = threading.Lock()
         self._writes: deque[WriteRecord] = deque(maxlen=max_writes)
-        self._seen_tids: set[int] = set()
+        self._local: deque[tuple[int, int]] = deque(maxlen=max_writes)
         self._pages: OrderedDict[str, PageRecord] = OrderedDict()
         self.max_pages = max_pages
         self._children: OrderedDict[str, tuple[str, ...]] = OrderedDict()
@@ -223,27 +223,40 @@ class Activity:
     # -- writes ------------------------------------------------------------------------
 
     def wrote(self, tid: int, keys: Iterable[str], dropped: int | None, local: bool = True) -> None:
-        """Record a change set (``dropped``: entries purged, None when unknown)."""
+        """Record a change set committed at ``tid`` (``dropped``: entries purged, None when unknown).
+
+        A change set of this process (``local``) occupies the feed positions
+        ``tid - len(keys) + 1 .. tid`` (writers are serialized and write one feed row per
+        key): :meth:`polled` skips them when the feed brings them back.
+        """
         rec = WriteRecord(int(tid), time.time(), tuple(keys), dropped, local)
         with self._lock:
-            if rec.tid in self._seen_tids:
-                return
-            if len(self._writes) == self._writes.maxlen:
-                self._seen_tids.discard(self._writes[0].tid)
+            if local:
+                self._local.append((rec.tid - len(rec.keys) + 1, rec.tid))
             self._writes.append(rec)
-            self._seen_tids.add(rec.tid)
             self.writes_seen += 1
 
     def polled(self, changes: Sequence[tuple[int, str]]) -> None:
-        """Record changes read from the feed (other processes' writes, grouped by tid)."""
-        if not changes:
-            return
-        by_tid: dict[int, list[str]] = {}
+        """Record changes read from the feed that this process did not write.
+
+        The feed does not mark where one transaction ends: consecutive changes are grouped,
+        and a table's bare key (which every write to a table emits first) starts a new group
+        when the group already holds other keys.
+        """
+        with self._lock:
+            local = list(self._local)
+        groups: list[list[tuple[int, str]]] = []
         for tid, key in changes[-500:]:
-            if tid not in self._seen_tids:
-                by_tid.setdefault(tid, []).append(key)
-        for tid, keys in by_tid.items():
-            self.wrote(tid, keys, None, local=False)
+            if any(first <= tid <= last for first, last in local):
+                continue
+            group = groups[-1] if groups else None
+            if group is None or group[-1][0] != tid - 1 or (table_of(key) == key and len(group) > 0 and
+                                                           any(table_of(k) == key for _, k in group)):
+                groups.append([(tid, key)])
+            else:
+                group.append((tid, key))
+        for group in groups:
+            self.wrote(group[-1][0], [k for _, k in group], None, local=False)
 
     def writes(self) -> list[WriteRecord]:
         """Return the recent writes, newest first."""
@@ -298,7 +311,7 @@ class Activity:
             hit = [k for k in w.keys if k in watched]
             if hit:
                 who = "this process" if w.local else "another process"
-                return (f"a write at tid {w.tid} by {who} ({w.summary}) changed "
+                return (f"a write by {who} at tid {w.tid} ({w.summary}) touched "
                         f"{describe_key(hit[0])}, which this page was rendered from")
         if stale is not None:
             return (f"the cached copy (stamped at tid {stale[0]}) was outdated: "

@@ -106,7 +106,8 @@ class CachedepsNode(template.Node):
             content = self.nodelist.render(context)
         if rec.poisoned is not None:  # it read something no key covers (the outer ones too)
             return content
-        engine.set(key, "".join([content]), depends_on=sorted(rec.keys), timeout=_timeout(timeout), tid=stamp)
+        if engine.set(key, "".join([content]), depends_on=sorted(rec.keys), timeout=_timeout(timeout), tid=stamp):
+            engine.activity.built_from(key, rec.children)
         return content
 
 
