@@ -203,7 +203,9 @@ def visitor_label(spec: dict[str, Any], request: HttpRequest | None = None) -> s
         text = "one copy per set of cookies"
     elif spec.get("session"):
         user = getattr(request, "user", None)  # the session was read already: no new Vary
-        if user is not None and getattr(user, "is_authenticated", False):
+        if user is None:  # no authentication middleware
+            text = "one copy per session"
+        elif getattr(user, "is_authenticated", False):
             text = f"signed-in user \u201c{user.get_username()}\u201d (a copy per session)"
         else:
             text = "anonymous visitors (one shared copy)"
