@@ -39,7 +39,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Callable, Iterable
 
 from . import recording as _rec
-from .activity import Activity
+from .activity import Activity, kind_of
 from .api import NO_VALUE
 from .checkpoints import BLIND, DeltaMaps, decode_checkpoints, encode_checkpoints
 from .deps import DependencyTrees
@@ -139,6 +139,7 @@ class Cache(StateMixin, VerifyMixin):
         self._poll_lock = threading.Lock()
         self._d = "d:" + namespace
         self._skeys: dict[str, str] = {}
+        self._krec: dict[str, list[int]] = {}  # entry key -> its kind's [hits, misses]
         self._s = "s:" + namespace
         self._l = "l:" + namespace
         self._cp_key = "cp:" + namespace
@@ -350,6 +351,14 @@ class Cache(StateMixin, VerifyMixin):
             self._skeys[key] = skey
         return skey
 
+    def _kind_record(self, key: str) -> list[int]:
+        """Return the ``[hits, misses]`` counters of ``key``'s kind (memoized like store keys)."""
+        rec = self._stats.kinds[kind_of(key)]
+        if len(self._krec) >= _MAX_MEMO:
+            self._krec.clear()
+        self._krec[key] = rec
+        return rec
+
     def get(self, key: str, default: Any = NO_VALUE) -> Any:
         """Return the cached value of ``key`` if it is current, else ``default``.
 
@@ -377,7 +386,7 @@ class Cache(StateMixin, VerifyMixin):
         stats = self._stats
         if raw is None:
             stats.counters["misses"] += 1
-            stats.count_kind(key, False)
+            (self._krec.get(key) or self._kind_record(key))[1] += 1
             if stats.listening:
                 stats.emit("miss", key)
             return default
@@ -393,7 +402,7 @@ class Cache(StateMixin, VerifyMixin):
                     deps = raw[HEADER_SIZE : HEADER_SIZE + n].decode("utf-8").split("\x00")
                     if not self._maps.valid(stamp, deps):
                         stats.counters["stale"] += 1
-                        stats.count_kind(key, False)
+                        (self._krec.get(key) or self._kind_record(key))[1] += 1
                         self.activity.stale_read(key, stamp, self._changed_since(stamp, deps))
                         if stats.listening:
                             stats.emit("stale", key, tid=stamp)
@@ -412,12 +421,12 @@ class Cache(StateMixin, VerifyMixin):
                     stack[-1].children.add(key)
         except Exception:  # corrupt, foreign or older-layout bytes: a miss
             stats.counters["misses"] += 1
-            stats.count_kind(key, False)
+            (self._krec.get(key) or self._kind_record(key))[1] += 1
             if stats.listening:
                 stats.emit("miss", key, corrupt=True)
             return default
         stats.counters["hits"] += 1
-        stats.count_kind(key, True)
+        (self._krec.get(key) or self._kind_record(key))[0] += 1
         if stats.listening:
             stats.emit("hit", key, tid=stamp)
         return value
