@@ -382,8 +382,9 @@ class Activity:
     def series(self, counters: Mapping[str, int], now: float | None = None) -> list[Bucket]:
         """Return one :class:`Bucket` per ``bucket_seconds`` over the span, oldest first.
 
-        The counts between two samples go to the bucket of the later sample; the last
-        bucket ends now.
+        The span is ``buckets * bucket_seconds``, or shorter since the first sample of a
+        process younger than that. The counts between two samples go to the bucket of the
+        later sample; the last bucket ends now.
         """
         now = time.time() if now is None else now
         with self._lock:
@@ -391,13 +392,16 @@ class Activity:
             current = _Sample(now, counters.get("hits", 0),
                               counters.get("misses", 0) + counters.get("stale", 0), self.writes_seen)
         width = self.bucket_seconds
-        first = now - width * self.buckets
-        out = [Bucket(first + i * width) for i in range(self.buckets)]
+        count = self.buckets
+        if samples:  # a young process: only the stretch since its first sample
+            count = max(1, min(count, int((now - samples[0].at) // width) + 1))
+        first = now - width * count
+        out = [Bucket(first + i * width) for i in range(count)]
         points = [*samples, current]
         for before, after in zip(points, points[1:]):
             if after.at < first:
                 continue
-            i = min(self.buckets - 1, max(0, int((after.at - first) // width)))
+            i = min(count - 1, max(0, int((after.at - first) // width)))
             b = out[i]
             b.hits += max(0, after.hits - before.hits)
             b.misses += max(0, after.misses - before.misses)

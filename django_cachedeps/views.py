@@ -95,7 +95,7 @@ def _chart(buckets: list[Any], width: int = 640, height: int = 170) -> dict[str,
     left, right, bottom = 40, width - 10, height - 22
     plot_h = bottom - 12
     step = (right - left) / max(1, len(buckets))
-    bar = max(1.0, step / 3 - 0.5)
+    bar = min(12.0, max(1.0, step / 3 - 0.5))
     bars = []
     for i, b in enumerate(buckets):
         for j, (attr, colour) in enumerate((("hits", "var(--hit)"), ("misses", "var(--miss)"),
@@ -105,11 +105,13 @@ def _chart(buckets: list[Any], width: int = 640, height: int = 170) -> dict[str,
                 h = max(1.5, value / top * plot_h)
                 bars.append({"x": f"{left + i * step + j * bar:.1f}", "y": f"{bottom - h:.1f}",
                              "w": f"{bar:.1f}", "h": f"{h:.1f}", "fill": colour, "title": f"{value} {attr}"})
-    span = round(len(buckets) * (buckets[1].start - buckets[0].start) / 60) if len(buckets) > 1 else 0
+    width_s = buckets[1].start - buckets[0].start if len(buckets) > 1 else 10
+    seconds = len(buckets) * width_s
+    span = f"{round(seconds / 60)} minutes" if seconds >= 120 else f"{round(seconds)} seconds"
     return {
         "width": width, "height": height, "top": top, "left": left, "bottom": bottom, "right": right,
         "ceiling": bottom - plot_h, "bars": bars, "minutes": span,
-        "seconds": round(buckets[1].start - buckets[0].start) if len(buckets) > 1 else 0,
+        "seconds": round(width_s),
         "totals": {"hits": sum(b.hits for b in buckets), "misses": sum(b.misses for b in buckets),
                    "writes": sum(b.writes for b in buckets)},
     }

@@ -78,6 +78,15 @@ def test_the_chart_puts_counts_in_their_stretch():
     act.sample({"hits": 5, "misses": 1}, now=1031.0)
     buckets = act.series({"hits": 8, "misses": 1}, now=1055.0)
     assert [b.hits for b in buckets] == [0, 0, 0, 5, 0, 3] and sum(b.misses for b in buckets) == 1
+    later = act.series({"hits": 9, "misses": 1}, now=1500.0)  # the span stops at six stretches
+    assert len(later) == 6 and sum(b.hits for b in later) == 4  # since the last sample
+
+
+def test_a_young_process_charts_only_its_own_stretch():
+    act = Activity(bucket_seconds=10, buckets=60)
+    act.sample({"hits": 0}, now=1000.0)
+    buckets = act.series({"hits": 4}, now=1025.0)
+    assert len(buckets) == 3 and [b.hits for b in buckets] == [0, 0, 4]
 
 
 def test_keys_in_words():
