@@ -232,7 +232,13 @@ class Activity:
         rec = WriteRecord(int(tid), time.time(), tuple(keys), dropped, local)
         with self._lock:
             if local:
-                self._local.append((rec.tid - len(rec.keys) + 1, rec.tid))
+                first = rec.tid - len(rec.keys) + 1
+                self._local.append((first, rec.tid))
+                if any(not w.local and first <= w.tid <= rec.tid for w in self._writes):
+                    # another thread's poll saw it between the commit and this call
+                    kept = [w for w in self._writes if w.local or not first <= w.tid <= rec.tid]
+                    self._writes.clear()
+                    self._writes.extend(kept)
             self._writes.append(rec)
             self.writes_seen += 1
 

@@ -93,3 +93,10 @@ def test_keys_in_words():
     assert describe_key("book") == "table book (any write to it)"
     assert describe_key("book.author_id=7/title") == "column title of rows of book where author_id = 7"
     assert describe_key("book/*") == "rows added to or removed from book"
+
+
+def test_a_local_write_seen_first_by_another_threads_poll_is_listed_once():
+    act = Activity()
+    act.polled([(20, "book"), (21, "book:1")])  # polled between the commit and committed()
+    act.wrote(21, ["book", "book:1"], 2)
+    assert [(w.tid, w.local, w.dropped) for w in act.writes()] == [(21, True, 2)]
