@@ -20,6 +20,7 @@ copies.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import OrderedDict, deque
@@ -38,6 +39,8 @@ __all__ = [
     "kind_of",
     "KIND_NAMES",
 ]
+
+_SEPARATOR = re.compile(r"[:./]")
 
 #: kinds of cached entries, as people call them, in display order
 KIND_NAMES = ("pages", "fragments", "queries", "rows", "checkpoints", "other")
@@ -207,6 +210,8 @@ class Activity:
         self._lock = threading.Lock()
         self._writes: deque[WriteRecord] = deque(maxlen=max_writes)
         self._local: deque[tuple[int, int]] = deque(maxlen=max_writes)
+        #: feed changes polled and not yet sorted into writes: (time, changes)
+        self._pending: deque[tuple[float, Sequence[tuple[int, str]]]] = deque(maxlen=200)
         self._pages: OrderedDict[str, PageRecord] = OrderedDict()
         self.max_pages = max_pages
         self._children: OrderedDict[str, tuple[str, ...]] = OrderedDict()
@@ -243,30 +248,57 @@ class Activity:
             self.writes_seen += 1
 
     def polled(self, changes: Sequence[tuple[int, str]]) -> None:
-        """Record changes read from the feed that this process did not write.
+        """Keep changes read from the feed, to be sorted out when someone looks.
 
-        The feed does not mark where one transaction ends: consecutive changes are grouped,
-        and a table's bare key (which every write to a table emits first) starts a new group
-        when the group already holds other keys.
+        Called on every poll that brought changes, so it only queues them (the last 500 of
+        a poll, at most 200 polls); :meth:`_drain` turns them into writes.
         """
-        with self._lock:
-            local = list(self._local)
-        groups: list[list[tuple[int, str]]] = []
-        for tid, key in changes[-500:]:
-            if any(first <= tid <= last for first, last in local):
-                continue
-            group = groups[-1] if groups else None
-            if group is None or group[-1][0] != tid - 1 or (table_of(key) == key and len(group) > 0 and
-                                                           any(table_of(k) == key for _, k in group)):
-                groups.append([(tid, key)])
-            else:
+        self._pending.append((time.time(), changes[-500:]))
+
+    def _drain(self) -> None:
+        """Turn queued feed changes into writes of other processes (called under the lock).
+
+        Changes this process wrote itself are skipped. The feed does not mark where one
+        transaction ends: consecutive changes are grouped, and a table's bare key (which
+        every write to a table emits first) starts a new group when the group holds keys of
+        that table already.
+        """
+        if not self._pending:
+            return
+        local = list(self._local)
+        lo = min((f for f, _ in local), default=0)
+        hi = max((t for _, t in local), default=-1)
+        added = False
+        while self._pending:
+            at, changes = self._pending.popleft()
+            group: list[tuple[int, str]] = []
+            tables: set[str] = set()
+            for tid, key in changes:
+                if lo <= tid <= hi and any(first <= tid <= last for first, last in local):
+                    continue
+                bare = _SEPARATOR.search(key) is None
+                if group and (group[-1][0] != tid - 1 or (bare and key in tables)):
+                    self._add_polled(at, group)
+                    added = True
+                    group, tables = [], set()
                 group.append((tid, key))
-        for group in groups:
-            self.wrote(group[-1][0], [k for _, k in group], None, local=False)
+                tables.add(key[:m.start()] if (m := _SEPARATOR.search(key)) else key)
+            if group:
+                self._add_polled(at, group)
+                added = True
+        if added and any(a.tid > b.tid for a, b in zip(self._writes, list(self._writes)[1:])):
+            ordered = sorted(self._writes, key=lambda w: w.tid)
+            self._writes.clear()
+            self._writes.extend(ordered)
+
+    def _add_polled(self, at: float, group: list[tuple[int, str]]) -> None:
+        self._writes.append(WriteRecord(group[-1][0], at, tuple(k for _, k in group), None, False))
+        self.writes_seen += 1
 
     def writes(self) -> list[WriteRecord]:
         """Return the recent writes, newest first."""
         with self._lock:
+            self._drain()
             return list(reversed(self._writes))
 
     # -- pages -------------------------------------------------------------------------
@@ -284,6 +316,7 @@ class Activity:
         """Count a page rendered after a miss and stored; explain the miss from what came before."""
         now = time.time()
         with self._lock:
+            self._drain()
             page = self._page(key, path, visitor)
             page.last_miss = self._explain(page)
             page.last_miss_at = now
@@ -380,6 +413,7 @@ class Activity:
         if not force and now < self._next_sample:
             return
         with self._lock:
+            self._drain()
             self._next_sample = now + self.bucket_seconds
             self._samples.append(_Sample(now, counters.get("hits", 0),
                                          counters.get("misses", 0) + counters.get("stale", 0),
@@ -394,6 +428,7 @@ class Activity:
         """
         now = time.time() if now is None else now
         with self._lock:
+            self._drain()
             samples = list(self._samples)
             current = _Sample(now, counters.get("hits", 0),
                               counters.get("misses", 0) + counters.get("stale", 0), self.writes_seen)
