@@ -1,5 +1,6 @@
 # make demo [PORT=8000] : set up a virtual environment from nothing and serve the demo site
 #                         (installs the engine and Django only: the `demo` extra)
+# make screenshots       : retake docs/img/dashboard*.png in headless Chromium
 # make test              : set up a virtual environment from nothing and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 PORT ?= 8000
 
-.PHONY: demo test test-slow test-orm bench venv clean
+.PHONY: demo test test-slow test-orm bench venv clean screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +51,9 @@ demo: $(DEMO_STAMP)
 	$(BIN)/python testproject/manage.py seed_bookmarks
 	@echo "demo: http://127.0.0.1:$(PORT)/  (staff account: demo / demo-password)"
 	$(BIN)/python testproject/manage.py runserver 127.0.0.1:$(PORT)
+
+screenshots: $(STAMP)
+	$(BIN)/python -m tests.web.screenshots
 
 clean:
 	rm -rf $(VENV) build *.egg-info

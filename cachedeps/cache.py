@@ -39,6 +39,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Callable, Iterable
 
 from . import recording as _rec
+from .activity import Activity, kind_of
 from .api import NO_VALUE
 from .checkpoints import BLIND, DeltaMaps, decode_checkpoints, encode_checkpoints
 from .deps import DependencyTrees
@@ -131,11 +132,14 @@ class Cache(StateMixin, VerifyMixin):
         self.warn_interval = warn_interval
         self._maps = DeltaMaps(max_delta)
         self._stats = Stats(self)
+        #: recent writes, pages, entry structure and counter samples (:mod:`cachedeps.activity`)
+        self.activity = Activity()
         self._trees = DependencyTrees(store, namespace) if trees else None
         self._leases = Leases(store, ttl=lease_ttl)
         self._poll_lock = threading.Lock()
         self._d = "d:" + namespace
         self._skeys: dict[str, str] = {}
+        self._krec: dict[str, list[int]] = {}  # entry key -> its kind's [hits, misses]
         self._s = "s:" + namespace
         self._l = "l:" + namespace
         self._cp_key = "cp:" + namespace
@@ -211,9 +215,11 @@ class Cache(StateMixin, VerifyMixin):
         unit = _rec.unit_stamps()
         if unit is not None:
             unit.setdefault(self, position)
-        self._stats.incr("polls")
-        if self._stats.watching:
-            self._stats.emit("poll", "", tid=position, seconds=time.perf_counter() - started)
+        stats = self._stats
+        stats.incr("polls")
+        self.activity.sample(stats.counters)
+        if stats.watching:
+            stats.emit("poll", "", tid=position, seconds=time.perf_counter() - started)
         return position
 
     def stamp(self) -> int:
@@ -240,6 +246,8 @@ class Cache(StateMixin, VerifyMixin):
 
     def _apply(self, p: Poll) -> None:
         self._stats.incr("changes_polled", len(p.changes))
+        if p.changes:
+            self.activity.polled(p.changes)
         if p.complete:
             self._maps.apply(p.changes, p.tid)
         else:
@@ -267,10 +275,12 @@ class Cache(StateMixin, VerifyMixin):
 
     def _read_checkpoints(self) -> tuple[int, int] | None:
         try:
-            return decode_checkpoints(self.store.get(self._cp_key))
+            shared = decode_checkpoints(self.store.get(self._cp_key))
         except BackendError as exc:
             self.store_failed(exc)
             return None
+        self._stats.kind("checkpoints", shared is not None)
+        return shared
 
     def _guarded(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -283,6 +293,7 @@ class Cache(StateMixin, VerifyMixin):
         """Adopt the shared checkpoints when they differ from ours (or publish ours)."""
         maps = self._maps
         got = self._guarded(self.store.gets, self._cp_key)
+        self._stats.kind("checkpoints", got is not None)
         view = maps.view
         if view.cp1 == BLIND:
             return
@@ -343,6 +354,14 @@ class Cache(StateMixin, VerifyMixin):
             self._skeys[key] = skey
         return skey
 
+    def _kind_record(self, key: str) -> list[int]:
+        """Return the ``[hits, misses]`` counters of ``key``'s kind (memoized like store keys)."""
+        rec = self._stats.kinds[kind_of(key)]
+        if len(self._krec) >= _MAX_MEMO:
+            self._krec.clear()
+        self._krec[key] = rec
+        return rec
+
     def get(self, key: str, default: Any = NO_VALUE) -> Any:
         """Return the cached value of ``key`` if it is current, else ``default``.
 
@@ -370,6 +389,7 @@ class Cache(StateMixin, VerifyMixin):
         stats = self._stats
         if raw is None:
             stats.counters["misses"] += 1
+            (self._krec.get(key) or self._kind_record(key))[1] += 1
             if stats.listening:
                 stats.emit("miss", key)
             return default
@@ -385,6 +405,8 @@ class Cache(StateMixin, VerifyMixin):
                     deps = raw[HEADER_SIZE : HEADER_SIZE + n].decode("utf-8").split("\x00")
                     if not self._maps.valid(stamp, deps):
                         stats.counters["stale"] += 1
+                        (self._krec.get(key) or self._kind_record(key))[1] += 1
+                        self.activity.stale_read(key, stamp, self._changed_since(stamp, deps))
                         if stats.listening:
                             stats.emit("stale", key, tid=stamp)
                         return default
@@ -394,16 +416,20 @@ class Cache(StateMixin, VerifyMixin):
                 value = self.serializer.loads(raw[HEADER_SIZE + n :])
             else:
                 raise CorruptValue(f"unknown payload kind {kind}")
-            if _RECORDERS.get():
+            stack = _RECORDERS.get()
+            if stack:
                 _rec.record_many(entry_deps(raw, n) if deps is None else deps)
                 if ref:
                     _rec.record(_REF + key)
+                    stack[-1].children.add(key)
         except Exception:  # corrupt, foreign or older-layout bytes: a miss
             stats.counters["misses"] += 1
+            (self._krec.get(key) or self._kind_record(key))[1] += 1
             if stats.listening:
                 stats.emit("miss", key, corrupt=True)
             return default
         stats.counters["hits"] += 1
+        (self._krec.get(key) or self._kind_record(key))[0] += 1
         if stats.listening:
             stats.emit("hit", key, tid=stamp)
         return value
@@ -446,6 +472,9 @@ class Cache(StateMixin, VerifyMixin):
         if deps and not self._maps.valid(stamp, deps):
             return False  # computed from data older than a change we know of
         raw = encode_entry(stamp, deps, value, self.serializer)
+        stack = _RECORDERS.get()
+        if stack:  # built inside another computation: one of its children
+            stack[-1].children.add(key)
         skey = self._entry_key(key) if store_key is None else store_key
         expire = timeout or 0
         try:
@@ -649,14 +678,48 @@ class Cache(StateMixin, VerifyMixin):
             for k in norm:
                 stats.emit("invalidate", k, tid=tid)
         if self._trees is None:
+            self.activity.wrote(tid, norm, None)
             return
         purged = self._guarded(self._trees.purge, norm)
+        self.activity.wrote(tid, norm, purged or 0)
         if purged:
             stats.incr("purges", purged)
             if stats.watching:
                 stats.emit("purge", "", count=purged, tid=tid)
 
     # -- figures and events --------------------------------------------------------------------
+
+    def _changed_since(self, stamp: int, deps: Iterable[str]) -> list[str]:
+        """Return which of ``deps`` changed after ``stamp`` (for explaining a stale read)."""
+        last = self._maps.last_change
+        return [d for d in deps if last(d) > stamp][:20]
+
+    def inspect(self, key: str) -> tuple[str, int | None, list[str], int]:
+        """Return ``(status, stamp, dependency keys, size)`` of the entry ``key``, for people.
+
+        ``status`` is ``"current"``, ``"outdated"`` (a dependency changed after its stamp),
+        ``"missing"`` (not in the store) or ``"unreadable"``. Counts nothing, records
+        nothing, fills nothing.
+
+        Raises:
+            BackendError: the store cannot be reached.
+        """
+        raw = self.store.get(self._entry_key(key))
+        if raw is None:
+            return "missing", None, [], 0
+        try:
+            tag, stamp, _, n = _UNPACK_HEADER(raw)
+            if tag != ENTRY_TAG:
+                raise CorruptValue("not a cachedeps entry")
+            deps = entry_deps(raw, n)
+        except Exception:
+            return "unreadable", None, [], len(raw)
+        status = "current" if self._maps.valid(stamp, deps) else "outdated"
+        return status, stamp, deps, len(raw)
+
+    def kind_stats(self) -> dict[str, tuple[int, int]]:
+        """Return ``{kind: (hits, misses)}`` for pages, fragments, queries, rows, checkpoints, other."""
+        return self._stats.kinds_snapshot()
 
     def stats(self) -> dict[str, Any]:
         """Return counters and the state of the delta maps."""

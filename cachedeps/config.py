@@ -46,6 +46,7 @@ __all__ = [
     "parse_size",
     "parse_duration",
     "open_store",
+    "unreachable_servers",
 ]
 
 ENTRY_POINT_GROUP = "cachedeps.stores"
@@ -470,3 +471,36 @@ def open_store(url_or_config: str | StoreConfig, **overrides: Any) -> Store:
     raise ConfigurationError(
         f"Expected a store URL or an EmbeddedConfig/MemcacheConfig/RedisConfig, got {type(config).__name__}"
     )
+
+
+def unreachable_servers(target: Any, timeout: float = 0.5) -> list[str]:
+    """Return a message for each ``memcache://`` server that does not accept a TCP connection.
+
+    ``target`` is a store URL, a parsed config, or an open store with ``servers`` (a
+    :class:`~cachedeps.store.remote.RemoteStore`); other stores give an empty list. With
+    such a server down, every read goes to the database and nothing is cached, which is
+    seldom what was meant: adapters log these messages when they are set up.
+    """
+    import socket
+
+    servers: Any = ()
+    if isinstance(target, str):
+        try:
+            target = parse_url(target)
+        except ConfigurationError:
+            return []  # reported by whoever opens the store
+    if isinstance(target, MemcacheConfig):
+        servers = target.servers
+    elif type(target).__name__ == "RemoteStore":
+        servers = getattr(target, "servers", ())
+    found = []
+    for host, port in servers:
+        try:
+            socket.create_connection((host, int(port)), timeout=timeout).close()
+        except OSError as exc:
+            found.append(
+                f"memcached at {host}:{port} does not accept connections ({exc.strerror or exc}): every "
+                f"read goes to the database and nothing is cached; start memcached on {host}:{port} "
+                f"(or `cachedeps serve --port {port}`), or fix the host and port in the store URL"
+            )
+    return found

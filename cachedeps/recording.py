@@ -49,10 +49,13 @@ class Recorder:
     result must not be stored).
     """
 
-    __slots__ = ("keys", "poisoned", "owner", "stamp")
+    __slots__ = ("keys", "poisoned", "owner", "stamp", "children")
 
     def __init__(self, owner: object = None, stamp: int | None = None) -> None:
         self.keys: set[str] = set()
+        #: the cached entries read or stored directly inside this recorder (not inside a
+        #: nested one): what the computation was built from, for drawing its tree
+        self.children: set[str] = set()
         self.poisoned: str | None = None
         #: the cache whose position ``stamp`` is (``None``: a plain recorder)
         self.owner = owner

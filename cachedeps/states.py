@@ -111,6 +111,7 @@ class StateMixin:
                 event = "stale"
             stats.incr("hits" if event == "hit" else "misses" if event == "miss" else "stale")
             stats.incr("state_hits" if event == "hit" else "state_misses" if event == "miss" else "state_stale")
+            stats.kind("rows", event == "hit")
             if stats.listening:
                 stats.emit(event, oid, state=True)
             if result is not NO_VALUE or event == "hit":

@@ -16,8 +16,9 @@ import logging
 from typing import Any, Callable
 
 from . import events as _events
+from .activity import KIND_NAMES, kind_of
 
-__all__ = ["Stats", "Listener", "COUNTERS"]
+__all__ = ["Stats", "Listener", "COUNTERS", "KIND_NAMES"]
 
 _log = logging.getLogger("cachedeps")
 
@@ -50,10 +51,13 @@ COUNTERS = (
 class Stats:
     """Hold counters and listeners for one :class:`~cachedeps.cache.Cache`."""
 
-    __slots__ = ("counters", "_listeners", "listening", "watching", "owner", "__weakref__")
+    __slots__ = ("counters", "kinds", "_listeners", "listening", "watching", "owner", "__weakref__")
 
     def __init__(self, owner: Any = None) -> None:
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        #: per kind of entry (:data:`~cachedeps.activity.KIND_NAMES`): ``[hits, misses]``,
+        #: stale reads counted as misses
+        self.kinds: dict[str, list[int]] = {name: [0, 0] for name in KIND_NAMES}
         self._listeners: tuple[Listener, ...] = ()
         #: the cache these figures belong to (the first argument of process-wide listeners)
         self.owner = owner
@@ -73,6 +77,14 @@ class Stats:
     def incr(self, name: str, n: int = 1) -> None:
         """Add ``n`` to the counter ``name``."""
         self.counters[name] = self.counters.get(name, 0) + n
+
+    def count_kind(self, key: str, hit: bool) -> None:
+        """Count a hit or a miss on the entry ``key`` under its kind."""
+        self.kinds[kind_of(key)][0 if hit else 1] += 1
+
+    def kind(self, name: str, hit: bool, n: int = 1) -> None:
+        """Count ``n`` hits or misses under the kind ``name`` (rows, checkpoints)."""
+        self.kinds[name][0 if hit else 1] += n
 
     def add_listener(self, fn: Listener) -> None:
         """Register ``fn(event, key, **detail)``."""
@@ -102,3 +114,7 @@ class Stats:
     def snapshot(self) -> dict[str, int]:
         """Return a copy of the counters."""
         return dict(self.counters)
+
+    def kinds_snapshot(self) -> dict[str, tuple[int, int]]:
+        """Return ``{kind: (hits, misses)}``."""
+        return {name: (rec[0], rec[1]) for name, rec in self.kinds.items()}

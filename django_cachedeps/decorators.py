@@ -49,7 +49,7 @@ from cachedeps.api import NO_VALUE
 
 from . import runtime
 
-__all__ = ["cached_view", "page_key", "vary_spec", "request_variant", "prepared_engine"]
+__all__ = ["cached_view", "page_key", "vary_spec", "request_variant", "prepared_engine", "visitor_label"]
 
 _HEADER_MEMO_SIZE = 4096
 _SPECS_PER_URL = 4
@@ -196,6 +196,28 @@ def _cacheable(request: HttpRequest, response: HttpResponse) -> bool:
     return True
 
 
+def visitor_label(spec: dict[str, Any], request: HttpRequest | None = None) -> str:
+    """Return in words which visitors share one cached copy made under the vary rule ``spec``."""
+    if spec.get("cookie"):
+        text = "one copy per set of cookies"
+    elif spec.get("session"):
+        user = getattr(request, "user", None)  # the session was read already: no new Vary
+        if user is None:  # no authentication middleware
+            text = "one copy per session"
+        elif getattr(user, "is_authenticated", False):
+            text = f"signed-in user \u201c{user.get_username()}\u201d (a copy per session)"
+        else:
+            text = "anonymous visitors (one shared copy)"
+    elif spec.get("csrf"):
+        text = "one copy per CSRF cookie"
+    else:
+        text = "shared by every visitor"
+    headers = spec.get("headers") or ()
+    if headers:
+        text += ", varies on " + ", ".join(h.title() for h in headers)
+    return text
+
+
 def _freeze(response: HttpResponse) -> dict[str, Any]:
     return {
         "status": response.status_code,
@@ -269,15 +291,19 @@ class _ViewCache:
             variant = request_variant(request, spec)
             if variant is None:
                 continue
-            payload = engine.get(page_key(request, prefix, variant))
+            key = page_key(request, prefix, variant)
+            payload = engine.get(key)
             if payload is not NO_VALUE:
                 response = _thaw(payload)
+                engine.activity.page_hit(key, request.get_full_path(), visitor_label(spec, request),
+                                         len(payload["content"]))
                 if spec.get("session") or spec.get("csrf"):
                     patch_vary_headers(response, ("Cookie",))
                 return response, None
         return None, (engine, prefix, spec_key, stamp)
 
-    def store(self, request: HttpRequest, response: HttpResponse, state: Any, keys: set[str]) -> None:
+    def store(self, request: HttpRequest, response: HttpResponse, state: Any, keys: set[str],
+              children: Iterable[str] = ()) -> None:
         """Store a freshly rendered response if it may be shared."""
         engine, prefix, spec_key, stamp = state
         if not _cacheable(request, response):
@@ -296,8 +322,11 @@ class _ViewCache:
         self.memo.put(spec_key, known)
         deps = set(keys)
         deps.update(self.depends_on)
-        engine.set(page_key(request, prefix, variant), _freeze(response), depends_on=sorted(deps),
-                   timeout=_timeout(self.timeout, deps), tid=stamp)
+        key = page_key(request, prefix, variant)
+        if engine.set(key, _freeze(response), depends_on=sorted(deps), timeout=_timeout(self.timeout, deps), tid=stamp):
+            engine.activity.built_from(key, children)
+            engine.activity.page_stored(key, request.get_full_path(), visitor_label(spec, request), len(response.content),
+                                        stamp, sorted(k for k in deps if not k.startswith("@")))
 
 
 def cached_view(
@@ -343,7 +372,7 @@ def cached_view(
                     if hasattr(response, "render") and not getattr(response, "is_rendered", True):
                         await sync_to_async(response.render)()
                 if rec.poisoned is None:  # else it read something no key covers: never stored
-                    await sync_to_async(cache.store)(request, response, state, rec.keys)
+                    await sync_to_async(cache.store)(request, response, state, rec.keys, rec.children)
                 return response
 
             return async_wrapper
@@ -360,7 +389,7 @@ def cached_view(
                 if hasattr(response, "render") and not getattr(response, "is_rendered", True):
                     response.render()
             if rec.poisoned is None:  # else it read something no key covers: never stored
-                cache.store(request, response, state, rec.keys)
+                cache.store(request, response, state, rec.keys, rec.children)
             return response
 
         return wrapper

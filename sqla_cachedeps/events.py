@@ -98,6 +98,10 @@ def install(
     Returns:
         An :class:`Installation`; ``uninstall()`` removes every listener.
 
+    A ``memcache://`` server that does not accept connections is logged as a warning
+    (logger ``sqla_cachedeps``): the application then runs on its database and caches
+    nothing until the server is up.
+
     Raises:
         ConfigurationError: the factory or the cache is not usable.
     """
@@ -110,6 +114,10 @@ def install(
         )
     inst = Installation(target, cache, gets=gets, lazy_loads=lazy_loads, feed_table=feed_table, verify=verify,
                         views=views)
+    from cachedeps.config import unreachable_servers
+
+    for problem in unreachable_servers(cache if isinstance(cache, str) else getattr(cache, "store", None)):
+        log.warning("sqla_cachedeps.install(): %s", problem)
     bind = _bind_of(session_factory)
     if bind is not None:
         inst.watch_engine(bind)

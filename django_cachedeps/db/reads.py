@@ -88,6 +88,12 @@ def _fill_stamp(connection: Any, engine: Any) -> int | None:
     return min(began, engine.current_tid)
 
 
+def _sql_text(sql: str, params: Any) -> str:
+    """Return a query's SQL with its parameters, for people (the ``/cachedeps/`` page)."""
+    params = tuple(params or ())
+    return f"{sql}\n-- parameters: {params!r}" if params else sql
+
+
 def _query_key(using: str, sql: str, params: Any, result_type: str, col_count: int | None) -> str | None:
     """Return the read's cache key (:func:`cachedeps.querykey.query_key`), None if not exact."""
     return query_key("q:", using, sql, tuple(params), result_type, col_count)
@@ -221,6 +227,7 @@ class CachedReadMixin:
                 logger.debug("cachedeps: not caching %s: %s", key, exc)
             else:
                 self._cachedeps_store(engine.set, key, value, deps, stamp)
+                engine.activity.describe(key, _sql_text(sql, params))
         return result
 
     def get_from_clause(self) -> Any:

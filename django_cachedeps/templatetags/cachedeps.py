@@ -92,7 +92,8 @@ def render_fragment(name: str, args: list[Any], timeout: float | None, render: C
         content = render()
     if rec.poisoned is not None:  # it read something no key covers (the outer ones too)
         return content, False
-    engine.set(key, "".join([content]), depends_on=sorted(rec.keys), timeout=_timeout(timeout, rec.keys), tid=stamp)
+    if engine.set(key, "".join([content]), depends_on=sorted(rec.keys), timeout=_timeout(timeout, rec.keys), tid=stamp):
+        engine.activity.built_from(key, rec.children)
     return content, False
 
 

@@ -4,14 +4,18 @@ Each fenced ``python`` block runs in a fresh interpreter in an empty directory, 
 embedded store and SQLite: ``memcache://HOST:PORT`` URLs are read as ``embedded://`` and
 PostgreSQL URLs as SQLite. A block preceded by ``<!-- snippet: settings -->`` is a Django
 settings module: ``manage.py check`` must find no error in it. A block preceded by
-``<!-- snippet: skip REASON -->`` is a fragment (an excerpt of a larger file) and is only
-compiled when it is valid Python on its own.
+``<!-- snippet: with NAME -->`` runs with what ``tests/docs/setups/NAME/`` holds: its files
+copied beside the snippet (the application's modules the snippet imports) and its
+``prelude.py``, if any, run first (a configured Django project). A block preceded by
+``<!-- snippet: skip REASON -->`` is a fragment (a settings excerpt, an interface outline) and
+is not run.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +23,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-_BLOCK = re.compile(r"(?:<!--\s*snippet:\s*(?P<mode>\w+)[^>]*-->\s*\n)?```python\n(?P<code>.*?)```", re.S)
+_BLOCK = re.compile(
+    r"(?:<!--\s*snippet:\s*(?P<mode>\w+)(?P<arg>[^>]*)-->\s*\n)?```python\n(?P<code>.*?)```", re.S)
+SETUPS = Path(__file__).resolve().parent / "setups"
 _SETTINGS_TAIL = """
 SECRET_KEY = "snippet-test"
 ROOT_URLCONF = __name__
@@ -32,8 +38,9 @@ def _snippets():
         text = path.read_text()
         for match in _BLOCK.finditer(text):
             line = text.count("\n", 0, match.start("code")) + 1
-            yield pytest.param(match.group("mode") or "run", match.group("code"),
-                               id=f"{path.relative_to(ROOT)}:{line}")
+            mode = match.group("mode") or "run"
+            setup = match.group("arg").split()[0] if mode == "with" else None
+            yield pytest.param(mode, setup, match.group("code"), id=f"{path.relative_to(ROOT)}:{line}")
 
 
 def _local(code: str) -> str:
@@ -48,11 +55,18 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("mode, code", list(_snippets()))
-def test_snippet_runs(mode, code, tmp_path):
+@pytest.mark.parametrize("mode, setup, code", list(_snippets()))
+def test_snippet_runs(mode, setup, code, tmp_path):
     if mode == "skip":
         pytest.skip("a fragment of a larger file")
     code = _local(code)
+    if setup is not None:
+        source = SETUPS / setup
+        assert source.is_dir(), f"no setup {setup!r} in {SETUPS}"
+        shutil.copytree(source, tmp_path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("prelude.py"))
+        prelude = source / "prelude.py"
+        if prelude.exists():
+            code = prelude.read_text() + "\n" + code
     if mode == "settings":
         (tmp_path / "snippet_settings.py").write_text(code + _SETTINGS_TAIL)
         done = subprocess.run([sys.executable, "-m", "django", "check"], cwd=tmp_path,

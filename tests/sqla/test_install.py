@@ -139,3 +139,23 @@ def test_missing_feed_table_says_how_to_create_it(tmp_path):
     finally:
         handle.uninstall()
         engine.dispose()
+
+
+def test_an_unreachable_memcached_is_a_warning_at_install(sqlite_engine, caplog, memcached):
+    import logging
+
+    from tests.conftest import free_port
+
+    down = f"memcache://127.0.0.1:{free_port()}"  # nothing listens there
+    with caplog.at_level(logging.WARNING, logger="sqla_cachedeps"):
+        inst = sqla_cachedeps.install(sessionmaker(sqlite_engine), down)
+    inst.uninstall()
+    warned = [r.getMessage() for r in caplog.records if r.name == "sqla_cachedeps"]
+    assert len(warned) == 1 and "does not accept connections" in warned[0]
+    assert "nothing is cached" in warned[0] and "start memcached" in warned[0]
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sqla_cachedeps"):
+        inst = sqla_cachedeps.install(sessionmaker(sqlite_engine), memcached.url)  # up: no warning
+    inst.uninstall()
+    assert [r for r in caplog.records if r.name == "sqla_cachedeps"] == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.cache import caches
 from django.http import HttpResponse
 from django.template import Context, Template
-from django.urls import path
+from django.urls import include, path
 
 from django_cachedeps.decorators import cached_view
 from django_cachedeps.runtime import get_engine
@@ -164,4 +164,5 @@ urlpatterns = [
     path("async/<int:pk>/", async_item),
     path("fragments/<int:pk>/", fragments),
     path("book/<int:pk>/", book_page),
+    path("cachedeps/", include("django_cachedeps.urls")),
 ]
