@@ -32,6 +32,10 @@ COUNTER_LEGEND = {
     "misses": ("Misses", "reads the cache could not answer (nothing stored): computed from the database"),
     "stale": ("Outdated copies", "reads that found a copy older than a write to what it depends on; "
                                  "recomputed, never served"),
+    "state_hits": ("Row hits", "rows read by primary key answered from the cache (also counted in Hits)"),
+    "state_misses": ("Row misses", "rows read by primary key loaded from the database (also counted in Misses)"),
+    "state_stale": ("Outdated rows", "cached rows older than a write to them; reloaded, never served "
+                                     "(also counted in Outdated copies)"),
     "sets": ("Stored", "values computed after a miss and stored"),
     "deletes": ("Deleted", "entries deleted on request (cache.delete)"),
     "invalidations": ("Writes committed here", "transactions of this process that changed cached tables"),
