@@ -4,11 +4,15 @@ Use ``django_cachedeps.db.backends.sqlite3`` or ``.postgresql`` as the database 
 ``django_cachedeps`` to INSTALLED_APPS and
 ``django_cachedeps.middleware.CachedepsMiddleware`` to MIDDLEWARE. Queries are then cached
 and invalidated without code changes; :func:`nocache` and :func:`uncached` opt out.
+:func:`unit_of_work` polls the change feed once for a block outside a request (a script);
+management commands and Celery tasks get one each (:mod:`django_cachedeps.units`).
 """
 
 from __future__ import annotations
 
+from cachedeps.work import unit_of_work as unit_of_work
+
 from .db.hints import nocache as nocache
 from .db.hints import uncached as uncached
 
-__all__ = ["nocache", "uncached"]
+__all__ = ["nocache", "uncached", "unit_of_work"]

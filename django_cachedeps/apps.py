@@ -1,4 +1,5 @@
-"""The app config: connects the setting-reset receivers and registers the system checks."""
+"""The app config: connects the setting-reset receivers, registers the system checks and
+installs the units of work of commands and Celery tasks (:mod:`.units`)."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ class CachedepsConfig(AppConfig):
 
     def ready(self) -> None:
         """Connect receivers (idempotent through ``dispatch_uid``) and register the checks."""
-        from . import conf, runtime
+        from . import conf, runtime, units
 
         setting_changed.connect(conf.reset, dispatch_uid="django_cachedeps.conf.reset")
         setting_changed.connect(runtime.reset, dispatch_uid="django_cachedeps.runtime.reset")
+        units.install()  # a unit of work per management command and Celery task
         if importlib.util.find_spec(f"{self.name}.checks") is not None:
             importlib.import_module(f"{self.name}.checks")

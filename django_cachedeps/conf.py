@@ -14,6 +14,8 @@
                                    # StaleRead on a difference; 0.01: 1% of hits, logged
         "VIEWS": {},               # {"app_label.Model": ["base_table", ...]}: an unmanaged model
                                    # (a view) is cached only with its base tables declared
+        "UNIT_FREE_COMMANDS": [],  # management commands run without a unit of work (long-running
+                                   # ones: servers, queue consumers); ["*"]: every command
     }
 
 Django's own bookkeeping models (sessions, admin log, content types, migrations) are never
@@ -55,7 +57,8 @@ DEFAULT_EXCLUDE = frozenset(
 #: The change feed's table; never cached, never a dependency.
 FEED_TABLE = "cachedeps_change"
 _NEVER_CACHED_TABLES = frozenset({FEED_TABLE, "django_migrations"})
-_KNOWN = frozenset({"CACHE", "MODELS", "EXCLUDE", "TIMEOUT", "MAX_DELTA", "FEED_KEEP", "ENABLED", "VERIFY", "VIEWS"})
+_KNOWN = frozenset({"CACHE", "MODELS", "EXCLUDE", "TIMEOUT", "MAX_DELTA", "FEED_KEEP", "ENABLED", "VERIFY", "VIEWS",
+                    "UNIT_FREE_COMMANDS"})
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class CachedepsSettings:
     enabled: bool = True
     verifier: Verifier = field(default_factory=Verifier)
     views: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    unit_free_commands: frozenset[str] = frozenset()
 
     def model_is_cached(self, label_lower: str) -> bool:
         """Return whether queries on the model ``app_label.model`` (lowercase) are cached."""
@@ -118,6 +122,17 @@ def _parse_views(value: Any) -> dict[str, tuple[str, ...]]:
     return out
 
 
+def _command_names(value: Any) -> frozenset[str]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)) or not all(
+        isinstance(v, str) and v for v in value
+    ):
+        raise ImproperlyConfigured(
+            "CACHEDEPS['UNIT_FREE_COMMANDS'] must be a list of management command names "
+            f"(such as ['rqworker']) or ['*'] for every command, got {value!r}"
+        )
+    return frozenset(value)
+
+
 def parse(raw: Any) -> CachedepsSettings:
     """Parse a ``CACHEDEPS`` dict; reject unknown keys and bad values with a message naming them.
 
@@ -156,6 +171,7 @@ def parse(raw: Any) -> CachedepsSettings:
         max_delta=_positive_int("MAX_DELTA", raw.get("MAX_DELTA", 10_000), 1),
         feed_keep=_positive_int("FEED_KEEP", raw.get("FEED_KEEP", 100_000), 0),
         enabled=enabled,
+        unit_free_commands=_command_names(raw.get("UNIT_FREE_COMMANDS", [])),
     )
 
 
