@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 PORT ?= 8000
 
-.PHONY: demo test test-slow test-orm bench venv clean
+.PHONY: demo test test-matrix test-slow test-orm bench venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,10 +25,18 @@ $(DEMO_STAMP): pyproject.toml
 venv: $(STAMP)
 
 # The whole suite on SQLite (and PostgreSQL where a test asks for it), then the Django suite
-# again with PostgreSQL as Django's database.
+# again with PostgreSQL as Django's database, both on the newest Django and SQLAlchemy; then
+# the adapters' suites on the oldest supported pair (Django 4.2, SQLAlchemy 2.0) in a
+# virtualenv of their own (noxfile.py).
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -p no:cacheprovider
 	CACHEDEPS_TEST_DB=postgresql $(BIN)/python -m pytest -m "not slow" -p no:cacheprovider tests/django
+	$(BIN)/python -m nox -t oldest
+
+# Every Django x SQLAlchemy pair of the matrix, then README's compatibility table from the results.
+test-matrix: $(STAMP)
+	$(BIN)/python -m nox -t matrix
+	$(BIN)/python -m nox -s table
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -p no:cacheprovider
@@ -52,4 +60,4 @@ demo: $(DEMO_STAMP)
 	$(BIN)/python testproject/manage.py runserver 127.0.0.1:$(PORT)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info .nox .matrix-results
