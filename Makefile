@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 PORT ?= 8000
 
-.PHONY: demo test test-slow test-orm bench venv clean screenshots
+.PHONY: demo test test-matrix test-slow test-orm bench venv clean screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,10 +26,18 @@ $(DEMO_STAMP): pyproject.toml
 venv: $(STAMP)
 
 # The whole suite on SQLite (and PostgreSQL where a test asks for it), then the Django suite
-# again with PostgreSQL as Django's database.
+# again with PostgreSQL as Django's database, both on the newest Django and SQLAlchemy; then
+# the adapters' suites on the oldest supported pair (Django 4.2, SQLAlchemy 2.0) in a
+# virtualenv of their own (noxfile.py).
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -p no:cacheprovider
 	CACHEDEPS_TEST_DB=postgresql $(BIN)/python -m pytest -m "not slow" -p no:cacheprovider tests/django
+	$(BIN)/python -m nox -t oldest
+
+# Every Django x SQLAlchemy pair of the matrix, then README's compatibility table from the results.
+test-matrix: $(STAMP)
+	$(BIN)/python -m nox -t matrix
+	$(BIN)/python -m nox -s table
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -p no:cacheprovider
@@ -56,4 +64,4 @@ screenshots: $(STAMP)
 	$(BIN)/python -m tests.web.screenshots
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info .nox .matrix-results

@@ -38,6 +38,7 @@ _LAZY = {
     "mcas_get": "cachedeps.mcas:mcas_get",
     "mcas_get_many": "cachedeps.mcas:mcas_get_many",
     "mcas_add": "cachedeps.mcas:mcas_add",
+    "unit_of_work": "cachedeps.work:unit_of_work",
 }
 
 __all__ = [

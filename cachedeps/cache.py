@@ -222,6 +222,25 @@ class Cache(StateMixin, VerifyMixin):
             stats.emit("poll", "", tid=position, seconds=time.perf_counter() - started)
         return position
 
+    def ensure_polled(self, conn: Any = None) -> int:
+        """Poll unless the open unit of work polled this cache already; return the position.
+
+        Inside :func:`cachedeps.unit_of_work` the first call polls and later ones return the
+        unit's position at once (its own writes are in the delta maps already: see
+        :meth:`committed`); outside a unit every call polls.
+        """
+        unit = _rec.unit_stamps()
+        if unit is not None:
+            position = unit.get(self)
+            if position is not None:
+                return position
+        return self.poll(conn)
+
+    def polled_in_unit(self) -> bool:
+        """Return whether the open unit of work has polled this cache (False outside one)."""
+        unit = _rec.unit_stamps()
+        return unit is not None and self in unit
+
     def stamp(self) -> int:
         """Return the position a value computed in this context is stamped with.
 

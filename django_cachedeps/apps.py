@@ -1,4 +1,5 @@
-"""The app config: connects the setting-reset receivers and registers the system checks."""
+"""The app config: connects the setting-reset receivers, registers the system checks and
+installs the units of work of commands and Celery tasks (:mod:`.units`)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ class CachedepsConfig(AppConfig):
 
     def ready(self) -> None:
         """Connect receivers (idempotent through ``dispatch_uid``) and register the checks."""
-        from . import conf, metrics, runtime
+        from . import conf, metrics, runtime, units
 
         setting_changed.connect(conf.reset, dispatch_uid="django_cachedeps.conf.reset")
         setting_changed.connect(runtime.reset, dispatch_uid="django_cachedeps.runtime.reset")
@@ -28,5 +29,6 @@ class CachedepsConfig(AppConfig):
         setting_changed.connect(metrics.install_configured, dispatch_uid="django_cachedeps.metrics.install")
         request_finished.connect(metrics.flush_after_request, dispatch_uid="django_cachedeps.metrics.flush")
         metrics.install_configured()
+        units.install()  # a unit of work per management command and Celery task
         if importlib.util.find_spec(f"{self.name}.checks") is not None:
             importlib.import_module(f"{self.name}.checks")

@@ -183,7 +183,7 @@ class CachedepsCache(BaseCache):
         engine = self.engine
         if self.alias == get_settings().cache:
             ensure_polled(DEFAULT_DB_ALIAS)  # once per request inside CachedepsMiddleware
-        else:
+        elif not engine.polled_in_unit():
             from .db.hints import own_statements
 
             with own_statements():  # bookkeeping: no recording is poisoned by the poll

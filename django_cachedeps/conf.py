@@ -17,6 +17,8 @@
         "VIEWS": {},               # {"app_label.Model": ["base_table", ...]}: an unmanaged model
                                    # (a view) is cached only with its base tables declared
         "METRICS": [],             # exporters of the engine's events: "prometheus", "otel"
+        "UNIT_FREE_COMMANDS": [],  # management commands run without a unit of work (long-running
+                                   # ones: servers, queue consumers); ["*"]: every command
     }
 
 Django's own bookkeeping models (sessions, admin log, content types, migrations) are never
@@ -63,7 +65,7 @@ DEFAULT_EXCLUDE = frozenset(
 FEED_TABLE = "cachedeps_change"
 _NEVER_CACHED_TABLES = frozenset({FEED_TABLE, "django_migrations"})
 _KNOWN = frozenset({"CACHE", "MODELS", "EXCLUDE", "TIMEOUT", "MAX_DELTA", "FEED_KEEP", "ENABLED", "VERIFY", "VIEWS",
-                    "METRICS"})
+                    "METRICS", "UNIT_FREE_COMMANDS"})
 #: the exporters ``CACHEDEPS["METRICS"]`` may name (:mod:`cachedeps.metrics`)
 METRICS_EXPORTERS = ("prometheus", "otel")
 #: the keys of one model's entry in the dict form of ``CACHEDEPS["MODELS"]``
@@ -92,6 +94,7 @@ class CachedepsSettings:
     model_timeouts: dict[str, int] = field(default_factory=dict)
     #: the metrics exporters to install (``CACHEDEPS["METRICS"]``)
     metrics: tuple[str, ...] = ()
+    unit_free_commands: frozenset[str] = frozenset()
 
     def model_is_cached(self, label_lower: str) -> bool:
         """Return whether queries on the model ``app_label.model`` (lowercase) are cached."""
@@ -183,6 +186,17 @@ def _parse_views(value: Any) -> dict[str, tuple[str, ...]]:
     return out
 
 
+def _command_names(value: Any) -> frozenset[str]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)) or not all(
+        isinstance(v, str) and v for v in value
+    ):
+        raise ImproperlyConfigured(
+            "CACHEDEPS['UNIT_FREE_COMMANDS'] must be a list of management command names "
+            f"(such as ['rqworker']) or ['*'] for every command, got {value!r}"
+        )
+    return frozenset(value)
+
+
 def parse(raw: Any) -> CachedepsSettings:
     """Parse a ``CACHEDEPS`` dict; reject unknown keys and bad values with a message naming them.
 
@@ -245,6 +259,7 @@ def parse(raw: Any) -> CachedepsSettings:
         max_delta=_positive_int("MAX_DELTA", raw.get("MAX_DELTA", 10_000), 1),
         feed_keep=_positive_int("FEED_KEEP", raw.get("FEED_KEEP", 100_000), 0),
         enabled=enabled,
+        unit_free_commands=_command_names(raw.get("UNIT_FREE_COMMANDS", [])),
     )
 
 

@@ -6,20 +6,20 @@ alias gets its own engine (its own change feed table and store namespace); the C
 (``CACHEDEPS["CACHE"]`` by default) gives the store URL in its ``LOCATION``.
 
 :func:`ensure_polled` brings the engine up to date with the feed: once per unit of work
-inside :func:`unit_of_work` (the middleware opens one per request), before every cached
-read outside one.
+inside :func:`unit_of_work` (the middleware opens one per request, :mod:`.units` one per
+management command and Celery task), before every cached read outside one.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import hashlib
 import logging
 import threading
-from typing import Any, Iterator
+from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
+
+from cachedeps.work import unit_of_work as _unit_of_work
 
 from .conf import FEED_TABLE, get_settings
 
@@ -39,7 +39,6 @@ _lock = threading.Lock()
 _engines: dict[tuple[str, str], Any] = {}
 _stores: dict[str, Any] = {}
 _feed_ready: set[str] = set()
-_unit: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("cachedeps_unit", default=None)
 
 
 def _location(alias: str) -> str:
@@ -151,37 +150,23 @@ def feed_ready(using: str) -> bool:
 def ensure_polled(using: str) -> Any:
     """Return the engine of database ``using``, polled for this unit of work.
 
-    Inside :func:`unit_of_work` the feed is read once per database; outside, every call
-    polls. Feed errors propagate (a read must not be served unvalidated).
+    Inside :func:`unit_of_work` the feed is read once per database (the engine's
+    :meth:`~cachedeps.Cache.ensure_polled`); outside, every call polls. Feed errors
+    propagate (a read must not be served unvalidated).
     """
     engine = get_engine(using=using)
-    polled = _unit.get()
-    if polled is not None and using in polled:
+    if engine.polled_in_unit():
         return engine
     from .db.hints import own_statements
 
     with own_statements():  # bookkeeping: no recording is poisoned by the poll
         engine.poll(connections[using])
-    if polled is not None:
-        polled.add(using)
     return engine
 
 
-@contextlib.contextmanager
-def unit_of_work() -> Iterator[None]:
-    """Poll each database's feed at most once inside this block (one request, one task).
-
-    The first poll also stamps values stored with ``cache.set(..., depends_on=...)`` inside
-    the block (:func:`cachedeps.recording.unit`).
-    """
-    from cachedeps.recording import unit
-
-    token = _unit.set(set())
-    try:
-        with unit():
-            yield
-    finally:
-        _unit.reset(token)
+#: one request, one task, one command: :func:`cachedeps.unit_of_work` (the engine's scope,
+#: framework-free, shared with the SQLAlchemy adapter)
+unit_of_work = _unit_of_work
 
 
 def reset(**kwargs: Any) -> None:

@@ -13,7 +13,7 @@ Reads go through ``do_orm_execute``:
   dependency keys (:func:`~sqla_cachedeps.analysis.read_keys`) changed.
 
 The change feed is polled once per session transaction, in ``after_begin``, on the
-session's own connection. Inside a transaction that has written, reads bypass the cache
+session's own connection (once per unit inside :func:`cachedeps.unit_of_work`). Inside a transaction that has written, reads bypass the cache
 (a transaction reads its own writes). Writes, ORM ``update()``/``delete()`` statements
 included, are handled by :mod:`sqla_cachedeps.writes`.
 """
@@ -282,8 +282,11 @@ class Installation:
             state.connections.append(connection)
         conn_state(connection)
         if state.tid is None:
-            # The database's own error propagates (noted with how to create the table).
-            state.tid = self.cache.poll(connection.connection)
+            # Once per transaction; inside cachedeps.unit_of_work() once per unit (a task, a
+            # script), its later transactions reading as of that poll plus this process's
+            # own writes, as a request does. The database's own error propagates (noted
+            # with how to create the table).
+            state.tid = self.cache.ensure_polled(connection.connection)
 
     def _find_views(self, connection: Connection) -> dict[str, tuple[str, ...] | None]:
         """Return the database's views (with their declared base tables, or None).
