@@ -28,6 +28,7 @@ from tests.django.testapp.models import Author, Book
 pytestmark = pytest.mark.django_db(transaction=True)
 
 _PG = connection.vendor == "postgresql"
+_MYSQL = connection.vendor == "mysql"
 postgresql_only = pytest.mark.skipif(not _PG, reason="row locks and isolation levels of PostgreSQL")
 
 
@@ -191,6 +192,8 @@ def _truncate_feed_restarting_tids():
     with connection.cursor() as cursor:
         if _PG:
             cursor.execute("TRUNCATE cachedeps_change RESTART IDENTITY")
+        elif _MYSQL:
+            cursor.execute("TRUNCATE TABLE cachedeps_change")  # AUTO_INCREMENT back to 1
         else:
             cursor.execute("DELETE FROM cachedeps_change")
             cursor.execute("UPDATE sqlite_sequence SET seq = 0 WHERE name = 'cachedeps_change'")
@@ -213,6 +216,8 @@ def test_feed_going_backwards_resets_the_cache_to_misses(engine, how):
             cursor.execute("DELETE FROM cachedeps_change WHERE tid > %s", [oldest])
             if _PG:
                 cursor.execute("SELECT setval(pg_get_serial_sequence('cachedeps_change', 'tid'), %s)", [oldest])
+            elif _MYSQL:
+                cursor.execute(f"ALTER TABLE cachedeps_change AUTO_INCREMENT = {oldest + 1}")
             else:
                 cursor.execute("UPDATE sqlite_sequence SET seq = %s WHERE name = 'cachedeps_change'", [oldest])
     Book.objects.filter(pk=pk).update(title="Later")  # a tid below every position polled so far
@@ -362,7 +367,7 @@ def test_automatic_pruning_at_commit_keeps_reads_correct(data, monkeypatch):
             Book.objects.filter(pk=data["b1"].pk).update(title=f"T{i}")
             assert titles() == [f"T{i}", "Beta", "Gamma"]
         with connection.cursor() as cursor:
-            cursor.execute("SELECT key FROM cachedeps_change ORDER BY tid")
+            cursor.execute(f"SELECT {connection.ops.quote_name('key')} FROM cachedeps_change ORDER BY tid")
             keys = [k for (k,) in cursor.fetchall()]
     assert any(k.startswith("!pruned:") for k in keys)
     assert len(keys) <= 40  # the last pruning kept one row; two commits came after it
