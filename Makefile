@@ -24,11 +24,12 @@ $(DEMO_STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# The whole suite on SQLite (and PostgreSQL where a test asks for it), then the Django suite
-# again with PostgreSQL as Django's database.
+# The whole suite on SQLite (and PostgreSQL and MariaDB where a test asks for them), then the
+# Django suite again with PostgreSQL, and with MariaDB/MySQL, as Django's database.
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -p no:cacheprovider
 	CACHEDEPS_TEST_DB=postgresql $(BIN)/python -m pytest -m "not slow" -p no:cacheprovider tests/django
+	CACHEDEPS_TEST_DB=mysql $(BIN)/python -m pytest -m "not slow" -p no:cacheprovider tests/django
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -p no:cacheprovider

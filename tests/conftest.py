@@ -149,6 +149,13 @@ def mysql_params(url: str = MYSQL_URL) -> dict:
             "database": parts.path.lstrip("/") or "test", "charset": "utf8mb4"}
 
 
+def mysql_sqlalchemy_url(database: str, driver: str = "pymysql") -> str:
+    """Return the SQLAlchemy URL of ``database`` on the test MariaDB (PyMySQL by default)."""
+    p = mysql_params()
+    auth = p["user"] + (f":{p['password']}" if p["password"] else "")
+    return f"mysql+{driver}://{auth}@{p['host']}:{p['port']}/{database}?charset=utf8mb4"
+
+
 def mysql_connect(**kwargs):
     """Open a DB-API connection to the test MariaDB (mysqlclient, else PyMySQL)."""
     params = {**mysql_params(), **kwargs}
