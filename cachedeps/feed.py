@@ -40,9 +40,10 @@ Two implementations of :class:`Feed`:
     becomes a miss. (The gap assumes no process's position is ``RESTART_GAP`` ahead of
     another's.) On SQLite the sequence is the ``sqlite_sequence`` row, moved with an UPDATE in
     the poller's transaction. On MySQL/MariaDB the sequence is the table's AUTO_INCREMENT
-    counter (read from ``information_schema.TABLES``, live on MariaDB; MySQL 8 caches that
-    column unless ``information_schema_stats_expiry = 0``, and the feed then also trusts
-    ``MAX(tid)``), moved forward by inserting a ``"!restart:<P>"`` row at the new position
+    counter, read only when the row at the poller's position is missing (InnoDB never sets
+    the counter at or below a row still in the table), from ``information_schema.TABLES``
+    (live on MariaDB; MySQL 8 caches that column unless ``information_schema_stats_expiry =
+    0``, and the feed then also trusts ``MAX(tid)``), moved forward by inserting a ``"!restart:<P>"`` row at the new position
     with an explicit tid, under the lock row (``INSERT ... SELECT ... FOR UPDATE``).
 
     Errors of the database (a missing table, a broken transaction, a thread or async
@@ -320,10 +321,10 @@ class SqlFeed:
         """
         with self._noted(f"polling after tid {after}"):
             if self._poll_sql is None:
-                self._poll_sql = f"{self._rows_sql} UNION ALL {self._sequence_sql(conn)}"
+                self._poll_sql = self._full_poll_sql(conn)
             cur = conn.cursor()
             try:
-                cur.execute(self._poll_sql, (after, self.table) if self.dialect != "postgresql" else (after,))
+                cur.execute(self._poll_sql, (after, self.table) if self.dialect == "sqlite" else (after,))
                 got = cur.fetchall()
             finally:
                 cur.close()
@@ -335,6 +336,15 @@ class SqlFeed:
                 else:
                     rows.append((tid, key))
             rows.sort(key=lambda r: r[0])
+            if self.dialect == "mysql":
+                # InnoDB never sets the counter at or below MAX(tid): with the row at our
+                # position still there, the numbering did not go back. Only without it is
+                # the counter read (information_schema: a second, costlier query).
+                if after > 0 and not (rows and int(rows[0][0]) == after):
+                    row = self._execute(conn, self._sequence_sql(conn), (self.table,))
+                    sequence = int(row[0]) if row and row[0] is not None else 0
+                else:
+                    sequence = after
             if sequence < after:
                 # The numbering went back (sequence reset, table recreated, backup restored).
                 return Poll(self._restart(conn, after), [], False)
@@ -367,6 +377,13 @@ class SqlFeed:
                 continue
             changes.append((int(tid), key))
         return Poll(head, changes, complete)
+
+    def _full_poll_sql(self, conn: Any) -> str:
+        """Return the poll's one query: the rows from the position, and (except on MySQL,
+        see :meth:`poll`) the sequence's last tid."""
+        if self.dialect == "mysql":
+            return self._rows_sql
+        return f"{self._rows_sql} UNION ALL {self._sequence_sql(conn)}"
 
     def _max_tid(self, conn: Any) -> int:
         row = self._execute(conn, f"SELECT MAX(tid) FROM {self.table}", ())
@@ -458,7 +475,7 @@ class SqlFeed:
         """Return the newest tid in the table (0 when empty)."""
         with self._noted("reading the head"):
             if self._poll_sql is None:  # resolved here, so that polls are one query each
-                self._poll_sql = f"{self._rows_sql} UNION ALL {self._sequence_sql(conn)}"
+                self._poll_sql = self._full_poll_sql(conn)
             return self._max_tid(conn)
 
     def prune(self, conn: Any, keep: int) -> int:

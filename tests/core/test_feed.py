@@ -218,6 +218,38 @@ def test_mysql_late_commit_of_lower_tid_is_not_missed(mysql_feed, autocommit_pol
     assert end.changes == [(got["b"], "x:2")] and end.complete
 
 
+class _Counting:
+    """A DB-API connection proxy counting the statements its cursors run."""
+
+    def __init__(self, conn):
+        self.conn, self.statements = conn, []
+
+    def cursor(self):
+        cur, statements = self.conn.cursor(), self.statements
+
+        class Cursor:
+            def execute(self, sql, params=()):
+                statements.append(sql)
+                return cur.execute(sql, params)
+
+            def __getattr__(self, name):
+                return getattr(cur, name)
+
+        return Cursor()
+
+
+@pytest.mark.mysql
+def test_mysql_poll_is_one_query_while_the_row_at_its_position_stands(mysql_feed):
+    feed, connect = mysql_feed
+    conn = connect(autocommit=True)
+    tid = feed.append(conn, ["a:1"])
+    counted = _Counting(conn)
+    feed.head(counted)
+    counted.statements.clear()
+    assert feed.poll(counted, tid) == (tid, [], True)
+    assert len(counted.statements) == 1 and "information_schema" not in counted.statements[0]
+
+
 @pytest.mark.mysql
 def test_mysql_lock_row_is_recreated_when_missing(mysql_feed):
     feed, connect = mysql_feed
