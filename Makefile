@@ -25,13 +25,14 @@ $(DEMO_STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# The whole suite on SQLite (and PostgreSQL where a test asks for it), then the Django suite
-# again with PostgreSQL as Django's database, both on the newest Django and SQLAlchemy; then
+# The whole suite on SQLite (and PostgreSQL and MariaDB where a test asks for them), then the
+# Django suite again with PostgreSQL, and with MariaDB/MySQL, as Django's database, both on the newest Django and SQLAlchemy; then
 # the adapters' suites on the oldest supported pair (Django 4.2, SQLAlchemy 2.0) in a
 # virtualenv of their own (noxfile.py).
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -p no:cacheprovider
 	CACHEDEPS_TEST_DB=postgresql $(BIN)/python -m pytest -m "not slow" -p no:cacheprovider tests/django
+	CACHEDEPS_TEST_DB=mysql $(BIN)/python -m pytest -m "not slow" -p no:cacheprovider tests/django
 	$(BIN)/python -m nox -t oldest
 
 # Every Django x SQLAlchemy pair of the matrix, then README's compatibility table from the results.

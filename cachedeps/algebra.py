@@ -28,6 +28,7 @@ kind        database values accepted                    spelling
 integer     ``int`` (``bool`` as 0/1)                   decimal
 boolean     ``bool``, ``0``, ``1``                      ``1``/``0``
 text        ``str``, binary or deterministic collation  the text itself (long: a digest)
+            (MySQL: a declared NO PAD binary one)
 uuid        ``uuid.UUID`` or its text (native uuid)     hex with dashes
 ==========  ==========================================  =================================
 
@@ -120,6 +121,7 @@ __all__ = [
     "OTHER",
     "KINDS",
     "EXACT_COLLATIONS",
+    "MYSQL_EXACT_COLLATIONS",
     "text_kind",
     "spell",
     "spell_all",
@@ -145,17 +147,30 @@ KINDS = frozenset({INTEGER, BOOLEAN, TEXT, UUID})
 EXACT_COLLATIONS = frozenset({"binary", "c", "posix", "ucs_basic", "c.utf-8", "c.utf8", "pg_c_utf8"})
 
 
-def text_kind(collation: str | None) -> str:
+#: MySQL/MariaDB collations under which text equality is equality of the characters:
+#: binary order *and* NO PAD. The ``*_bin`` collations (``utf8mb4_bin``) are PAD SPACE, so
+#: ``'a' = 'a '`` there; the ``*_ci`` defaults ignore case and accents too.
+MYSQL_EXACT_COLLATIONS = frozenset({"utf8mb4_nopad_bin", "utf8mb4_0900_bin"})
+
+
+def text_kind(collation: str | None, dialect: str | None = None) -> str:
     """Return the kind of a text column declared with ``collation`` (``None``: the default).
 
     The default collations of SQLite (``BINARY``) and PostgreSQL (deterministic) compare
     text exactly; a declared collation is exact only when it is known binary
     (:data:`EXACT_COLLATIONS`): ``NOCASE``, ``RTRIM`` and ICU collations may call different
     texts equal, so their columns are :data:`OTHER`.
+
+    On MySQL and MariaDB (``dialect`` ``"mysql"`` or ``"mariadb"``) the default collation
+    (the column's, table's, database's or server's: not known to the ORM) is case- and
+    accent-insensitive and PAD SPACE on almost every installation, so only a column
+    *declared* with a collation of :data:`MYSQL_EXACT_COLLATIONS` is :data:`TEXT`.
     """
-    if collation is None or collation == "":
+    name = (collation or "").strip().strip('"').strip("`").lower()
+    if dialect in ("mysql", "mariadb"):
+        return TEXT if name in MYSQL_EXACT_COLLATIONS else OTHER
+    if not name:
         return TEXT
-    name = collation.strip().strip('"').lower()
     return TEXT if name in EXACT_COLLATIONS else OTHER
 
 

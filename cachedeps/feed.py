@@ -14,7 +14,13 @@ Two implementations of :class:`Feed`:
     COMMIT. On PostgreSQL ``append`` takes ``pg_advisory_xact_lock`` (released by the COMMIT
     that follows), so log writers hold it for one INSERT and the commit, never while they
     wait for row locks: writers do not serialize, and cannot deadlock with row locks.
-    SQLite serializes writers already. Rolled-back transactions leave holes in the tids;
+    SQLite serializes writers already. On MySQL/MariaDB ``append`` first takes an exclusive
+    row lock on the one row of the lock table ``<table>_lock`` (``INSERT ... ON DUPLICATE KEY
+    UPDATE``, which also creates the row if it is missing); InnoDB holds row locks until the
+    COMMIT or ROLLBACK that ends the transaction, whatever the isolation level, and releases
+    them when a connection drops. An AUTO_INCREMENT value is taken at INSERT time, not at
+    commit, so without that lock a writer could take tid 5, another tid 6 and commit first.
+    Rolled-back transactions leave holes in the tids;
     holes are harmless. ``append`` must run inside a transaction (a DB-API connection in
     autocommit mode would release the lock before the rows commit in order).
 
@@ -33,7 +39,12 @@ Two implementations of :class:`Feed`:
     before has committed), and resets to that position. Every entry stamped before it
     becomes a miss. (The gap assumes no process's position is ``RESTART_GAP`` ahead of
     another's.) On SQLite the sequence is the ``sqlite_sequence`` row, moved with an UPDATE in
-    the poller's transaction.
+    the poller's transaction. On MySQL/MariaDB the sequence is the table's AUTO_INCREMENT
+    counter, read only when the row at the poller's position is missing (InnoDB never sets
+    the counter at or below a row still in the table), from ``information_schema.TABLES``
+    (live on MariaDB; MySQL 8 caches that column unless ``information_schema_stats_expiry =
+    0``, and the feed then also trusts ``MAX(tid)``), moved forward by inserting a ``"!restart:<P>"`` row at the new position
+    with an explicit tid, under the lock row (``INSERT ... SELECT ... FOR UPDATE``).
 
     Errors of the database (a missing table, a broken transaction, a thread or async
     context Django refuses) propagate unchanged, with a note naming the feed table.
@@ -72,14 +83,18 @@ __all__ = [
     "feed_key",
     "MAX_FEED_KEY",
     "PRUNED_PREFIX",
+    "RESTART_PREFIX",
     "ADVISORY_LOCK_ID",
     "RESTART_GAP",
+    "DIALECTS",
 ]
 
 #: the longest key the ``cachedeps_change.key`` column holds; longer keys are digested
 MAX_FEED_KEY = 255
 #: key of the marker row :meth:`SqlFeed.prune` inserts
 PRUNED_PREFIX = "!pruned:"
+#: key of the row a MySQL feed that went backwards is moved forward with (not a change)
+RESTART_PREFIX = "!restart:"
 #: the constant of the PostgreSQL advisory lock serializing log writers ("cachedep" in ASCII)
 ADVISORY_LOCK_ID = 0x6361636865646570 & 0x7FFFFFFFFFFFFFFF
 
@@ -90,6 +105,8 @@ RESTART_GAP = 1 << 40
 _DEFAULT_CAP = 100_000
 _CHUNK = 500
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+#: the dialects :class:`SqlFeed` speaks (``"mariadb"`` is accepted as ``"mysql"``)
+DIALECTS = ("sqlite", "postgresql", "mysql")
 
 
 class Poll(NamedTuple):
@@ -136,9 +153,23 @@ class Feed(Protocol):
 class SqlFeed:
     """A change feed kept in a table of the application's database.
 
+    The table, on every dialect: ``tid`` (a 64-bit auto-increment primary key) and ``key``
+    (``VARCHAR(255)``, a dependency key as :func:`feed_key` spells it). On MySQL/MariaDB
+    (``key`` is a reserved word there, so it is written `` `key` ``)::
+
+        CREATE TABLE cachedeps_change (
+            tid BIGINT AUTO_INCREMENT PRIMARY KEY,
+            `key` VARCHAR(255) NOT NULL
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+        CREATE TABLE cachedeps_change_lock (id TINYINT PRIMARY KEY) ENGINE=InnoDB;
+        INSERT IGNORE INTO cachedeps_change_lock (id) VALUES (1);
+
+    Whatever writes rows into it (a capture trigger too) takes the writers' lock first
+    (:meth:`lock_sql`) and keeps it until its transaction ends.
+
     Args:
-        dialect: ``"sqlite"`` or ``"postgresql"``.
-        paramstyle: ``"format"`` (``%s``: psycopg, Django cursors) or ``"qmark"``
+        dialect: ``"sqlite"``, ``"postgresql"`` or ``"mysql"`` (MySQL and MariaDB).
+        paramstyle: ``"format"`` (``%s``: psycopg, mysqlclient, PyMySQL, Django cursors) or ``"qmark"``
             (``?``: sqlite3). Default: ``qmark`` for SQLite, ``format`` otherwise.
         table: the table name.
         max_rows: the most rows one poll reads; more makes the poll incomplete.
@@ -161,9 +192,11 @@ class SqlFeed:
         table: str = "cachedeps_change",
         max_rows: int = _DEFAULT_CAP,
     ) -> None:
-        if dialect not in ("sqlite", "postgresql"):
+        if dialect == "mariadb":
+            dialect = "mysql"
+        if dialect not in DIALECTS:
             raise ConfigurationError(
-                f"SqlFeed dialect {dialect!r} is not supported; use 'sqlite' or 'postgresql'"
+                f"SqlFeed dialect {dialect!r} is not supported; use 'sqlite', 'postgresql' or 'mysql'"
             )
         if paramstyle is None:
             paramstyle = "qmark" if dialect == "sqlite" else "format"
@@ -171,9 +204,10 @@ class SqlFeed:
             raise ConfigurationError(
                 f"SqlFeed paramstyle {paramstyle!r} is not supported; use 'format' (%s) or 'qmark' (?)"
             )
-        if not _TABLE_NAME.match(table):
+        if not _TABLE_NAME.match(table) or (dialect == "mysql" and len(table) > 59):
             raise ConfigurationError(
-                f"SqlFeed table {table!r} is not a plain SQL identifier (letters, digits, _)"
+                f"SqlFeed table {table!r} is not a plain SQL identifier (letters, digits, _; "
+                "at most 59 characters on MySQL, where the lock table adds '_lock')"
             )
         if max_rows < 1:
             raise ConfigurationError(f"SqlFeed max_rows must be positive, got {max_rows!r}")
@@ -182,11 +216,15 @@ class SqlFeed:
         self.table = table
         self.max_rows = max_rows
         self._p = "%s" if paramstyle == "format" else "?"
+        #: the key column as written in SQL (``key`` is reserved on MySQL)
+        self._k = "`key`" if dialect == "mysql" else "key"
+        #: the MySQL lock table whose one row serializes log writers
+        self.lock_table = f"{table}_lock"
         # ``>=``: the row at the poller's own position comes back first, proving the feed
         # did not lose rows behind it; the sequence's last tid comes with it (key NULL),
         # proving the numbering did not go back (see "Going backwards").
         self._rows_sql = (
-            f"SELECT tid, key FROM (SELECT tid, key FROM {table} WHERE tid >= {self._p} "
+            f"SELECT tid, {self._k} FROM (SELECT tid, {self._k} FROM {table} WHERE tid >= {self._p} "
             f"ORDER BY tid LIMIT {max_rows + 2}) AS c"
         )
         self._poll_sql: str | None = None
@@ -203,16 +241,49 @@ class SqlFeed:
                 f"CREATE TABLE IF NOT EXISTS {self.table} ("
                 "tid BIGSERIAL PRIMARY KEY, key VARCHAR(255) NOT NULL)"
             ]
+        if self.dialect == "mysql":
+            return [
+                f"CREATE TABLE IF NOT EXISTS {self.table} ("
+                "tid BIGINT AUTO_INCREMENT PRIMARY KEY, `key` VARCHAR(255) NOT NULL) "
+                "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+                *self.lock_ddl(),
+            ]
         return [
             f"CREATE TABLE IF NOT EXISTS {self.table} ("
             "tid INTEGER PRIMARY KEY AUTOINCREMENT, key VARCHAR(255) NOT NULL)"
         ]
 
+    def lock_ddl(self) -> list[str]:
+        """Return the idempotent statements creating the MySQL lock table (none elsewhere)."""
+        if self.dialect != "mysql":
+            return []
+        return [
+            f"CREATE TABLE IF NOT EXISTS {self.lock_table} (id TINYINT PRIMARY KEY) ENGINE=InnoDB",
+            f"INSERT IGNORE INTO {self.lock_table} (id) VALUES (1)",
+        ]
+
+    def lock_sql(self) -> str | None:
+        """Return the statement that takes the writers' lock until the transaction ends.
+
+        ``None`` on SQLite, which serializes writers itself. Capture triggers run the same
+        statement before their first feed row.
+        """
+        if self.dialect == "postgresql":
+            return f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_ID})"
+        if self.dialect == "mysql":
+            return f"INSERT INTO {self.lock_table} (id) VALUES (1) ON DUPLICATE KEY UPDATE id = id"
+        return None
+
     def lock(self, conn: Any) -> None:
-        """Serialize log writers until the current transaction ends (PostgreSQL only)."""
-        if self.dialect != "postgresql":
+        """Serialize log writers until the current transaction ends (not needed on SQLite)."""
+        sql = self.lock_sql()
+        if sql is None:
             return
-        self._execute(conn, f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_ID})", ())
+        cur = conn.cursor()
+        try:
+            cur.execute(sql)
+        finally:
+            cur.close()
 
     def append(self, conn: Any, keys: Iterable[str]) -> int:
         """Write one row per key inside the open transaction; return the newest tid written.
@@ -233,8 +304,8 @@ class SqlFeed:
                 for i in range(0, len(rows), _CHUNK):
                     chunk = rows[i : i + _CHUNK]
                     values = ",".join([f"({self._p})"] * len(chunk))
-                    cur.execute(f"INSERT INTO {self.table} (key) VALUES {values}", chunk)
-                # Writers are serialized (advisory lock / SQLite write lock), so the newest
+                    cur.execute(f"INSERT INTO {self.table} ({self._k}) VALUES {values}", chunk)
+                # Writers are serialized (advisory lock / lock row / SQLite write lock), so the newest
                 # tid in the table is ours.
                 cur.execute(f"SELECT MAX(tid) FROM {self.table}")
                 tid = cur.fetchone()[0]
@@ -250,7 +321,7 @@ class SqlFeed:
         """
         with self._noted(f"polling after tid {after}"):
             if self._poll_sql is None:
-                self._poll_sql = f"{self._rows_sql} UNION ALL {self._sequence_sql(conn)}"
+                self._poll_sql = self._full_poll_sql(conn)
             cur = conn.cursor()
             try:
                 cur.execute(self._poll_sql, (after, self.table) if self.dialect == "sqlite" else (after,))
@@ -265,6 +336,15 @@ class SqlFeed:
                 else:
                     rows.append((tid, key))
             rows.sort(key=lambda r: r[0])
+            if self.dialect == "mysql":
+                # InnoDB never sets the counter at or below MAX(tid): with the row at our
+                # position still there, the numbering did not go back. Only without it is
+                # the counter read (information_schema: a second, costlier query).
+                if after > 0 and not (rows and int(rows[0][0]) == after):
+                    row = self._execute(conn, self._sequence_sql(conn), (self.table,))
+                    sequence = int(row[0]) if row and row[0] is not None else 0
+                else:
+                    sequence = after
             if sequence < after:
                 # The numbering went back (sequence reset, table recreated, backup restored).
                 return Poll(self._restart(conn, after), [], False)
@@ -293,8 +373,17 @@ class SqlFeed:
                 if after < pruned:
                     complete = False
                 continue
+            if key.startswith(RESTART_PREFIX):
+                continue
             changes.append((int(tid), key))
         return Poll(head, changes, complete)
+
+    def _full_poll_sql(self, conn: Any) -> str:
+        """Return the poll's one query: the rows from the position, and (except on MySQL,
+        see :meth:`poll`) the sequence's last tid."""
+        if self.dialect == "mysql":
+            return self._rows_sql
+        return f"{self._rows_sql} UNION ALL {self._sequence_sql(conn)}"
 
     def _max_tid(self, conn: Any) -> int:
         row = self._execute(conn, f"SELECT MAX(tid) FROM {self.table}", ())
@@ -306,6 +395,14 @@ class SqlFeed:
             return (
                 f"SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END, NULL "
                 f"FROM {self._sequence_name(conn)}"
+            )
+        if self.dialect == "mysql":
+            # The AUTO_INCREMENT counter is the next tid; MAX(tid) is below it (and trusted
+            # too where information_schema caches the counter, MySQL 8).
+            return (
+                "SELECT GREATEST(COALESCE((SELECT MAX(AUTO_INCREMENT) - 1 FROM information_schema.TABLES "
+                f"WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = {self._p}), 0), "
+                f"COALESCE((SELECT MAX(tid) FROM {self.table}), 0)), NULL"
             )
         return f"SELECT seq, NULL FROM sqlite_sequence WHERE name = {self._p}"
 
@@ -333,6 +430,22 @@ class SqlFeed:
                     target = int(row[0])
             finally:
                 self._execute(conn, f"SELECT pg_advisory_unlock({ADVISORY_LOCK_ID})", ())
+        elif self.dialect == "mysql":
+            # One statement: the lock row is read FOR UPDATE (every writer that took a tid
+            # before has committed) and the row at ``target`` moves the counter past it.
+            # In autocommit mode the statement is its own transaction; inside the caller's
+            # transaction the lock is held until it ends.
+            cur = conn.cursor()
+            try:
+                for stmt in self.lock_ddl()[1:]:
+                    cur.execute(stmt)
+                cur.execute(
+                    f"INSERT IGNORE INTO {self.table} (tid, {self._k}) SELECT {self._p}, {self._p} "
+                    f"FROM {self.lock_table} WHERE id = 1 FOR UPDATE",
+                    (target, f"{RESTART_PREFIX}{target}"),
+                )
+            finally:
+                cur.close()
         else:
             cur = conn.cursor()
             try:
@@ -362,7 +475,7 @@ class SqlFeed:
         """Return the newest tid in the table (0 when empty)."""
         with self._noted("reading the head"):
             if self._poll_sql is None:  # resolved here, so that polls are one query each
-                self._poll_sql = f"{self._rows_sql} UNION ALL {self._sequence_sql(conn)}"
+                self._poll_sql = self._full_poll_sql(conn)
             return self._max_tid(conn)
 
     def prune(self, conn: Any, keep: int) -> int:
@@ -385,7 +498,9 @@ class SqlFeed:
                     return 0
                 upto = int(row[0])
                 cur.execute(f"DELETE FROM {self.table} WHERE tid <= {self._p}", (upto,))
-                cur.execute(f"INSERT INTO {self.table} (key) VALUES ({self._p})", (f"{PRUNED_PREFIX}{upto}",))
+                cur.execute(
+                    f"INSERT INTO {self.table} ({self._k}) VALUES ({self._p})", (f"{PRUNED_PREFIX}{upto}",)
+                )
             finally:
                 cur.close()
         return upto

@@ -322,6 +322,10 @@ def _unknown(dialect: str, reason: str, *, autocommit_only: bool = False) -> Cla
     return Classification("unknown", every_table=True, autocommit_only=autocommit_only, dialect=dialect, reason=reason)
 
 
+#: MySQL's modifiers between UPDATE/DELETE/INSERT and the table
+_MYSQL_MODIFIERS = frozenset({"LOW_PRIORITY", "HIGH_PRIORITY", "DELAYED", "QUICK", "IGNORE"})
+
+
 def _statement(dialect: str, sql: str, chunk: list[Any]) -> Classification:
     sg = _sqlglot()
     first = chunk[0]
@@ -350,6 +354,13 @@ def _statement(dialect: str, sql: str, chunk: list[Any]) -> Classification:
         if keyword == "SHOW":
             return _read(dialect)
         return _unknown(dialect, f"{keyword} runs code the classifier cannot see")
+    if dialect == "mysql" and keyword in ("UPDATE", "DELETE", "INSERT"):
+        # Modifiers sqlglot reads as a table name (UPDATE LOW_PRIORITY t: "LOW_PRIORITY");
+        # they do not change which tables are written.
+        i = 1
+        while i < len(chunk) and chunk[i].text.upper() in _MYSQL_MODIFIERS:
+            i += 1
+        chunk = [first, *chunk[i:]]
     try:
         parsed = _sg_dialect(dialect).parser().parse(chunk, sql)
     except Exception as exc:  # sqlglot's ParseError: a dialect feature it does not know

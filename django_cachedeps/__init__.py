@@ -1,6 +1,7 @@
 """Django integration: cached ORM reads, write-time invalidation, a CACHES backend, views.
 
-Use ``django_cachedeps.db.backends.sqlite3`` or ``.postgresql`` as the database ENGINE, add
+Use ``django_cachedeps.db.backends.sqlite3``, ``.postgresql`` or ``.mysql`` (MySQL and
+MariaDB) as the database ENGINE, add
 ``django_cachedeps`` to INSTALLED_APPS and
 ``django_cachedeps.middleware.CachedepsMiddleware`` to MIDDLEWARE. Queries are then cached
 and invalidated without code changes; :func:`nocache` and :func:`uncached` opt out.

@@ -22,6 +22,9 @@ id                      fires when
 ``cachedeps.W003``      a ``memcache://`` server does not accept connections
 ``cachedeps.E011``      ``CACHEDEPS["METRICS"]`` names an exporter whose client library is not
                         installed (``prometheus_client``, ``opentelemetry-api``)
+``cachedeps.E012``      (``check --database``) on MySQL/MariaDB, the change feed table or its
+                        lock table is missing or not InnoDB (transactional row locks keep
+                        the feed's tids in commit order)
 ======================  =====================================================================
 
 The checks are registered when the app loads, and also when the cache backend or a database
@@ -48,14 +51,20 @@ __all__ = [
     "check_app_installed",
     "check_store_reachable",
     "check_metrics",
+    "check_mysql_feed",
 ]
 
 BACKEND_PATH = "django_cachedeps.backend.CachedepsCache"
 MIDDLEWARE_PATH = "django_cachedeps.middleware.CachedepsMiddleware"
-DB_BACKENDS = ("django_cachedeps.db.backends.sqlite3", "django_cachedeps.db.backends.postgresql")
+DB_BACKENDS = (
+    "django_cachedeps.db.backends.sqlite3",
+    "django_cachedeps.db.backends.postgresql",
+    "django_cachedeps.db.backends.mysql",
+)
 _STOCK_TO_WRAPPER = {
     "django.db.backends.sqlite3": "django_cachedeps.db.backends.sqlite3",
     "django.db.backends.postgresql": "django_cachedeps.db.backends.postgresql",
+    "django.db.backends.mysql": "django_cachedeps.db.backends.mysql",
 }
 
 
@@ -337,3 +346,45 @@ def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         "instead of once per request.",
         hint=f"Add {MIDDLEWARE_PATH!r} near the top of MIDDLEWARE.",
         id="cachedeps.W001")]
+
+
+@register(Tags.database)
+def check_mysql_feed(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Any]:
+    """Check, on MySQL/MariaDB databases, that the feed and its lock table are InnoDB tables.
+
+    The feed's order rests on a row lock held until COMMIT: a MyISAM table (no transactions,
+    table locks) or a missing lock table would let tids commit out of order. Runs only with
+    ``manage.py check --database`` (or ``migrate``), since it reads the database.
+    """
+    from django.db import connections
+
+    from cachedeps.feed import SqlFeed
+
+    from .conf import FEED_TABLE
+
+    errors: list[Any] = []
+    for alias in databases or ():
+        connection = connections[alias]
+        if connection.vendor != "mysql" or settings.DATABASES[alias].get("ENGINE") not in DB_BACKENDS:
+            continue
+        feed = SqlFeed(dialect="mysql", table=FEED_TABLE)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT TABLE_NAME, ENGINE FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN (%s, %s)",
+                [feed.table, feed.lock_table])
+            engines = dict(cursor.fetchall())
+        if feed.table not in engines:
+            continue  # not migrated yet: migrate creates both
+        for table in (feed.table, feed.lock_table):
+            engine = engines.get(table)
+            if engine is None or str(engine).lower() != "innodb":
+                what = "is missing" if engine is None else f"uses the {engine} storage engine"
+                errors.append(Error(
+                    f"DATABASES[{alias!r}]: the change feed table {table!r} {what}; the feed needs "
+                    "InnoDB tables (a row lock held until COMMIT keeps its tids in commit order).",
+                    hint=(f"Run manage.py migrate django_cachedeps --database {alias}." if engine is None else
+                          f"ALTER TABLE {table} ENGINE=InnoDB, and set default_storage_engine=InnoDB "
+                          "in the server or OPTIONS['init_command']."),
+                    id="cachedeps.E012"))
+    return errors

@@ -78,7 +78,7 @@ def _build(alias: str, using: str) -> Any:
     if store is None:
         store = _stores[location] = cachedeps.open_store(location)
     vendor = connections[using].vendor
-    dialect = "postgresql" if vendor == "postgresql" else "sqlite"
+    dialect = {"postgresql": "postgresql", "mysql": "mysql"}.get(vendor, "sqlite")
     feed = SqlFeed(dialect=dialect, paramstyle="format", table=FEED_TABLE)
     return cachedeps.Cache(store, feed=feed, namespace=_namespace(using), max_delta=conf.max_delta)
 

@@ -45,7 +45,7 @@ from . import identity
 from .analysis import primary_key_binds, read_keys, statement_mappers
 from .finer import finer_read, row_deps
 from .spelling import pk_oid
-from .feed import DEFAULT_TABLE, feed_for_dialect
+from .feed import DEFAULT_TABLE, feed_for_dialect, feed_name
 from .options import EXECUTION_OPTION, FromCache, RelationshipCache
 from .verify import VERIFY_OPTION, verify_query, verify_state
 from .writes import Writes, conn_state, session_state
@@ -214,7 +214,7 @@ class Installation:
     def ensure_feed(self, dialect: Any) -> None:
         """Build the cache for ``dialect``'s database if it was given as a URL."""
         if self._cache is not None:
-            if self._feed is not None and self._feed.dialect != dialect.name:
+            if self._feed is not None and self._feed.dialect != (feed_name(dialect) or dialect.name):
                 raise ConfigurationError(
                     f"this cache's feed speaks {self._feed.dialect!r} but the engine is {dialect.name!r}; "
                     "one installation serves one database"
@@ -519,6 +519,8 @@ _VIEW_SQL = {
     "sqlite": "SELECT name FROM sqlite_master WHERE type = 'view'",
     "postgresql": "SELECT viewname FROM pg_views WHERE schemaname = ANY (current_schemas(false)) "
                   "UNION SELECT matviewname FROM pg_matviews WHERE schemaname = ANY (current_schemas(false))",
+    "mysql": "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE()",
+    "mariadb": "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE()",
 }
 
 

@@ -19,8 +19,14 @@ __all__ = ["create_feed_table", "feed_for_dialect", "DEFAULT_TABLE"]
 
 DEFAULT_TABLE = "cachedeps_change"
 
-_DIALECTS = {"sqlite": "sqlite", "postgresql": "postgresql"}
+#: SQLAlchemy dialect name -> SqlFeed dialect (mysql+mysqldb, mysql+pymysql, mariadb+...)
+_DIALECTS = {"sqlite": "sqlite", "postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql"}
 _PARAMSTYLES = {"qmark": "qmark", "format": "format", "pyformat": "format"}
+
+
+def feed_name(dialect: Any) -> str | None:
+    """Return the :class:`~cachedeps.feed.SqlFeed` dialect of a SQLAlchemy dialect (or None)."""
+    return _DIALECTS.get(dialect.name)
 
 
 def feed_for_dialect(dialect: Any, table: str = DEFAULT_TABLE) -> SqlFeed:
@@ -32,13 +38,14 @@ def feed_for_dialect(dialect: Any, table: str = DEFAULT_TABLE) -> SqlFeed:
     name = _DIALECTS.get(dialect.name)
     if name is None:
         raise ConfigurationError(
-            f"the change feed supports SQLite and PostgreSQL; this engine's dialect is {dialect.name!r}"
+            "the change feed supports SQLite, PostgreSQL and MySQL/MariaDB; this engine's dialect is "
+            f"{dialect.name!r}"
         )
     paramstyle = _PARAMSTYLES.get(dialect.paramstyle)
     if paramstyle is None:
         raise ConfigurationError(
             f"driver {dialect.driver!r} uses paramstyle {dialect.paramstyle!r}; the change feed needs "
-            "'qmark', 'format' or 'pyformat' (use sqlite3/aiosqlite or psycopg)"
+            "'qmark', 'format' or 'pyformat' (use sqlite3/aiosqlite, psycopg, mysqlclient or PyMySQL)"
         )
     return SqlFeed(dialect=name, paramstyle=paramstyle, table=table)
 

@@ -34,8 +34,10 @@ def default_dialect() -> Any:
 
 def type_kind(type_: Any, dialect: Any) -> str:
     """Return the :mod:`cachedeps.algebra` kind of a column of ``type_`` on ``dialect``."""
-    if dialect.name not in ("sqlite", "postgresql"):
+    name = dialect.name
+    if name not in ("sqlite", "postgresql", "mysql", "mariadb"):
         return algebra.OTHER
+    mysql = name in ("mysql", "mariadb")
     try:
         if getattr(type_, "_has_bind_expression", False):
             return algebra.OTHER  # the database compares an expression of the value
@@ -47,10 +49,15 @@ def type_kind(type_: Any, dialect: Any) -> str:
             return algebra.INTEGER
         if isinstance(type_, sat.Uuid):
             native = type_.native_uuid and dialect.supports_native_uuid
-            return algebra.UUID if native else algebra.TEXT
+            if native:
+                return algebra.UUID
+            # 32 hex digits in CHAR(32): exact on SQLite/PostgreSQL, case-insensitive on MySQL
+            return algebra.OTHER if mysql else algebra.TEXT
         if isinstance(type_, sat.Enum) or type(type_) in _TEXT_TYPES:
-            return algebra.text_kind(getattr(type_, "collation", None))
-        if type(type_) in _CHAR_TYPES and dialect.name == "sqlite":
+            # MySQL: OTHER unless a NO PAD binary collation is declared (its defaults ignore
+            # case and trailing spaces); ENUM columns compare under a collation too.
+            return algebra.text_kind(getattr(type_, "collation", None), name)
+        if type(type_) in _CHAR_TYPES and name == "sqlite":
             return algebra.text_kind(getattr(type_, "collation", None))  # blank-padded elsewhere
     except Exception:
         return algebra.OTHER

@@ -551,8 +551,7 @@ class Writes:
         self._lock(conn, cstate)
         cols = list(table.primary_key.columns)
         query = stored_select(table, cols).where(where).limit(MAX_PRECISE_ROWS + 1)
-        if self.inst.feed.dialect == "postgresql":
-            query = query.with_for_update(of=table, key_share=True)  # FOR NO KEY UPDATE, until COMMIT
+        query = _for_update(query, table, self.inst.feed.dialect)
         try:
             found = conn.execute(query, params).all()
         except StatementError as exc:
@@ -641,7 +640,7 @@ class Writes:
                 if _addressable(istate.mapper, table) and (table.name, pk) not in state.old_rows:
                     by_table.setdefault(table.name, (table, []))[1].append(pk)
         for name, (table, pks) in by_table.items():
-            found = _read_or_none(self._select_rows, conn, table, pks, lock=self.inst.feed.dialect == "postgresql")
+            found = _read_or_none(self._select_rows, conn, table, pks, lock=self.inst.feed.dialect)
             if found is None:
                 state.coarse.add(name)
                 continue
@@ -650,7 +649,7 @@ class Writes:
 
     @staticmethod
     def _select_rows(
-        conn: Connection, table: Any, pks: list, lock: bool = False
+        conn: Connection, table: Any, pks: list, lock: str = ""
     ) -> dict[tuple[str, Any], dict[str, Any]]:
         cols = list(table.primary_key.columns)
         out: dict[tuple[str, Any], dict[str, Any]] = {}
@@ -663,8 +662,7 @@ class Writes:
             else:
                 where = tuple_(*cols).in_(chunk)
             query = stored_select(table, cols).where(where)
-            if lock:  # FOR NO KEY UPDATE: what an UPDATE takes (foreign key checks pass)
-                query = query.with_for_update(of=table, key_share=True)
+            query = _for_update(query, table, lock)
             for row in conn.execute(query):
                 pk = _pk_value(tuple(row[: len(cols)]))
                 out[(table.name, pk)] = _stored_values(table, row, len(cols))
@@ -675,8 +673,8 @@ class Writes:
     def _lock(self, conn: Connection, cstate: ConnState) -> None:
         """On SQLite, begin the write transaction before old values are read.
 
-        (PostgreSQL reads them ``FOR UPDATE`` instead; the feed's own lock is taken only
-        around the append at COMMIT.)
+        (PostgreSQL and MySQL read them ``FOR UPDATE`` instead; the feed's own lock is taken
+        only around the append at COMMIT.)
         """
         if cstate.locked:
             return
@@ -807,3 +805,17 @@ class Writes:
         if cstate is not None:
             cstate.reset()
             cstate.published.clear()
+
+
+def _for_update(query: Any, table: Any, dialect: str) -> Any:
+    """Lock the rows an old-values read returns until COMMIT (where the database can).
+
+    PostgreSQL: ``FOR NO KEY UPDATE``, what an UPDATE takes (foreign key checks pass).
+    MySQL/MariaDB: ``FOR UPDATE`` (``OF`` where the server has it); InnoDB's locking read
+    sees the newest committed rows, as the UPDATE will. SQLite: none (its write lock).
+    """
+    if dialect == "postgresql":
+        return query.with_for_update(of=table, key_share=True)
+    if dialect == "mysql":
+        return query.with_for_update(of=table)
+    return query

@@ -13,6 +13,8 @@ import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_DSN = os.environ.get("CACHEDEPS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+#: the test MariaDB/MySQL database (user, password, host, port and database from the URL)
+MYSQL_URL = os.environ.get("CACHEDEPS_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test")
 
 
 def require(condition: bool, reason: str) -> None:
@@ -135,6 +137,51 @@ def postgres_dsn() -> str:
     """A DSN for the test PostgreSQL; skip (or fail under CI) when it is not running."""
     require(postgres_available(), f"PostgreSQL is not reachable at {PG_DSN}")
     return PG_DSN
+
+
+def mysql_params(url: str = MYSQL_URL) -> dict:
+    """Return ``MYSQL_URL`` as keyword arguments of mysqlclient's/PyMySQL's ``connect``."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    return {"host": parts.hostname or "127.0.0.1", "port": parts.port or 3306,
+            "user": unquote(parts.username or "root"), "password": unquote(parts.password or ""),
+            "database": parts.path.lstrip("/") or "test", "charset": "utf8mb4"}
+
+
+def mysql_sqlalchemy_url(database: str, driver: str = "pymysql") -> str:
+    """Return the SQLAlchemy URL of ``database`` on the test MariaDB (PyMySQL by default)."""
+    p = mysql_params()
+    auth = p["user"] + (f":{p['password']}" if p["password"] else "")
+    return f"mysql+{driver}://{auth}@{p['host']}:{p['port']}/{database}?charset=utf8mb4"
+
+
+def mysql_connect(**kwargs):
+    """Open a DB-API connection to the test MariaDB (mysqlclient, else PyMySQL)."""
+    params = {**mysql_params(), **kwargs}
+    try:
+        import MySQLdb
+    except ImportError:
+        import pymysql
+
+        return pymysql.connect(**params)
+    return MySQLdb.connect(**params)
+
+
+def mysql_available() -> bool:
+    try:
+        mysql_connect(connect_timeout=2).close()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> str:
+    """The test MariaDB's URL; skip (or fail under CI) when it is not running."""
+    require(mysql_available(), f"MariaDB/MySQL is not reachable at {MYSQL_URL} "
+            "(or neither mysqlclient nor PyMySQL is installed: pip install 'cachedeps[mysql]')")
+    return MYSQL_URL
 
 
 class RedisProcess:

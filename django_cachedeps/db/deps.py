@@ -56,7 +56,8 @@ FROM_ALIASES = "cachedeps_from_aliases"
 MAX_IN_KEYS = 64
 _MAX_DEPTH = 50
 _NON_DETERMINISTIC = (Random, Now)
-_COLUMN_REF = re.compile(r'^\s*"?(\w+)"?\s*\.\s*"?\w+"?\s*$')
+# "t"."c" (PostgreSQL, SQLite) or `t`.`c` (MySQL)
+_COLUMN_REF = re.compile(r'^\s*["`]?(\w+)["`]?\s*\.\s*["`]?\w+["`]?\s*$')
 
 
 @dataclass(frozen=True)

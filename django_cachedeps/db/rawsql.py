@@ -17,6 +17,13 @@ Limits: writes the database makes on a statement's behalf (triggers, rules, func
 called from a ``SELECT``) are not seen. A statement PostgreSQL refuses inside a
 transaction block (``CREATE INDEX CONCURRENTLY``) runs first, and its keys are appended
 right after it, in a transaction of their own.
+
+MySQL/MariaDB commit the open transaction before (and after) a DDL statement (``ALTER``,
+``CREATE``, ``DROP``, ``TRUNCATE``, ``RENAME``; not the ``TEMPORARY`` forms). Inside a
+transaction, the keys written so far are therefore appended to the feed *before* such a
+statement, so its implicit COMMIT commits them with the data they describe, and the
+statement's own keys are appended and committed right after it: a later rollback of the
+``atomic()`` block can undo neither (nor the data, which MySQL already committed).
 """
 
 from __future__ import annotations
@@ -34,6 +41,13 @@ from .hints import in_own_statement
 __all__ = ["RawWriteTracker", "written_tables"]
 
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
+# A statement after which MySQL/MariaDB has committed the open transaction (leading comments
+# skipped; CREATE/DROP TEMPORARY TABLE do not commit).
+_MYSQL_IMPLICIT_COMMIT = re.compile(
+    r"^\s*(?:(?:/\*.*?\*/|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$))\s*)*"
+    r"(?:ALTER|RENAME|TRUNCATE|(?:CREATE|DROP)\b(?!\s+TEMPORARY\b))\b",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 def written_tables(sql: str, vendor: str = "sqlite") -> list[str]:
@@ -78,7 +92,13 @@ class RawWriteTracker:
         if verdict.is_read:
             return execute(sql, params, many, context)
         tables = verdict.written(written_through_tables())
-        if not tables:
+        implicit_commit = (
+            self.connection.vendor == "mysql"
+            and not self.connection.get_autocommit()
+            and bool(_MYSQL_IMPLICIT_COMMIT.match(text or ""))
+            and (bool(tables) or bool(self.connection.cachedeps_pending))
+        )
+        if not tables and not implicit_commit:
             return execute(sql, params, many, context)
         from .. import runtime
         from .writes import write_scope
@@ -87,6 +107,8 @@ class RawWriteTracker:
         if alias not in connections.settings or not runtime.feed_ready(alias):
             # Django's own connections outside DATABASES ("__no_db__", for CREATE/DROP DATABASE)
             return execute(sql, params, many, context)
+        if implicit_commit:
+            return self._implicit_commit(execute, sql, params, many, context, tables)
         if verdict.autocommit_only:
             # The database refuses it in a transaction block: run it, then publish its keys.
             result = execute(sql, params, many, context)
@@ -109,4 +131,26 @@ class RawWriteTracker:
             result = execute(sql, params, many, context)
             for table in tables:
                 keys.extend(unknown_rows_keys(table))
+        return result
+
+    def _implicit_commit(self, execute: Callable[..., Any], sql: Any, params: Any, many: bool,
+                         context: dict, tables: list[str]) -> Any:
+        """Run a MySQL statement that commits the open transaction (see the module docstring)."""
+        from .. import runtime
+        from .hints import own_statements
+        from .writes import committed, publish
+
+        connection = self.connection
+        published = publish(connection)  # committed by the statement's implicit COMMIT
+        result = execute(sql, params, many, context)
+        connection.cachedeps_pending = {}
+        committed(connection, published)
+        connection.cachedeps_written = True  # this transaction's reads keep bypassing the cache
+        keys = list(dict.fromkeys(k for table in tables for k in unknown_rows_keys(table)))
+        if keys:
+            engine = runtime.get_engine(using=connection.alias)
+            with own_statements():
+                tid = engine.feed.append(connection, keys)
+                connection.connection.commit()  # what MySQL does around the statement anyway
+            engine.committed(keys, tid)
         return result

@@ -58,8 +58,9 @@ def column_kind(field: Any, connection: Any) -> str:
 
 
 def _kind(field: Any, connection: Any) -> str:
-    if connection.vendor not in ("sqlite", "postgresql"):
-        return algebra.OTHER  # other databases' default collations are not binary (MySQL)
+    vendor = connection.vendor
+    if vendor not in ("sqlite", "postgresql", "mysql"):
+        return algebra.OTHER  # a database whose comparisons this module does not know
     target = resolve_target(field)
     if getattr(target, "column", None) is None:
         return algebra.OTHER
@@ -76,15 +77,19 @@ def _kind(field: Any, connection: Any) -> str:
     if internal == "BooleanField":
         return algebra.BOOLEAN if word in ("bool", "boolean") else algebra.OTHER
     if internal in _TEXT_TYPES:
-        if word in _TEXT_COLUMNS or (word == "char" and connection.vendor == "sqlite"):
-            return algebra.text_kind(collation)
-        return algebra.OTHER  # char(n) pads on PostgreSQL; custom column types
+        if word in _TEXT_COLUMNS or (word == "char" and vendor == "sqlite") or (
+            word == "longtext" and vendor == "mysql"
+        ):
+            # MySQL: OTHER unless the field declares a NO PAD binary collation (its default
+            # collations ignore case and trailing spaces).
+            return algebra.text_kind(collation, vendor)
+        return algebra.OTHER  # char(n) pads on PostgreSQL and MySQL; custom column types
     if internal == "UUIDField":
         if word == "uuid":
-            return algebra.UUID
-        if word == "char" and connection.vendor == "sqlite":
+            return algebra.UUID  # PostgreSQL; MariaDB 10.7+ (values come back with dashes)
+        if word == "char" and vendor == "sqlite":
             return algebra.TEXT  # stored as 32 hex digits
-        return algebra.OTHER
+        return algebra.OTHER  # MySQL's char(32) compares under a case-insensitive collation
     return algebra.OTHER
 
 

@@ -241,15 +241,19 @@ def _matching_rows(compiler: Any) -> dict[Any, _Row] | None:
     select.select = ()
     select.default_cols = True
     features = connections[compiler.using].features
-    if features.has_select_for_update and features.has_select_for_update_of:
+    if features.has_select_for_update:
         if select.group_by is not None or select.distinct or select.combinator:
             return None  # cannot be locked FOR UPDATE: old values unsure, keyed by table
         # Lock the rows until this transaction ends: no concurrent writer changes them
         # between this read and the statement, so their old values are the ones replaced.
         select.select_for_update = True
-        select.select_for_update_of = ("self",)
-        # FOR NO KEY UPDATE: what an UPDATE itself takes, so a child row's foreign key
-        # check (KEY SHARE) does not wait on it where plain Django would not.
+        if features.has_select_for_update_of:
+            select.select_for_update_of = ("self",)
+        # else (MariaDB): FOR UPDATE locks the joined tables' matching rows too (more than
+        # needed, never less); InnoDB's locking read sees the newest committed rows, as the
+        # UPDATE will, whatever the transaction's snapshot.
+        # FOR NO KEY UPDATE (PostgreSQL): what an UPDATE itself takes, so a child row's
+        # foreign key check (KEY SHARE) does not wait on it where plain Django would not.
         select.select_for_no_key_update = features.has_select_for_no_key_update
     return _rows_by_pk(model, compiler.using, QuerySet(model=model, query=select, using=compiler.using),
                        MAX_TRACKED_ROWS)

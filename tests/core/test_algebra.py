@@ -46,6 +46,17 @@ def test_text_kind_by_collation():
         assert algebra.text_kind(collation) == algebra.OTHER
 
 
+def test_text_kind_on_mysql_is_exact_only_for_a_declared_no_pad_binary_collation():
+    # The default (unknown to the ORM) is _ci on almost every server; _bin is PAD SPACE.
+    for collation in (None, "", "utf8mb4_general_ci", "utf8mb4_unicode_ci", "utf8mb4_bin",
+                      "utf8mb4_uca1400_ai_ci", "latin1_swedish_ci", "NOCASE"):
+        assert algebra.text_kind(collation, "mysql") == algebra.OTHER, collation
+        assert algebra.text_kind(collation, "mariadb") == algebra.OTHER, collation
+    for collation in ("utf8mb4_nopad_bin", "`utf8mb4_nopad_bin`", "UTF8MB4_0900_BIN"):
+        assert algebra.text_kind(collation, "mysql") == algebra.TEXT, collation
+
+
+
 def test_same_stored_is_stricter_than_equality():
     assert not algebra.same_stored(1, True)
     assert not algebra.same_stored(1, 1.0)

@@ -132,6 +132,219 @@ def test_postgres_late_commit_of_lower_tid_is_not_missed(postgres_dsn):
             admin.execute(f"DROP TABLE IF EXISTS {feed.table}")
 
 
+# -- MariaDB/MySQL ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mysql_feed(mysql_url):
+    """A fresh MySQL-dialect feed table in the test MariaDB: ``(feed, connect)``."""
+    from tests.conftest import mysql_connect
+
+    feed = SqlFeed("mysql", table="cachedeps_change_feedtest")
+    admin = mysql_connect(autocommit=True)
+    cur = admin.cursor()
+    cur.execute(f"DROP TABLE IF EXISTS {feed.table}, {feed.lock_table}")
+    for stmt in feed.ddl() + feed.ddl():  # idempotent
+        cur.execute(stmt)
+    opened = [admin]
+
+    def connect(autocommit: bool = False):
+        conn = mysql_connect(autocommit=autocommit)
+        opened.append(conn)
+        return conn
+
+    yield feed, connect
+    for conn in opened[1:]:
+        conn.close()
+    cur.execute(f"DROP TABLE IF EXISTS {feed.table}, {feed.lock_table}")
+    admin.close()
+
+
+@pytest.mark.mysql
+def test_mysql_append_poll_prune(mysql_feed):
+    feed, connect = mysql_feed
+    conn = connect()
+    assert feed.head(conn) == 0 and feed.poll(conn, 0) == (0, [], True)
+    t1 = feed.append(conn, ["book", "book:1", "book.title=Dune"])
+    conn.commit()
+    keys = [f"t:{i}" for i in range(1234)] + ["t.c=" + "é" * 200]
+    t2 = feed.append(conn, keys)
+    conn.commit()
+    p = feed.poll(conn, 0)
+    assert p.complete and p.tid == t2 > t1
+    assert [k for _, k in p.changes] == ["book", "book:1", "book.title=Dune", *keys[:-1], feed_key(keys[-1])]
+    assert feed.poll(conn, t1).changes[0][1] == "t:0"
+    feed.append(conn, ["rolled:back"])
+    conn.rollback()
+    assert feed.poll(conn, t2) == (t2, [], True)
+    upto = feed.prune(conn, keep=10)
+    conn.commit()
+    assert not feed.poll(conn, t1).complete  # behind the pruned tid: a reset, never stale
+    assert feed.poll(conn, t2).complete
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize("autocommit_poller", [True, False])
+def test_mysql_late_commit_of_lower_tid_is_not_missed(mysql_feed, autocommit_poller):
+    """Writers interleaved on three connections: the lock row keeps tids visible in order.
+
+    A takes its tids and holds the lock row; B's append waits for A's COMMIT (without the
+    lock B would take a higher tid and could commit first, and a poller that saw B's tid
+    would never look below it again).
+    """
+    feed, connect = mysql_feed
+    a, b, poller = connect(), connect(), connect(autocommit=autocommit_poller)
+    tid_a = feed.append(a, ["x:1"])  # A holds the lock, uncommitted
+    got: dict[str, int] = {}
+    tb = threading.Thread(target=lambda: got.setdefault("b", feed.append(b, ["x:2"])))
+    tb.start()
+    time.sleep(0.3)
+    assert "b" not in got, "B must wait for A's transaction to end"
+
+    def poll(after):
+        p = feed.poll(poller, after)
+        if not autocommit_poller:
+            poller.commit()
+        return p
+
+    assert poll(0).changes == []
+    a.commit()
+    tb.join(5)
+    assert got["b"] > tid_a
+    mid = poll(0)
+    assert mid.changes == [(tid_a, "x:1")]
+    b.commit()
+    end = poll(mid.tid)
+    assert end.changes == [(got["b"], "x:2")] and end.complete
+
+
+class _Counting:
+    """A DB-API connection proxy counting the statements its cursors run."""
+
+    def __init__(self, conn):
+        self.conn, self.statements = conn, []
+
+    def cursor(self):
+        cur, statements = self.conn.cursor(), self.statements
+
+        class Cursor:
+            def execute(self, sql, params=()):
+                statements.append(sql)
+                return cur.execute(sql, params)
+
+            def __getattr__(self, name):
+                return getattr(cur, name)
+
+        return Cursor()
+
+
+@pytest.mark.mysql
+def test_mysql_poll_is_one_query_while_the_row_at_its_position_stands(mysql_feed):
+    feed, connect = mysql_feed
+    conn = connect(autocommit=True)
+    tid = feed.append(conn, ["a:1"])
+    counted = _Counting(conn)
+    feed.head(counted)
+    counted.statements.clear()
+    assert feed.poll(counted, tid) == (tid, [], True)
+    assert len(counted.statements) == 1 and "information_schema" not in counted.statements[0]
+
+
+@pytest.mark.mysql
+def test_mysql_lock_row_is_recreated_when_missing(mysql_feed):
+    feed, connect = mysql_feed
+    a, b = connect(), connect()
+    cur = a.cursor()
+    cur.execute(f"DELETE FROM {feed.lock_table}")
+    a.commit()
+    feed.append(a, ["y:1"])  # upserts the lock row, and holds it
+    got: dict[str, int] = {}
+    tb = threading.Thread(target=lambda: got.setdefault("b", feed.append(b, ["y:2"])))
+    tb.start()
+    time.sleep(0.3)
+    assert "b" not in got
+    a.commit()
+    tb.join(5)
+    b.commit()
+    assert "b" in got
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize("how", ["truncate", "recreate"])
+def test_mysql_feed_going_backwards_resets_to_misses(mysql_feed, embedded, how):
+    from cachedeps.cache import Cache
+
+    feed, connect = mysql_feed
+    conn, admin = connect(), connect(autocommit=True)
+    cache = Cache(embedded, feed=feed)
+    for i in range(5):
+        feed.append(conn, [f"other:{i}"])
+        conn.commit()
+    cache.poll(conn)
+    conn.commit()
+    stamp = cache.current_tid
+    assert cache.set("q", "old", depends_on=["book:1"], tid=stamp)
+    cur = admin.cursor()
+    if how == "truncate":  # TRUNCATE resets AUTO_INCREMENT
+        cur.execute(f"TRUNCATE TABLE {feed.table}")
+    else:  # a restored backup / a re-run migration
+        cur.execute(f"DROP TABLE {feed.table}")
+        for stmt in feed.ddl():
+            cur.execute(stmt)
+    tid = feed.append(conn, ["book:1"])
+    conn.commit()
+    assert tid <= stamp
+    cache.poll(conn)
+    conn.commit()
+    assert cache.get("q", None) is None
+    assert cache.current_tid > stamp
+    later = feed.append(conn, ["book:2"])
+    conn.commit()
+    assert later > cache.current_tid  # the numbering was moved forward
+    assert cache.set("q", "new", depends_on=["book:1"], tid=cache.current_tid)
+    assert cache.poll(conn) == later
+    conn.commit()
+    assert cache.get("q", None) == "new"
+    # A poller still behind the restart position resets too.
+    assert feed.poll(conn, stamp).complete is False
+    conn.commit()
+
+
+@pytest.mark.mysql
+def test_mysql_rows_deleted_by_hand_is_incomplete(mysql_feed):
+    feed, connect = mysql_feed
+    conn, admin = connect(), connect(autocommit=True)
+    t0 = feed.append(conn, ["x:0"])
+    conn.commit()
+    feed.append(conn, ["book:1"])
+    conn.commit()
+    admin.cursor().execute(f"DELETE FROM {feed.table}")
+    feed.append(conn, ["x:1"])
+    conn.commit()
+    p = feed.poll(conn, t0)
+    conn.commit()
+    assert not p.complete and p.tid > t0
+
+
+@pytest.mark.mysql
+def test_mysql_database_errors_propagate_unchanged(mysql_feed):
+    feed, connect = mysql_feed
+    conn = connect()
+    with pytest.raises(Exception, match="nosuch") as info:
+        SqlFeed("mysql", table="nosuch").poll(conn, 0)
+    assert not isinstance(info.value, FeedError)
+    assert any("'nosuch'" in note for note in info.value.__notes__)
+
+
+def test_mysql_dialect_spellings():
+    feed = SqlFeed("mariadb")
+    assert feed.dialect == "mysql" and feed.paramstyle == "format"
+    assert "`key` VARCHAR(255)" in feed.ddl()[0] and "BIGINT AUTO_INCREMENT PRIMARY KEY" in feed.ddl()[0]
+    assert feed.lock_sql().startswith("INSERT INTO cachedeps_change_lock")
+    with pytest.raises(ConfigurationError, match="59"):
+        SqlFeed("mysql", table="t" * 60)
+
+
 # -- StoreFeed -------------------------------------------------------------------------------
 
 

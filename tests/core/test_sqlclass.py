@@ -85,6 +85,19 @@ def test_writes_name_their_target_sqlite_mysql(sql, dialect):
     assert c.written(["item", "other"]) == ["item"]
 
 
+@pytest.mark.parametrize("sql", [
+    "UPDATE LOW_PRIORITY item SET a = 1",  # sqlglot alone reads LOW_PRIORITY as the table
+    "UPDATE LOW_PRIORITY IGNORE item SET a = 1",
+    "DELETE LOW_PRIORITY QUICK IGNORE FROM item WHERE id = 1",
+    "INSERT HIGH_PRIORITY IGNORE INTO item VALUES (1)",
+    "INSERT DELAYED INTO item VALUES (1)",
+    "REPLACE LOW_PRIORITY INTO item VALUES (1)",
+])
+def test_mysql_modifiers_are_not_table_names(sql):
+    c = classify(sql, "mysql")
+    assert c.kind == "write" and c.written(["item", "low_priority", "quick"]) == ["item"], c
+
+
 def test_multi_table_writes_name_every_target():
     c = classify("UPDATE a JOIN b ON a.id = b.id SET a.x = 1, b.y = 2", "mysql")
     assert c.written(["a", "b", "c"]) == ["a", "b"]

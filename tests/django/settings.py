@@ -1,5 +1,5 @@
 """Django settings for the test suite. The database is chosen by CACHEDEPS_TEST_DB
-(``sqlite``, the default, or ``postgresql``), the store by CACHEDEPS_TEST_STORE (a store URL,
+(``sqlite``, the default, ``postgresql`` or ``mysql`` for MariaDB/MySQL), the store by CACHEDEPS_TEST_STORE (a store URL,
 default the embedded store). CACHEDEPS_TEST_SQLITE_FILE puts the SQLite database in a file
 (the consistency checker's child processes share it)."""
 
@@ -47,6 +47,20 @@ if os.environ.get("CACHEDEPS_TEST_DB", "sqlite") == "postgresql":
             "HOST": "127.0.0.1",
             "PORT": "5432",
             "TEST": {"NAME": os.environ.get("CACHEDEPS_TEST_PG_NAME", "test_cachedeps_django")},
+        }
+    }
+elif os.environ.get("CACHEDEPS_TEST_DB") == "mysql":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django_cachedeps.db.backends.mysql",
+            "NAME": os.environ.get("CACHEDEPS_TEST_MYSQL_DB", "test"),
+            "USER": "root",
+            "HOST": "127.0.0.1",
+            "PORT": "3306",
+            "OPTIONS": {"charset": "utf8mb4"},
+            # The server's default collation (case-insensitive): what most projects run.
+            "TEST": {"NAME": os.environ.get("CACHEDEPS_TEST_MYSQL_NAME", "test_cachedeps_django"),
+                     "CHARSET": "utf8mb4"},
         }
     }
 else:

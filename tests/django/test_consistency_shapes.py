@@ -16,7 +16,8 @@ each shape spells the version on its own:
 - ``count(paints of color "C<i>")``, ``count(marks of uid U<i>)``: an enum and a UUID,
   written by SQLAlchemy's types and read by Django's.
 
-Zero stale reads allowed, on a SQLite file and on PostgreSQL, with memcached.
+Zero stale reads allowed, on a SQLite file, on PostgreSQL and on MariaDB (its collation a
+``_ci`` one, PAD SPACE), with memcached.
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ import pytest
 from sqlalchemy import JSON, BigInteger, Enum, ForeignKey, Integer, String, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from tests.django._checker_db import fresh_pg_database
+from tests.django._checker_db import fresh_mysql_database, fresh_pg_database
 from tests.consistency import checker
 
 pytestmark = pytest.mark.memcached
 ON_POSTGRESQL = os.environ.get("CACHEDEPS_TEST_DB", "sqlite") == "postgresql"
+ON_MYSQL = os.environ.get("CACHEDEPS_TEST_DB", "sqlite") == "mysql"
 
 ITEMS = 4
 SLOTS = 400
@@ -139,6 +141,10 @@ def _sqlalchemy_writer(ctx: dict):
     settings = connection.settings_dict
     if connection.vendor == "sqlite":
         engine = create_engine(f"sqlite:///{settings['NAME']}", connect_args={"timeout": 30})
+    elif connection.vendor == "mysql":
+        from tests.conftest import mysql_sqlalchemy_url
+
+        engine = create_engine(mysql_sqlalchemy_url(settings["NAME"]))
     else:
         engine = create_engine(f"postgresql+psycopg://{settings['USER']}@127.0.0.1:5432/{settings['NAME']}")
     factory = sessionmaker(engine)
@@ -226,7 +232,7 @@ def _check(env: dict, memcached) -> None:
     assert report.counters.get("hits", 0) > 0, "readers should have been served from the cache"
 
 
-@pytest.mark.skipif(ON_POSTGRESQL, reason="the SQLite run of the Django suite covers SQLite")
+@pytest.mark.skipif(ON_POSTGRESQL or ON_MYSQL, reason="the SQLite run of the Django suite covers SQLite")
 def test_no_stale_reads_on_the_shapes_sqlite_file(tmp_path, memcached):
     memcached.restart()
     _check({"CACHEDEPS_TEST_DB": "sqlite", "CACHEDEPS_TEST_SQLITE_FILE": str(tmp_path / "db.sqlite3")}, memcached)
@@ -236,4 +242,12 @@ def test_no_stale_reads_on_the_shapes_sqlite_file(tmp_path, memcached):
 def test_no_stale_reads_on_the_shapes_postgresql(postgres_dsn, memcached):
     memcached.restart()
     with fresh_pg_database() as env:
+        _check(env, memcached)
+
+
+@pytest.mark.mysql
+@pytest.mark.skipif(not ON_MYSQL, reason="runs in the MariaDB run (CACHEDEPS_TEST_DB=mysql)")
+def test_no_stale_reads_on_the_shapes_mariadb(mysql_url, memcached):
+    memcached.restart()
+    with fresh_mysql_database() as env:
         _check(env, memcached)

@@ -30,6 +30,8 @@ import sqla_cachedeps  # noqa: E402
 from sqla_cachedeps.feed import feed_for_dialect  # noqa: E402
 from sqla_cachedeps.verify import VERIFY_OPTION  # noqa: E402
 
+from tests.conftest import mysql_sqlalchemy_url  # noqa: E402
+
 from .models import Author, Base, Book  # noqa: E402
 
 _counter = itertools.count()
@@ -40,14 +42,28 @@ def pg_sqlalchemy_url(dsn: str) -> str:
     return "postgresql+psycopg://" + dsn.split("://", 1)[1]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
 def db(request, tmp_path):
-    """An empty database: a SQLite file, or a private schema in the test PostgreSQL.
+    """An empty database: a SQLite file, a private schema in the test PostgreSQL, or a
+    private database on the test MariaDB (through PyMySQL).
 
     Yields ``(url, connect_args)``.
     """
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'app.sqlite'}", {}
+        return
+    if request.param == "mysql":
+        request.getfixturevalue("mysql_url")
+        from tests.conftest import mysql_connect
+
+        name = f"sqla_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        admin = mysql_connect(autocommit=True)
+        admin.cursor().execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+        try:
+            yield mysql_sqlalchemy_url(name), {}
+        finally:
+            admin.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
+            admin.close()
         return
     dsn = request.getfixturevalue("postgres_dsn")
     schema = f"sqla_{os.getpid()}_{uuid.uuid4().hex[:8]}"

@@ -42,7 +42,7 @@ class _Base(DeclarativeBase):
 
 
 def _collation(dialect: str) -> str:
-    return "NOCASE" if dialect == "sqlite" else "cachedeps_ci"
+    return {"sqlite": "NOCASE", "mysql": "utf8mb4_general_ci"}.get(dialect, "cachedeps_ci")
 
 
 class Spelled(_Base):
@@ -64,10 +64,11 @@ def sp(make_app, engine):
             conn.execute(text(
                 "CREATE COLLATION IF NOT EXISTS cachedeps_ci "
                 "(provider = icu, locale = 'und-u-ks-level2', deterministic = false)"))
+        collate = _collation(dialect) if dialect == "mysql" else f'"{_collation(dialect)}"'
         conn.execute(text(
-            f'CREATE TABLE sq_spelled (id INTEGER PRIMARY KEY, name VARCHAR(50) COLLATE "{_collation(dialect)}", '
+            f"CREATE TABLE sq_spelled (id INTEGER PRIMARY KEY, name VARCHAR(50) COLLATE {collate}, "
             "data JSON, numbers VARCHAR(50), color VARCHAR(4), uid "
-            + ("CHAR(32)" if dialect == "sqlite" else "UUID") + ")"))
+            + ("UUID" if engine.dialect.supports_native_uuid else "CHAR(32)") + ")"))  # MariaDB 10.7+: UUID
     Spelled.__table__.c.name.type.collation = _collation(dialect)
     yield make_app()
     Spelled.__table__.c.name.type.collation = None

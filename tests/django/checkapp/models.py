@@ -5,7 +5,7 @@ shape returns the version the writers last committed:
 
 - ``Slot``/``Fill``: an anti-join over a LEFT OUTER JOIN, ``slots without fills``;
 - ``Flag``: a JSON value that changes from ``1`` to ``true`` (equal in Python);
-- ``Word``: a case-insensitive collation (SQLite ``NOCASE``, a nondeterministic ICU collation
+- ``Word``: a case-insensitive collation (SQLite ``NOCASE``, MariaDB ``utf8mb4_general_ci``, a nondeterministic ICU collation
   on PostgreSQL), written in capitals and read in lower case;
 - ``Counter``: a column changed by raw SQL that starts with a comment;
 - ``Paint``/``Mark``: an enum name and a UUID, written by SQLAlchemy and read by Django.
@@ -20,7 +20,9 @@ from django.db import models
 __all__ = ["COLLATION", "Slot", "Fill", "Flag", "Word", "Counter", "Paint", "Mark"]
 
 #: The case-insensitive collation of ``Word.name`` on the test database.
-COLLATION = "cachedeps_ci" if os.environ.get("CACHEDEPS_TEST_DB", "sqlite") == "postgresql" else "NOCASE"
+COLLATION = {"postgresql": "cachedeps_ci", "mysql": "utf8mb4_general_ci"}.get(
+    os.environ.get("CACHEDEPS_TEST_DB", "sqlite"), "NOCASE"
+)
 
 
 class Slot(models.Model):

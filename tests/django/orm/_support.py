@@ -10,7 +10,16 @@ from django.db import connection
 from tests.django.conftest import DbQueries
 from tests.django.testapp.models import Author, Book, Profile, Tag
 
-__all__ = ["seed", "served_from_cache", "fresh"]
+__all__ = ["seed", "served_from_cache", "fresh", "EXACT_TEXT", "text_key"]
+
+#: Whether text columns compare exactly on the test database: not under MySQL's default
+#: (case-insensitive, PAD SPACE) collations, where reads filtering on text keep table keys.
+EXACT_TEXT = connection.vendor != "mysql"
+
+
+def text_key(key: str) -> str:
+    """Return the field-value key ``t.c=v`` of a text column, or ``t`` where text is inexact."""
+    return key if EXACT_TEXT else key.split(".", 1)[0]
 
 
 def seed() -> dict[str, Any]:

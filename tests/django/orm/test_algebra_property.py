@@ -259,7 +259,7 @@ def _feed_position() -> int:
 
 def _feed_keys(after: int) -> set[str]:
     with connection.cursor() as cur:
-        cur.execute("SELECT key FROM cachedeps_change WHERE tid > %s", [after])
+        cur.execute(f"SELECT {connection.ops.quote_name('key')} FROM cachedeps_change WHERE tid > %s", [after])
         return {row[0] for row in cur.fetchall()}
 
 

@@ -28,7 +28,10 @@ from tests.django.testapp.models import Author, Book
 pytestmark = pytest.mark.django_db(transaction=True)
 
 _PG = connection.vendor == "postgresql"
+_MYSQL = connection.vendor == "mysql"
 postgresql_only = pytest.mark.skipif(not _PG, reason="row locks and isolation levels of PostgreSQL")
+#: what PostgreSQL and MySQL/MariaDB (InnoDB) share: row locks, snapshots, REPEATABLE READ
+row_locks = pytest.mark.skipif(not (_PG or _MYSQL), reason="row locks and isolation levels of PostgreSQL and MySQL")
 
 
 @pytest.fixture
@@ -101,7 +104,7 @@ def test_engine_set_inside_a_recording_is_stamped_when_it_began(data, engine):
 # -- 10: a snapshot older than the process's position ---------------------------------------
 
 
-@postgresql_only
+@row_locks
 def test_repeatable_read_set_inside_atomic_is_not_stamped_newer_than_its_snapshot(data):
     pk = data["b1"].pk
     read = lambda: list(Book.objects.filter(pk=pk).values_list("title", flat=True))  # noqa: E731
@@ -116,7 +119,7 @@ def test_repeatable_read_set_inside_atomic_is_not_stamped_newer_than_its_snapsho
     assert read() == fresh(read)
 
 
-@postgresql_only
+@row_locks
 def test_cached_view_in_a_repeatable_read_transaction_is_not_stamped_newer_than_its_snapshot(data):
     from django.http import HttpResponse
     from django.test import RequestFactory
@@ -143,7 +146,7 @@ def test_cached_view_in_a_repeatable_read_transaction_is_not_stamped_newer_than_
     assert render() == b"Changed"
 
 
-@postgresql_only  # SQLite: a reading transaction keeps writers from committing
+@row_locks  # SQLite: a reading transaction keeps writers from committing
 def test_fill_inside_a_transaction_is_stamped_when_it_began(data):
     pk = data["b1"].pk
     read = lambda: list(Book.objects.filter(pk=pk).values_list("title", flat=True))  # noqa: E731
@@ -191,6 +194,8 @@ def _truncate_feed_restarting_tids():
     with connection.cursor() as cursor:
         if _PG:
             cursor.execute("TRUNCATE cachedeps_change RESTART IDENTITY")
+        elif _MYSQL:
+            cursor.execute("TRUNCATE TABLE cachedeps_change")  # AUTO_INCREMENT back to 1
         else:
             cursor.execute("DELETE FROM cachedeps_change")
             cursor.execute("UPDATE sqlite_sequence SET seq = 0 WHERE name = 'cachedeps_change'")
@@ -213,6 +218,8 @@ def test_feed_going_backwards_resets_the_cache_to_misses(engine, how):
             cursor.execute("DELETE FROM cachedeps_change WHERE tid > %s", [oldest])
             if _PG:
                 cursor.execute("SELECT setval(pg_get_serial_sequence('cachedeps_change', 'tid'), %s)", [oldest])
+            elif _MYSQL:
+                cursor.execute(f"ALTER TABLE cachedeps_change AUTO_INCREMENT = {oldest + 1}")
             else:
                 cursor.execute("UPDATE sqlite_sequence SET seq = %s WHERE name = 'cachedeps_change'", [oldest])
     Book.objects.filter(pk=pk).update(title="Later")  # a tid below every position polled so far
@@ -240,7 +247,7 @@ def test_get_by_pk_after_reset_sequences_finds_the_row(engine):
 # -- 20: no feed lock held while waiting for row locks --------------------------------------
 
 
-@postgresql_only
+@row_locks
 def test_row_lock_holder_saving_while_main_update_waits_does_not_deadlock(data):
     pk = data["b1"].pk
     locked = threading.Event()
@@ -271,7 +278,7 @@ def test_row_lock_holder_saving_while_main_update_waits_does_not_deadlock(data):
     assert Author.objects.filter(name="Saved by A").exists()
 
 
-@postgresql_only
+@row_locks
 def test_writers_of_different_rows_do_not_wait_for_each_other(data):
     started = threading.Event()
     release = threading.Event()
@@ -287,12 +294,12 @@ def test_writers_of_different_rows_do_not_wait_for_each_other(data):
     try:
         assert started.wait(10)
         with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = '2s'")
+            cursor.execute("SET innodb_lock_wait_timeout = 2" if _MYSQL else "SET lock_timeout = '2s'")
         try:
             Book.objects.filter(pk=data["b2"].pk).update(pages=2)  # its own row: no waiting
         finally:
             with connection.cursor() as cursor:
-                cursor.execute("SET lock_timeout = 0")
+                cursor.execute("SET innodb_lock_wait_timeout = 50" if _MYSQL else "SET lock_timeout = 0")
     finally:
         release.set()
         t.join(30)
@@ -362,7 +369,7 @@ def test_automatic_pruning_at_commit_keeps_reads_correct(data, monkeypatch):
             Book.objects.filter(pk=data["b1"].pk).update(title=f"T{i}")
             assert titles() == [f"T{i}", "Beta", "Gamma"]
         with connection.cursor() as cursor:
-            cursor.execute("SELECT key FROM cachedeps_change ORDER BY tid")
+            cursor.execute(f"SELECT {connection.ops.quote_name('key')} FROM cachedeps_change ORDER BY tid")
             keys = [k for (k,) in cursor.fetchall()]
     assert any(k.startswith("!pruned:") for k in keys)
     assert len(keys) <= 40  # the last pruning kept one row; two commits came after it
@@ -400,25 +407,27 @@ def test_old_rows_are_read_for_no_key_update_like_the_update_itself(data, querie
         t.join(30)
 
 
-@postgresql_only
-def test_old_values_are_those_the_update_replaced_when_another_writer_commits_first(data):
+@row_locks
+@pytest.mark.parametrize("field, values", [("title", ("Blue", "Green")), ("pages", (555, 777))])
+def test_old_values_are_those_the_update_replaced_when_another_writer_commits_first(data, field, values):
     """Without a transaction-long lock, a second writer's old values must be read after the
-    first writer's commit (FOR NO KEY UPDATE waits for it), or its keys miss the value it
-    replaced."""
+    first writer's commit (FOR NO KEY UPDATE / FOR UPDATE waits for it), or its keys miss the
+    value it replaced. (On MySQL only the integer column is keyed by its value.)"""
     pk = data["b1"].pk
-    blue = lambda: Book.objects.filter(title="Blue").count()  # noqa: E731 - keyed by the value
+    first_value, second_value = values
+    blue = lambda: Book.objects.filter(**{field: first_value}).count()  # noqa: E731 - keyed by the value
     first_updated, first_commit = threading.Event(), threading.Event()
     second_updated, second_commit = threading.Event(), threading.Event()
 
     def first():
         with transaction.atomic():
-            Book.objects.filter(pk=pk).update(title="Blue")
+            Book.objects.filter(pk=pk).update(**{field: first_value})
             first_updated.set()
             first_commit.wait(10)
 
     def second():
         with transaction.atomic():
-            Book.objects.filter(pk=pk).update(title="Green")  # waits for the first writer
+            Book.objects.filter(pk=pk).update(**{field: second_value})  # waits for the first writer
             second_updated.set()
             second_commit.wait(10)
 

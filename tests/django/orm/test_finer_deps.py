@@ -14,7 +14,7 @@ from django.db.models import Count, F, Q
 from django_cachedeps.conf import cached_tables
 from django_cachedeps.db.deps import analyze
 from django_cachedeps.db.finer import MAX_ROW_OIDS
-from tests.django.orm._support import fresh, served_from_cache
+from tests.django.orm._support import EXACT_TEXT, fresh, served_from_cache
 from tests.django.testapp.models import Author, Book, Novel, Tag
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -356,7 +356,8 @@ def test_finer_keys_name_the_where_join_and_order_columns():
     finer = _plan(Book.objects.filter(author_id=7, tags__name="red")).finer
     assert "book.author_id=7/id" in finer.deps and "book_tags" in finer.deps  # the join's column
     finer = _plan(Novel.objects.filter(genre="x")).finer
-    assert set(finer.deps) == {"book", "novel.genre=x/genre", "novel.genre=x/book_ptr_id", "novel.genre=x/*"}
+    anchor = "novel.genre=x" if EXACT_TEXT else "novel"  # MySQL's _ci text: table change keys
+    assert set(finer.deps) == {"book", f"{anchor}/genre", f"{anchor}/book_ptr_id", f"{anchor}/*"}
 
 
 def test_unanchored_finer_keys_name_the_where_join_and_order_columns():

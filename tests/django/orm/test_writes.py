@@ -128,7 +128,8 @@ def test_prefetch_sees_m2m_change(data):
 def test_raw_sql_update_through_cursor(data):
     def write():
         with connection.cursor() as cursor:
-            cursor.execute('UPDATE "book" SET "title" = %s WHERE "isbn" = %s', ["Raw", "111"])
+            q = connection.ops.quote_name  # "book" (`book` on MySQL)
+            cursor.execute(f"UPDATE {q('book')} SET {q('title')} = %s WHERE {q('isbn')} = %s", ["Raw", "111"])
 
     pk = data["b1"].pk
     served_from_cache(lambda: Book.objects.get(pk=pk).title)

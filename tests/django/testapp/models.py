@@ -12,8 +12,10 @@ from django_cachedeps.models import CachedManager
 __all__ = ["Author", "Book", "Tag", "Profile", "Novel", "BookCard", "Spelled", "CommaList", "Group", "Item", "CI_COLLATION"]
 
 #: A case-insensitive collation: SQLite's NOCASE; on PostgreSQL a non-deterministic ICU
-#: collation the migration creates.
-CI_COLLATION = "cachedeps_ci" if os.environ.get("CACHEDEPS_TEST_DB", "sqlite") == "postgresql" else "NOCASE"
+#: collation the migration creates; on MariaDB/MySQL a _ci collation (PAD SPACE too).
+CI_COLLATION = {"postgresql": "cachedeps_ci", "mysql": "utf8mb4_general_ci"}.get(
+    os.environ.get("CACHEDEPS_TEST_DB", "sqlite"), "NOCASE"
+)
 
 
 class Author(models.Model):

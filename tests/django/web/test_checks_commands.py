@@ -55,6 +55,37 @@ def test_each_check_fires_on_its_bad_setting(overrides, expected):
     assert message.hint  # says the fix
 
 
+def test_stock_mysql_engine_is_told_the_cachedeps_wrapper():
+    mysql = {"default": {"ENGINE": "django.db.backends.mysql", "NAME": "app"}}
+    with override_settings(DATABASES=mysql):
+        found = [m for m in checks.check_databases() if m.id == "cachedeps.E006"]
+    assert found and "django_cachedeps.db.backends.mysql" in found[0].hint
+
+
+@pytest.mark.django_db(transaction=True)
+def test_mysql_feed_check_fires_when_the_lock_table_is_missing_or_not_innodb():
+    from django.db import connection
+
+    if connection.vendor != "mysql":
+        pytest.skip("the feed's lock table and InnoDB are MySQL's/MariaDB's")
+    assert not checks.check_mysql_feed(databases=["default"])
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE cachedeps_change_lock")
+        (missing,) = checks.check_mysql_feed(databases=["default"])
+        assert missing.id == "cachedeps.E012" and "migrate" in missing.hint
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE TABLE cachedeps_change_lock (id TINYINT PRIMARY KEY) ENGINE=MyISAM")
+        (myisam,) = checks.check_mysql_feed(databases=["default"])
+        assert "MyISAM" in myisam.msg and "ENGINE=InnoDB" in myisam.hint
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS cachedeps_change_lock")
+            cursor.execute("CREATE TABLE cachedeps_change_lock (id TINYINT PRIMARY KEY) ENGINE=InnoDB")
+            cursor.execute("INSERT INTO cachedeps_change_lock (id) VALUES (1)")
+    assert not checks.check_mysql_feed(databases=["default"])
+
+
 def test_disabled_cachedeps_does_not_require_the_wrappers():
     with override_settings(CACHEDEPS={"CACHE": "default", "ENABLED": False}, MIDDLEWARE=[],
                            DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3",
@@ -116,7 +147,7 @@ def _feed_rows() -> list[tuple[int, str]]:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT tid, key FROM cachedeps_change ORDER BY tid")
+        cursor.execute(f"SELECT tid, {connection.ops.quote_name('key')} FROM cachedeps_change ORDER BY tid")
         return [(int(t), k) for t, k in cursor.fetchall()]
 
 
@@ -141,7 +172,7 @@ def test_prune_command_keeps_the_newest_rows_and_entries_stay_correct():
 @pytest.mark.django_db(transaction=True)
 def test_prune_command_with_little_to_prune_and_bad_input():
     out = io.StringIO()
-    call_command("cachedeps_prune", "--keep", "1000", stdout=out)
+    call_command("cachedeps_prune", "--keep", "100000000", stdout=out)  # more rows than the feed holds
     assert "nothing to prune" in out.getvalue()
     with pytest.raises(CommandError, match="--keep"):
         call_command("cachedeps_prune", "--keep", "-1")
