@@ -1,0 +1,733 @@
+"""Capture triggers: the database itself appends every write's keys to the change feed.
+
+The adapters see only the writes that pass through the ORM. A row changed by ``psql``, a
+job in another language, a trigger of the application's schema or an ``ON DELETE CASCADE``
+is invisible to them. Capture triggers close that gap: installed on a cached table, they
+append to the change feed, in the writer's transaction, the keys the adapters emit for the
+same write (:func:`cachedeps.algebra.write_keys`): the table key, the row oids, the table
+change keys (``t/*`` on insert and delete, ``t/<column>`` per changed column), and the
+field-value and field-change keys of every column whose kind :data:`cachedeps.algebra.KINDS`
+spells, for the old and the new version of each row.
+
+This module is framework-free: it turns a table description (:class:`CaptureTable`: name,
+primary key, columns with their :mod:`cachedeps.algebra` kinds) into DDL per dialect, and
+installs, removes and inspects it on a DB-API connection. The adapters describe their tables
+(``manage.py cachedeps_capture``, ``sqla_cachedeps.capture``).
+
+Spelling
+--------
+Values are spelled in SQL exactly as :func:`cachedeps.keys.canonical_value` spells the
+stored value, one SQL expression per kind (:data:`SPELLING`; a kind missing there is a test
+failure). A value the SQL cannot spell exactly (an integer column holding a real on SQLite,
+a boolean column holding 2) makes the row emit the all-rows key ``t:*`` instead: coarser,
+never missing. Text needs care: the engine replaces text over 64 characters, holding a
+space or a character Python does not call printable, by a digest. On PostgreSQL the
+trigger computes the digest (SHA-256, built in); for short non-ASCII text, whose
+printability SQL cannot decide the way Python does, it emits both the text and its digest
+(one key too many costs nothing). SQLite has no hash function: its triggers write such a
+value *raw* (``!raw:<head>\\x1f<tail>\\x1f<value>``) and the poller spells it
+(:func:`cachedeps.feed.unraw`). Columns of a kind outside the table (floats, dates, JSON,
+case-insensitive text...) get no field-value keys: no read depends on them (reads anchor
+only on spellable kinds); their changes still emit ``t/<column>``.
+
+A table without a primary key, with a composite one, or whose key column is not spellable,
+is captured with table keys only (``t`` and ``t:*`` per statement or row); so is a
+statement over more than :data:`MAX_ROWS` rows (as the adapters do), and a row whose key
+would not fit the feed's column (over 255 bytes). :func:`status` reports each fallback.
+
+Drift
+-----
+A trigger knows the columns of the table when it was installed. When the table's columns
+change (a migration adds one), every trigger checks, before spelling anything, that the
+table's column names are still the ones it was generated for; if not, it emits the table's
+coarse keys (``t``, ``t:*``) until capture is installed again. :func:`status` lists it.
+
+Ordering (PostgreSQL)
+---------------------
+The feed requires that a poller never misses a lower tid committed after a higher one
+(:mod:`cachedeps.feed`): tids are taken at COMMIT under ``pg_advisory_xact_lock``
+(:data:`~cachedeps.feed.ADVISORY_LOCK_ID`). Triggers run mid-transaction, so they must not
+take tids. Instead:
+
+1. A statement-level ``AFTER`` trigger with transition tables (one per INSERT, UPDATE,
+   DELETE; TRUNCATE has its own) computes the statement's keys with one query over the
+   transition tables and stages them in ``cachedeps_capture_stage`` under the transaction's
+   id (``txid_current()``). The first staging of a transaction also inserts one row into
+   ``cachedeps_capture_tx``, whose ``DEFERRABLE INITIALLY DEFERRED`` constraint trigger fires
+   at COMMIT, and records in the transaction-local setting ``cachedeps.captured`` which
+   tables it captured (the adapters read it, below).
+2. At COMMIT the constraint trigger calls ``cachedeps_capture_flush()``: it takes the same
+   advisory lock as :meth:`SqlFeed.append <cachedeps.feed.SqlFeed.append>` and moves the
+   staged keys into the feed, taking tids from the feed's sequence. The lock is held until
+   the COMMIT completes.
+
+Proof: every tid is taken by a transaction holding the lock, and held until it commits
+(or aborts, leaving a hole). Two transactions' tid ranges are therefore disjoint and
+ordered like their commits: when a poller's snapshot shows tid ``T``, every transaction that
+took a tid below ``T`` had released the lock, i.e. had committed or aborted, before ``T``'s
+transaction took it; a poller cannot later find a lower tid. Writes staged *during*
+COMMIT (a deferred trigger of the application writing a captured table after the flush
+ran) stage again, queue a new deferred event (``cachedeps.pending`` was cleared by the
+flush) and are flushed by it in the same COMMIT, still under the lock. Staged rows,
+settings and queued events all follow savepoints: a rolled-back savepoint takes its keys
+with it. The staging table is ``UNLOGGED`` (rows never outlive their transaction).
+
+An event trigger turns ``ALTER TABLE`` and ``DROP TABLE`` of a captured table into its
+table keys through the same staging (it needs a superuser to install; without one,
+:func:`status` says DDL is not captured).
+
+Ordering (SQLite)
+-----------------
+SQLite serializes writers: row triggers insert into the feed directly; the write lock is
+held from the transaction's first write to its COMMIT, so tids are ordered like commits.
+
+One source of truth
+-------------------
+With capture installed, a feed built with ``capture=True`` (:class:`~cachedeps.feed.SqlFeed`)
+does not append the adapters' keys of captured tables: :meth:`SqlFeed.append` asks the
+transaction which tables the triggers captured (PostgreSQL: the ``cachedeps.captured``
+setting, set only by a trigger that ran in this transaction; SQLite: the capture triggers in
+the schema, read in the writer's own write transaction, so no DDL can have changed them
+since its writes), appends only the other keys, flushes the staged ones and returns the
+newest tid. The writer still hands its keys to its own cache (read-your-writes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from . import algebra
+from .errors import ConfigurationError
+from .feed import ADVISORY_LOCK_ID, MAX_FEED_KEY, RAW_PREFIX
+
+__all__ = [
+    "MAX_ROWS",
+    "SPELLING",
+    "CaptureColumn",
+    "CaptureTable",
+    "TableStatus",
+    "capture_ddl",
+    "remove_ddl",
+    "install",
+    "remove",
+    "status",
+    "describe",
+]
+
+#: Above this many rows in one statement, emit the table and all-rows keys (as the adapters).
+MAX_ROWS = 1000
+#: Values longer than this many characters are digested by the engine (cachedeps.keys).
+_MAX_VALUE = 64
+_PREFIX = "cachedeps_cap_"
+_REGISTRY = "cachedeps_capture"
+_STAGE = "cachedeps_capture_stage"
+_TX = "cachedeps_capture_tx"
+_DIALECTS = ("postgresql", "sqlite")
+_UUID_RE = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+_UUID_GLOB = "-".join("[0-9a-f]" * n for n in (8, 4, 4, 4, 12))
+
+
+def _pg_digest(e: str) -> str:
+    return f"'#' || left(encode(sha256(convert_to({e}, 'UTF8')), 'hex'), 32)"
+
+
+#: kind -> dialect -> SQL spelling template(s) of a text expression ``{e}`` (non-NULL).
+#: Each template yields the engine's spelling of the value, or NULL when it has none (the
+#: row then emits ``t:*``). PostgreSQL text gives two templates (text and digest for short
+#: non-ASCII text); SQLite text is spelled by the poller from a raw row (see module doc).
+SPELLING: dict[str, dict[str, tuple[str, ...]]] = {
+    algebra.INTEGER: {
+        "postgresql": ("CASE WHEN {e} ~ '^-?[0-9]+$' THEN {e} END",),
+        "sqlite": ("CASE WHEN typeof({v}) = 'integer' THEN {e} END",),
+    },
+    algebra.BOOLEAN: {
+        "postgresql": ("CASE {e} WHEN 'true' THEN '1' WHEN 'false' THEN '0' WHEN '1' THEN '1' WHEN '0' THEN '0' END",),
+        "sqlite": ("CASE WHEN typeof({v}) = 'integer' AND {v} IN (0, 1) THEN {e} END",),
+    },
+    algebra.TEXT: {
+        "postgresql": (
+            # the text itself when it is short and holds no ASCII space or control, else the digest
+            f"CASE WHEN length({{e}}) <= {_MAX_VALUE} AND {{e}} !~ '[\\x01-\\x20\\x7f]' THEN {{e}} "
+            f"ELSE {_pg_digest('{e}')} END",
+            # the text itself only when it is printable ASCII, else the digest
+            f"CASE WHEN length({{e}}) <= {_MAX_VALUE} AND {{e}} ~ '^[\\x21-\\x7e]*$' THEN {{e}} "
+            f"ELSE {_pg_digest('{e}')} END",
+        ),
+        "sqlite": ("CASE WHEN typeof({v}) = 'text' THEN {e} END",),
+    },
+    algebra.UUID: {
+        "postgresql": ("CASE WHEN {e} ~ '" + _UUID_RE + "' THEN {e} END",),
+        "sqlite": ("CASE WHEN typeof({v}) = 'text' AND {v} GLOB '" + _UUID_GLOB + "' THEN {e} END",),
+    },
+}
+
+
+@dataclass(frozen=True)
+class CaptureColumn:
+    """One column: its name and its :mod:`cachedeps.algebra` kind (``OTHER``: not spelled)."""
+
+    name: str
+    kind: str = algebra.OTHER
+
+
+@dataclass(frozen=True)
+class CaptureTable:
+    """A table as the triggers see it: name, primary key column(s), columns with kinds."""
+
+    name: str
+    pk: tuple[str, ...]
+    columns: tuple[CaptureColumn, ...] = field(default=())
+
+    def fallback(self) -> str | None:
+        """Return why the table is captured with table keys only (``None``: row keys)."""
+        if not self.pk:
+            return "no primary key"
+        if len(self.pk) > 1:
+            return "composite primary key"
+        kinds = {c.name: c.kind for c in self.columns}
+        if kinds.get(self.pk[0], algebra.OTHER) not in algebra.KINDS:
+            return f"primary key column {self.pk[0]!r} has no exact spelling"
+        return None
+
+    def unspelled(self) -> list[str]:
+        """Return the columns that get no field-value keys (kind outside the type table)."""
+        return [c.name for c in self.columns if c.kind not in algebra.KINDS]
+
+    def spec(self) -> str:
+        """Return the description as a stable JSON text (recorded at install)."""
+        return json.dumps({"pk": list(self.pk), "columns": [[c.name, c.kind] for c in self.columns]},
+                          sort_keys=True)
+
+    def names(self) -> str:
+        """Return the sorted column names, comma-separated (the triggers' drift check)."""
+        return ",".join(sorted(c.name for c in self.columns))
+
+
+def describe(name: str, pk: Sequence[str] | str | None, columns: Iterable[tuple[str, str]]) -> CaptureTable:
+    """Return a :class:`CaptureTable` from plain values.
+
+    Raises:
+        ConfigurationError: a name holds characters the key spelling reserves.
+    """
+    pk_t = (pk,) if isinstance(pk, str) else tuple(pk or ())
+    cols = tuple(CaptureColumn(n, k) for n, k in columns)
+    for n in (name, *(c.name for c in cols)):
+        if not n or any(ch in n for ch in "\x00\x1f\"'"):
+            raise ConfigurationError(f"capture: table or column name {n!r} cannot be captured (quotes or control characters)")
+    return CaptureTable(name, pk_t, cols)
+
+
+def _q(ident: str) -> str:
+    return '"' + ident.replace('"', '""') + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _fname(table: str) -> str:
+    base = _PREFIX + table
+    if len(base.encode("utf-8")) <= 63 and base.replace("_", "").isalnum():
+        return base
+    return _PREFIX + hashlib.sha256(table.encode("utf-8")).hexdigest()[:24]
+
+
+def _check_dialect(dialect: str) -> None:
+    if dialect not in _DIALECTS:
+        raise ConfigurationError(f"capture triggers support {' and '.join(_DIALECTS)}; got dialect {dialect!r}")
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+
+def _pg_spellings(kind: str, col: str) -> list[str]:
+    """SQL expressions spelling ``col`` (NULL -> 'null', unspellable -> NULL)."""
+    e = f"{col}::text"
+    return [f"CASE WHEN {col} IS NULL THEN 'null' ELSE {t.replace('{e}', e)} END" for t in SPELLING[kind]["postgresql"]]
+
+
+def _pg_fv(table: CaptureTable, alias: str) -> list[str]:
+    out = []
+    for c in table.columns:
+        if c.kind in algebra.KINDS:
+            for s in _pg_spellings(c.kind, f"{alias}.{_q(c.name)}"):
+                out.append(f"{_lit(f'{table.name}.{c.name}=')} || {s}")
+    return out
+
+
+def _pg_arr(items: list[str]) -> str:
+    return "ARRAY[" + ", ".join(items) + "]::text[]" if items else "ARRAY[]::text[]"
+
+
+def _pg_shared(feed_table: str) -> list[str]:
+    lock = ADVISORY_LOCK_ID
+    ft = _q(feed_table)
+    return [
+        f"CREATE TABLE IF NOT EXISTS {_REGISTRY} (tbl VARCHAR(255) PRIMARY KEY, spec TEXT NOT NULL)",
+        f"CREATE UNLOGGED TABLE IF NOT EXISTS {_STAGE} (xid BIGINT NOT NULL, key TEXT NOT NULL)",
+        f"CREATE INDEX IF NOT EXISTS {_STAGE}_xid ON {_STAGE} (xid)",
+        f"CREATE TABLE IF NOT EXISTS {_TX} (xid BIGINT NOT NULL)",
+        f"""CREATE OR REPLACE FUNCTION cachedeps_capture_put(tbl text, ks text[]) RETURNS void
+LANGUAGE plpgsql AS $cd$
+DECLARE
+  seen text := coalesce(current_setting('cachedeps.captured', true), '');
+BEGIN
+  IF ks IS NULL OR cardinality(ks) = 0 THEN RETURN; END IF;
+  INSERT INTO {_STAGE} (xid, key) SELECT txid_current(), k FROM unnest(ks) AS k;
+  IF position(',' || tbl || ',' IN seen) = 0 THEN
+    PERFORM set_config('cachedeps.captured', CASE WHEN seen = '' THEN ',' ELSE seen END || tbl || ',', true);
+  END IF;
+  IF coalesce(current_setting('cachedeps.pending', true), '') = '' THEN
+    -- queue the deferred flush (once until it runs)
+    INSERT INTO {_TX} (xid) VALUES (txid_current());
+    PERFORM set_config('cachedeps.pending', '1', true);
+  END IF;
+END $cd$""",
+        f"""CREATE OR REPLACE FUNCTION cachedeps_capture_flush(want_tid boolean DEFAULT true) RETURNS bigint
+LANGUAGE plpgsql AS $cd$
+DECLARE
+  t bigint;
+BEGIN
+  PERFORM pg_advisory_xact_lock({lock});
+  IF coalesce(current_setting('cachedeps.pending', true), '') <> '' THEN
+    WITH moved AS (DELETE FROM {_STAGE} WHERE xid = txid_current() RETURNING key)
+    INSERT INTO {ft} (key) SELECT DISTINCT key FROM moved;
+    DELETE FROM {_TX} WHERE xid = txid_current();
+    PERFORM set_config('cachedeps.pending', '', true);
+  END IF;
+  IF want_tid THEN
+    SELECT max(tid) INTO t FROM {ft};
+  END IF;
+  RETURN t;
+END $cd$""",
+        f"""CREATE OR REPLACE FUNCTION cachedeps_capture_commit() RETURNS trigger
+LANGUAGE plpgsql AS $cd$
+BEGIN
+  PERFORM cachedeps_capture_flush(false);
+  RETURN NULL;
+END $cd$""",
+        f"DROP TRIGGER IF EXISTS cachedeps_capture_commit ON {_TX}",
+        f"CREATE CONSTRAINT TRIGGER cachedeps_capture_commit AFTER INSERT ON {_TX} "
+        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cachedeps_capture_commit()",
+    ]
+
+
+def _pg_event() -> list[str]:
+    return [
+        f"""CREATE OR REPLACE FUNCTION cachedeps_capture_ddl() RETURNS event_trigger
+LANGUAGE plpgsql AS $cd$
+DECLARE
+  r record;
+BEGIN
+  IF to_regclass('{_REGISTRY}') IS NULL OR to_regclass('{_STAGE}') IS NULL THEN RETURN; END IF;
+  IF TG_EVENT = 'sql_drop' THEN
+    FOR r IN SELECT DISTINCT d.object_name AS name FROM pg_event_trigger_dropped_objects() d
+             WHERE d.object_type = 'table' AND d.object_name IN (SELECT tbl FROM {_REGISTRY}) LOOP
+      PERFORM cachedeps_capture_put(r.name, ARRAY[r.name, r.name || ':*']);
+    END LOOP;
+  ELSE
+    FOR r IN SELECT DISTINCT c.relname::text AS name FROM pg_event_trigger_ddl_commands() d
+             JOIN pg_class c ON c.oid = d.objid
+             WHERE d.classid = 'pg_class'::regclass AND d.command_tag = 'ALTER TABLE'
+               AND c.relname::text IN (SELECT tbl FROM {_REGISTRY}) LOOP
+      PERFORM cachedeps_capture_put(r.name, ARRAY[r.name, r.name || ':*']);
+    END LOOP;
+  END IF;
+END $cd$""",
+        "DROP EVENT TRIGGER IF EXISTS cachedeps_capture_ddl_end",
+        "CREATE EVENT TRIGGER cachedeps_capture_ddl_end ON ddl_command_end WHEN TAG IN ('ALTER TABLE') "
+        "EXECUTE FUNCTION cachedeps_capture_ddl()",
+        "DROP EVENT TRIGGER IF EXISTS cachedeps_capture_ddl_drop",
+        "CREATE EVENT TRIGGER cachedeps_capture_ddl_drop ON sql_drop WHEN TAG IN ('DROP TABLE') "
+        "EXECUTE FUNCTION cachedeps_capture_ddl()",
+    ]
+
+
+def _pg_keys_sql(table: CaptureTable, op: str) -> str:
+    """Return the SELECT of the distinct keys of one statement over the transition tables."""
+    t = table.name
+    coarse = _lit(f"{t}:*")
+    pk = table.pk[0]
+    pk_kind = {c.name: c.kind for c in table.columns}[pk]
+    fix = f"CASE WHEN k IS NULL OR octet_length(k) > {MAX_FEED_KEY} THEN {coarse} ELSE k END"
+    if op == "UPDATE":
+        oids = [f"{_lit(t + ':')} || {s}" for s in _pg_spellings(pk_kind, f"o.{_q(pk)}")]
+        changed = [
+            f"CASE WHEN o.{_q(c.name)}::text IS DISTINCT FROM n.{_q(c.name)}::text THEN {_lit(c.name)} END"
+            for c in table.columns
+        ]
+        return (
+            f"WITH r AS (SELECT {_pg_arr(oids)} AS o, {_pg_arr(_pg_fv(table, 'o') + _pg_fv(table, 'n'))} AS f, "
+            f"array_remove({_pg_arr(changed)}, NULL) AS ch "
+            f"FROM cachedeps_old o JOIN cachedeps_new n ON o.{_q(pk)} = n.{_q(pk)}) "
+            f"SELECT array_agg(DISTINCT {fix}) FROM ("
+            f"SELECT {_lit(t)} AS k "
+            f"UNION ALL SELECT x FROM r, unnest(r.o) x "
+            f"UNION ALL SELECT {_lit(t + '/')} || c FROM r, unnest(r.ch) c "
+            f"UNION ALL SELECT x FROM r, unnest(r.f) x "
+            f"UNION ALL SELECT x || '/' || c FROM r, unnest(r.f) x, unnest(r.ch) c) s"
+        )
+    rows = "cachedeps_new" if op == "INSERT" else "cachedeps_old"
+    oids = [f"{_lit(t + ':')} || {s}" for s in _pg_spellings(pk_kind, f"a.{_q(pk)}")]
+    return (
+        f"WITH r AS (SELECT {_pg_arr(oids)} AS o, {_pg_arr(_pg_fv(table, 'a'))} AS f FROM {rows} a) "
+        f"SELECT array_agg(DISTINCT {fix}) FROM ("
+        f"SELECT {_lit(t)} AS k UNION ALL SELECT {_lit(t + '/*')} "
+        f"UNION ALL SELECT x FROM r, unnest(r.o) x "
+        f"UNION ALL SELECT x FROM r, unnest(r.f) x "
+        f"UNION ALL SELECT x || '/*' FROM r, unnest(r.f) x) s"
+    )
+
+
+def _pg_table(table: CaptureTable) -> list[str]:
+    t, qt, fn = table.name, _q(table.name), _fname(table.name)
+    coarse = f"PERFORM cachedeps_capture_put({_lit(t)}, ARRAY[{_lit(t)}, {_lit(t + ':*')}]);"
+    fine = table.fallback() is None
+    names_check = (
+        "(SELECT string_agg(attname::text, ',' ORDER BY attname::text COLLATE \"C\") FROM pg_attribute "
+        f"WHERE attrelid = TG_RELID AND attnum > 0 AND NOT attisdropped) IS DISTINCT FROM {_lit(table.names())}"
+    )
+    if fine:
+        pk = _q(table.pk[0])
+        body = f"""
+  IF TG_OP = 'TRUNCATE' THEN {coarse} RETURN NULL; END IF;
+  IF TG_OP = 'DELETE' THEN SELECT count(*) INTO n FROM cachedeps_old;
+  ELSE SELECT count(*) INTO n FROM cachedeps_new; END IF;
+  IF n = 0 THEN RETURN NULL; END IF;
+  IF n > {MAX_ROWS} OR {names_check} THEN {coarse} RETURN NULL; END IF;
+  IF TG_OP = 'INSERT' THEN
+    {_pg_keys_sql(table, 'INSERT')} INTO ks;
+  ELSIF TG_OP = 'DELETE' THEN
+    {_pg_keys_sql(table, 'DELETE')} INTO ks;
+  ELSE
+    SELECT count(*) INTO m FROM cachedeps_old o JOIN cachedeps_new p ON o.{pk} = p.{pk};
+    IF m <> n OR (SELECT count(*) FROM cachedeps_old) <> n THEN {coarse} RETURN NULL; END IF;
+    {_pg_keys_sql(table, 'UPDATE')} INTO ks;
+  END IF;
+  PERFORM cachedeps_capture_put({_lit(t)}, ks);
+  RETURN NULL;"""
+    else:
+        body = f"""
+  IF TG_OP = 'TRUNCATE' THEN {coarse} RETURN NULL; END IF;
+  IF TG_OP = 'DELETE' THEN
+    IF NOT EXISTS (SELECT 1 FROM cachedeps_old) THEN RETURN NULL; END IF;
+  ELSIF NOT EXISTS (SELECT 1 FROM cachedeps_new) THEN RETURN NULL; END IF;
+  {coarse}
+  RETURN NULL;"""
+    out = [
+        f"""CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $cd$
+DECLARE
+  n bigint;
+  m bigint;
+  ks text[];
+BEGIN{body}
+END $cd$""",
+    ]
+    for name, when, ref in (
+        ("ins", "INSERT", "REFERENCING NEW TABLE AS cachedeps_new"),
+        ("upd", "UPDATE", "REFERENCING OLD TABLE AS cachedeps_old NEW TABLE AS cachedeps_new"),
+        ("del", "DELETE", "REFERENCING OLD TABLE AS cachedeps_old"),
+        ("trunc", "TRUNCATE", ""),
+    ):
+        trig = f"cachedeps_capture_{name}"
+        out.append(f"DROP TRIGGER IF EXISTS {trig} ON {qt}")
+        out.append(f"CREATE TRIGGER {trig} AFTER {when} ON {qt} {ref} FOR EACH STATEMENT EXECUTE FUNCTION {fn}()")
+    out.append(
+        f"INSERT INTO {_REGISTRY} (tbl, spec) VALUES ({_lit(t)}, {_lit(table.spec())}) "
+        "ON CONFLICT (tbl) DO UPDATE SET spec = EXCLUDED.spec"
+    )
+    return out
+
+
+# -- SQLite ------------------------------------------------------------------------------------
+
+
+def _sl_spelling(kind: str, col: str) -> tuple[str, str]:
+    """Return (value SQL, raw SQL) for ``col``: the spelled value (NULL: unspellable) and
+    whether it is raw text the poller must spell."""
+    if kind == algebra.TEXT:
+        value = f"CASE typeof({col}) WHEN 'null' THEN 'null' WHEN 'text' THEN {col} END"
+        raw = f"(typeof({col}) = 'text' AND (length({col}) > {_MAX_VALUE} OR {col} GLOB '*[^!-~]*'))"
+        return value, raw
+    template = SPELLING[kind]["sqlite"][0]
+    return f"CASE WHEN {col} IS NULL THEN 'null' ELSE {template.replace('{v}', col).replace('{e}', f'CAST({col} AS TEXT)')} END", "0"
+
+
+def _sl_key(head: str, value: str, raw: str, tail: str) -> str:
+    """SQL building ``head + spelled value + tail`` (a raw row when ``raw``)."""
+    return (
+        f"CASE WHEN {value} IS NULL THEN NULL WHEN {raw} THEN "
+        f"{_lit(RAW_PREFIX)} || {head} || char(31) || {tail} || char(31) || {value} "
+        f"ELSE {head} || {value} || {tail} END"
+    )
+
+
+def _sl_fv(table: CaptureTable, version: str) -> str:
+    rows = []
+    for c in table.columns:
+        if c.kind in algebra.KINDS:
+            value, raw = _sl_spelling(c.kind, f"{version}.{_q(c.name)}")
+            rows.append(f"SELECT {_lit(f'{table.name}.{c.name}=')} AS h, {value} AS v, {raw} AS r")
+    return " UNION ALL ".join(rows)
+
+
+def _sl_table(table: CaptureTable, feed_table: str) -> list[str]:
+    t, qt, ft = table.name, _q(table.name), _q(feed_table)
+    fix = (f"CASE WHEN k IS NULL OR (substr(k, 1, 5) <> {_lit(RAW_PREFIX)} AND length(CAST(k AS BLOB)) > "
+           f"{MAX_FEED_KEY}) THEN {_lit(t + ':*')} ELSE k END")
+    fresh = (f"(SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_table_info({_lit(t)}) "
+             f"ORDER BY name)) IS {_lit(table.names())}")
+    coarse = (f"INSERT INTO {ft} (key) SELECT k FROM (SELECT {_lit(t)} AS k UNION ALL SELECT {_lit(t + ':*')})")
+    out = []
+    for name, when, version in (("ins", "INSERT", "NEW"), ("upd", "UPDATE", None), ("del", "DELETE", "OLD")):
+        trig = _q(f"{_fname(t)}_{name}")
+        out.append(f"DROP TRIGGER IF EXISTS {trig}")
+        if table.fallback() is not None:
+            out.append(f"CREATE TRIGGER {trig} AFTER {when} ON {qt} FOR EACH ROW BEGIN {coarse}; END")
+            continue
+        pk = table.pk[0]
+        pk_kind = {c.name: c.kind for c in table.columns}[pk]
+        parts = [f"SELECT {_lit(t)} AS k"]
+        if version is not None:
+            pv, pr = _sl_spelling(pk_kind, f"{version}.{_q(pk)}")
+            parts.append(f"SELECT {_lit(t + '/*')}")
+            parts.append(f"SELECT {_sl_key(_lit(t + ':'), pv, pr, _lit(''))}")
+            fv = _sl_fv(table, version)
+            if fv:
+                parts.append(f"SELECT {_sl_key('f.h', 'f.v', 'f.r', _lit(''))} FROM ({fv}) AS f")
+                parts.append(f"SELECT {_sl_key('f.h', 'f.v', 'f.r', _lit('/*'))} FROM ({fv}) AS f")
+        else:
+            for v in ("OLD", "NEW"):
+                pv, pr = _sl_spelling(pk_kind, f"{v}.{_q(pk)}")
+                parts.append(f"SELECT {_sl_key(_lit(t + ':'), pv, pr, _lit(''))}")
+            parts.append(f"SELECT {_lit(t + ':*')} WHERE OLD.{_q(pk)} IS NOT NEW.{_q(pk)}")
+            ch = " UNION ALL ".join(
+                f"SELECT {_lit(c.name)} AS x WHERE OLD.{_q(c.name)} IS NOT NEW.{_q(c.name)} "
+                f"OR typeof(OLD.{_q(c.name)}) <> typeof(NEW.{_q(c.name)})"
+                for c in table.columns
+            )
+            parts.append(f"SELECT {_lit(t + '/')} || ch.x FROM ({ch}) AS ch")
+            fvs = [s for s in (_sl_fv(table, "OLD"), _sl_fv(table, "NEW")) if s]
+            if fvs:
+                fv = " UNION ".join(fvs)
+                parts.append(f"SELECT {_sl_key('f.h', 'f.v', 'f.r', _lit(''))} FROM ({fv}) AS f")
+                parts.append(f"SELECT {_sl_key('f.h', 'f.v', 'f.r', chr(39) + '/' + chr(39) + ' || ch.x')} "
+                             f"FROM ({fv}) AS f, ({ch}) AS ch")
+        keys = " UNION ALL ".join(parts)
+        out.append(
+            f"CREATE TRIGGER {trig} AFTER {when} ON {qt} FOR EACH ROW BEGIN "
+            f"INSERT INTO {ft} (key) SELECT DISTINCT {fix} FROM ({keys}) WHERE {fresh}; "
+            f"{coarse} WHERE NOT ({fresh}); END"
+        )
+    out.append(f"INSERT OR REPLACE INTO {_REGISTRY} (tbl, spec) VALUES ({_lit(t)}, {_lit(table.spec())})")
+    return out
+
+
+# -- public -----------------------------------------------------------------------------------
+
+
+def capture_ddl(dialect: str, tables: Iterable[CaptureTable], feed_table: str = "cachedeps_change",
+                ddl_events: bool = True) -> list[str]:
+    """Return the idempotent statements installing capture for ``tables`` on ``dialect``.
+
+    Run them in one transaction (an Alembic ``op.execute`` each, or :func:`install`).
+    ``ddl_events``: also install PostgreSQL's event trigger (needs a superuser).
+
+    Raises:
+        ConfigurationError: an unsupported dialect.
+    """
+    _check_dialect(dialect)
+    tables = list(tables)
+    if dialect == "postgresql":
+        out = _pg_shared(feed_table) + (_pg_event() if ddl_events else [])
+        for table in tables:
+            out.extend(_pg_table(table))
+        return out
+    out = [f"CREATE TABLE IF NOT EXISTS {_REGISTRY} (tbl VARCHAR(255) PRIMARY KEY, spec TEXT NOT NULL)"]
+    for table in tables:
+        out.extend(_sl_table(table, feed_table))
+    return out
+
+
+def remove_ddl(dialect: str, tables: Iterable[str], everything: bool = False) -> list[str]:
+    """Return the statements removing capture from ``tables`` (names); with ``everything``
+    also the shared objects (staging tables, functions, event triggers, the registry)."""
+    _check_dialect(dialect)
+    out: list[str] = []
+    for t in tables:
+        if dialect == "postgresql":
+            out.append(f"DO $cd$ BEGIN IF to_regclass({_lit(_q(t))}) IS NOT NULL THEN "
+                       + " ".join(f"DROP TRIGGER IF EXISTS cachedeps_capture_{n} ON {_q(t)};"
+                                  for n in ("ins", "upd", "del", "trunc"))
+                       + " END IF; END $cd$")
+            out.append(f"DROP FUNCTION IF EXISTS {_fname(t)}()")
+            out.append(f"DO $cd$ BEGIN IF to_regclass('{_REGISTRY}') IS NOT NULL THEN "
+                       f"DELETE FROM {_REGISTRY} WHERE tbl = {_lit(t)}; END IF; END $cd$")
+        else:
+            for n in ("ins", "upd", "del"):
+                out.append(f"DROP TRIGGER IF EXISTS {_q(_fname(t) + '_' + n)}")
+    if everything:
+        if dialect == "postgresql":
+            out += [
+                "DROP EVENT TRIGGER IF EXISTS cachedeps_capture_ddl_end",
+                "DROP EVENT TRIGGER IF EXISTS cachedeps_capture_ddl_drop",
+                "DROP FUNCTION IF EXISTS cachedeps_capture_ddl()",
+                f"DROP TABLE IF EXISTS {_TX}",
+                "DROP FUNCTION IF EXISTS cachedeps_capture_commit()",
+                "DROP FUNCTION IF EXISTS cachedeps_capture_flush(boolean)",
+                "DROP FUNCTION IF EXISTS cachedeps_capture_put(text, text[])",
+                f"DROP TABLE IF EXISTS {_STAGE}",
+            ]
+        out.append(f"DROP TABLE IF EXISTS {_REGISTRY}")
+    return out
+
+
+def _run(conn: Any, statements: Iterable[str]) -> None:
+    cur = conn.cursor()
+    try:
+        for sql in statements:
+            cur.execute(sql)
+    finally:
+        cur.close()
+
+
+def _rows(conn: Any, sql: str) -> list[tuple]:
+    cur = conn.cursor()
+    try:
+        cur.execute(sql)
+        return list(cur.fetchall())
+    finally:
+        cur.close()
+
+
+def _superuser(conn: Any) -> bool:
+    return bool(_rows(conn, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")[0][0])
+
+
+def install(conn: Any, dialect: str, tables: Iterable[CaptureTable], feed_table: str = "cachedeps_change") -> list[str]:
+    """Install capture for ``tables`` in ``conn``'s open transaction; return the statements run.
+
+    Installing again replaces the triggers with identical ones (a no-op in effect). The
+    caller commits. On PostgreSQL the DDL event trigger is installed only by a superuser.
+    """
+    _check_dialect(dialect)
+    events = dialect == "postgresql" and _superuser(conn)
+    statements = capture_ddl(dialect, tables, feed_table, ddl_events=events)
+    _run(conn, statements)
+    return statements
+
+
+def _installed(conn: Any, dialect: str) -> dict[str, str]:
+    """Return ``{table: recorded spec}`` of the registry (empty without one)."""
+    if dialect == "postgresql":
+        present = _rows(conn, f"SELECT to_regclass('{_REGISTRY}') IS NOT NULL")[0][0]
+    else:
+        present = bool(_rows(conn, f"SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '{_REGISTRY}'"))
+    if not present:
+        return {}
+    return {str(t): str(s) for t, s in _rows(conn, f"SELECT tbl, spec FROM {_REGISTRY}")}
+
+
+def remove(conn: Any, dialect: str, tables: Iterable[str] | None = None) -> list[str]:
+    """Remove capture from ``tables`` (``None``: every captured table) in ``conn``'s open
+    transaction; the shared objects go with the last table. Return the statements run."""
+    _check_dialect(dialect)
+    installed = _installed(conn, dialect)
+    names = list(installed) if tables is None else list(tables)
+    rest = set(installed) - set(names)
+    statements = remove_ddl(dialect, names, everything=not rest)
+    if dialect == "sqlite" and rest:
+        statements += [f"DELETE FROM {_REGISTRY} WHERE tbl = {_lit(t)}" for t in names]
+    _run(conn, statements)
+    return statements
+
+
+@dataclass(frozen=True)
+class TableStatus:
+    """What :func:`status` found for one table."""
+
+    table: str
+    installed: bool
+    fallback: str | None = None
+    unspelled: tuple[str, ...] = ()
+    drift: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Installed and without drift."""
+        return self.installed and not self.drift
+
+    def describe(self) -> str:
+        """Return one line for ``cachedeps_capture status``."""
+        if not self.installed:
+            return f"{self.table}: not captured"
+        parts = [f"{self.table}: captured"]
+        parts.append(f"table keys only ({self.fallback})" if self.fallback else "row keys")
+        if self.unspelled:
+            parts.append("no field-value keys for " + ", ".join(self.unspelled) + " (type not spelled)")
+        if self.drift:
+            parts.append("DRIFT: " + "; ".join(self.drift))
+        return "; ".join(parts)
+
+
+def _db_columns(conn: Any, dialect: str, table: str) -> list[str] | None:
+    if dialect == "postgresql":
+        rows = _rows(conn, f"SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass({_lit(_q(table))}) "
+                           "AND attnum > 0 AND NOT attisdropped")
+        exists = _rows(conn, f"SELECT to_regclass({_lit(_q(table))}) IS NOT NULL")[0][0]
+    else:
+        rows = _rows(conn, f"SELECT name FROM pragma_table_info({_lit(table)})")
+        exists = bool(rows)
+    return [str(r[0]) for r in rows] if exists else None
+
+
+def _triggers(conn: Any, dialect: str, table: str) -> int:
+    if dialect == "postgresql":
+        return int(_rows(conn, f"SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass({_lit(_q(table))}) "
+                               "AND tgname LIKE 'cachedeps\\_capture\\_%'")[0][0])
+    return int(_rows(conn, f"SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = {_lit(table)} "
+                           f"AND name LIKE {_lit(_fname(table) + '_%')}")[0][0])
+
+
+def status(conn: Any, dialect: str, tables: Iterable[CaptureTable]) -> list[TableStatus]:
+    """Return the capture status of ``tables`` (their current descriptions) on ``conn``.
+
+    Drift: triggers missing, the description recorded at install differs from the current
+    one, or the table's columns differ from the description (the triggers then emit table
+    keys only until capture is installed again).
+    """
+    _check_dialect(dialect)
+    installed = _installed(conn, dialect)
+    out = []
+    for table in tables:
+        recorded = installed.get(table.name)
+        if recorded is None:
+            out.append(TableStatus(table.name, False))
+            continue
+        drift = []
+        want = 4 if dialect == "postgresql" else 3
+        if _triggers(conn, dialect, table.name) < want:
+            drift.append("triggers missing (install again)")
+        if recorded != table.spec():
+            drift.append("the model changed since install (install again)")
+        columns = _db_columns(conn, dialect, table.name)
+        if columns is None:
+            drift.append("the table does not exist")
+        else:
+            described = {c.name for c in table.columns}
+            extra, missing = sorted(set(columns) - described), sorted(described - set(columns))
+            if extra or missing:
+                drift.append("columns differ from the description"
+                             + (f" (in the table only: {', '.join(extra)})" if extra else "")
+                             + (f" (described only: {', '.join(missing)})" if missing else "")
+                             + "; the triggers emit table keys only")
+        out.append(TableStatus(table.name, True, table.fallback(), tuple(table.unspelled()), tuple(drift)))
+    return out
+
+
+def ddl_captured(conn: Any) -> bool:
+    """Return whether PostgreSQL's DDL event trigger is installed."""
+    return bool(_rows(conn, "SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'cachedeps\\_capture\\_%'")[0][0])
