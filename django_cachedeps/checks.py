@@ -19,6 +19,9 @@ id                      fires when
                         for ``memcache://``) or a plugin store's module does not import
 ``cachedeps.E010``      a ``CachedepsCache`` entry has no LOCATION
 ``cachedeps.W003``      a ``memcache://`` server does not accept connections
+``cachedeps.W004``      ``CACHEDEPS["CAPTURE"]`` is True and a cached table has no capture
+                      triggers, or they drifted from the model (database checks:
+                      ``manage.py check --database default``, ``migrate``)
 ======================  =====================================================================
 
 The checks are registered when the app loads, and also when the cache backend or a database
@@ -292,6 +295,41 @@ def check_databases(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             "data and its reads would not be cached.",
             hint=hint, id="cachedeps.E006"))
     return errors
+
+
+@register(Tags.database)
+def check_capture(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Any]:
+    """Warn when the project asked for capture and a cached table has none (or it drifted)."""
+    conf = _parsed()
+    if conf is None or not conf.enabled or not conf.capture or not databases:
+        return []
+    from django.db import connections
+
+    from . import capture
+    from .runtime import feed_ready
+
+    warnings: list[Any] = []
+    for alias in databases:
+        if alias not in connections or connections[alias].vendor not in ("postgresql", "sqlite"):
+            continue
+        try:
+            if not feed_ready(alias):
+                continue
+            found = capture.status(alias)
+        except Exception as exc:  # the database is unreachable: other checks say so
+            warnings.append(Warning(f"cannot read the capture status of database {alias!r}: {exc}",
+                                    id="cachedeps.W004"))
+            continue
+        for st in found:
+            if st.ok:
+                continue
+            what = "has no capture triggers" if not st.installed else "capture drifted: " + "; ".join(st.drift)
+            warnings.append(Warning(
+                f"CACHEDEPS['CAPTURE'] is True but cached table {st.table!r} of database {alias!r} {what}.",
+                hint="Run manage.py cachedeps_capture install (or add django_cachedeps.capture.InstallCapture() "
+                     "to a migration).",
+                id="cachedeps.W004"))
+    return warnings
 
 
 @register(Tags.caches)

@@ -14,6 +14,10 @@
                                    # StaleRead on a difference; 0.01: 1% of hits, logged
         "VIEWS": {},               # {"app_label.Model": ["base_table", ...]}: an unmanaged model
                                    # (a view) is cached only with its base tables declared
+        "CAPTURE": False,          # True: capture triggers (manage.py cachedeps_capture install)
+                                   # write the keys of captured tables; the ORM writes leave
+                                   # them out of the feed, and check W004 names cached tables
+                                   # without capture
     }
 
 Django's own bookkeeping models (sessions, admin log, content types, migrations) are never
@@ -55,7 +59,7 @@ DEFAULT_EXCLUDE = frozenset(
 #: The change feed's table; never cached, never a dependency.
 FEED_TABLE = "cachedeps_change"
 _NEVER_CACHED_TABLES = frozenset({FEED_TABLE, "django_migrations"})
-_KNOWN = frozenset({"CACHE", "MODELS", "EXCLUDE", "TIMEOUT", "MAX_DELTA", "FEED_KEEP", "ENABLED", "VERIFY", "VIEWS"})
+_KNOWN = frozenset({"CACHE", "MODELS", "EXCLUDE", "TIMEOUT", "MAX_DELTA", "FEED_KEEP", "ENABLED", "VERIFY", "VIEWS", "CAPTURE"})
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ class CachedepsSettings:
     enabled: bool = True
     verifier: Verifier = field(default_factory=Verifier)
     views: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    capture: bool = False
 
     def model_is_cached(self, label_lower: str) -> bool:
         """Return whether queries on the model ``app_label.model`` (lowercase) are cached."""
@@ -142,6 +147,9 @@ def parse(raw: Any) -> CachedepsSettings:
     enabled = raw.get("ENABLED", True)
     if not isinstance(enabled, bool):
         raise ImproperlyConfigured(f"CACHEDEPS['ENABLED'] must be True or False, got {enabled!r}")
+    capture = raw.get("CAPTURE", False)
+    if not isinstance(capture, bool):
+        raise ImproperlyConfigured(f"CACHEDEPS['CAPTURE'] must be True or False, got {capture!r}")
     try:
         verifier = Verifier(raw.get("VERIFY", False), "CACHEDEPS['VERIFY']")
     except ConfigurationError as exc:
@@ -156,6 +164,7 @@ def parse(raw: Any) -> CachedepsSettings:
         max_delta=_positive_int("MAX_DELTA", raw.get("MAX_DELTA", 10_000), 1),
         feed_keep=_positive_int("FEED_KEEP", raw.get("FEED_KEEP", 100_000), 0),
         enabled=enabled,
+        capture=capture,
     )
 
 

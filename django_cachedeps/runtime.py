@@ -80,7 +80,7 @@ def _build(alias: str, using: str) -> Any:
         store = _stores[location] = cachedeps.open_store(location)
     vendor = connections[using].vendor
     dialect = "postgresql" if vendor == "postgresql" else "sqlite"
-    feed = SqlFeed(dialect=dialect, paramstyle="format", table=FEED_TABLE)
+    feed = SqlFeed(dialect=dialect, paramstyle="format", table=FEED_TABLE, capture=conf.capture)
     return cachedeps.Cache(store, feed=feed, namespace=_namespace(using), max_delta=conf.max_delta)
 
 
