@@ -72,6 +72,10 @@ flush) and are flushed by it in the same COMMIT, still under the lock. Staged ro
 settings and queued events all follow savepoints: a rolled-back savepoint takes its keys
 with it. The staging table is ``UNLOGGED`` (rows never outlive their transaction).
 
+Every function pins the ``search_path`` it was created under (``SET search_path FROM
+CURRENT``): a writer connected with another ``search_path`` still reaches the staging table
+and the feed of the captured table's schema.
+
 An event trigger turns ``ALTER TABLE`` and ``DROP TABLE`` of a captured table into its
 table keys through the same staging (it needs a superuser to install; without one,
 :func:`status` says DDL is not captured).
@@ -271,7 +275,7 @@ def _pg_shared(feed_table: str) -> list[str]:
         f"CREATE INDEX IF NOT EXISTS {_STAGE}_xid ON {_STAGE} (xid)",
         f"CREATE TABLE IF NOT EXISTS {_TX} (xid BIGINT NOT NULL)",
         f"""CREATE OR REPLACE FUNCTION cachedeps_capture_put(tbl text, ks text[]) RETURNS void
-LANGUAGE plpgsql AS $cd$
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $cd$
 DECLARE
   seen text := coalesce(current_setting('cachedeps.captured', true), '');
 BEGIN
@@ -287,7 +291,7 @@ BEGIN
   END IF;
 END $cd$""",
         f"""CREATE OR REPLACE FUNCTION cachedeps_capture_flush(want_tid boolean DEFAULT true) RETURNS bigint
-LANGUAGE plpgsql AS $cd$
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $cd$
 DECLARE
   t bigint;
 BEGIN
@@ -304,7 +308,7 @@ BEGIN
   RETURN t;
 END $cd$""",
         f"""CREATE OR REPLACE FUNCTION cachedeps_capture_commit() RETURNS trigger
-LANGUAGE plpgsql AS $cd$
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $cd$
 BEGIN
   PERFORM cachedeps_capture_flush(false);
   RETURN NULL;
@@ -318,7 +322,7 @@ END $cd$""",
 def _pg_event() -> list[str]:
     return [
         f"""CREATE OR REPLACE FUNCTION cachedeps_capture_ddl() RETURNS event_trigger
-LANGUAGE plpgsql AS $cd$
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $cd$
 DECLARE
   r record;
 BEGIN
@@ -418,7 +422,7 @@ def _pg_table(table: CaptureTable) -> list[str]:
   {coarse}
   RETURN NULL;"""
     out = [
-        f"""CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $cd$
+        f"""CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $cd$
 DECLARE
   n bigint;
   m bigint;

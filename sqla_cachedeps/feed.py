@@ -23,7 +23,7 @@ _DIALECTS = {"sqlite": "sqlite", "postgresql": "postgresql"}
 _PARAMSTYLES = {"qmark": "qmark", "format": "format", "pyformat": "format"}
 
 
-def feed_for_dialect(dialect: Any, table: str = DEFAULT_TABLE) -> SqlFeed:
+def feed_for_dialect(dialect: Any, table: str = DEFAULT_TABLE, capture: bool = False) -> SqlFeed:
     """Return a :class:`~cachedeps.feed.SqlFeed` speaking ``dialect``'s SQL and paramstyle.
 
     Raises:
@@ -40,7 +40,7 @@ def feed_for_dialect(dialect: Any, table: str = DEFAULT_TABLE) -> SqlFeed:
             f"driver {dialect.driver!r} uses paramstyle {dialect.paramstyle!r}; the change feed needs "
             "'qmark', 'format' or 'pyformat' (use sqlite3/aiosqlite or psycopg)"
         )
-    return SqlFeed(dialect=name, paramstyle=paramstyle, table=table)
+    return SqlFeed(dialect=name, paramstyle=paramstyle, table=table, capture=capture)
 
 
 def create_feed_table(bind: Any, table: str = DEFAULT_TABLE) -> None:
