@@ -129,13 +129,17 @@ _PREFIX = "cachedeps_cap_"
 _REGISTRY = "cachedeps_capture"
 _STAGE = "cachedeps_capture_stage"
 _TX = "cachedeps_capture_tx"
-_DIALECTS = ("postgresql", "sqlite")
+_DIALECTS = ("postgresql", "sqlite", "mysql")
 _UUID_RE = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 _UUID_GLOB = "-".join("[0-9a-f]" * n for n in (8, 4, 4, 4, 12))
 
 
 def _pg_digest(e: str) -> str:
     return f"'#' || left(encode(sha256(convert_to({e}, 'UTF8')), 'hex'), 32)"
+
+
+def _my_digest(e: str) -> str:
+    return f"CONCAT('#', LEFT(SHA2(CONVERT({e} USING utf8mb4), 256), 32))"
 
 
 #: kind -> dialect -> SQL spelling template(s) of a text expression ``{e}`` (non-NULL).
@@ -146,10 +150,12 @@ SPELLING: dict[str, dict[str, tuple[str, ...]]] = {
     algebra.INTEGER: {
         "postgresql": ("CASE WHEN {e} ~ '^-?[0-9]+$' THEN {e} END",),
         "sqlite": ("CASE WHEN typeof({v}) = 'integer' THEN {e} END",),
+        "mysql": ("CASE WHEN {e} REGEXP '^-?[0-9]+$' THEN {e} END",),
     },
     algebra.BOOLEAN: {
         "postgresql": ("CASE {e} WHEN 'true' THEN '1' WHEN 'false' THEN '0' WHEN '1' THEN '1' WHEN '0' THEN '0' END",),
         "sqlite": ("CASE WHEN typeof({v}) = 'integer' AND {v} IN (0, 1) THEN {e} END",),
+        "mysql": ("CASE {e} WHEN '1' THEN '1' WHEN '0' THEN '0' END",),
     },
     algebra.TEXT: {
         "postgresql": (
@@ -161,10 +167,17 @@ SPELLING: dict[str, dict[str, tuple[str, ...]]] = {
             f"ELSE {_pg_digest('{e}')} END",
         ),
         "sqlite": ("CASE WHEN typeof({v}) = 'text' THEN {e} END",),
+        "mysql": (
+            f"CASE WHEN CHAR_LENGTH({{e}}) <= {_MAX_VALUE} AND CAST({{e}} AS BINARY) NOT REGEXP '[[:cntrl:] ]' "
+            f"THEN {{e}} ELSE {_my_digest('{e}')} END",
+            f"CASE WHEN CHAR_LENGTH({{e}}) <= {_MAX_VALUE} AND CAST({{e}} AS BINARY) REGEXP '^[!-~]*$' "
+            f"THEN {{e}} ELSE {_my_digest('{e}')} END",
+        ),
     },
     algebra.UUID: {
         "postgresql": ("CASE WHEN {e} ~ '" + _UUID_RE + "' THEN {e} END",),
         "sqlite": ("CASE WHEN typeof({v}) = 'text' AND {v} GLOB '" + _UUID_GLOB + "' THEN {e} END",),
+        "mysql": ("CASE WHEN CAST({e} AS BINARY) REGEXP '" + _UUID_RE + "' THEN {e} END",),
     },
 }
 
@@ -489,6 +502,7 @@ def _sl_table(table: CaptureTable, feed_table: str) -> list[str]:
     for name, when, version in (("ins", "INSERT", "NEW"), ("upd", "UPDATE", None), ("del", "DELETE", "OLD")):
         trig = _q(f"{_fname(t)}_{name}")
         out.append(f"DROP TRIGGER IF EXISTS {trig}")
+        out.append(f"DROP TRIGGER IF EXISTS {_q(f'{_fname(t)}_{name}_drift')}")
         if table.fallback() is not None:
             out.append(f"CREATE TRIGGER {trig} AFTER {when} ON {qt} FOR EACH ROW BEGIN {coarse}; END")
             continue
@@ -521,12 +535,97 @@ def _sl_table(table: CaptureTable, feed_table: str) -> list[str]:
                 parts.append(f"SELECT {_sl_key('f.h', 'f.v', 'f.r', chr(39) + '/' + chr(39) + ' || ch.x')} "
                              f"FROM ({fv}) AS f, ({ch}) AS ch")
         keys = " UNION ALL ".join(parts)
+        # the column check runs once per row, in the WHEN clauses of two triggers
         out.append(
-            f"CREATE TRIGGER {trig} AFTER {when} ON {qt} FOR EACH ROW BEGIN "
-            f"INSERT INTO {ft} (key) SELECT DISTINCT {fix} FROM ({keys}) WHERE {fresh}; "
-            f"{coarse} WHERE NOT ({fresh}); END"
+            f"CREATE TRIGGER {trig} AFTER {when} ON {qt} FOR EACH ROW WHEN {fresh} BEGIN "
+            f"INSERT INTO {ft} (key) SELECT DISTINCT {fix} FROM ({keys}); END"
         )
+        drift = _q(f"{_fname(t)}_{name}_drift")
+        out.append(f"DROP TRIGGER IF EXISTS {drift}")
+        out.append(f"CREATE TRIGGER {drift} AFTER {when} ON {qt} FOR EACH ROW WHEN NOT ({fresh}) BEGIN {coarse}; END")
     out.append(f"INSERT OR REPLACE INTO {_REGISTRY} (tbl, spec) VALUES ({_lit(t)}, {_lit(table.spec())})")
+    return out
+
+
+# -- MySQL / MariaDB ----------------------------------------------------------------------------
+
+
+def _mq(ident: str) -> str:
+    return "`" + ident.replace("`", "``") + "`"
+
+
+def _my_text(col: str) -> str:
+    return f"CONVERT(CAST({col} AS CHAR) USING utf8mb4) COLLATE utf8mb4_bin"
+
+
+def _my_lit(text: str) -> str:
+    return "_utf8mb4" + _lit(text.replace("\\", "\\\\")) + " COLLATE utf8mb4_bin"
+
+
+def _my_spellings(kind: str, col: str) -> list[str]:
+    e = _my_text(col)
+    return [f"CASE WHEN {col} IS NULL THEN 'null' ELSE {t.replace('{e}', e).replace('{v}', col)} END"
+            for t in SPELLING[kind]["mysql"]]
+
+
+def _my_fv(table: CaptureTable, version: str) -> str:
+    rows = []
+    for c in table.columns:
+        if c.kind in algebra.KINDS:
+            for s in _my_spellings(c.kind, f"{version}.{_mq(c.name)}"):
+                rows.append(f"SELECT {_my_lit(f'{table.name}.{c.name}=')} AS h, {s} AS v")
+    return " UNION ALL ".join(rows)
+
+
+def _my_table(table: CaptureTable, feed_table: str) -> list[str]:
+    t, qt, ft, lock = table.name, _mq(table.name), _mq(feed_table), _mq(feed_table + "_lock")
+    coarse_keys = f"SELECT {_my_lit(t)} AS k UNION ALL SELECT {_my_lit(t + ':*')}"
+    fix = f"CASE WHEN k IS NULL OR LENGTH(k) > {MAX_FEED_KEY} THEN {_my_lit(t + ':*')} ELSE k END"
+    fresh = (f"(SELECT GROUP_CONCAT(COLUMN_NAME ORDER BY BINARY COLUMN_NAME SEPARATOR ',') "
+             f"FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = {_lit(t)}) "
+             f"= {_my_lit(table.names())}")
+    take_lock = f"INSERT INTO {lock} (id) VALUES (1) ON DUPLICATE KEY UPDATE id = id"
+    out = []
+    for name, when, version in (("ins", "INSERT", "NEW"), ("upd", "UPDATE", None), ("del", "DELETE", "OLD")):
+        trig = _mq(f"{_fname(t)}_{name}")
+        out.append(f"DROP TRIGGER IF EXISTS {trig}")
+        if table.fallback() is not None:
+            out.append(f"CREATE TRIGGER {trig} AFTER {when} ON {qt} FOR EACH ROW BEGIN {take_lock}; "
+                       f"INSERT INTO {ft} (`key`) {coarse_keys}; END")
+            continue
+        pk = table.pk[0]
+        pk_kind = {c.name: c.kind for c in table.columns}[pk]
+        parts = [f"SELECT {_my_lit(t)} AS k"]
+        if version is not None:
+            parts.append(f"SELECT {_my_lit(t + '/*')}")
+            parts += [f"SELECT CONCAT({_my_lit(t + ':')}, {s})" for s in _my_spellings(pk_kind, f"{version}.{_mq(pk)}")]
+            fv = _my_fv(table, version)
+            if fv:
+                parts.append(f"SELECT CONCAT(f.h, f.v) FROM ({fv}) AS f")
+                parts.append(f"SELECT CONCAT(f.h, f.v, '/*') FROM ({fv}) AS f")
+        else:
+            for v in ("OLD", "NEW"):
+                parts += [f"SELECT CONCAT({_my_lit(t + ':')}, {s})" for s in _my_spellings(pk_kind, f"{v}.{_mq(pk)}")]
+            parts.append(f"SELECT {_my_lit(t + ':*')} FROM DUAL WHERE NOT (OLD.{_mq(pk)} <=> NEW.{_mq(pk)})")
+            ch = " UNION ALL ".join(
+                f"SELECT {_my_lit(c.name)} AS x FROM DUAL WHERE NOT "
+                f"(CAST(OLD.{_mq(c.name)} AS BINARY) <=> CAST(NEW.{_mq(c.name)} AS BINARY))"
+                for c in table.columns
+            )
+            parts.append(f"SELECT CONCAT({_my_lit(t + '/')}, ch.x) FROM ({ch}) AS ch")
+            fvs = [x for x in (_my_fv(table, "OLD"), _my_fv(table, "NEW")) if x]
+            if fvs:
+                fv = " UNION ALL ".join(fvs)
+                parts.append(f"SELECT CONCAT(f.h, f.v) FROM ({fv}) AS f")
+                parts.append(f"SELECT CONCAT(f.h, f.v, '/', ch.x) FROM ({fv}) AS f, ({ch}) AS ch")
+        keys = " UNION ALL ".join(parts)
+        out.append(
+            f"CREATE TRIGGER {trig} AFTER {when} ON {qt} FOR EACH ROW BEGIN {take_lock}; "
+            f"IF {fresh} THEN INSERT INTO {ft} (`key`) SELECT DISTINCT {fix} FROM ({keys}) AS s; "
+            f"ELSE INSERT INTO {ft} (`key`) {coarse_keys}; END IF; END"
+        )
+    out.append(f"INSERT INTO {_REGISTRY} (tbl, spec) VALUES ({_lit(t)}, {_lit(table.spec())}) "
+               "ON DUPLICATE KEY UPDATE spec = VALUES(spec)")
     return out
 
 
@@ -551,6 +650,11 @@ def capture_ddl(dialect: str, tables: Iterable[CaptureTable], feed_table: str = 
             out.extend(_pg_table(table))
         return out
     out = [f"CREATE TABLE IF NOT EXISTS {_REGISTRY} (tbl VARCHAR(255) PRIMARY KEY, spec TEXT NOT NULL)"]
+    if dialect == "mysql":
+        out[0] += " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+        for table in tables:
+            out.extend(_my_table(table, feed_table))
+        return out
     for table in tables:
         out.extend(_sl_table(table, feed_table))
     return out
@@ -571,8 +675,10 @@ def remove_ddl(dialect: str, tables: Iterable[str], everything: bool = False) ->
             out.append(f"DO $cd$ BEGIN IF to_regclass('{_REGISTRY}') IS NOT NULL THEN "
                        f"DELETE FROM {_REGISTRY} WHERE tbl = {_lit(t)}; END IF; END $cd$")
         else:
-            for n in ("ins", "upd", "del"):
-                out.append(f"DROP TRIGGER IF EXISTS {_q(_fname(t) + '_' + n)}")
+            quote = _mq if dialect == "mysql" else _q
+            for n in ("ins", "upd", "del", "ins_drift", "upd_drift", "del_drift"):
+                if dialect == "sqlite" or not n.endswith("_drift"):
+                    out.append(f"DROP TRIGGER IF EXISTS {quote(_fname(t) + '_' + n)}")
     if everything:
         if dialect == "postgresql":
             out += [
@@ -628,6 +734,9 @@ def _installed(conn: Any, dialect: str) -> dict[str, str]:
     """Return ``{table: recorded spec}`` of the registry (empty without one)."""
     if dialect == "postgresql":
         present = _rows(conn, f"SELECT to_regclass('{_REGISTRY}') IS NOT NULL")[0][0]
+    elif dialect == "mysql":
+        present = bool(_rows(conn, "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                                   f"AND TABLE_NAME = '{_REGISTRY}'"))
     else:
         present = bool(_rows(conn, f"SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '{_REGISTRY}'"))
     if not present:
@@ -643,7 +752,7 @@ def remove(conn: Any, dialect: str, tables: Iterable[str] | None = None) -> list
     names = list(installed) if tables is None else list(tables)
     rest = set(installed) - set(names)
     statements = remove_ddl(dialect, names, everything=not rest)
-    if dialect == "sqlite" and rest:
+    if dialect != "postgresql" and rest:
         statements += [f"DELETE FROM {_REGISTRY} WHERE tbl = {_lit(t)}" for t in names]
     _run(conn, statements)
     return statements
@@ -682,6 +791,10 @@ def _db_columns(conn: Any, dialect: str, table: str) -> list[str] | None:
         rows = _rows(conn, f"SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass({_lit(_q(table))}) "
                            "AND attnum > 0 AND NOT attisdropped")
         exists = _rows(conn, f"SELECT to_regclass({_lit(_q(table))}) IS NOT NULL")[0][0]
+    elif dialect == "mysql":
+        rows = _rows(conn, "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+                           f"AND TABLE_NAME = {_lit(table)}")
+        exists = bool(rows)
     else:
         rows = _rows(conn, f"SELECT name FROM pragma_table_info({_lit(table)})")
         exists = bool(rows)
@@ -692,6 +805,9 @@ def _triggers(conn: Any, dialect: str, table: str) -> int:
     if dialect == "postgresql":
         return int(_rows(conn, f"SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass({_lit(_q(table))}) "
                                "AND tgname LIKE 'cachedeps\\_capture\\_%'")[0][0])
+    if dialect == "mysql":
+        return int(_rows(conn, "SELECT count(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() "
+                               f"AND EVENT_OBJECT_TABLE = {_lit(table)} AND TRIGGER_NAME LIKE {_lit(_fname(table) + '_%')}")[0][0])
     return int(_rows(conn, f"SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = {_lit(table)} "
                            f"AND name LIKE {_lit(_fname(table) + '_%')}")[0][0])
 

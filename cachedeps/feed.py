@@ -292,13 +292,18 @@ class SqlFeed:
             text = row[0] if row else None
             return {t for t in (text or "").split(",") if t}
         # SQLite: the write lock is ours since the first write, so the schema now is the
-        # schema our writes ran under: a table with its three capture triggers was captured.
+        # schema our writes ran under: a table with its capture triggers was captured.
+        # MySQL/MariaDB: a table this transaction wrote is under its metadata lock until
+        # COMMIT, so no DROP TRIGGER on it can have run since our writes.
+        if self.dialect == "sqlite":
+            sql = ("SELECT tbl_name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'cachedeps_cap_%' "
+                   "GROUP BY tbl_name HAVING count(*) >= 3")
+        else:
+            sql = ("SELECT EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() "
+                   "AND TRIGGER_NAME LIKE 'cachedeps_cap_%' GROUP BY EVENT_OBJECT_TABLE HAVING count(*) >= 3")
         cur = conn.cursor()
         try:
-            cur.execute(
-                "SELECT tbl_name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'cachedeps_cap_%' "
-                "GROUP BY tbl_name HAVING count(*) >= 3"
-            )
+            cur.execute(sql)
             return {str(r[0]) for r in cur.fetchall()}
         finally:
             cur.close()

@@ -22,6 +22,16 @@ UUIDS = [uuid.UUID("12345678-1234-5678-1234-567812345678"), None, uuid.uuid4()]
 def _columns(dialect: str) -> list[tuple[str, str, str]]:
     """(name, SQL type, kind) of the test table."""
     pg = dialect == "postgresql"
+    if dialect == "mysql":
+        return [
+            ("id", "BIGINT PRIMARY KEY", algebra.INTEGER),
+            ("n", "BIGINT", algebra.INTEGER),
+            ("b", "BOOLEAN", algebra.BOOLEAN),
+            ("s", "VARCHAR(300) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin", algebra.TEXT),
+            ("u", "CHAR(36) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin", algebra.TEXT),
+            ("f", "DOUBLE", algebra.OTHER),
+            ("d", "DATE", algebra.OTHER),
+        ]
     return [
         ("id", "INTEGER PRIMARY KEY" if not pg else "BIGINT PRIMARY KEY", algebra.INTEGER),
         ("n", "BIGINT" if pg else "INTEGER", algebra.INTEGER),
@@ -61,7 +71,7 @@ def expected(db, table: capture.CaptureTable, old, new) -> tuple[set[str], set[s
     unspelled = set(table.unspelled())
     o = dict(zip(names, old)) if old else None
     n = dict(zip(names, new)) if new else None
-    if db.dialect == "sqlite":  # as stored: the UUID column holds text
+    if db.dialect in ("sqlite", "mysql"):  # as stored: the UUID column holds text
         for row in (o, n):
             if row and isinstance(row.get("u"), uuid.UUID):
                 row["u"] = str(row["u"])
@@ -73,7 +83,7 @@ def expected(db, table: capture.CaptureTable, old, new) -> tuple[set[str], set[s
         for c in ("s",):
             v = row and row.get(c)
             if isinstance(v, str) and not v.isascii() and len(v) <= 64:
-                # PostgreSQL cannot tell Python's printability of non-ASCII text: it emits
+                # PostgreSQL and MySQL cannot tell Python's printability of non-ASCII text: it emits
                 # both the text and its digest (one of them the engine's spelling)
                 from cachedeps.keys import canonical_value
 
@@ -110,7 +120,7 @@ def test_every_kind_spelled_like_the_engine(db):
     for i in range(max(len(TEXTS), len(INTS))):
         u = UUIDS[i % len(UUIDS)]
         values.append((i + 1, INTS[i % len(INTS)], BOOLS[i % len(BOOLS)], TEXTS[i % len(TEXTS)],
-                       str(u) if (u and db.dialect == "sqlite") else u, 1.5 * i, "2024-01-0%d" % (i % 9 + 1)))
+                       str(u) if (u and db.dialect != "postgresql") else u, 1.5 * i, "2024-01-0%d" % (i % 9 + 1)))
     for v in values:  # insert, one row per statement
         db.run(f"INSERT INTO cap_kinds VALUES ({', '.join([p] * 7)})", params=v)
         _check(db, table, None, _row(db, v[0]))
@@ -136,7 +146,8 @@ def test_multi_row_statement_gives_the_union_of_its_rows(db):
     db.run("INSERT INTO cap_kinds (id, n, s) VALUES (1, 1, 'a'), (2, 1, 'b b'), (3, 2, 'c')")
     db.skip_to_head()
     before = {r[0]: r for r in db.rows("SELECT id, n, b, s, u, f, d FROM cap_kinds")}
-    db.run("UPDATE cap_kinds SET s = s || '!' WHERE n = 1")
+    db.run("UPDATE cap_kinds SET s = CONCAT(s, '!') WHERE n = 1" if db.dialect == "mysql" else
+           "UPDATE cap_kinds SET s = s || '!' WHERE n = 1")
     got = set(db.new_keys())
     want: set[str] = set()
     alts: set[str] = set()
@@ -182,4 +193,4 @@ def test_text_primary_key_and_fallbacks(db):
 
 def test_kinds_table_covers_every_dialect():
     for kind in algebra.KINDS:
-        assert set(capture.SPELLING[kind]) == {"postgresql", "sqlite"}, kind
+        assert set(capture.SPELLING[kind]) == {"postgresql", "sqlite", "mysql"}, kind
