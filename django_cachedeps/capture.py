@@ -23,9 +23,10 @@ __all__ = ["describe_model", "captured_models", "describe_all", "install", "remo
 
 
 def _dialect(connection: Any) -> str:
-    if connection.vendor not in ("postgresql", "sqlite"):
+    if connection.vendor not in ("postgresql", "sqlite", "mysql"):
         raise ConfigurationError(
-            f"capture triggers support PostgreSQL and SQLite; database {connection.alias!r} is {connection.vendor}"
+            f"capture triggers support PostgreSQL, SQLite and MySQL/MariaDB; database {connection.alias!r} "
+            f"is {connection.vendor}"
         )
     return connection.vendor
 

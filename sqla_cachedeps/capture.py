@@ -49,9 +49,12 @@ def _dialect(dialect: Any) -> Any:
     if isinstance(dialect, str):
         from sqlalchemy.dialects import postgresql, sqlite
 
-        known = {"postgresql": postgresql.dialect, "sqlite": sqlite.dialect}
+        from sqlalchemy.dialects import mysql
+
+        known = {"postgresql": postgresql.dialect, "sqlite": sqlite.dialect, "mysql": mysql.dialect,
+                 "mariadb": mysql.dialect}
         if dialect not in known:
-            raise ConfigurationError(f"capture triggers support PostgreSQL and SQLite; got dialect {dialect!r}")
+            raise ConfigurationError(f"capture triggers support PostgreSQL, SQLite and MySQL/MariaDB; got {dialect!r}")
         return known[dialect]()
     return dialect
 
