@@ -87,6 +87,8 @@ __all__ = [
     "ADVISORY_LOCK_ID",
     "RESTART_GAP",
     "DIALECTS",
+    "RAW_PREFIX",
+    "unraw",
 ]
 
 #: the longest key the ``cachedeps_change.key`` column holds; longer keys are digested
@@ -95,6 +97,8 @@ MAX_FEED_KEY = 255
 PRUNED_PREFIX = "!pruned:"
 #: key of the row a MySQL feed that went backwards is moved forward with (not a change)
 RESTART_PREFIX = "!restart:"
+#: prefix of a row a SQLite capture trigger writes with a value the poller spells (:func:`unraw`)
+RAW_PREFIX = "!raw:"
 #: the constant of the PostgreSQL advisory lock serializing log writers ("cachedep" in ASCII)
 ADVISORY_LOCK_ID = 0x6361636865646570 & 0x7FFFFFFFFFFFFFFF
 
@@ -131,6 +135,28 @@ def feed_key(key: str) -> str:
     if len(key) <= MAX_FEED_KEY // 4 or len(key.encode("utf-8")) <= MAX_FEED_KEY:
         return key
     return "#" + hashlib.blake2b(key.encode("utf-8"), digest_size=24).hexdigest()
+
+
+def unraw(key: str) -> str:
+    """Return the key a raw feed row stands for: ``!raw:<head>\\x1f<tail>\\x1f<value>`` is
+    ``head + canonical_value(value) + tail`` (through :func:`feed_key`).
+
+    SQLite capture triggers (:mod:`cachedeps.capture`) cannot digest text in SQL; they write
+    text values this way and the poller spells them exactly as the engine does.
+    """
+    from .keys import canonical_value
+
+    parts = key[len(RAW_PREFIX):].split("\x1f", 2)
+    if len(parts) != 3:
+        return key
+    head, tail, value = parts
+    return feed_key(head + canonical_value(value) + tail)
+
+
+def _table_of(key: str) -> str:
+    from .keys import table_of
+
+    return table_of(key)
 
 
 @runtime_checkable
@@ -173,6 +199,10 @@ class SqlFeed:
             (``?``: sqlite3). Default: ``qmark`` for SQLite, ``format`` otherwise.
         table: the table name.
         max_rows: the most rows one poll reads; more makes the poll incomplete.
+        capture: capture triggers (:mod:`cachedeps.capture`) may be installed: :meth:`append`
+            leaves out the keys of tables whose triggers captured this transaction's writes
+            (they are in the feed already, or staged for it) and returns a tid at least as
+            new as theirs.
 
     Example::
 
@@ -191,6 +221,7 @@ class SqlFeed:
         paramstyle: str | None = None,
         table: str = "cachedeps_change",
         max_rows: int = _DEFAULT_CAP,
+        capture: bool = False,
     ) -> None:
         if dialect == "mariadb":
             dialect = "mysql"
@@ -215,6 +246,7 @@ class SqlFeed:
         self.paramstyle = paramstyle
         self.table = table
         self.max_rows = max_rows
+        self.capture = bool(capture)
         self._p = "%s" if paramstyle == "format" else "?"
         #: the key column as written in SQL (``key`` is reserved on MySQL)
         self._k = "`key`" if dialect == "mysql" else "key"
@@ -289,15 +321,26 @@ class SqlFeed:
         """Write one row per key inside the open transaction; return the newest tid written.
 
         Call it just before the transaction commits (the lock it takes is held until then).
+        With ``capture``, keys of tables whose capture triggers ran in this transaction are
+        left out (see :mod:`cachedeps.capture`).
 
         Raises:
             FeedError: no keys.
             Exception: the database's own error, unchanged.
         """
+        keys = list(keys)
         rows = list(dict.fromkeys(feed_key(k) for k in keys))
         if not rows:
             raise FeedError("SqlFeed.append needs at least one key; a write that changes nothing needs no tid")
         with self._noted(f"appending {len(rows)} key(s)"):
+            captured_tid = None
+            if self.capture:
+                captured = self._captured(conn)
+                if captured:
+                    rows = list(dict.fromkeys(feed_key(k) for k in keys if _table_of(k) not in captured))
+                    captured_tid = self._flush(conn)
+                    if not rows:
+                        return int(captured_tid)
             self.lock(conn)
             cur = conn.cursor()
             try:
@@ -312,6 +355,38 @@ class SqlFeed:
             finally:
                 cur.close()
         return int(tid)
+
+    def _captured(self, conn: Any) -> set[str]:
+        """Return the tables whose capture triggers captured this transaction's writes."""
+        if self.dialect == "postgresql":
+            row = self._execute(conn, "SELECT current_setting('cachedeps.captured', true)", ())
+            text = row[0] if row else None
+            return {t for t in (text or "").split(",") if t}
+        # SQLite: the write lock is ours since the first write, so the schema now is the
+        # schema our writes ran under: a table with its capture triggers was captured.
+        # MySQL/MariaDB: a table this transaction wrote is under its metadata lock until
+        # COMMIT, so no DROP TRIGGER on it can have run since our writes.
+        if self.dialect == "sqlite":
+            sql = ("SELECT tbl_name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'cachedeps_cap_%' "
+                   "GROUP BY tbl_name HAVING count(*) >= 3")
+        else:
+            sql = ("SELECT EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() "
+                   "AND TRIGGER_NAME LIKE 'cachedeps_cap_%' GROUP BY EVENT_OBJECT_TABLE HAVING count(*) >= 3")
+        cur = conn.cursor()
+        try:
+            cur.execute(sql)
+            return {str(r[0]) for r in cur.fetchall()}
+        finally:
+            cur.close()
+
+    def _flush(self, conn: Any) -> int:
+        """Move this transaction's staged keys into the feed (PostgreSQL) and return the
+        newest tid, under the writers' lock."""
+        if self.dialect == "postgresql":
+            row = self._execute(conn, "SELECT cachedeps_capture_flush()", ())
+        else:
+            row = self._execute(conn, f"SELECT MAX(tid) FROM {self.table}", ())
+        return int(row[0]) if row and row[0] is not None else 0
 
     def poll(self, conn: Any, after: int) -> Poll:
         """Return the changes after ``after`` with one indexed query.
@@ -365,7 +440,9 @@ class SqlFeed:
                 head = max(head, self._max_tid(conn))
         changes: list[tuple[int, str]] = []
         for tid, key in rows:
-            if key.startswith(PRUNED_PREFIX):
+            if key[:1] == "!" and key.startswith(RAW_PREFIX):
+                key = unraw(key)
+            elif key.startswith(PRUNED_PREFIX):
                 try:
                     pruned = int(key[len(PRUNED_PREFIX) :])
                 except ValueError:

@@ -104,7 +104,8 @@ def canonical_value(value: Any) -> str:
 
     ``None`` → ``null``; booleans → ``1``/``0`` (as databases store them, so ``flag=True``
     and a raw ``1`` agree); integers (and integral Decimals) in decimal; floats by ``repr``; dates/times ISO 8601; UUIDs as hex with dashes; bytes as
-    hex; text as itself. Long or unprintable spellings become a digest.
+    hex; text as itself. Long or unprintable spellings become a digest (``#`` and the first 32
+    hex digits of their UTF-8 SHA-256).
     """
     if value is None:
         text = "null"
@@ -127,7 +128,9 @@ def canonical_value(value: Any) -> str:
     else:
         text = str(value)
     if len(text) > _MAX_VALUE_REPR or not _valid(text):
-        text = "#" + hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+        # SHA-256, not BLAKE2: capture triggers (cachedeps.capture) compute the same digest
+        # in SQL, and PostgreSQL and MySQL have SHA-256 built in.
+        text = "#" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
     return text
 
 

@@ -25,6 +25,9 @@ id                      fires when
 ``cachedeps.E012``      (``check --database``) on MySQL/MariaDB, the change feed table or its
                         lock table is missing or not InnoDB (transactional row locks keep
                         the feed's tids in commit order)
+``cachedeps.W004``      ``CACHEDEPS["CAPTURE"]`` is True and a cached table has no capture
+                      triggers, or they drifted from the model (database checks:
+                      ``manage.py check --database default``, ``migrate``)
 ======================  =====================================================================
 
 The checks are registered when the app loads, and also when the cache backend or a database
@@ -331,6 +334,41 @@ def check_databases(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             "data and its reads would not be cached.",
             hint=hint, id="cachedeps.E006"))
     return errors
+
+
+@register(Tags.database)
+def check_capture(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[Any]:
+    """Warn when the project asked for capture and a cached table has none (or it drifted)."""
+    conf = _parsed()
+    if conf is None or not conf.enabled or not conf.capture or not databases:
+        return []
+    from django.db import connections
+
+    from . import capture
+    from .runtime import feed_ready
+
+    warnings: list[Any] = []
+    for alias in databases:
+        if alias not in connections or connections[alias].vendor not in ("postgresql", "sqlite"):
+            continue
+        try:
+            if not feed_ready(alias):
+                continue
+            found = capture.status(alias)
+        except Exception as exc:  # the database is unreachable: other checks say so
+            warnings.append(Warning(f"cannot read the capture status of database {alias!r}: {exc}",
+                                    id="cachedeps.W004"))
+            continue
+        for st in found:
+            if st.ok:
+                continue
+            what = "has no capture triggers" if not st.installed else "capture drifted: " + "; ".join(st.drift)
+            warnings.append(Warning(
+                f"CACHEDEPS['CAPTURE'] is True but cached table {st.table!r} of database {alias!r} {what}.",
+                hint="Run manage.py cachedeps_capture install (or add django_cachedeps.capture.InstallCapture() "
+                     "to a migration).",
+                id="cachedeps.W004"))
+    return warnings
 
 
 @register(Tags.caches)

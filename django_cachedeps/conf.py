@@ -19,6 +19,10 @@
         "METRICS": [],             # exporters of the engine's events: "prometheus", "otel"
         "UNIT_FREE_COMMANDS": [],  # management commands run without a unit of work (long-running
                                    # ones: servers, queue consumers); ["*"]: every command
+        "CAPTURE": False,          # True: capture triggers (manage.py cachedeps_capture install)
+                                   # write the keys of captured tables; the ORM writes leave
+                                   # them out of the feed, and check W004 names cached tables
+                                   # without capture
     }
 
 Django's own bookkeeping models (sessions, admin log, content types, migrations) are never
@@ -65,7 +69,7 @@ DEFAULT_EXCLUDE = frozenset(
 FEED_TABLE = "cachedeps_change"
 _NEVER_CACHED_TABLES = frozenset({FEED_TABLE, "django_migrations"})
 _KNOWN = frozenset({"CACHE", "MODELS", "EXCLUDE", "TIMEOUT", "MAX_DELTA", "FEED_KEEP", "ENABLED", "VERIFY", "VIEWS",
-                    "METRICS", "UNIT_FREE_COMMANDS"})
+                    "METRICS", "UNIT_FREE_COMMANDS", "CAPTURE"})
 #: the exporters ``CACHEDEPS["METRICS"]`` may name (:mod:`cachedeps.metrics`)
 METRICS_EXPORTERS = ("prometheus", "otel")
 #: the keys of one model's entry in the dict form of ``CACHEDEPS["MODELS"]``
@@ -95,6 +99,7 @@ class CachedepsSettings:
     #: the metrics exporters to install (``CACHEDEPS["METRICS"]``)
     metrics: tuple[str, ...] = ()
     unit_free_commands: frozenset[str] = frozenset()
+    capture: bool = False
 
     def model_is_cached(self, label_lower: str) -> bool:
         """Return whether queries on the model ``app_label.model`` (lowercase) are cached."""
@@ -235,6 +240,9 @@ def parse(raw: Any) -> CachedepsSettings:
     enabled = raw.get("ENABLED", True)
     if not isinstance(enabled, bool):
         raise ImproperlyConfigured(f"CACHEDEPS['ENABLED'] must be True or False, got {enabled!r}")
+    capture = raw.get("CAPTURE", False)
+    if not isinstance(capture, bool):
+        raise ImproperlyConfigured(f"CACHEDEPS['CAPTURE'] must be True or False, got {capture!r}")
     try:
         verifier = Verifier(raw.get("VERIFY", False), "CACHEDEPS['VERIFY']")
     except ConfigurationError as exc:
@@ -260,6 +268,7 @@ def parse(raw: Any) -> CachedepsSettings:
         feed_keep=_positive_int("FEED_KEEP", raw.get("FEED_KEEP", 100_000), 0),
         enabled=enabled,
         unit_free_commands=_command_names(raw.get("UNIT_FREE_COMMANDS", [])),
+        capture=capture,
     )
 
 

@@ -79,7 +79,7 @@ def _build(alias: str, using: str) -> Any:
         store = _stores[location] = cachedeps.open_store(location)
     vendor = connections[using].vendor
     dialect = {"postgresql": "postgresql", "mysql": "mysql"}.get(vendor, "sqlite")
-    feed = SqlFeed(dialect=dialect, paramstyle="format", table=FEED_TABLE)
+    feed = SqlFeed(dialect=dialect, paramstyle="format", table=FEED_TABLE, capture=conf.capture)
     return cachedeps.Cache(store, feed=feed, namespace=_namespace(using), max_delta=conf.max_delta)
 
 

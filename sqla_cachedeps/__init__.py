@@ -21,6 +21,10 @@ builds a statement. See ``docs/sqlalchemy.md``.
 
 from __future__ import annotations
 
+from .capture import capture as capture
+from .capture import capture_ddl as capture_ddl
+from .capture import capture_status as capture_status
+from .capture import remove_capture as remove_capture
 from .events import Installation as Installation
 from .events import install as install
 from .feed import create_feed_table as create_feed_table
@@ -37,4 +41,8 @@ __all__ = [
     "RelationshipCache",
     "EXECUTION_OPTION",
     "CachingSession",
+    "capture",
+    "capture_ddl",
+    "capture_status",
+    "remove_capture",
 ]

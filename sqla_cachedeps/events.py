@@ -70,6 +70,7 @@ def install(
     feed_table: str = DEFAULT_TABLE,
     verify: Any = False,
     views: Mapping[str, Sequence[str]] | None = None,
+    capture: bool = False,
 ) -> Installation:
     """Serve reads of ``session_factory``'s sessions from ``cache``, invalidated by their writes.
 
@@ -94,6 +95,9 @@ def install(
             mapped as tables. Views are detected in the database (SQLite, PostgreSQL views and
             materialized views); reads of an undeclared one are not cached, reads of a
             declared one depend on its base tables' table keys.
+        capture: capture triggers (:func:`sqla_cachedeps.capture`) are installed on some
+            tables: writes leave those tables' keys to the triggers (given a store URL; a
+            ``Cache`` brings its own ``SqlFeed(capture=True)``).
 
     Returns:
         An :class:`Installation`; ``uninstall()`` removes every listener.
@@ -113,7 +117,7 @@ def install(
             "installing again"
         )
     inst = Installation(target, cache, gets=gets, lazy_loads=lazy_loads, feed_table=feed_table, verify=verify,
-                        views=views)
+                        views=views, capture=capture)
     from cachedeps.config import unreachable_servers
 
     for problem in unreachable_servers(cache if isinstance(cache, str) else getattr(cache, "store", None)):
@@ -161,8 +165,10 @@ class Installation:
     """The listeners installed on one session factory; see :func:`install`."""
 
     def __init__(self, target: Any, cache: Any, *, gets: bool, lazy_loads: bool, feed_table: str,
-                 verify: Any = False, views: Mapping[str, Sequence[str]] | None = None) -> None:
+                 verify: Any = False, views: Mapping[str, Sequence[str]] | None = None,
+                 capture: bool = False) -> None:
         self.target = target
+        self.capture = capture
         self.verifier = Verifier(verify, "install(verify=...)")
         self.declared_views = _declared_views(views)
         # engine -> {view name: declared base tables, or None}: the views found in its database
@@ -224,7 +230,7 @@ class Installation:
             if self._cache is None:
                 import cachedeps
 
-                feed = feed_for_dialect(dialect, self.feed_table)
+                feed = feed_for_dialect(dialect, self.feed_table, capture=self.capture)
                 self._cache = cachedeps.Cache(self._url, feed=feed)
                 self._feed = feed
 

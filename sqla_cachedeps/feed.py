@@ -29,7 +29,7 @@ def feed_name(dialect: Any) -> str | None:
     return _DIALECTS.get(dialect.name)
 
 
-def feed_for_dialect(dialect: Any, table: str = DEFAULT_TABLE) -> SqlFeed:
+def feed_for_dialect(dialect: Any, table: str = DEFAULT_TABLE, capture: bool = False) -> SqlFeed:
     """Return a :class:`~cachedeps.feed.SqlFeed` speaking ``dialect``'s SQL and paramstyle.
 
     Raises:
@@ -47,7 +47,7 @@ def feed_for_dialect(dialect: Any, table: str = DEFAULT_TABLE) -> SqlFeed:
             f"driver {dialect.driver!r} uses paramstyle {dialect.paramstyle!r}; the change feed needs "
             "'qmark', 'format' or 'pyformat' (use sqlite3/aiosqlite, psycopg, mysqlclient or PyMySQL)"
         )
-    return SqlFeed(dialect=name, paramstyle=paramstyle, table=table)
+    return SqlFeed(dialect=name, paramstyle=paramstyle, table=table, capture=capture)
 
 
 def create_feed_table(bind: Any, table: str = DEFAULT_TABLE) -> None:

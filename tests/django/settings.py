@@ -89,7 +89,14 @@ CACHES = {
 }
 
 # Verify mode: every cache hit is checked against the database; a difference raises StaleRead.
-CACHEDEPS = {"CACHE": "default", "VERIFY": True, "VIEWS": {"testapp.BookCard": ["book", "author"]}}
+# CACHEDEPS_TEST_VERIFY=0 turns it off (the stale-read checker counts stale reads itself);
+# CACHEDEPS_TEST_CAPTURE=1 sets CAPTURE (capture triggers installed by the test).
+CACHEDEPS = {
+    "CACHE": "default",
+    "VERIFY": os.environ.get("CACHEDEPS_TEST_VERIFY", "1") == "1",
+    "VIEWS": {"testapp.BookCard": ["book", "author"]},
+    "CAPTURE": os.environ.get("CACHEDEPS_TEST_CAPTURE") == "1",
+}
 
 TEMPLATES = [
     {

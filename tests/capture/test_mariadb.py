@@ -1,0 +1,191 @@
+"""Capture triggers on MariaDB/MySQL, tested with PyMySQL directly (row triggers).
+
+The feed and its lock table are created with the statements of the MySQL change feed
+(``cachedeps_change`` with an AUTO_INCREMENT tid, ``cachedeps_change_lock`` with one row).
+Each trigger first takes the lock row (``INSERT ... ON DUPLICATE KEY UPDATE``), which InnoDB
+holds until the transaction ends: writers of captured tables are serialized from their
+first captured row to their COMMIT, so tids are ordered like commits. The interleaved test
+proves it: a transaction that captured a row first commits last, yet no poller that saw
+the later tid could miss the earlier one.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from cachedeps import algebra, capture
+from cachedeps.keys import canonical_value
+from tests.conftest import require
+
+from . import test_spelling
+
+MYSQL = dict(host=os.environ.get("CACHEDEPS_TEST_MYSQL_HOST", "127.0.0.1"), user="root", password="",
+             database=os.environ.get("CACHEDEPS_TEST_MYSQL_DB", "test"), port=3306)
+FEED_DDL = [
+    "CREATE TABLE IF NOT EXISTS cachedeps_change (tid BIGINT AUTO_INCREMENT PRIMARY KEY, `key` VARCHAR(255) NOT NULL) "
+    "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+    "CREATE TABLE IF NOT EXISTS cachedeps_change_lock (id TINYINT PRIMARY KEY) ENGINE=InnoDB",
+    "INSERT IGNORE INTO cachedeps_change_lock (id) VALUES (1)",
+]
+
+
+def _connect():
+    import pymysql
+
+    return pymysql.connect(**MYSQL, charset="utf8mb4", autocommit=False)
+
+
+class MyDb:
+    """The interface of tests/capture/conftest.py's Db, for MariaDB."""
+
+    dialect = "mysql"
+
+    def __init__(self) -> None:
+        self.connect = _connect
+        self.conn = _connect()
+        self.position = 0
+
+    def run(self, *statements: str, params=()) -> None:
+        with self.conn.cursor() as cur:
+            for sql in statements:
+                cur.execute(sql, params) if params else cur.execute(sql)
+        self.conn.commit()
+
+    def rows(self, sql: str) -> list[tuple]:
+        with self.conn.cursor() as cur:
+            cur.execute(sql)
+            out = list(cur.fetchall())
+        self.conn.commit()
+        return out
+
+    def new_keys(self) -> list[str]:
+        got = self.rows(f"SELECT tid, `key` FROM cachedeps_change WHERE tid > {self.position} ORDER BY tid")
+        if got:
+            self.position = got[-1][0]
+        return [k for _, k in got]
+
+    def skip_to_head(self) -> None:
+        self.position = self.rows("SELECT COALESCE(MAX(tid), 0) FROM cachedeps_change")[0][0]
+
+
+def _reset(d: MyDb) -> None:
+    tables = [r[0] for r in d.rows("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                                   "AND (TABLE_NAME LIKE 'cap\\_%' OR TABLE_NAME LIKE 'cachedeps\\_%')")]
+    for t in tables:
+        d.run(f"DROP TABLE IF EXISTS `{t}`")
+
+
+@pytest.fixture
+def db():
+    try:
+        import pymysql  # noqa: F401
+    except ImportError:
+        require(False, "PyMySQL is not installed (pip install pymysql)")
+    try:
+        d = MyDb()
+    except Exception as exc:  # noqa: BLE001 - the reason is shown
+        require(False, f"MariaDB is not reachable at {MYSQL['host']}:3306 ({exc})")
+    _reset(d)
+    d.run(*FEED_DDL)
+    yield d
+    _reset(d)
+    d.conn.close()
+
+
+def test_every_kind_spelled_like_the_engine(db):
+    test_spelling.test_every_kind_spelled_like_the_engine(db)
+
+
+def test_multi_row_statement_gives_the_union_of_its_rows(db):
+    test_spelling.test_multi_row_statement_gives_the_union_of_its_rows(db)
+
+
+def test_text_primary_key_and_fallbacks(db):
+    test_spelling.test_text_primary_key_and_fallbacks(db)
+
+
+T = capture.describe("cap_item", "id", [("id", algebra.INTEGER), ("name", algebra.TEXT), ("n", algebra.INTEGER)])
+
+
+@pytest.fixture
+def item(db):
+    db.run("CREATE TABLE cap_item (id INT PRIMARY KEY, name VARCHAR(100) COLLATE utf8mb4_bin, n INT) ENGINE=InnoDB")
+    db.run("INSERT INTO cap_item VALUES (1, 'a', 0), (2, 'b', 0)")
+    conn = _connect()
+    capture.install(conn, "mysql", [T])
+    conn.commit()
+    conn.close()
+    db.skip_to_head()
+    return db
+
+
+def test_install_twice_remove_and_drift(item):
+    db = item
+    trig = "SELECT TRIGGER_NAME, ACTION_STATEMENT FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()"
+    before = db.rows(trig)
+    conn = _connect()
+    capture.install(conn, "mysql", [T])
+    conn.commit()
+    assert db.rows(trig) == before and len(before) == 3
+    db.run("ALTER TABLE cap_item ADD COLUMN color VARCHAR(10)")
+    db.run("UPDATE cap_item SET color = 'red' WHERE id = 1")
+    assert set(db.new_keys()) == {"cap_item", "cap_item:*"}
+    (st,) = capture.status(conn, "mysql", [T])
+    assert st.drift
+    capture.remove(conn, "mysql")
+    conn.commit()
+    conn.close()
+    assert db.rows(trig) == []
+    db.run("UPDATE cap_item SET n = 5 WHERE id = 1")
+    assert db.new_keys() == []
+
+
+def test_rollback_leaves_no_keys(item):
+    db = item
+    conn = _connect()
+    with conn.cursor() as cur:
+        cur.execute("UPDATE cap_item SET name = 'gone' WHERE id = 1")
+    conn.rollback()
+    conn.close()
+    assert db.new_keys() == []
+
+
+def test_interleaved_writers_commit_in_tid_order(item):
+    """A takes its tids, B waits for the lock row until A commits: B's tids are higher and
+    a poller never sees B's rows without A's."""
+    db = item
+    a, b = _connect(), _connect()
+    with a.cursor() as cur:
+        cur.execute("UPDATE cap_item SET n = n + 1 WHERE id = 1")  # A captured, holds the lock row
+    done = threading.Event()
+
+    def writer_b():
+        with b.cursor() as cur:
+            cur.execute("UPDATE cap_item SET n = n + 1 WHERE id = 2")  # waits for A's lock row
+        b.commit()
+        done.set()
+
+    t = threading.Thread(target=writer_b)
+    t.start()
+    time.sleep(0.5)
+    assert not done.is_set(), "B must wait for A's transaction: the lock row serializes captured writers"
+    assert db.new_keys() == []  # nothing visible yet: a poller finds no tid it could skip past
+    a.commit()
+    t.join(10)
+    assert done.is_set()
+    rows = db.rows(f"SELECT tid, `key` FROM cachedeps_change WHERE tid > {db.position} ORDER BY tid")
+    a_tids = [tid for tid, k in rows if k == "cap_item:1"]
+    b_tids = [tid for tid, k in rows if k == "cap_item:2"]
+    assert a_tids and b_tids and max(a_tids) < min(b_tids)
+    a.close()
+    b.close()
+
+
+def test_digest_matches_the_engine(db):
+    long = "x y " * 40
+    assert db.rows(f"SELECT CONCAT('#', LEFT(SHA2(CONVERT(_utf8mb4'{long}' USING utf8mb4), 256), 32))")[0][0] \
+        == canonical_value(long)
