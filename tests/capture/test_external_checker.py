@@ -41,7 +41,7 @@ def _run(env: dict, memcached, capture: bool) -> checker.Report:
         _install_capture(env)
     writer = external_writer.make_mixed_writer if capture else external_writer.make_writer
     return checker.run(writer, django_checker.make_reader, {"env": env}, writers=2, readers=2,
-                       items=django_checker.ITEMS, duration=2.5, faults=[checker.at(1.2, memcached.restart)])
+                       items=django_checker.ITEMS, duration=2.5, faults=[checker.at(1.2, memcached.restart)], min_writes=5)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

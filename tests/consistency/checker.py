@@ -73,7 +73,7 @@ def at(seconds: float, fn: Callable[[], Any]) -> Callable[[float], None]:
     return fault
 
 
-def _wait_start(ready: Any, go: Any, window: Any) -> tuple[float, float]:
+def _wait_start(ready: Any, go: Any, window: Any, *_: Any) -> tuple[float, float]:
     ready.release()
     go.wait()
     start, stop = window[0], window[1]
@@ -82,17 +82,25 @@ def _wait_start(ready: Any, go: Any, window: Any) -> tuple[float, float]:
     return start, stop
 
 
+def _stop(window: Any) -> float:
+    """The end of the load, which :func:`run` may move later while the load runs."""
+    return window[1]
+
+
 def _writer_main(make_writer: Callable, ctx: dict, index: int, path: str, sync: tuple, items: int) -> None:
     global _FD
     _FD = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     write = make_writer(ctx, index)
     rng = random.Random(index * 7919 + 1)
     delay = float(ctx.get("writer_delay", 0.002))
-    _, stop = _wait_start(*sync)
-    while time.monotonic() < stop:
+    _wait_start(*sync)
+    window, done = sync[2], sync[3]
+    while time.monotonic() < _stop(window):
         item = rng.randrange(items)
         version = write(item)
         note_commit(item, version)
+        with done.get_lock():
+            done.value += 1
         if delay:
             time.sleep(delay)
     os.close(_FD)
@@ -102,11 +110,12 @@ def _reader_main(make_reader: Callable, ctx: dict, index: int, path: str, sync: 
     read = make_reader(ctx, index)
     rng = random.Random(index * 104729 + 3)
     lines: list[str] = []
-    _, stop = _wait_start(*sync)
+    _wait_start(*sync)
+    window = sync[2]
     monotonic = time.monotonic
     while True:
         t0 = monotonic()
-        if t0 >= stop:
+        if t0 >= _stop(window):
             break
         item = rng.randrange(items)
         version = read(item)
@@ -197,17 +206,21 @@ def run(
     duration: float = 3.0,
     faults: list[Callable[[float], None]] | None = None,
     warmup: float = 0.2,
+    min_writes: int = 0,
 ) -> Report:
     """Run writers and readers in processes for ``duration`` seconds; return the report.
 
-    The load starts ``warmup`` seconds after every process has built its callables.
+    The load starts ``warmup`` seconds after every process has built its callables. With
+    ``min_writes``, the load goes on past ``duration`` (up to four times it) until the writers
+    have committed that many writes: a loaded machine checks as much work as an idle one.
     """
     mp = multiprocessing.get_context("spawn")
     workdir = tempfile.mkdtemp(prefix="cachedeps-check-")
     ready = mp.Semaphore(0)
     go = mp.Event()
     window = mp.Array("d", 2)
-    sync = (ready, go, window)
+    done = mp.Value("q", 0)
+    sync = (ready, go, window, done)
     procs = []
     for i in range(writers):
         path = os.path.join(workdir, f"w{i}")
@@ -228,8 +241,18 @@ def run(
     threads = [threading.Thread(target=f, args=(start,), daemon=True) for f in faults or ()]
     for t in threads:
         t.start()
+    longest = start + 4 * duration
+    while True:
+        ahead = window[1] - time.monotonic()
+        if ahead > 0.5:
+            time.sleep(ahead - 0.5)
+            continue
+        if done.value >= min_writes or window[1] >= longest:
+            break
+        window[1] = window[1] + 0.5  # before the processes reach the end
+    duration = window[1] - start
     for _, _, p in procs:
-        p.join(duration + warmup + 60)
+        p.join(max(window[1] - time.monotonic(), 0) + 60)
         if p.is_alive():
             p.kill()
             p.join()

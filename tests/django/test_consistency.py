@@ -101,7 +101,7 @@ def _prepare(env: dict) -> None:
 def _check(env: dict, memcached) -> None:
     env = {**env, "CACHEDEPS_TEST_STORE": memcached.url}
     _prepare(env)
-    report = checker.run(make_writer, make_reader, {"env": env}, writers=2, readers=2, items=ITEMS, duration=2.0)
+    report = checker.run(make_writer, make_reader, {"env": env}, writers=2, readers=2, items=ITEMS, duration=2.0, min_writes=5)
     report.assert_ok(min_reads=50, min_writes=5)
     assert report.counters.get("hits", 0) > 0, "readers should have been served from the cache"
 

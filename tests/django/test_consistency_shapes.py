@@ -226,7 +226,7 @@ def _check(env: dict, memcached) -> None:
     _prepare(env)
     # CACHEDEPS_CHECK_SHAPES=json,enum narrows the readers to some shapes (to find which broke).
     shapes = tuple(os.environ.get("CACHEDEPS_CHECK_SHAPES", ",".join(SHAPES)).split(","))
-    report = checker.run(make_writer, make_reader, {"env": env, "shapes": shapes}, writers=2, readers=2, items=ITEMS, duration=3.0)
+    report = checker.run(make_writer, make_reader, {"env": env, "shapes": shapes}, writers=2, readers=2, items=ITEMS, duration=3.0, min_writes=5)
     print(report.summary())
     report.assert_ok(min_reads=50, min_writes=5)
     assert report.counters.get("hits", 0) > 0, "readers should have been served from the cache"

@@ -114,7 +114,7 @@ def test_no_stale_reads_through_sqlalchemy_sessions(tmp_path, memcached):
     url = f"sqlite:///{tmp_path / 'items.sqlite'}"
     _setup(url, {}, 4)
     ctx = {"url": url, "store": memcached.url, "namespace": f"i{uuid.uuid4().hex[:8]}:"}
-    report = checker.run(make_writer, make_reader, ctx, writers=2, readers=2, items=4, duration=2.0)
+    report = checker.run(make_writer, make_reader, ctx, writers=2, readers=2, items=4, duration=2.0, min_writes=10)
     print(report.summary())
     report.assert_ok(min_reads=100, min_writes=10)
     assert report.counters.get("hits", 0) > 0
@@ -137,7 +137,7 @@ def test_no_stale_reads_through_sqlalchemy_sessions_on_postgresql(postgres_dsn, 
         _setup(url, connect_args, 4)
         ctx = {"url": url, "connect_args": connect_args, "store": memcached.url,
                "namespace": f"i{uuid.uuid4().hex[:8]}:"}
-        report = checker.run(make_writer, make_reader, ctx, writers=2, readers=3, items=4, duration=4.0)
+        report = checker.run(make_writer, make_reader, ctx, writers=2, readers=3, items=4, duration=4.0, min_writes=5)
         print(report.summary())
         report.assert_ok(min_reads=300, min_writes=5)  # the advisory lock is shared with other suites
     finally:
