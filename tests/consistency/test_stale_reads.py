@@ -31,7 +31,7 @@ def _ctx(tmp_path, server, **extra) -> dict:
 
 def _run(ctx, **kw) -> checker.Report:
     kw.setdefault("duration", 2.5)
-    kw.setdefault("min_writes", 10)
+    kw.setdefault("min_writes", 50)
     return checker.run(model.make_writer, model.make_reader, ctx, **kw)
 
 

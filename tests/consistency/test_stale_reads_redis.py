@@ -32,7 +32,7 @@ def _ctx(tmp_path, url: str, **extra) -> dict:
 
 def _run(ctx, **kw) -> checker.Report:
     kw.setdefault("duration", 2.5)
-    kw.setdefault("min_writes", 10)
+    kw.setdefault("min_writes", 50)
     report = checker.run(model.make_writer, model.make_reader, ctx, **kw)
     print(report.summary())
     return report
