@@ -85,6 +85,15 @@ Ordering (SQLite)
 SQLite serializes writers: row triggers insert into the feed directly; the write lock is
 held from the transaction's first write to its COMMIT, so tids are ordered like commits.
 
+Ordering (MariaDB/MySQL)
+------------------------
+Row triggers (there are no statement triggers) first take the MySQL feed's lock row
+(``INSERT INTO <feed>_lock ... ON DUPLICATE KEY UPDATE``, the lock its appends take), which
+InnoDB holds until the transaction ends, then insert into the feed: tids come from the
+AUTO_INCREMENT counter under that lock, so tid ranges are disjoint and ordered like
+commits. The cost: writers of captured tables are serialized from their first captured row
+to their COMMIT. Values are digested with ``SHA2``, as on PostgreSQL.
+
 One source of truth
 -------------------
 With capture installed, a feed built with ``capture=True`` (:class:`~cachedeps.feed.SqlFeed`)
@@ -92,7 +101,7 @@ does not append the adapters' keys of captured tables: :meth:`SqlFeed.append` as
 transaction which tables the triggers captured (PostgreSQL: the ``cachedeps.captured``
 setting, set only by a trigger that ran in this transaction; SQLite: the capture triggers in
 the schema, read in the writer's own write transaction, so no DDL can have changed them
-since its writes), appends only the other keys, flushes the staged ones and returns the
+since its writes; MySQL: the same, the tables it wrote being under its metadata locks), appends only the other keys, flushes the staged ones and returns the
 newest tid. The writer still hands its keys to its own cache (read-your-writes).
 """
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -23,8 +24,9 @@ from tests.conftest import require
 
 from . import test_spelling
 
-MYSQL = dict(host=os.environ.get("CACHEDEPS_TEST_MYSQL_HOST", "127.0.0.1"), user="root", password="",
-             database=os.environ.get("CACHEDEPS_TEST_MYSQL_DB", "test"), port=3306)
+_URL = urlsplit(os.environ.get("CACHEDEPS_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test"))
+MYSQL = dict(host=_URL.hostname or "127.0.0.1", user=_URL.username or "root", password=_URL.password or "",
+             database=_URL.path.lstrip("/") or "test", port=_URL.port or 3306)
 FEED_DDL = [
     "CREATE TABLE IF NOT EXISTS cachedeps_change (tid BIGINT AUTO_INCREMENT PRIMARY KEY, `key` VARCHAR(255) NOT NULL) "
     "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",

@@ -152,3 +152,19 @@ def test_status_command_and_drift(captured, capsys):
     assert any("'author'" in w.msg for w in warnings)
     call_command("cachedeps_capture", "install")
     assert not [w for w in checks.run_checks(databases=["default"]) if w.id == "cachedeps.W004"]
+
+
+def test_migration_operation_installs_and_reverses(engine):
+    from django.apps import apps
+    from django.db.migrations.state import ProjectState
+
+    op = capture.InstallCapture()
+    assert op.deconstruct() == ("django_cachedeps.capture.InstallCapture", [], {})
+    state = ProjectState.from_apps(apps)
+    with connection.schema_editor() as editor:
+        op.database_forwards("testapp", editor, state, state)
+    found = {st.table: st for st in capture.status()}
+    assert found["author"].ok and found["book"].ok
+    with connection.schema_editor() as editor:
+        op.database_backwards("testapp", editor, state, state)
+    assert not any(st.installed for st in capture.status())
