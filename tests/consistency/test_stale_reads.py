@@ -96,7 +96,7 @@ def test_no_stale_reads_on_postgresql(postgres_dsn, memcached_factory):
         "items": 4,
     }
     model.setup(ctx)
-    report = checker.run(model.make_writer, model.make_reader, ctx, duration=2.5,
+    report = checker.run(model.make_writer, model.make_reader, ctx, duration=2.5, min_writes=50,
                          faults=[checker.at(1.2, server.restart)])
     report.assert_ok(min_reads=500, min_writes=50)
 
