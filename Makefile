@@ -1,6 +1,8 @@
 # make demo [PORT=8000] : set up a virtual environment from nothing and serve the demo site
 #                         (installs the engine and Django only: the `demo` extra)
 # make test              : set up a virtual environment from nothing and run the test suite
+# make bench-deploy      : the demo under gunicorn/PostgreSQL/memcached/Redis and wrk, against
+#                          cachalot and cacheops (own venv in .cache/bench-venv; ~15 min)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +10,7 @@ STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 PORT ?= 8000
 
-.PHONY: demo test test-slow test-orm bench venv clean
+.PHONY: demo test test-slow test-orm bench bench-deploy venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +46,10 @@ test-orm: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# Needs wrk, memcached, redis-server and PostgreSQL on 127.0.0.1:5432; installs its own venv.
+bench-deploy:
+	$(PYTHON) -m benchmarks deploy
 
 demo: $(DEMO_STAMP)
 	$(BIN)/python testproject/manage.py migrate --noinput
