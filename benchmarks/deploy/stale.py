@@ -238,10 +238,10 @@ def check(seeded: dict[int, Bookmark], writes: list[Write], reads: list[Read],
                 got, should = diff[0] if diff else (len(read.items), len(want))
                 verdict.examples.append(f"{read.path} read at {read.start:.3f}: served {got}, expected {should}")
     if final is not None:
-        for bid, ws in by_bookmark.items():
+        for bid in seeded:
+            ws = by_bookmark.get(bid, [])
             last_saved = [w for w in ws if w.saved]
-            unknown = [w for w in ws if w.saved is None]
-            allowed = {(w.title, w.importance) for w in unknown}
+            allowed = {(w.title, w.importance) for w in ws if w.saved is None}
             allowed.add((last_saved[-1].title, last_saved[-1].importance) if last_saved else base[bid])
             if final.get(bid) not in allowed:
                 verdict.final_mismatch.append(bid)
