@@ -16,6 +16,7 @@ def draw(results: dict[str, Any], path: str) -> None:
 
     runs = results["runs"]
     configs = [r["config"] for r in runs[0]]
+    labels = [f"{r['config']}\n({r['stale']} stale pages)" if r.get("stale") else r["config"] for r in runs[0]]
     rps = [[run[i]["rps"] for run in runs] for i in range(len(configs))]
     p99 = [[run[i]["p99"] for run in runs] for i in range(len(configs))]
     colors = ["#999999" if c in ("none", "cache_page") else "#d08030" if c in ("cachalot", "cacheops")
@@ -23,7 +24,7 @@ def draw(results: dict[str, Any], path: str) -> None:
     curve = results.get("workers_curve") or []
     fig, axes = plt.subplots(1, 3 if curve else 2, figsize=(15 if curve else 11, 4.6))
     mid = [sorted(v)[len(v) // 2] for v in rps]
-    axes[0].barh(configs, mid, color=colors)
+    axes[0].barh(labels, mid, color=colors)
     for i, v in enumerate(rps):
         if len(v) > 1:
             axes[0].plot([min(v), max(v)], [i, i], color="black", linewidth=1)
@@ -32,7 +33,7 @@ def draw(results: dict[str, Any], path: str) -> None:
     axes[0].set_xlabel("requests/s (higher is better)")
     axes[0].set_title(f"{results['workers']} gunicorn workers, PostgreSQL, 5% edits")
     mid99 = [sorted(v)[len(v) // 2] for v in p99]
-    axes[1].barh(configs, mid99, color=colors)
+    axes[1].barh(labels, mid99, color=colors)
     for i, v in enumerate(mid99):
         axes[1].text(v, i, f" {v:.0f}", va="center", fontsize=8)
     axes[1].invert_yaxis()

@@ -384,23 +384,24 @@ def table(results: list[dict[str, Any]]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the configurations and the curves; print the tables; optionally write the chart."""
+    """Run the configurations and the curves; print the tables; draw the chart."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.deploy.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="5 s per configuration, 2 workers, short curves")
     parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (default 4; --quick 2)")
-    parser.add_argument("--duration", type=float, default=None, help="seconds of load per configuration (default 40)")
+    parser.add_argument("--duration", type=float, default=None, help="seconds of load per configuration (default 30)")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated, from: " + ", ".join(CONFIGS))
     parser.add_argument("--repeat", type=int, default=1, help="run the comparison this many times (ranges printed)")
     parser.add_argument("--curves", default="workers,purge,feed", help="which curves (workers, purge, feed; '' none)")
     parser.add_argument("--out", default=str(ROOT / ".cache" / "bench-deploy"), help="where results.json goes")
-    parser.add_argument("--chart", default=None, help="write the chart (PNG) here, e.g. docs/img/deploy.png")
+    parser.add_argument("--chart", default=None,
+                        help="where the chart (PNG) goes (default OUT/deploy.png; docs/img/deploy.png for the docs)")
     args = parser.parse_args(argv)
     configs = [c for c in args.configs.split(",") if c]
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
         parser.error(f"unknown configuration(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
     workers = args.workers or (2 if args.quick else 4)
-    duration = args.duration or (5 if args.quick else 40)
+    duration = args.duration or (5 if args.quick else 30)
     connections = max(4, 2 * workers)
     seed_db, run_db = "bench_deploy_seed", "bench_deploy_run"
     began = time.monotonic()
@@ -447,11 +448,11 @@ def main(argv: list[str] | None = None) -> int:
             a.execute(f'DROP DATABASE IF EXISTS "{seed_db}" WITH (FORCE)')
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(everything, f, indent=1, default=str)
-    if args.chart:
-        from benchmarks.deploy import chart
+    from benchmarks.deploy import chart
 
-        chart.draw(everything, args.chart)
-        print(f"chart: {args.chart}")
+    chart_path = args.chart or os.path.join(args.out, "deploy.png")
+    chart.draw(everything, chart_path)
+    print(f"chart: {chart_path}")
     print(f"(whole comparison: {time.monotonic() - began:.0f}s; results in {args.out}/results.json)")
     return 0
 
