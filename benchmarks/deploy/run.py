@@ -2,7 +2,8 @@
 
 For each configuration in turn: a fresh copy of the seeded PostgreSQL database, a fresh
 memcached and Redis on free loopback ports, the demo under gunicorn with N workers, a
-warm-up request to every page per worker, then wrk with ``load.lua`` for a fixed time.
+warm-up request to every page (one per worker for the embedded store), then wrk with
+``load.lua`` for a fixed time.
 Afterwards every page read is checked against the data it had to show (``stale.py``) and
 the figures are printed; then the scale curves (``curves.py``).
 """
@@ -271,8 +272,9 @@ def run_config(config: str, *, seed_db: str, run_db: str, seeded: dict[int, stal
             site = Site(config, run_db, services, workers, tmp)
             try:
                 paths, weights = pages(seeded)
-                for path in paths:  # warm-up, not counted: every page once per worker
-                    for _ in range(workers):
+                # Warm-up, not counted: every page once (once per worker for a per-worker store).
+                for path in paths:
+                    for _ in range(workers if config == "cachedeps-embedded" else 1):
                         site.get(path)
                 cookies = {u: site.login(u, p) for u, p in USERS.items()}
                 writers: dict[int, list[dict[str, Any]]] = {}
