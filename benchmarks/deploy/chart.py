@@ -9,6 +9,8 @@ __all__ = ["draw"]
 
 def draw(results: dict[str, Any], path: str) -> None:
     """Write a PNG: requests/s and p99 per configuration, and requests/s against workers."""
+    import os
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,5 +55,6 @@ def draw(results: dict[str, Any], path: str) -> None:
     fig.text(0.01, 0.01, "2 shared CPU cores running the site, the databases, the caches and wrk; "
              "figures are noisy (bars: median, lines: range over runs)", fontsize=7, color="#555555")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
