@@ -10,6 +10,7 @@ __all__ = ["draw"]
 def draw(results: dict[str, Any], path: str) -> None:
     """Write a PNG: requests/s and p99 per configuration, and requests/s against workers."""
     import os
+    from statistics import median
 
     import matplotlib
 
@@ -25,7 +26,7 @@ def draw(results: dict[str, Any], path: str) -> None:
               else "#2a6fb0" for c in configs]
     curve = results.get("workers_curve") or []
     fig, axes = plt.subplots(1, 3 if curve else 2, figsize=(15 if curve else 11, 4.6))
-    mid = [sorted(v)[len(v) // 2] for v in rps]
+    mid = [median(v) for v in rps]
     axes[0].barh(labels, mid, color=colors)
     for i, v in enumerate(rps):
         if len(v) > 1:
@@ -34,7 +35,7 @@ def draw(results: dict[str, Any], path: str) -> None:
     axes[0].invert_yaxis()
     axes[0].set_xlabel("requests/s (higher is better)")
     axes[0].set_title(f"{results['workers']} gunicorn workers, PostgreSQL, 5% edits")
-    mid99 = [sorted(v)[len(v) // 2] for v in p99]
+    mid99 = [median(v) for v in p99]
     axes[1].barh(labels, mid99, color=colors)
     for i, v in enumerate(mid99):
         axes[1].text(v, i, f" {v:.0f}", va="center", fontsize=8)
@@ -53,7 +54,7 @@ def draw(results: dict[str, Any], path: str) -> None:
         axes[2].set_title("workers")
         axes[2].legend(fontsize=8)
     fig.text(0.01, 0.01, "2 shared CPU cores running the site, the databases, the caches and wrk; "
-             "figures are noisy (bars: median, lines: range over runs)", fontsize=7, color="#555555")
+             f"figures are noisy (bars: median of {len(runs)} run(s), lines: range)", fontsize=7, color="#555555")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)
