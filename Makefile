@@ -2,6 +2,8 @@
 #                         (installs the engine and Django only: the `demo` extra)
 # make screenshots       : retake docs/img/dashboard*.png in headless Chromium
 # make test              : set up a virtual environment from nothing and run the test suite
+# make bench-deploy      : the demo under gunicorn/PostgreSQL/memcached/Redis and wrk, against
+#                          cachalot and cacheops (own venv in .cache/bench-venv; ~15 min)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,7 +11,7 @@ STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 PORT ?= 8000
 
-.PHONY: demo test test-matrix test-slow test-orm bench venv clean screenshots
+.PHONY: demo test test-matrix test-slow test-orm bench bench-deploy venv clean screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +56,10 @@ test-orm: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# Needs wrk, memcached, redis-server and PostgreSQL on 127.0.0.1:5432; installs its own venv.
+bench-deploy:
+	$(PYTHON) -m benchmarks deploy
 
 demo: $(DEMO_STAMP)
 	$(BIN)/python testproject/manage.py migrate --noinput

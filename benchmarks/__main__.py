@@ -19,10 +19,11 @@ def available() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("names", nargs="*", help=f"which to run (default all): {', '.join(available())}")
+    parser.add_argument("names", nargs="*", help=f"which to run (default all but deploy): {', '.join(available())}")
     parser.add_argument("--quick", action="store_true", help="fewer operations, for a smoke run")
     args = parser.parse_args(argv)
-    names = args.names or available()
+    names = args.names or [n for n in available() if getattr(
+        importlib.import_module(f"benchmarks.bench_{n}"), "DEFAULT", True)]
     unknown = sorted(set(names) - set(available()))
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; available: {', '.join(available())}")

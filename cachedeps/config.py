@@ -138,7 +138,8 @@ class RedisConfig:
     ``servers`` holds one ``(host, port)`` pair, or a cluster's seed nodes when ``cluster``;
     ``unix_path`` replaces them for ``unix://``. ``item_max`` is the largest value accepted
     (memcached's default, 1 MiB; Redis allows up to 512 MiB); ``purge_batch`` bounds the
-    dependents one purge script call pops. ``ssl_options`` are redis-py's ``ssl_*``
+    dependents one purge script call pops; ``max_dependents`` the dependents one key's set
+    keeps (0: no bound). ``ssl_options`` are redis-py's ``ssl_*``
     arguments, for ``rediss://``.
     """
 
@@ -154,6 +155,7 @@ class RedisConfig:
     pool_size: int = 16
     item_max: int = 2**20
     purge_batch: int = 10_000
+    max_dependents: int = 1000
     ssl_options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
@@ -165,6 +167,8 @@ class RedisConfig:
         for name in ("pool_size", "item_max", "purge_batch"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.max_dependents < 0:
+            raise ConfigurationError(f"max_dependents must be 0 (no bound) or more, got {self.max_dependents!r}")
         if self.item_max > 512 * 2**20 - 12:
             raise ConfigurationError(f"item_max {self.item_max} is over Redis' 512 MiB string limit")
         if self.cluster and self.db:
@@ -294,6 +298,7 @@ _REDIS_OPTIONS: dict[str, Callable[[str, str], Any]] = {
     "pool_size": _count,
     "item_max": parse_size,
     "purge_batch": _count,
+    "max_dependents": _count,
     "db": _count,
 }
 _REDIS_TLS_OPTIONS: dict[str, Callable[[str, str], Any]] = {

@@ -44,9 +44,17 @@ redis.call('SET', KEYS[1], string.sub(v, 1, 4) .. ARGV[2] .. body, 'KEEPTTL')
 return 1
 """
 
+# Link ARGV[3..] under the set KEYS[1]; ARGV[1]: the expiry in ms (0: none); ARGV[2]: the most
+# members the set keeps (0: no bound), extra ones popped at random (their purge is lost: the
+# feed's validation refuses those entries instead).
 LINK = """
 local existed = redis.call('EXISTS', KEYS[1])
-redis.call('SADD', KEYS[1], unpack(ARGV, 2))
+redis.call('SADD', KEYS[1], unpack(ARGV, 3))
+local cap = tonumber(ARGV[2])
+if cap > 0 then
+  local n = redis.call('SCARD', KEYS[1])
+  if n > cap then redis.call('SPOP', KEYS[1], n - cap) end
+end
 local ms = tonumber(ARGV[1])
 if ms == 0 then redis.call('PERSIST', KEYS[1])
 elseif existed == 0 then redis.call('PEXPIRE', KEYS[1], ms)

@@ -100,10 +100,13 @@ class RedisStore:
         address: where the server is, for error messages.
         item_max: the largest value accepted, in bytes (memcached's default: 1 MiB).
         purge_batch: dependents popped per purge script call (the bounded fan-out).
+        max_dependents: the most dependents one key's set keeps (0: no bound); past it,
+            links are dropped at random, as the embedded store drops its oldest: a purge
+            then misses those entries and readers' validation refuses them instead.
     """
 
     def __init__(self, client: Any, name: str, address: str, *, item_max: int = 2**20,
-                 purge_batch: int = 10_000, connect: Any = None) -> None:
+                 purge_batch: int = 10_000, max_dependents: int = 1000, connect: Any = None) -> None:
         import redis.exceptions
 
         self._errors = redis.exceptions
@@ -111,6 +114,7 @@ class RedisStore:
         self.address = address
         self.item_max = item_max
         self.purge_batch = purge_batch
+        self.max_dependents = max_dependents
         self._prefixes = PrefixTable()
         self._connect_lock = threading.Lock()
         if client is None:
@@ -187,7 +191,8 @@ class RedisStore:
             except BackendUnavailable:
                 client = None
             return cls(client, config.url_for_errors, address, item_max=config.item_max,
-                       purge_batch=config.purge_batch, connect=connect)
+                       purge_batch=config.purge_batch, max_dependents=config.max_dependents,
+                       connect=connect)
         if config.unix_path:
             pool_kwargs: dict[str, Any] = dict(connection_class=redis.UnixDomainSocketConnection,
                                                path=config.unix_path)
@@ -204,7 +209,7 @@ class RedisStore:
                                             db=config.db, **pool_kwargs, **common)
         single = redis.Redis(connection_pool=pool)
         return cls(single, config.url_for_errors, address, item_max=config.item_max,
-                   purge_batch=config.purge_batch)
+                   purge_batch=config.purge_batch, max_dependents=config.max_dependents)
 
     def __repr__(self) -> str:
         return f"<RedisStore {self.name}>"
@@ -513,7 +518,8 @@ class RedisStore:
             ms = max(1, ms - int(time.time() * 1000))
         set_key = self._set_key(parent)
         for i in range(0, len(children), _MAX_ARGS):
-            self._call(self._link_script, keys=[set_key], args=[ms, *children[i : i + _MAX_ARGS]])
+            self._call(self._link_script, keys=[set_key],
+                       args=[ms, self.max_dependents, *children[i : i + _MAX_ARGS]])
 
     def link_many(self, parents: Iterable[str], children: Iterable[str], expire: float = 0) -> None:
         """Link ``children`` under every one of ``parents``: one pipelined round trip on one
@@ -535,7 +541,7 @@ class RedisStore:
         for attempt in (1, 2):
             pipe = self._client.pipeline(transaction=False)
             for parent in parents:
-                pipe.evalsha(sha, 1, self._set_key(parent), ms, *children)
+                pipe.evalsha(sha, 1, self._set_key(parent), ms, self.max_dependents, *children)
             try:
                 pipe.execute()
                 return

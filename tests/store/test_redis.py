@@ -107,7 +107,7 @@ def test_native_trees_purge_recursively(any_store):
 
 
 def test_purge_fan_out_is_bounded_per_call_and_completes(redis_server):
-    store = _open(redis_server.url + "?purge_batch=100")
+    store = _open(redis_server.url + "?purge_batch=100&max_dependents=2000")
     store.flush_all()
     children = [f"d:c{i}" for i in range(1050)]
     store.set_many({c: b"x" for c in children})
@@ -119,6 +119,37 @@ def test_purge_fan_out_is_bounded_per_call_and_completes(redis_server):
     assert len(calls) == 11  # 100 dependents per call, then the empty remainder
     assert store.get_many(children) == {}
     store.close()
+
+
+def test_a_keys_dependents_are_bounded_and_their_entries_never_served_after_a_write(redis_server):
+    """A key's set keeps at most max_dependents links (the writer waits for the purge of all
+    of them); entries whose link was dropped are refused by readers' validation instead."""
+    import cachedeps
+    from cachedeps.api import NO_VALUE
+
+    store = _open(redis_server.url + "?max_dependents=100")
+    store.flush_all()
+    store.link("t:hot", [f"d:c{i}" for i in range(250)])
+    store.link_many(["t:hot", "t:other"], [f"d:m{i}" for i in range(30)])
+    assert len(store.dependents("t:hot")) == 100
+    assert len(store.dependents("t:other")) == 30
+    unbounded = _open(redis_server.url + "?max_dependents=0")
+    unbounded.link("t:all", [f"d:c{i}" for i in range(250)])
+    assert len(unbounded.dependents("t:all")) == 250
+
+    writer, reader = cachedeps.Cache(store), cachedeps.Cache(store)
+    writer.poll()
+    reader.poll()
+    for i in range(300):
+        writer.set(f"page{i}", i, depends_on=["book:1"])
+    assert reader.get("page299") == 299
+    writer.invalidate("book:1")
+    assert writer.stats()["purges"] <= 100  # the rest are still stored...
+    reader.poll()
+    assert [k for k in range(300) if reader.get(f"page{k}") is not NO_VALUE] == []
+    assert [k for k in range(300) if writer.get(f"page{k}") is not NO_VALUE] == []  # ...and refused
+    store.close()
+    unbounded.close()
 
 
 def test_links_expire_with_their_longest_lived_dependent(redis_server):
