@@ -34,7 +34,8 @@ def title_111() -> list[str]:
 
 def postgres_only() -> None:
     if connection.vendor != "postgresql":
-        pytest.skip("SQLite's driver runs one statement per execute and has no data-modifying CTEs")
+        pytest.skip("PostgreSQL's: SQLite's driver and mysqlclient (as Django opens it) run one statement "
+                    "per execute, and have no data-modifying CTEs")
 
 
 # -- break 6: the table named in another case ------------------------------------------------
