@@ -463,12 +463,6 @@ class Server:
 
 
 async def _serve(settings: ServerSettings) -> None:
-    server = Server(settings)
-    try:
-        await server.start()
-    except BaseException:
-        server.store.close()
-        raise
     stop = asyncio.Event()
     received: list[str] = []
     loop = asyncio.get_running_loop()
@@ -477,8 +471,15 @@ async def _serve(settings: ServerSettings) -> None:
         received.append(sig.name)
         stop.set()
 
+    # Before listening: a client may send SIGTERM as soon as the port answers.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, sig)
+    server = Server(settings)
+    try:
+        await server.start()
+    except BaseException:
+        server.store.close()
+        raise
     await stop.wait()
     log.info("cachedeps serve shutting down: received %s", received[0] if received else "a stop request")
     await server.stop()
