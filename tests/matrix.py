@@ -84,13 +84,15 @@ def record(
     """
     counts = _counts(junit)
     flaky = 0
+    failed = failed_node_ids(junit)
     if second_try is not None:
+        failed = failed_node_ids(second_try)
         again = _counts(second_try)
         still = again["failures"] + again["errors"]
         flaky = counts["failures"] + counts["errors"] - still
         counts["failures"], counts["errors"] = still, 0
     result = {"django": django, "sqlalchemy": sqlalchemy, "installed": installed, "day": day, **counts,
-              "second_try": flaky}
+              "second_try": flaky, "failed_tests": failed}
     directory.mkdir(exist_ok=True)
     (directory / f"{session_id(django, sqlalchemy)}.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
