@@ -6,7 +6,8 @@
     nox -s table           # README's compatibility table from the recorded results
 
 Each combination runs tests/django and tests/sqla without the slow tests (extra pytest
-arguments after ``--`` replace those paths) and records its result in .matrix-results/.
+arguments after ``--`` replace those paths) and records its result in .matrix-results/; the
+tests that failed run once more, and the table counts those that pass then apart.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from tests import matrix  # noqa: E402
 
 nox.options.sessions = []  # nothing by default: name a tag or a session
 nox.options.reuse_venv = "yes"
+#: more failures than this are not a flaky test or two: no second try
+MAX_SECOND_TRIES = 10
 
 
 def _tags(combo: tuple[str, str]) -> list[str]:
@@ -57,9 +60,18 @@ def tests(session: nox.Session, django: str, sqlalchemy: str) -> None:
         session.error("pytest wrote no report (a collection or start-up error above)")
     if session.posargs:
         return  # a partial run: not the matrix's result
+    second_try = None
+    failed = matrix.failed_node_ids(junit)
+    if 0 < len(failed) <= MAX_SECOND_TRIES:
+        second_try = junit.with_name("junit-second-try.xml")
+        session.log(f"running the {len(failed)} failed test(s) once more")
+        session.run(
+            "python", "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--junitxml={second_try}", *failed,
+            success_codes=[0, 1],
+        )
     result = matrix.record(
         django, sqlalchemy, junit, {"django": django_v, "sqlalchemy": sqla_v, "python": python_v},
-        datetime.date.today().isoformat(),
+        datetime.date.today().isoformat(), second_try=second_try,
     )
     session.log(f"recorded: {result}")
     if result["failures"] or result["errors"] or result["tests"] == result["skipped"]:

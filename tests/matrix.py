@@ -3,7 +3,9 @@ of the matrix's runs, and README's compatibility table written from them.
 
 ``noxfile.py`` runs one session per combination (``nox -t matrix``; ``nox -t oldest`` and
 ``nox -t newest`` for the two ends, which CI runs) and records each result in
-``.matrix-results/``; ``nox -s table`` rewrites the table between the ``matrix`` markers of
+``.matrix-results/`` (tests that failed are run once more, and a pass then is reported as
+such: the stale-read checker's runs need a minimum of work done in a few seconds, which a
+machine under heavy load may not give them); ``nox -s table`` rewrites the table between the ``matrix`` markers of
 README.md from those records (a combination with no record keeps its previous cell).
 ``tests/test_matrix.py`` checks that the table covers exactly the declared matrix.
 """
@@ -18,7 +20,7 @@ from typing import Any
 
 __all__ = [
     "PYTHON", "DJANGO", "SQLALCHEMY", "COMBINATIONS", "OLDEST", "NEWEST", "TEST_PATHS", "RESULTS",
-    "README", "session_id", "record", "load_results", "render_table", "read_table", "parse_cell",
+    "README", "session_id", "failed_node_ids", "record", "load_results", "render_table", "read_table", "parse_cell",
     "write_readme",
 ]
 
@@ -36,7 +38,10 @@ README = ROOT / "README.md"
 
 _BEGIN = "<!-- matrix: begin (written by `nox -s table` from the results of `nox -t matrix`) -->"
 _END = "<!-- matrix: end -->"
-_CELL = re.compile(r"^(passed|FAILED): Django (\S+), SQLAlchemy (\S+), (\d+) tests(?:, (\d+) failed)? \((\d{4}-\d\d-\d\d)\)$")
+_CELL = re.compile(
+    r"^(passed|FAILED): Django (\S+), SQLAlchemy (\S+), (\d+) tests(?:, (\d+) failed)?"
+    r"(?:, (\d+) passed on a second try)? \((\d{4}-\d\d-\d\d)\)$"
+)
 
 
 def session_id(django: str, sqlalchemy: str) -> str:
@@ -44,15 +49,50 @@ def session_id(django: str, sqlalchemy: str) -> str:
     return f"django{django}-sqla{sqlalchemy}"
 
 
-def record(
-    django: str, sqlalchemy: str, junit: Path, installed: dict[str, str], day: str, directory: Path = RESULTS
-) -> dict[str, Any]:
-    """Write the result of one combination's run (from pytest's JUnit XML) to ``directory``."""
+def _counts(junit: Path) -> dict[str, int]:
     root = ET.parse(junit).getroot()
     suite = root if root.tag == "testsuite" else root.find("testsuite")
-    assert suite is not None, f"no testsuite in {junit}"
-    counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
-    result = {"django": django, "sqlalchemy": sqlalchemy, "installed": installed, "day": day, **counts}
+    if suite is None:
+        raise ValueError(f"no testsuite in {junit}")
+    return {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+
+
+def failed_node_ids(junit: Path, root: Path = ROOT) -> list[str]:
+    """Return the pytest node ids of the tests that failed or errored in a JUnit XML report."""
+    ids = []
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        if case.find("failure") is None and case.find("error") is None:
+            continue
+        parts = (case.get("classname") or "").split(".")
+        for i in range(len(parts), 0, -1):  # the longest dotted prefix that is a file is the module
+            path = Path(*parts[:i]).with_suffix(".py")
+            if (root / path).exists():
+                ids.append("::".join([path.as_posix(), *parts[i:], case.get("name", "")]))
+                break
+    return list(dict.fromkeys(ids))
+
+
+def record(
+    django: str, sqlalchemy: str, junit: Path, installed: dict[str, str], day: str,
+    directory: Path = RESULTS, second_try: Path | None = None,
+) -> dict[str, Any]:
+    """Write the result of one combination's run (pytest's JUnit XML) to ``directory``.
+
+    ``second_try``: the report of a second run of the tests that failed in the first; those
+    that passed then count as passed on a second try (the cell says how many), the others
+    as failed.
+    """
+    counts = _counts(junit)
+    flaky = 0
+    failed = failed_node_ids(junit)
+    if second_try is not None:
+        failed = failed_node_ids(second_try)
+        again = _counts(second_try)
+        still = again["failures"] + again["errors"]
+        flaky = counts["failures"] + counts["errors"] - still
+        counts["failures"], counts["errors"] = still, 0
+    result = {"django": django, "sqlalchemy": sqlalchemy, "installed": installed, "day": day, **counts,
+              "second_try": flaky, "failed_tests": failed}
     directory.mkdir(exist_ok=True)
     (directory / f"{session_id(django, sqlalchemy)}.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
@@ -73,6 +113,8 @@ def _cell(result: dict[str, Any]) -> str:
     installed = result["installed"]
     head = "passed" if failed == 0 and ran > 0 else "FAILED"
     tail = f", {failed} failed" if failed else ""
+    if result.get("second_try"):
+        tail += f", {result['second_try']} passed on a second try"
     return f"{head}: Django {installed['django']}, SQLAlchemy {installed['sqlalchemy']}, {ran} tests{tail} ({result['day']})"
 
 
@@ -122,7 +164,7 @@ def parse_cell(cell: str) -> dict[str, Any] | None:
     if m is None:
         raise ValueError(f"unreadable matrix cell {cell!r}")
     return {"outcome": m[1], "django": m[2], "sqlalchemy": m[3], "tests": int(m[4]),
-            "failed": int(m[5] or 0), "day": m[6]}
+            "failed": int(m[5] or 0), "second_try": int(m[6] or 0), "day": m[7]}
 
 
 def write_readme(readme: Path = README, directory: Path = RESULTS) -> str:
