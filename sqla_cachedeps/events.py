@@ -45,6 +45,7 @@ from . import identity
 from .analysis import primary_key_binds, read_keys, statement_mappers
 from .finer import finer_read, row_deps
 from .spelling import pk_oid
+from .databases import Databases, check_binds, namespace_of
 from .feed import DEFAULT_TABLE, feed_for_dialect
 from .options import EXECUTION_OPTION, FromCache, RelationshipCache
 from .verify import VERIFY_OPTION, verify_query, verify_state
@@ -70,6 +71,7 @@ def install(
     feed_table: str = DEFAULT_TABLE,
     verify: Any = False,
     views: Mapping[str, Sequence[str]] | None = None,
+    database: Any = None,
 ) -> Installation:
     """Serve reads of ``session_factory``'s sessions from ``cache``, invalidated by their writes.
 
@@ -94,14 +96,22 @@ def install(
             mapped as tables. Views are detected in the database (SQLite, PostgreSQL views and
             materialized views); reads of an undeclared one are not cached, reads of a
             declared one depend on its base tables' table keys.
+        database: the engine whose database the cache serves. Each database has its own
+            change feed and tid sequence, so one cache serves one database
+            (:mod:`sqla_cachedeps.databases`); statements on any other database run
+            uncached. Default: the factory's ``bind``, else the first database a session
+            uses. Required when the factory's ``binds`` reach several databases.
 
     Returns:
         An :class:`Installation`; ``uninstall()`` removes every listener.
 
     Raises:
-        ConfigurationError: the factory or the cache is not usable.
+        ConfigurationError: the factory or the cache is not usable; the factory's binds
+            reach several databases and ``database`` does not say which one to cache.
     """
     target = _session_class(session_factory)
+    bound = _binds_of(session_factory)
+    check_binds(bound, database)
     existing = _installed.get(target)
     if existing is not None and existing.installed:
         raise ConfigurationError(
@@ -110,6 +120,8 @@ def install(
         )
     inst = Installation(target, cache, gets=gets, lazy_loads=lazy_loads, feed_table=feed_table, verify=verify,
                         views=views)
+    if database is not None or bound:
+        inst.databases.choose(database if database is not None else bound[0])
     bind = _bind_of(session_factory)
     if bind is not None:
         inst.watch_engine(bind)
@@ -149,6 +161,16 @@ def _bind_of(factory: Any) -> Any:
     return kw.get("bind") if isinstance(kw, dict) else None
 
 
+def _binds_of(factory: Any) -> list[Any]:
+    """Return the engines a session factory is configured with (``bind`` first, then ``binds``)."""
+    kw = getattr(factory, "kw", None)
+    if not isinstance(kw, dict):
+        return []
+    out = [kw["bind"]] if kw.get("bind") is not None else []
+    out.extend(b for b in (kw.get("binds") or {}).values() if b is not None)
+    return out
+
+
 class Installation:
     """The listeners installed on one session factory; see :func:`install`."""
 
@@ -162,6 +184,8 @@ class Installation:
         self.gets = gets
         self.lazy_loads = lazy_loads
         self.feed_table = feed_table
+        #: the database the cache serves (:mod:`sqla_cachedeps.databases`)
+        self.databases = Databases(feed_table)
         self._lock = threading.Lock()
         self._statement_cache: dict[Any, tuple[str, list[list[Any]], tuple]] = {}
         # instance state -> RelationshipCache options of the cached query that produced it
@@ -203,8 +227,12 @@ class Installation:
             raise ConfigurationError("no engine seen yet; bind the session factory or call watch_engine(engine)")
         return self._feed
 
-    def ensure_feed(self, dialect: Any) -> None:
-        """Build the cache for ``dialect``'s database if it was given as a URL."""
+    def ensure_feed(self, dialect: Any, engine: Any = None) -> None:
+        """Build the cache for ``dialect``'s database if it was given as a URL.
+
+        Its store namespace is the database's own (:func:`~sqla_cachedeps.databases.namespace_of`):
+        installations over other databases may share the store.
+        """
         if self._cache is not None:
             if self._feed is not None and self._feed.dialect != dialect.name:
                 raise ConfigurationError(
@@ -217,7 +245,8 @@ class Installation:
                 import cachedeps
 
                 feed = feed_for_dialect(dialect, self.feed_table)
-                self._cache = cachedeps.Cache(self._url, feed=feed)
+                namespace = namespace_of(engine) if engine is not None else ""
+                self._cache = cachedeps.Cache(self._url, feed=feed, namespace=namespace)
                 self._feed = feed
 
     def watch_engine(self, engine: Any) -> None:
@@ -273,8 +302,9 @@ class Installation:
         if connection not in state.connections:
             state.connections.append(connection)
         conn_state(connection)
-        if state.tid is None:
+        if state.tid is None and self.databases.serves(connection):
             # The database's own error propagates (noted with how to create the table).
+            # Only the cache's own database is polled: another's positions are not ours.
             state.tid = self.cache.poll(connection.connection)
 
     def _find_views(self, connection: Connection) -> dict[str, tuple[str, ...] | None]:
@@ -350,6 +380,12 @@ class Installation:
 
     def _begin(self, orm_state: ORMExecuteState, state: Any) -> int | None:
         """Make sure the transaction began (and polled); return its tid, None to bypass."""
+        try:
+            bind = orm_state.session.get_bind(**(orm_state.bind_arguments or {}))
+        except Exception:  # noqa: BLE001 - no bind: the ORM raises its own error on execution
+            return None
+        if not self.databases.serves(bind):
+            return None  # another database: its positions are not this cache's
         if state.tid is None:
             mapper = orm_state.bind_mapper
             orm_state.session.connection(bind_arguments={"mapper": mapper} if mapper is not None else None)
