@@ -24,6 +24,8 @@ from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_dict, set_committed_value
 from sqlalchemy.orm.base import instance_state
 
+from .analysis import registry_mappers
+
 __all__ = [
     "Unsupported",
     "encode_result",
@@ -62,7 +64,7 @@ def _mapper_for(path: str, registries: Callable[[], Iterable[Any]]) -> Mapper:
     if mapper is not None:
         return mapper
     for registry in registries():
-        for m in registry.mappers:
+        for m in registry_mappers(registry):
             _KNOWN[_path(m)] = m
     try:
         return _KNOWN[path]
