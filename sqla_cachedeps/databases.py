@@ -30,6 +30,8 @@ import threading
 import weakref
 from typing import Any, Iterable
 
+from sqlalchemy.engine import Engine
+
 from cachedeps.errors import ConfigurationError
 from cachedeps.feed import SqlFeed
 
@@ -104,6 +106,8 @@ class Databases:
     def serves(self, bind: Any) -> bool:
         """Return whether statements on ``bind`` may use the cache (the first one seen wins)."""
         engine = engine_of(bind)
+        if not isinstance(engine, Engine):
+            return False  # a stand-in (a test double, a custom bind): nothing to poll or stamp
         try:
             return self._serves[engine]
         except (KeyError, TypeError):

@@ -294,6 +294,8 @@ class Installation:
     # -- transactions -------------------------------------------------------------------------
 
     def _after_begin(self, session: Session, transaction: SessionTransaction, connection: Connection) -> None:
+        if not isinstance(connection, Connection):
+            return  # a stand-in for a connection (a test double): nothing to watch or poll
         state = session_state(session, self)
         if state is None:
             return
@@ -443,7 +445,7 @@ class Installation:
             else:
                 return identity.make_result((mapper.class_.__name__,), rows, (0,))
         with _rec.accounted():  # the oid was recorded by get_state
-            frozen = orm_state.invoke_statement().freeze()
+            frozen = identity.freeze(orm_state.invoke_statement())
         objs = [row[0] for row in frozen()]
         if len(objs) <= 1:
             try:
@@ -491,7 +493,7 @@ class Installation:
         # Objects already in the identity map may hold values from an earlier transaction
         # (expire_on_commit=False); the entry must hold what the database holds now.
         with _rec.accounted():  # its keys are recorded (below for finer reads)
-            frozen = orm_state.invoke_statement(execution_options={"populate_existing": True}).freeze()
+            frozen = identity.freeze(orm_state.invoke_statement(execution_options={"populate_existing": True}))
         if fine is not None:
             # Change keys and the oids of the rows returned (sqla_cachedeps.finer).
             deps = list(row_deps(fine, list(frozen()), dialect) or deps)

@@ -29,6 +29,7 @@ from .analysis import registry_mappers
 __all__ = [
     "Unsupported",
     "encode_result",
+    "freeze",
     "decode_result",
     "encode_state",
     "attach",
@@ -146,6 +147,19 @@ def _pk_keys(mapper: Mapper) -> list[str]:
         found = [mapper.get_property_by_column(col).key for col in mapper.primary_key]
         _PK_KEYS[mapper] = found
     return found
+
+
+def freeze(result: Result) -> FrozenResult:
+    """Freeze an ORM result, uniqued when its joined eager loads of collections require it.
+
+    Such a result raises unless ``unique()`` is called; its callers (the user, or a
+    ``selectinload`` whose statement eagerly joins a collection) unique it anyway, and the
+    frozen copy served in its place carries no loading context telling them to.
+    """
+    context = getattr(result, "context", None)
+    if context is not None and getattr(context, "requires_uniquing", False):
+        result = result.unique()
+    return result.freeze()
 
 
 def encode_result(frozen: FrozenResult) -> dict[str, Any]:
