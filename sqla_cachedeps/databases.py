@@ -129,10 +129,8 @@ class Databases:
             )
         return serves
 
-    def feed_for(self, bind: Any, home_feed: SqlFeed) -> SqlFeed:
-        """Return the feed a write on ``bind`` appends to: its own database's."""
-        if self.serves(bind):
-            return home_feed
+    def feed_for(self, bind: Any) -> SqlFeed:
+        """Return the feed a write on ``bind``, another database, appends to: its own."""
         engine = engine_of(bind)
         feed = self._feeds.get(engine)
         if feed is None:

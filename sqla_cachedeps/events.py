@@ -123,8 +123,9 @@ def install(
     if database is not None or bound:
         inst.databases.choose(database if database is not None else bound[0])
     bind = _bind_of(session_factory)
-    if bind is not None:
-        inst.watch_engine(bind)
+    for engine in (database, bind):
+        if engine is not None:
+            inst.watch_engine(engine)
     inst._listen()
     _installed[target] = inst
     return inst

@@ -773,7 +773,9 @@ class Writes:
 
     def _feed(self, conn: Connection) -> Any:
         """Return the feed of ``conn``'s database (another database's own, not the cache's)."""
-        return self.inst.databases.feed_for(conn, self.inst.feed)
+        if self.inst.databases.serves(conn):
+            return self.inst.feed
+        return self.inst.databases.feed_for(conn)
 
     def _append_alone(self, conn: Connection, ks: list[str]) -> int:
         """Append on a connection in AUTOCOMMIT mode, in a transaction of its own.

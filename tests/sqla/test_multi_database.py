@@ -255,3 +255,21 @@ def test_caches_built_from_one_store_url_keep_databases_apart(two_sqlite):
     finally:
         inst_a.uninstall()
         inst_b.uninstall()
+
+
+def test_a_store_url_with_database_and_a_first_session_on_the_other(two_sqlite):
+    """``database=`` builds the cache at once: a first session that only writes to the
+    other database appends to that database's own feed and leaves the cache's maps alone."""
+    a, b = two_sqlite
+    factory = sessionmaker()
+    inst = sqla_cachedeps.install(factory, "embedded://", database=a)
+    try:
+        with factory(bind=b) as s:
+            s.execute(update(Item).where(Item.id == 1).values(title="new"))
+            s.commit()
+        with b.connect() as conn:
+            assert conn.execute(text("SELECT key FROM cachedeps_change ORDER BY tid DESC LIMIT 1")).scalar()
+        assert inst.cache.stats()["invalidations"] == 0
+        assert _read_item(lambda: factory(binds={Member: a, Item: b})) == "new"
+    finally:
+        inst.uninstall()
