@@ -446,7 +446,10 @@ class Installation:
             else:
                 return identity.make_result((mapper.class_.__name__,), rows, (0,))
         with _rec.accounted():  # the oid was recorded by get_state
-            frozen = identity.freeze(orm_state.invoke_statement())
+            result = orm_state.invoke_statement()
+        if identity.requires_unique(result):
+            return result  # joined collections: the caller uniques it; not cached
+        frozen = result.freeze()
         objs = [row[0] for row in frozen()]
         if len(objs) <= 1:
             try:
@@ -494,7 +497,10 @@ class Installation:
         # Objects already in the identity map may hold values from an earlier transaction
         # (expire_on_commit=False); the entry must hold what the database holds now.
         with _rec.accounted():  # its keys are recorded (below for finer reads)
-            frozen = identity.freeze(orm_state.invoke_statement(execution_options={"populate_existing": True}))
+            result = orm_state.invoke_statement(execution_options={"populate_existing": True})
+        if identity.requires_unique(result):
+            return result  # joined collections: the caller uniques it; not cached
+        frozen = result.freeze()
         if fine is not None:
             # Change keys and the oids of the rows returned (sqla_cachedeps.finer).
             deps = list(row_deps(fine, list(frozen()), dialect) or deps)

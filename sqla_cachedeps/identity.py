@@ -30,6 +30,7 @@ __all__ = [
     "Unsupported",
     "encode_result",
     "freeze",
+    "requires_unique",
     "decode_result",
     "encode_state",
     "attach",
@@ -149,15 +150,21 @@ def _pk_keys(mapper: Mapper) -> list[str]:
     return found
 
 
-def freeze(result: Result) -> FrozenResult:
-    """Freeze an ORM result, uniqued when its joined eager loads of collections require it.
+def requires_unique(result: Result) -> bool:
+    """Return whether an ORM result holds joined eager loads of collections.
 
-    Such a result raises unless ``unique()`` is called; its callers (the user, or a
-    ``selectinload`` whose statement eagerly joins a collection) unique it anyway, and the
-    frozen copy served in its place carries no loading context telling them to.
+    SQLAlchemy raises unless ``unique()`` is called on it, and its callers (the user, a
+    ``selectinload`` whose statement joins a collection) unique it themselves, reading the
+    loading context a frozen copy would not carry: such a result is served as the ORM made
+    it, never frozen or cached.
     """
     context = getattr(result, "context", None)
-    if context is not None and getattr(context, "requires_uniquing", False):
+    return context is not None and bool(getattr(context, "requires_uniquing", False))
+
+
+def freeze(result: Result) -> FrozenResult:
+    """Freeze a result to compare it (verify mode), uniqued when SQLAlchemy requires it."""
+    if requires_unique(result):
         result = result.unique()
     return result.freeze()
 
