@@ -437,9 +437,9 @@ class Cache(StateMixin, VerifyMixin):
                 raise CorruptValue(f"unknown payload kind {kind}")
             stack = _RECORDERS.get()
             if stack:
-                _rec.record_many(entry_deps(raw, n) if deps is None else deps)
+                _rec.record_many(entry_deps(raw, n) if deps is None else deps, self)
                 if ref:
-                    _rec.record(_REF + key)
+                    _rec.record(_REF + key, owner=self)
                     stack[-1].children.add(key)
         except Exception:  # corrupt, foreign or older-layout bytes: a miss
             stats.counters["misses"] += 1
@@ -611,10 +611,10 @@ class Cache(StateMixin, VerifyMixin):
     def _compute(self, key: str, fn: Callable[[], Any], depends_on: Iterable[str]) -> tuple[Any, list[str] | None]:
         """Run ``fn`` recording; return its value and dependencies (None: poisoned, do not store)."""
         depends_on = list(depends_on)
-        with _rec.recording() as rec:
+        with _rec.recording(self) as rec:
             value = fn()
-        _rec.record_many(depends_on)
-        _rec.record(_REF + key)
+        _rec.record_many(depends_on, self)
+        _rec.record(_REF + key, owner=self)
         if rec.poisoned is not None:
             _log.debug("not caching %s: it read %s", key, rec.poisoned)
             return value, None
@@ -631,8 +631,8 @@ class Cache(StateMixin, VerifyMixin):
         return _rec.recording(self, self._maps.current_tid)
 
     def record(self, *keys: str) -> None:
-        """Add dependency keys to every active recorder."""
-        _rec.record(*keys)
+        """Add dependency keys to every active recorder of this cache (others are poisoned)."""
+        _rec.record(*keys, owner=self)
 
     def poison(self, reason: str) -> None:
         """Mark every active recorder: the computation read data no dependency key covers.

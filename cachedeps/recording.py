@@ -15,6 +15,12 @@ thread that copies the context.
 Recorders nest: :func:`record` adds to every active recorder, so what an inner computation
 reads also counts for the outer one.
 
+Keys mean something only to the cache whose feed they are validated against: each database
+has its own change feed and tid sequence (and Django keeps one cache per database alias).
+Keys recorded for one cache (``owner``) reach the recorders of that cache and plain ones; a
+recorder owned by another cache is poisoned instead (a view cached in database A's cache
+that reads from database B would otherwise never see B's writes).
+
 A read that records no keys (a query the adapter does not cache, streams, cannot analyse,
 raw SQL, a ``nocache`` block) would leave a computation that depends on it valid forever:
 the adapters call :func:`poison` for it, which marks every active recorder, and a poisoned
@@ -96,20 +102,26 @@ def active() -> bool:
     return bool(_STACK.get())
 
 
-def record(*keys: str) -> None:
-    """Add ``keys`` to every active recorder."""
+def record(*keys: str, owner: object = None) -> None:
+    """Add ``keys`` to every active recorder (of ``owner``, the cache they belong to)."""
     for rec in _STACK.get():
-        rec.keys.update(keys)
+        if owner is None or rec.owner is None or rec.owner is owner:
+            rec.keys.update(keys)
+        elif rec.poisoned is None:
+            rec.poisoned = f"a read from another cache's database ({owner!r})"
 
 
-def record_many(keys: Iterable[str]) -> None:
-    """Add every key of an iterable to every active recorder."""
+def record_many(keys: Iterable[str], owner: object = None) -> None:
+    """Add every key of an iterable to every active recorder (see :func:`record`)."""
     stack = _STACK.get()
     if not stack:
         return
     keys = tuple(keys)
     for rec in stack:
-        rec.keys.update(keys)
+        if owner is None or rec.owner is None or rec.owner is owner:
+            rec.keys.update(keys)
+        elif rec.poisoned is None:
+            rec.poisoned = f"a read from another cache's database ({owner!r})"
 
 
 def poison(reason: str) -> None:

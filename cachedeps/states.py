@@ -80,7 +80,7 @@ class StateMixin:
             plan.append((oid, deps, keys))
             wanted.extend(keys)
         if _rec.active():
-            _rec.record_many(oid for oid, _, _ in plan)
+            _rec.record_many((oid for oid, _, _ in plan), self)
         found: dict[str, bytes] = {}
         if wanted:
             try:

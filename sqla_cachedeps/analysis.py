@@ -28,6 +28,7 @@ from typing import Any, Iterable, Mapping
 
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper
+from sqlalchemy.orm.exc import UnmappedError
 from sqlalchemy.sql import operators, visitors
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.elements import (
@@ -361,13 +362,33 @@ def _registries() -> list[Any]:
         return []
 
 
+def registry_mappers(reg: Any) -> list[Mapper]:
+    """Return the mappers of registry ``reg``, skipping classes not mapped (yet).
+
+    ``registry.mappers`` raises ``UnmappedClassError`` while a class of the registry waits
+    for its mapping (an ``AbstractConcreteBase`` before ``configure_mappers()``, a class
+    whose declaration failed half-way): what is not mapped is not the reads' or writes' concern.
+    """
+    try:
+        return list(reg.mappers)
+    except UnmappedError:
+        pass
+    out: list[Mapper] = []
+    for manager in list(getattr(reg, "_managers", ())):
+        try:
+            out.append(manager.mapper)
+        except UnmappedError:
+            continue
+    return out
+
+
 def known_tables() -> list[str]:
     """Return the name of every table of every mapped registry's metadata."""
     out: dict[str, None] = {}
     for reg in _registries():
         for table in reg.metadata.tables.values():
             out[table.name] = None
-        for mapper in reg.mappers:
+        for mapper in registry_mappers(reg):
             for table in mapper.tables:
                 out[getattr(table, "name", "")] = None
     out.pop("", None)

@@ -45,6 +45,7 @@ from . import identity
 from .analysis import primary_key_binds, read_keys, statement_mappers
 from .finer import finer_read, row_deps
 from .spelling import pk_oid
+from .databases import Databases, check_binds, namespace_of
 from .feed import DEFAULT_TABLE, feed_for_dialect, feed_name
 from .options import EXECUTION_OPTION, FromCache, RelationshipCache
 from .verify import VERIFY_OPTION, verify_query, verify_state
@@ -71,6 +72,7 @@ def install(
     verify: Any = False,
     views: Mapping[str, Sequence[str]] | None = None,
     capture: bool = False,
+    database: Any = None,
 ) -> Installation:
     """Serve reads of ``session_factory``'s sessions from ``cache``, invalidated by their writes.
 
@@ -98,6 +100,11 @@ def install(
         capture: capture triggers (:func:`sqla_cachedeps.capture`) are installed on some
             tables: writes leave those tables' keys to the triggers (given a store URL; a
             ``Cache`` brings its own ``SqlFeed(capture=True)``).
+        database: the engine whose database the cache serves. Each database has its own
+            change feed and tid sequence, so one cache serves one database
+            (:mod:`sqla_cachedeps.databases`); statements on any other database run
+            uncached. Default: the factory's ``bind``, else the first database a session
+            uses. Required when the factory's ``binds`` reach several databases.
 
     Returns:
         An :class:`Installation`; ``uninstall()`` removes every listener.
@@ -107,9 +114,12 @@ def install(
     nothing until the server is up.
 
     Raises:
-        ConfigurationError: the factory or the cache is not usable.
+        ConfigurationError: the factory or the cache is not usable; the factory's binds
+            reach several databases and ``database`` does not say which one to cache.
     """
     target = _session_class(session_factory)
+    bound = _binds_of(session_factory)
+    check_binds(bound, database)
     existing = _installed.get(target)
     if existing is not None and existing.installed:
         raise ConfigurationError(
@@ -122,9 +132,12 @@ def install(
 
     for problem in unreachable_servers(cache if isinstance(cache, str) else getattr(cache, "store", None)):
         log.warning("sqla_cachedeps.install(): %s", problem)
+    if database is not None or bound:
+        inst.databases.choose(database if database is not None else bound[0])
     bind = _bind_of(session_factory)
-    if bind is not None:
-        inst.watch_engine(bind)
+    for engine in (database, bind):
+        if engine is not None:
+            inst.watch_engine(engine)
     inst._listen()
     _installed[target] = inst
     return inst
@@ -161,6 +174,16 @@ def _bind_of(factory: Any) -> Any:
     return kw.get("bind") if isinstance(kw, dict) else None
 
 
+def _binds_of(factory: Any) -> list[Any]:
+    """Return the engines a session factory is configured with (``bind`` first, then ``binds``)."""
+    kw = getattr(factory, "kw", None)
+    if not isinstance(kw, dict):
+        return []
+    out = [kw["bind"]] if kw.get("bind") is not None else []
+    out.extend(b for b in (kw.get("binds") or {}).values() if b is not None)
+    return out
+
+
 class Installation:
     """The listeners installed on one session factory; see :func:`install`."""
 
@@ -176,6 +199,8 @@ class Installation:
         self.gets = gets
         self.lazy_loads = lazy_loads
         self.feed_table = feed_table
+        #: the database the cache serves (:mod:`sqla_cachedeps.databases`)
+        self.databases = Databases(feed_table)
         self._lock = threading.Lock()
         self._statement_cache: dict[Any, tuple[str, list[list[Any]], tuple]] = {}
         # instance state -> RelationshipCache options of the cached query that produced it
@@ -217,8 +242,12 @@ class Installation:
             raise ConfigurationError("no engine seen yet; bind the session factory or call watch_engine(engine)")
         return self._feed
 
-    def ensure_feed(self, dialect: Any) -> None:
-        """Build the cache for ``dialect``'s database if it was given as a URL."""
+    def ensure_feed(self, dialect: Any, engine: Any = None) -> None:
+        """Build the cache for ``dialect``'s database if it was given as a URL.
+
+        Its store namespace is the database's own (:func:`~sqla_cachedeps.databases.namespace_of`):
+        installations over other databases may share the store.
+        """
         if self._cache is not None:
             if self._feed is not None and self._feed.dialect != (feed_name(dialect) or dialect.name):
                 raise ConfigurationError(
@@ -231,7 +260,8 @@ class Installation:
                 import cachedeps
 
                 feed = feed_for_dialect(dialect, self.feed_table, capture=self.capture)
-                self._cache = cachedeps.Cache(self._url, feed=feed)
+                namespace = namespace_of(engine) if engine is not None else ""
+                self._cache = cachedeps.Cache(self._url, feed=feed, namespace=namespace)
                 self._feed = feed
 
     def watch_engine(self, engine: Any) -> None:
@@ -279,6 +309,8 @@ class Installation:
     # -- transactions -------------------------------------------------------------------------
 
     def _after_begin(self, session: Session, transaction: SessionTransaction, connection: Connection) -> None:
+        if not isinstance(connection, Connection):
+            return  # a stand-in for a connection (a test double): nothing to watch or poll
         state = session_state(session, self)
         if state is None:
             return
@@ -287,10 +319,11 @@ class Installation:
         if connection not in state.connections:
             state.connections.append(connection)
         conn_state(connection)
-        if state.tid is None:
+        if state.tid is None and self.databases.serves(connection):
             # Once per transaction; inside cachedeps.unit_of_work() once per unit (a task, a
             # script), its later transactions reading as of that poll plus this process's
-            # own writes, as a request does. The database's own error propagates (noted
+            # own writes, as a request does. Only the cache's own database is polled:
+            # another's positions are not ours. The database's own error propagates (noted
             # with how to create the table).
             state.tid = self.cache.ensure_polled(connection.connection)
 
@@ -367,6 +400,12 @@ class Installation:
 
     def _begin(self, orm_state: ORMExecuteState, state: Any) -> int | None:
         """Make sure the transaction began (and polled); return its tid, None to bypass."""
+        try:
+            bind = orm_state.session.get_bind(**(orm_state.bind_arguments or {}))
+        except Exception:  # noqa: BLE001 - no bind: the ORM raises its own error on execution
+            return None
+        if not self.databases.serves(bind):
+            return None  # another database: its positions are not this cache's
         if state.tid is None:
             mapper = orm_state.bind_mapper
             orm_state.session.connection(bind_arguments={"mapper": mapper} if mapper is not None else None)
@@ -424,7 +463,10 @@ class Installation:
             else:
                 return identity.make_result((mapper.class_.__name__,), rows, (0,))
         with _rec.accounted():  # the oid was recorded by get_state
-            frozen = orm_state.invoke_statement().freeze()
+            result = orm_state.invoke_statement()
+        if identity.requires_unique(result):
+            return result  # joined collections: the caller uniques it; not cached
+        frozen = result.freeze()
         objs = [row[0] for row in frozen()]
         if len(objs) <= 1:
             try:
@@ -472,7 +514,10 @@ class Installation:
         # Objects already in the identity map may hold values from an earlier transaction
         # (expire_on_commit=False); the entry must hold what the database holds now.
         with _rec.accounted():  # its keys are recorded (below for finer reads)
-            frozen = orm_state.invoke_statement(execution_options={"populate_existing": True}).freeze()
+            result = orm_state.invoke_statement(execution_options={"populate_existing": True})
+        if identity.requires_unique(result):
+            return result  # joined collections: the caller uniques it; not cached
+        frozen = result.freeze()
         if fine is not None:
             # Change keys and the oids of the rows returned (sqla_cachedeps.finer).
             deps = list(row_deps(fine, list(frozen()), dialect) or deps)

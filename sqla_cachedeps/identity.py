@@ -24,9 +24,13 @@ from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_dict, set_committed_value
 from sqlalchemy.orm.base import instance_state
 
+from .analysis import registry_mappers
+
 __all__ = [
     "Unsupported",
     "encode_result",
+    "freeze",
+    "requires_unique",
     "decode_result",
     "encode_state",
     "attach",
@@ -62,7 +66,7 @@ def _mapper_for(path: str, registries: Callable[[], Iterable[Any]]) -> Mapper:
     if mapper is not None:
         return mapper
     for registry in registries():
-        for m in registry.mappers:
+        for m in registry_mappers(registry):
             _KNOWN[_path(m)] = m
     try:
         return _KNOWN[path]
@@ -144,6 +148,25 @@ def _pk_keys(mapper: Mapper) -> list[str]:
         found = [mapper.get_property_by_column(col).key for col in mapper.primary_key]
         _PK_KEYS[mapper] = found
     return found
+
+
+def requires_unique(result: Result) -> bool:
+    """Return whether an ORM result holds joined eager loads of collections.
+
+    SQLAlchemy raises unless ``unique()`` is called on it, and its callers (the user, a
+    ``selectinload`` whose statement joins a collection) unique it themselves, reading the
+    loading context a frozen copy would not carry: such a result is served as the ORM made
+    it, never frozen or cached.
+    """
+    context = getattr(result, "context", None)
+    return context is not None and bool(getattr(context, "requires_uniquing", False))
+
+
+def freeze(result: Result) -> FrozenResult:
+    """Freeze a result to compare it (verify mode), uniqued when SQLAlchemy requires it."""
+    if requires_unique(result):
+        result = result.unique()
+    return result.freeze()
 
 
 def encode_result(frozen: FrozenResult) -> dict[str, Any]:

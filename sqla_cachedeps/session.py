@@ -56,6 +56,8 @@ def _cached_get(session: Session, entity: Any, ident: Any) -> Any:
     if mapper.identity_key_from_primary_key(pk) in session.identity_map:
         return NO_VALUE  # the ordinary path answers from the identity map (and knows deletes)
     state = session_state(session)
+    if state is not None and not state.installation.databases.serves(session.get_bind(mapper=mapper)):
+        return NO_VALUE  # another database than the cache's
     if state is None or state.tid is None:
         session.connection(bind_arguments={"mapper": mapper})  # begins: an installed session polls
         state = session_state(session)

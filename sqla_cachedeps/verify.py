@@ -63,7 +63,7 @@ def verify_query(inst: Any, orm_state: Any, cached: Any, deps: Any, stamp: int |
             execution_options={EXECUTION_OPTION: False, VERIFY_OPTION: True},
         )
         try:
-            fresh = identity.encode_result(result.freeze())
+            fresh = identity.encode_result(identity.freeze(result))
         except identity.Unsupported:
             return
     resolved = getattr(statement, "_resolved", statement)

@@ -55,6 +55,7 @@ from cachedeps.views import through_views
 
 from .analysis import cascaded_tables, known_tables, referencing_tables, table_write_keys, written_tables
 from .spelling import stored_select
+from .feed import feed_name
 
 if TYPE_CHECKING:
     from .events import Installation
@@ -326,7 +327,8 @@ class Writes:
         engine = getattr(engine, "sync_engine", engine)
         if engine in self._engines:
             return
-        self.inst.ensure_feed(engine.dialect)
+        if self.inst.databases.serves(engine):
+            self.inst.ensure_feed(engine.dialect, engine)
         for name, fn in self._engine_events:
             event.listen(engine, name, fn)
         self._engines.add(engine)
@@ -551,7 +553,7 @@ class Writes:
         self._lock(conn, cstate)
         cols = list(table.primary_key.columns)
         query = stored_select(table, cols).where(where).limit(MAX_PRECISE_ROWS + 1)
-        query = _for_update(query, table, self.inst.feed.dialect)
+        query = _for_update(query, table, feed_name(conn.dialect) or "")
         try:
             found = conn.execute(query, params).all()
         except StatementError as exc:
@@ -640,7 +642,7 @@ class Writes:
                 if _addressable(istate.mapper, table) and (table.name, pk) not in state.old_rows:
                     by_table.setdefault(table.name, (table, []))[1].append(pk)
         for name, (table, pks) in by_table.items():
-            found = _read_or_none(self._select_rows, conn, table, pks, lock=self.inst.feed.dialect)
+            found = _read_or_none(self._select_rows, conn, table, pks, lock=feed_name(conn.dialect) or "")
             if found is None:
                 state.coarse.add(name)
                 continue
@@ -679,7 +681,7 @@ class Writes:
         if cstate.locked:
             return
         dbapi = conn.connection
-        feed = self.inst.feed
+        feed = self._feed(conn)
         try:
             if feed.dialect == "sqlite":
                 # Begin SQLite's write transaction now, so old values read next cannot change
@@ -738,9 +740,12 @@ class Writes:
             if _autocommit(conn):
                 self._publish_committed(conn, ks)
             else:
-                tid = self.inst.feed.append(conn.connection, ks)
-                cstate.published.append((ks, tid))
-                if not cstate.sessions:
+                tid = self._feed(conn).append(conn.connection, ks)
+                # Another database's tid belongs to its own sequence: its feed has the keys
+                # (for whoever caches that database); this cache's delta maps must not.
+                if self.inst.databases.serves(conn):
+                    cstate.published.append((ks, tid))
+                if self.inst.databases.serves(conn) and not cstate.sessions:
                     # No session's after_commit will tell the cache (Core outside a Session):
                     # SQLAlchemy has no event after COMMIT, so mark the keys now, without
                     # moving the context's stamp past a commit that may still fail.
@@ -761,7 +766,15 @@ class Writes:
 
     def _publish_committed(self, conn: Connection, ks: list[str]) -> None:
         """Append the keys of statements that committed already (AUTOCOMMIT), tell the cache."""
-        self.inst.cache.committed(ks, self._append_alone(conn, ks))
+        tid = self._append_alone(conn, ks)
+        if self.inst.databases.serves(conn):
+            self.inst.cache.committed(ks, tid)
+
+    def _feed(self, conn: Connection) -> Any:
+        """Return the feed of ``conn``'s database (another database's own, not the cache's)."""
+        if self.inst.databases.serves(conn):
+            return self.inst.feed
+        return self.inst.databases.feed_for(conn)
 
     def _append_alone(self, conn: Connection, ks: list[str]) -> int:
         """Append on a connection in AUTOCOMMIT mode, in a transaction of its own.
@@ -774,7 +787,7 @@ class Writes:
         try:
             cur.execute("BEGIN")
             try:
-                tid = self.inst.feed.append(dbapi, ks)
+                tid = self._feed(conn).append(dbapi, ks)
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise

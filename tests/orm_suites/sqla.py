@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,12 @@ def run_sqla(paths: list[str] | None = None, *, db: str = "sqlite", install: boo
             dburi = _pg_url()
             _ensure_pg_database(dburi)
         else:
-            dburi = f"sqlite:///{tmp}/querytest.db"
+            # relative, so in the sdist directory of this checkout: SQLAlchemy's provisioning
+            # renames the file to "<first token>_pysqlite.db", the first token being the path
+            # up to its first "_" or ".", and a path under the shared /tmp/orm_suite_sqla_*
+            # made every checkout's run use /tmp/orm_pysqlite.db, each removing the other's
+            sqlite_name = f"ormsuite{uuid.uuid4().hex}"
+            dburi = f"sqlite:///{sqlite_name}.db"
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(src), here])
         env.pop("DJANGO_SETTINGS_MODULE", None)
@@ -69,6 +75,9 @@ def run_sqla(paths: list[str] | None = None, *, db: str = "sqlite", install: boo
             started = time.monotonic()
             proc = subprocess.run(args, env=env, cwd=str(tree), capture_output=True, text=True, timeout=timeout)
             seconds = time.monotonic() - started
+        if db != "postgresql":
+            for leftover in tree.glob(f"{sqlite_name}_*.db"):
+                leftover.unlink()
         if not report.exists():
             raise RuntimeError(f"SQLAlchemy's suite wrote no report (exit {proc.returncode}):\n"
                                f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")

@@ -93,6 +93,9 @@ def _install() -> None:
     # "gets" (gets only: install()'s default), "lazyonly" (lazy loads, no gets)
     level = os.environ.get("ORM_SUITE_SQLA_CACHE", "all")
     kwargs: dict[str, Any] = {"gets": level != "lazyonly", "lazy_loads": level in ("all", "lazy", "lazyonly")}
+    if "database" in inspect.signature(sqla_cachedeps.install).parameters:
+        # the suite's database; engines of other databases (in-memory SQLite) run uncached
+        kwargs["database"] = engine
     wants_verify = os.environ.get("ORM_SUITE_VERIFY", "1") == "1"
     if wants_verify and "verify" in inspect.signature(sqla_cachedeps.install).parameters:
         kwargs["verify"] = True
