@@ -158,7 +158,9 @@ class Installation:
         self.verifier = Verifier(verify, "install(verify=...)")
         self.declared_views = _declared_views(views)
         # engine -> {view name: declared base tables, or None}: the views found in its database
-        self._views: dict[Any, dict[str, tuple[str, ...] | None]] = {}
+        # (weakly: an installation must not keep the engines it saw, nor their pools, alive)
+        self._views: weakref.WeakKeyDictionary[Any, dict[str, tuple[str, ...] | None]] = (
+            weakref.WeakKeyDictionary())
         self.gets = gets
         self.lazy_loads = lazy_loads
         self.feed_table = feed_table
@@ -368,6 +370,8 @@ class Installation:
         opts = orm_state.load_options
         if getattr(opts, "_populate_existing", False) or getattr(statement, "_for_update_arg", None) is not None:
             return None
+        if not identity.options_reproducible(statement):
+            return None  # loader options a state of columns cannot give the object
         if refresh:
             refresh_state = getattr(opts, "_refresh_state", None)
             compile_opts = getattr(statement, "_compile_options", None)
@@ -420,6 +424,8 @@ class Installation:
     def _query(self, orm_state: ORMExecuteState, state: Any, option: FromCache | None) -> Result | None:
         statement = orm_state.statement
         params = orm_state.parameters or {}
+        if not identity.options_reproducible(statement):
+            return None  # eager loads and options carried to later loads: not cached
         tid = self._begin(orm_state, state)
         if tid is None:
             return None
@@ -429,7 +435,11 @@ class Installation:
         cache = self.cache
         verifier = self.verifier
         verifying = verifier.rate and verifier.sample()
-        if verifying:
+        if getattr(orm_state.load_options, "_populate_existing", False):
+            # A hit keeps the loaded attributes of instances already in the session; the
+            # caller asked for the database's values over them: load (and refill) instead.
+            cached = NO_VALUE
+        elif verifying:
             position = cache.current_tid
             cached, stamp, hit_deps = cache.get_meta(key)  # a hit records its dependencies
         else:
