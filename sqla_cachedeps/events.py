@@ -314,12 +314,12 @@ class Installation:
 
     def _do_orm_execute(self, orm_state: ORMExecuteState) -> Result | None:
         if orm_state.is_update or orm_state.is_delete:
-            if orm_state.execution_options.get(EXECUTION_OPTION) is False:
+            if _flag(orm_state) is False:
                 return None
             return self.writes.statement(orm_state)
         if not orm_state.is_select:
             return None
-        flag = orm_state.execution_options.get(EXECUTION_OPTION)
+        flag = _flag(orm_state)
         if flag is False:
             return None
         session = orm_state.session
@@ -650,6 +650,19 @@ def _store(fn: Any, *args: Any, **kw: Any) -> None:
         fn(*args, **kw)
     except (CachedepsError, TypeError, ValueError, OverflowError) as exc:  # unserializable: served, not cached
         log.debug("result not cached: %s", exc)
+
+
+def _flag(orm_state: ORMExecuteState) -> Any:
+    """Return the ``cachedeps`` execution option of a statement's execution.
+
+    An earlier ``do_orm_execute`` listener may set it with ``update_execution_options()``:
+    SQLAlchemy 2.1 puts those in ``local_execution_options`` only (the statement runs with
+    them), not in the ``execution_options`` merged when the execution began.
+    """
+    local = orm_state.local_execution_options
+    if EXECUTION_OPTION in local:
+        return local[EXECUTION_OPTION]
+    return orm_state.execution_options.get(EXECUTION_OPTION)
 
 
 def _dialect(orm_state: ORMExecuteState) -> Any:
