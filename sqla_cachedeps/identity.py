@@ -48,6 +48,8 @@ _STATE_OK: weakref.WeakKeyDictionary[Mapper, bool] = weakref.WeakKeyDictionary()
 
 
 _EAGER = frozenset({"joined", "selectin", "subquery", "immediate"})
+# the ORM result's attributes the legacy Query reads (sqlalchemy.orm.loading.instances)
+_RESULT_FLAGS = ("filtered", "is_single_entity")
 # strategy keys of loader options that only choose which columns load, and when
 _COLUMN_STRATEGY_KEYS = frozenset({"deferred", "instrument", "query_expression"})
 
@@ -212,7 +214,9 @@ def encode_result(frozen: FrozenResult) -> dict[str, Any]:
     result = frozen()
     columns = list(result.keys())
     out_rows = [[_encode_cell(cell) for cell in row] for row in result]
-    return {"c": columns, "r": out_rows}
+    # How the legacy Query reads the result: single entities as scalars, deduplicated.
+    flags = {k: bool(result._attributes.get(k, False)) for k in _RESULT_FLAGS}
+    return {"c": columns, "r": out_rows, "a": flags}
 
 
 def _encode_cell(cell: Any) -> Any:
@@ -240,7 +244,7 @@ def decode_result(session: Session, data: Any, registries: Callable[[], Iterable
     Raises:
         Unsupported: the data does not match the current mappings.
     """
-    if not isinstance(data, dict) or "c" not in data or "r" not in data:
+    if not isinstance(data, dict) or "c" not in data or "r" not in data or not isinstance(data.get("a"), dict):
         raise Unsupported("not a cached result")
     rows = []
     entity_columns: set[int] = set()
@@ -252,7 +256,10 @@ def decode_result(session: Session, data: Any, registries: Callable[[], Iterable
                 entity_columns.add(i)
             cells.append(cell)
         rows.append(tuple(cells))
-    return make_result(data["c"], rows, entity_columns)
+    result = make_result(data["c"], rows, entity_columns)
+    result._attributes = result._attributes.union(
+        {k: bool(data["a"].get(k, False)) for k in _RESULT_FLAGS})
+    return result
 
 
 def make_result(columns: Sequence[str], rows: list[tuple], entity_columns: Iterable[int] = ()) -> Result:

@@ -248,3 +248,14 @@ def test_hits_fire_the_hooks_a_load_fires(store_room, make_app):
     finally:
         for target, name, fn in listeners:
             event.remove(target, name, fn)
+
+
+def test_legacy_query_hits_return_entities(store_room):
+    # test_expire.py::ExpireTest::test_state_change_col_to_deferred: a Query.first() served
+    # from the cache returned a Row, not the entity (the result lacked the ORM's flags).
+    for _ in range(3):
+        with store_room.Session() as s:
+            item = s.query(Item).options(FromCache()).filter(Item.id == 1).first()
+            assert isinstance(item, Item) and item.colour == "red"
+            assert [i.id for i in s.query(Item).options(FromCache()).order_by(Item.id)] == [1, 2, 3]
+    assert store_room.cache.stats()["hits"] >= 4
