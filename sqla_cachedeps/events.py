@@ -195,7 +195,9 @@ class Installation:
         self.verifier = Verifier(verify, "install(verify=...)")
         self.declared_views = _declared_views(views)
         # engine -> {view name: declared base tables, or None}: the views found in its database
-        self._views: dict[Any, dict[str, tuple[str, ...] | None]] = {}
+        # (weakly: an installation must not keep the engines it saw, nor their pools, alive)
+        self._views: weakref.WeakKeyDictionary[Any, dict[str, tuple[str, ...] | None]] = (
+            weakref.WeakKeyDictionary())
         self.gets = gets
         self.lazy_loads = lazy_loads
         self.feed_table = feed_table
@@ -362,12 +364,12 @@ class Installation:
 
     def _do_orm_execute(self, orm_state: ORMExecuteState) -> Result | None:
         if orm_state.is_update or orm_state.is_delete:
-            if orm_state.execution_options.get(EXECUTION_OPTION) is False:
+            if _flag(orm_state) is False:
                 return None
             return self.writes.statement(orm_state)
         if not orm_state.is_select:
             return None
-        flag = orm_state.execution_options.get(EXECUTION_OPTION)
+        flag = _flag(orm_state)
         if flag is False:
             return None
         session = orm_state.session
@@ -424,6 +426,8 @@ class Installation:
         opts = orm_state.load_options
         if getattr(opts, "_populate_existing", False) or getattr(statement, "_for_update_arg", None) is not None:
             return None
+        if not identity.options_reproducible(statement):
+            return None  # loader options a state of columns cannot give the object
         if refresh:
             refresh_state = getattr(opts, "_refresh_state", None)
             compile_opts = getattr(statement, "_compile_options", None)
@@ -479,6 +483,8 @@ class Installation:
     def _query(self, orm_state: ORMExecuteState, state: Any, option: FromCache | None) -> Result | None:
         statement = orm_state.statement
         params = orm_state.parameters or {}
+        if not identity.options_reproducible(statement):
+            return None  # eager loads and options carried to later loads: not cached
         tid = self._begin(orm_state, state)
         if tid is None:
             return None
@@ -488,7 +494,11 @@ class Installation:
         cache = self.cache
         verifier = self.verifier
         verifying = verifier.rate and verifier.sample()
-        if verifying:
+        if getattr(orm_state.load_options, "_populate_existing", False):
+            # A hit keeps the loaded attributes of instances already in the session; the
+            # caller asked for the database's values over them: load (and refill) instead.
+            cached = NO_VALUE
+        elif verifying:
             position = cache.current_tid
             cached, stamp, hit_deps = cache.get_meta(key)  # a hit records its dependencies
         else:
@@ -704,6 +714,19 @@ def _store(fn: Any, *args: Any, **kw: Any) -> None:
         fn(*args, **kw)
     except (CachedepsError, TypeError, ValueError, OverflowError) as exc:  # unserializable: served, not cached
         log.debug("result not cached: %s", exc)
+
+
+def _flag(orm_state: ORMExecuteState) -> Any:
+    """Return the ``cachedeps`` execution option of a statement's execution.
+
+    An earlier ``do_orm_execute`` listener may set it with ``update_execution_options()``:
+    SQLAlchemy 2.1 puts those in ``local_execution_options`` only (the statement runs with
+    them), not in the ``execution_options`` merged when the execution began.
+    """
+    local = orm_state.local_execution_options
+    if EXECUTION_OPTION in local:
+        return local[EXECUTION_OPTION]
+    return orm_state.execution_options.get(EXECUTION_OPTION)
 
 
 def _dialect(orm_state: ORMExecuteState) -> Any:

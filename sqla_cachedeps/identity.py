@@ -23,6 +23,7 @@ from sqlalchemy.engine.result import IteratorResult, SimpleResultMetaData
 from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_dict, set_committed_value
 from sqlalchemy.orm.base import instance_state
+from sqlalchemy.orm.strategy_options import _AbstractLoad
 
 from .analysis import registry_mappers
 
@@ -35,6 +36,7 @@ __all__ = [
     "encode_state",
     "attach",
     "state_cacheable",
+    "options_reproducible",
     "make_result",
 ]
 
@@ -50,6 +52,10 @@ _STATE_OK: weakref.WeakKeyDictionary[Mapper, bool] = weakref.WeakKeyDictionary()
 
 
 _EAGER = frozenset({"joined", "selectin", "subquery", "immediate"})
+# the ORM result's attributes the legacy Query reads (sqlalchemy.orm.loading.instances)
+_RESULT_FLAGS = ("filtered", "is_single_entity")
+# strategy keys of loader options that only choose which columns load, and when
+_COLUMN_STRATEGY_KEYS = frozenset({"deferred", "instrument", "query_expression"})
 
 
 class Unsupported(Exception):
@@ -95,10 +101,51 @@ def state_cacheable(mapper: Mapper) -> bool:
             for prop in mapper.column_attrs
             for col in prop.columns
         )
-        and not any(rel.lazy in _EAGER for rel in mapper.relationships)
+        and not _loads_eagerly(mapper)
     )
     _STATE_OK[mapper] = ok
     return ok
+
+
+def _loads_eagerly(mapper: Mapper) -> bool:
+    return any(rel.lazy in _EAGER for rel in mapper.relationships)
+
+
+def options_reproducible(statement: Any) -> bool:
+    """Return whether a hit can give ``statement``'s entities what a database load gives them.
+
+    A hit rebuilds each entity from its cached column values, and nothing else runs: no
+    loader strategy (``selectinload()``, ``joinedload()``, ``immediateload()``,
+    ``subqueryload()``, ``contains_eager()``, their ``recursion_depth``), and the entities
+    carry none of the statement's options into their later loads (``raiseload()``,
+    ``lazyload(A.b).joinedload(B.c)``, ``defer(..., raiseload=True)``, ``with_loader_criteria()``
+    filtering the relationships they load lazily). Such a statement is neither served from
+    the cache nor stored. True when every option is user-defined (``FromCache``,
+    ``RelationshipCache``: they load nothing) or a loader option that only picks the entity's
+    own columns (``load_only()``, ``defer()``, ``undefer()``, ``with_expression()``).
+    """
+    for opt in getattr(statement, "_with_options", ()):
+        if getattr(opt, "_is_user_defined", False):
+            continue
+        context = getattr(opt, "context", None)
+        if not isinstance(opt, _AbstractLoad) or context is None:
+            return False
+        if not all(_column_only(element) for element in context):
+            return False
+    return True
+
+
+def _column_only(element: Any) -> bool:
+    """Return whether a loader option element only picks columns of the loaded entity."""
+    strategy = element.strategy or ()
+    if any(key not in _COLUMN_STRATEGY_KEYS for key, _value in strategy):
+        return False  # a relationship strategy (("lazy", ...)), a polymorphic load, raiseload
+    for token in getattr(element.path, "path", ()):
+        if getattr(token, "_is_relationship", False):
+            return False  # options for what a relationship loads
+        if isinstance(token, str) and token.startswith("relationship:"):
+            return False  # a wildcard over relationships
+    return True
 
 
 def encode_state(obj: Any) -> dict[str, Any]:
@@ -114,8 +161,12 @@ def attach(session: Session, mapper: Mapper, values: dict[str, Any]) -> Any:
     """Return the session's instance of a cached row, as a database load would.
 
     An instance already in the identity map wins (its unflushed changes are kept); its
-    expired attributes are filled from ``values``. Otherwise a new instance holding
-    ``values`` as loaded state joins the session as a persistent object.
+    expired attributes are filled from ``values`` and its ``refresh`` event fires. Otherwise
+    a new instance holding ``values`` as loaded state joins the session's identity map as a
+    persistent object, the way the ORM's own loader puts it there: its ``load`` event
+    (``@reconstructor`` included) and the session's ``loaded_as_persistent`` event fire, and
+    no attach events (``before_attach``, ``detached_to_persistent``), which a load does not
+    fire either. The events get ``None`` as their query context, as after ``Session.merge()``.
 
     Raises:
         Unsupported: ``values`` lacks the primary key.
@@ -130,15 +181,23 @@ def attach(session: Session, mapper: Mapper, values: dict[str, Any]) -> Any:
         state = instance_state(existing)
         expired = state.expired_attributes
         if expired:
-            for name in list(expired):
-                if name in values:
-                    set_committed_value(existing, name, values[name])
+            filled = [name for name in list(expired) if name in values]
+            for name in filled:
+                set_committed_value(existing, name, values[name])
+            if filled and state.manager.dispatch.refresh:
+                state.manager.dispatch.refresh(state, None, set(filled))
         return existing
     obj = mapper.class_manager.new_instance()
     # Written as the ORM's own loader writes loaded state: straight into the instance dict.
     instance_dict(obj).update(values)
-    make_transient_to_detached(obj)
-    session.add(obj)
+    make_transient_to_detached(obj)  # the identity key; attributes not cached load on access
+    state = instance_state(obj)
+    state.session_id = session.hash_key
+    session.identity_map._add_unpresent(state, state.key)
+    if state.manager.dispatch.load:
+        state.manager.dispatch.load(state, None)
+    if session.dispatch.loaded_as_persistent:
+        session.dispatch.loaded_as_persistent(session, state)
     return obj
 
 
@@ -178,7 +237,9 @@ def encode_result(frozen: FrozenResult) -> dict[str, Any]:
     result = frozen()
     columns = list(result.keys())
     out_rows = [[_encode_cell(cell) for cell in row] for row in result]
-    return {"c": columns, "r": out_rows}
+    # How the legacy Query reads the result: single entities as scalars, deduplicated.
+    flags = {k: bool(result._attributes.get(k, False)) for k in _RESULT_FLAGS}
+    return {"c": columns, "r": out_rows, "a": flags}
 
 
 def _encode_cell(cell: Any) -> Any:
@@ -189,6 +250,9 @@ def _encode_cell(cell: Any) -> Any:
     mapper = state.mapper
     if mapper.inherits is not None or mapper.polymorphic_map:
         raise Unsupported("polymorphic entities are not cached by value")
+    if _loads_eagerly(mapper):
+        # A hit holds columns only; a load populates these relationships (state_cacheable).
+        raise Unsupported(f"{mapper} loads relationships eagerly")
     path = _path(mapper)
     _KNOWN[path] = mapper
     return {_ENTITY: path, "s": encode_state(cell)}
@@ -203,7 +267,7 @@ def decode_result(session: Session, data: Any, registries: Callable[[], Iterable
     Raises:
         Unsupported: the data does not match the current mappings.
     """
-    if not isinstance(data, dict) or "c" not in data or "r" not in data:
+    if not isinstance(data, dict) or "c" not in data or "r" not in data or not isinstance(data.get("a"), dict):
         raise Unsupported("not a cached result")
     rows = []
     entity_columns: set[int] = set()
@@ -215,7 +279,10 @@ def decode_result(session: Session, data: Any, registries: Callable[[], Iterable
                 entity_columns.add(i)
             cells.append(cell)
         rows.append(tuple(cells))
-    return make_result(data["c"], rows, entity_columns)
+    result = make_result(data["c"], rows, entity_columns)
+    result._attributes = result._attributes.union(
+        {k: bool(data["a"].get(k, False)) for k in _RESULT_FLAGS})
+    return result
 
 
 def make_result(columns: Sequence[str], rows: list[tuple], entity_columns: Iterable[int] = ()) -> Result:

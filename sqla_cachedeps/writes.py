@@ -72,9 +72,16 @@ MAX_PRECISE_ROWS = 1000
 
 
 class ConnState:
-    """Per-connection write bookkeeping (``Connection.info``)."""
+    """Per-connection write bookkeeping (``Connection.info``).
 
-    __slots__ = ("pending", "locked", "flushing", "flush_tables", "published", "sessions")
+    ``Connection.info`` belongs to the pooled DB-API connection and outlives every checkout:
+    nothing here may reference a session, a transaction or a ``Connection``, or a session
+    dropped without ``close()`` would keep its connection checked out (and on SQLite its
+    write lock held) for as long as the pool lives. The key records of the sessions that
+    wrote on it are held (they hold keys only); the sessions themselves weakly.
+    """
+
+    __slots__ = ("pending", "locked", "flushing", "flush_tables", "published", "records", "sessions")
 
     def __init__(self) -> None:
         self.pending: dict[str, None] = {}
@@ -82,8 +89,10 @@ class ConnState:
         self.flushing = False
         self.flush_tables: set[str] = set()
         self.published: list[tuple[list[str], int]] = []
-        #: the sessions whose recorded keys this connection's commit appends
-        self.sessions: list[SessionState] = []
+        #: the key records (root transactions and savepoints) this connection's commit appends
+        self.records: list[_TxRecord] = []
+        #: the sessions whose after_commit tells the cache about this connection's commit
+        self.sessions: weakref.WeakSet[SessionState] = weakref.WeakSet()
 
     def reset(self) -> None:
         """Forget the transaction's state (it committed, rolled back or a new one began)."""
@@ -91,10 +100,13 @@ class ConnState:
         self.locked = False
         self.flushing = False
         self.flush_tables.clear()
+        self.records.clear()
         self.sessions.clear()
 
 
 class _TxRecord:
+    """The keys a root transaction or a savepoint wrote (cleared if it rolls back)."""
+
     __slots__ = ("keys", "tid", "released")
 
     def __init__(self) -> None:
@@ -379,7 +391,9 @@ class Writes:
         if transaction.parent is None:
             state.end_root()
             return
-        if record is not None and record.released and record.keys:
+        if record is None:
+            return
+        if record.released and record.keys:
             parent = transaction.parent
             while parent is not None and parent not in state.records:
                 parent = parent.parent
@@ -387,6 +401,19 @@ class Writes:
                 target = state.records[parent]
                 target.keys.update(record.keys)
                 target.tid = max(target.tid, record.tid)
+                # The parent holds the keys now: it takes the record's place on the
+                # connections, so that the parent's rollback takes them back too.
+                for conn in state.connections:
+                    cstate = _existing_conn_state(conn)
+                    if cstate is not None and any(record is r for r in cstate.records):
+                        cstate.records = [r for r in cstate.records if r is not record]
+                        if not any(target is r for r in cstate.records):
+                            cstate.records.append(target)
+            else:
+                return  # no enclosing record: the connections keep this one
+        # Rolled back (its keys are gone) or merged into its parent: the connections' lists
+        # hold record objects, so its keys are taken out of every commit through them.
+        record.keys.clear()
 
     # -- flush ------------------------------------------------------------------------------
 
@@ -509,13 +536,14 @@ class Writes:
         record = state.records.get(transaction) if transaction is not None else None
         if record is None and transaction is not None:
             record = state.records[transaction] = _TxRecord()
+        cstate = conn_state(conn)
         if record is not None:
             record.keys.update(out)
+            if not any(record is r for r in cstate.records):
+                cstate.records.append(record)
         else:
-            conn_state(conn).pending.update(out)
-        cstate = conn_state(conn)
-        if state not in cstate.sessions:
-            cstate.sessions.append(state)
+            cstate.pending.update(out)
+        cstate.sessions.add(state)
         state.wrote = True
 
     # -- ORM update()/delete() statements ---------------------------------------------------
@@ -755,9 +783,8 @@ class Writes:
     def _keys_of(self, conn: Connection, cstate: ConnState) -> list[str]:
         """Return the keys the connection's transaction wrote (savepoints rolled back gone)."""
         out = dict(cstate.pending)
-        for state in cstate.sessions:
-            for record in state.records.values():
-                out.update(record.keys)
+        for record in cstate.records:
+            out.update(record.keys)
         if not out:
             return []
         # A write through a view changes its base tables (all of them when undeclared).

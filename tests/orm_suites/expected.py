@@ -97,11 +97,35 @@ _EVENTS = ("d", "inspects the Session's event machinery that install() and the h
            "execution options (the harness's 'cachedeps' marker), the order of events (the feed "
            "poll begins the connection before the flush), listeners called without arguments")
 
+_MARKER = ("d", "compares the execution options SQLAlchemy passes on to an eager loader's statements "
+           "with the ones given; the harness marks every select with the execution option "
+           "cachedeps=True, passed on as well")
+_VERIFY_LOADS = ("d", "counts the class's load events; verify mode loads every hit again in a private "
+                 "session, which fires them too (passes with --no-verify)")
+
 #: SQLAlchemy test node id (or test class) -> (class, reason); a parametrized test matches its
-#: base id
+#: base id, a test class named after the dialect (``UpdateDeleteTest_sqlite+pysqlite_3_40_1``)
+#: its plain name
 SQLA: dict[str, tuple[str, str]] = {
     "test/orm/test_events.py::ORMExecuteTest": _EVENTS,
     "test/orm/test_events.py::SessionEventsTest": _EVENTS,
+    "test/orm/test_session.py::NewStyleExecutionTest::test_eagerloader_exec_option": _MARKER,
+    "test/orm/dml/test_orm_upd_del_basic.py::UpdateDeleteTest::test_update_returning_eagerload_propagate": _MARKER,
+    "test/orm/test_session.py::SessionStateTest::test_execution_options_flush_before_cursor_execute": (
+        "d", "collects the execution options of every statement a flush runs; cachedeps reads the "
+        "rows the flush changes (old values before, new values after) on the flush's connection"),
+    "test/orm/test_session.py::ReplaceStaleIdentityTest::test_replace_expired_identity_emits_no_sql": (
+        "d", "asserts the flush emits no SELECT; cachedeps reads the old values of the row the "
+        "flush deletes first"),
+    "test/orm/test_merge.py::MergeTest::test_attribute_cascade": _VERIFY_LOADS,
+    "test/orm/test_merge.py::MergeTest::test_many_to_many_cascade": _VERIFY_LOADS,
+    "test/orm/test_merge.py::MergeTest::test_one_to_many_cascade": _VERIFY_LOADS,
+    "test/orm/test_cascade.py::PartialFlushTest::test_o2m_m2o": (
+        "c", "drops a Session that flushed without closing it, then flushes from a new one: the "
+        "first one's SQLite write lock goes only when the garbage collector frees the session's "
+        "reference cycles; the plain run fails it too when the collector has not run (alone: "
+        "--compare --paths test/orm/test_cascade.py::PartialFlushTest). cachedeps holds no "
+        "reference to the session (tests/sqla/test_session_lifetime.py)"),
     "test/orm/test_expire.py::ExpireTest::test_load_only_relationships": (
         "d", "[*-no_attrs-not_pk_plus_pending-*-joined] checks that refresh() put the joined-eager "
         "collection in __dict__; a refresh served from the cached row state fills the column "

@@ -159,3 +159,35 @@ def test_an_unreachable_memcached_is_a_warning_at_install(sqlite_engine, caplog,
         inst = sqla_cachedeps.install(sessionmaker(sqlite_engine), memcached.url)  # up: no warning
     inst.uninstall()
     assert [r for r in caplog.records if r.name == "sqla_cachedeps"] == []
+
+
+def test_a_listener_can_mark_selects_for_the_cache(sqlite_engine):
+    # SQLAlchemy 2.1 keeps update_execution_options() of an earlier do_orm_execute listener in
+    # local_execution_options only: the marker was ignored and nothing was cached. Marking
+    # False from a listener turns the cache off the same way.
+    factory = sessionmaker(sqlite_engine)
+    with factory.begin() as s:
+        s.add(Book(id=1, title="t"))
+    marker = {"cachedeps": True}
+
+    def mark(orm_state):
+        if orm_state.is_select:
+            orm_state.update_execution_options(**marker)
+
+    event.listen(factory, "do_orm_execute", mark)
+    handle = sqla_cachedeps.install(factory, "embedded://")
+    try:
+        stmt = select(Book).where(Book.title == "t")
+        sqlite_engine.selects.clear()
+        for _ in range(3):
+            with factory() as s:
+                assert [b.id for b in s.scalars(stmt)] == [1]
+        assert len([q for q in sqlite_engine.selects if "FROM sq_book" in q]) == 1
+        marker["cachedeps"] = False
+        sqlite_engine.selects.clear()
+        for _ in range(2):
+            with factory() as s:
+                s.scalars(stmt.options(FromCache())).all()
+        assert len([q for q in sqlite_engine.selects if "FROM sq_book" in q]) == 2
+    finally:
+        handle.uninstall()
