@@ -168,6 +168,8 @@ def test_column_options_stay_cached(store_room):
 def test_populate_existing_reads_over_the_session(store_room):
     # A hit kept the loaded attributes of the instance already in the session; the caller
     # asked for the database's values over them.
+    if store_room.engine.dialect.name in ("mysql", "mariadb"):
+        pytest.skip("REPEATABLE READ, MySQL's default: the open transaction's own snapshot still holds the old value")
     stmt = select(Item).where(Item.id == 3).options(FromCache())
     with store_room.Session() as s:
         item = s.scalars(stmt).one()
