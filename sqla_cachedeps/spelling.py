@@ -39,6 +39,9 @@ def type_kind(type_: Any, dialect: Any) -> str:
         return algebra.OTHER
     mysql = name in ("mysql", "mariadb")
     try:
+        variant = (getattr(type_, "_variant_mapping", None) or {}).get(name)
+        if variant is not None:  # with_variant(): the type this dialect creates and compares
+            return type_kind(variant, dialect)
         if getattr(type_, "_has_bind_expression", False):
             return algebra.OTHER  # the database compares an expression of the value
         if isinstance(type_, sat.TypeDecorator):
