@@ -219,5 +219,10 @@ def test_cascaded_foreign_key_actions_emit_the_affected_tables_keys(db):
     keys = set(db.new_keys())
     assert {"cap_parent:1", "cap_child", "cap_child:*", "cap_grand", "cap_grand:*"} <= keys
     assert not any(k.startswith("cap_other") for k in keys), "a RESTRICT constraint changes nothing"
+    conn = _connect()
+    st = {x.table: x for x in capture.status(conn, "mysql", tables)}
+    conn.close()
+    assert st["cap_parent"].cascades == ("cap_child", "cap_grand") and not st["cap_other"].cascades
+    assert "table keys of cap_child, cap_grand" in st["cap_parent"].describe()
     db.run("INSERT INTO cap_parent VALUES (3)")
     assert not any(k.startswith("cap_child") for k in db.new_keys()), "an INSERT has no foreign key action"
