@@ -2,7 +2,7 @@
 reads (issue 10). Every cached read runs with ``verify=True``: a stale hit raises
 :class:`~cachedeps.errors.StaleRead`, and each test first proves its read is a hit.
 
-Runs on SQLite, PostgreSQL and MariaDB (``mysql+pymysql``; text columns with the ``utf8mb4_bin``
+Runs on SQLite, PostgreSQL and MariaDB (``mysql+pymysql``; text columns with the ``utf8mb4_nopad_bin``
 collation, so reads on them anchor on values, and one with the server's case-insensitive default).
 Writers: a plain DB-API connection, the ``sqlite3``, ``psql`` and ``mariadb`` command-line clients, an
 ``ON DELETE CASCADE`` declared in the schema, a bulk UPDATE of 100,000 rows, TRUNCATE and
@@ -34,7 +34,7 @@ class Base(DeclarativeBase):
 class Owner(Base):
     __tablename__ = "cap_owner"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(100).with_variant(mysql.VARCHAR(100, collation="utf8mb4_bin"), "mysql", "mariadb"))
+    name: Mapped[str] = mapped_column(String(100).with_variant(mysql.VARCHAR(100, collation="utf8mb4_nopad_bin"), "mysql", "mariadb"))
     alias: Mapped[str | None] = mapped_column(String(100), nullable=True)  # MariaDB: the server's *_ci collation
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
@@ -170,6 +170,11 @@ def test_plain_dbapi_writes(app):
     app.cached(PETS_OF_1)
     external(app.db, "INSERT INTO cap_pet (id, owner_id, name, weight) VALUES (9, 1, 'Ada', 2)")
     assert app.read(PETS_OF_1) == [("Ada",), ("Rex",), ("Tom",)]
+    # a read anchored on a text value (MariaDB: the NO PAD binary collation): the trigger's key of the new value
+    bobs = select(Owner.id).where(Owner.name == "Bob").order_by(Owner.id)
+    assert app.cached(bobs) == [(2,)]
+    external(app.db, "UPDATE cap_owner SET name = 'Bob' WHERE id = 1")
+    assert app.read(bobs) == [(1,), (2,)]
     # a text column without a binary collation on MariaDB: reads on it depend on the table's keys
     by_alias = select(Owner.id).where(Owner.alias == "ann")
     assert app.cached(by_alias) == []
