@@ -1,12 +1,13 @@
 """Write cost of capture triggers: the same writes without cachedeps, with the adapter
-appending keys (no capture), and with capture triggers, on SQLite and PostgreSQL.
+appending keys (no capture), and with capture triggers, on SQLite, PostgreSQL and MariaDB.
 
 Rows: an ORM save of one row (SQLAlchemy session, commit), an ORM bulk UPDATE of 10,000
 rows, and the same single-row and 10,000-row UPDATEs from a plain DB-API connection (the
 external writer capture exists for; without capture it writes no keys at all). Figures:
 time per statement, the ratio capture/adapter (ORM) or capture/none (external), and the
 feed rows each statement adds. Run: ``python -m benchmarks capture [--quick]``. Needs
-PostgreSQL (``CACHEDEPS_TEST_PG`` or postgresql://postgres@127.0.0.1:5432/test) for its rows.
+PostgreSQL (``CACHEDEPS_TEST_PG`` or postgresql://postgres@127.0.0.1:5432/test) and MariaDB/MySQL
+(``CACHEDEPS_TEST_MYSQL`` or mysql://root@127.0.0.1:3306/test) for their rows.
 SQLite runs in WAL mode with ``synchronous=NORMAL`` (no fsync per commit).
 """
 
@@ -23,7 +24,21 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 __all__ = ["main"]
 
 PG_DSN = os.environ.get("CACHEDEPS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+MYSQL_URL = os.environ.get("CACHEDEPS_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test")
 ROWS = 10_000
+
+
+def _mysql_target() -> str:
+    """Return the SQLAlchemy URL (PyMySQL) of ``MYSQL_URL``; raise when it is not reachable."""
+    import pymysql
+    from urllib.parse import unquote, urlsplit
+
+    u = urlsplit(MYSQL_URL)
+    params = dict(host=u.hostname or "127.0.0.1", port=u.port or 3306, user=unquote(u.username or "root"),
+                  password=unquote(u.password or ""), database=u.path.lstrip("/") or "test")
+    pymysql.connect(**params, connect_timeout=2).close()
+    auth = params["user"] + (f":{params['password']}" if params["password"] else "")
+    return f"mysql+pymysql://{auth}@{params['host']}:{params['port']}/{params['database']}?charset=utf8mb4"
 
 
 class _Base(DeclarativeBase):
@@ -32,7 +47,7 @@ class _Base(DeclarativeBase):
 
 class BenchCapItem(_Base):
     __tablename__ = "bench_cap_item"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # MySQL: id 0 is not "next"
     name: Mapped[str] = mapped_column(String(60))
     n: Mapped[int] = mapped_column(Integer)
     flag: Mapped[bool] = mapped_column(Boolean)
@@ -144,6 +159,10 @@ def main(quick: bool) -> None:
             targets.append(("PostgreSQL", "postgresql+psycopg://" + PG_DSN.split("://", 1)[1]))
         except Exception as exc:  # noqa: BLE001 - reported, the SQLite rows still run
             print(f"PostgreSQL unavailable at {PG_DSN}: {exc}")
+        try:
+            targets.append(("MariaDB", _mysql_target()))
+        except Exception as exc:  # noqa: BLE001 - reported, the other rows still run
+            print(f"MariaDB/MySQL unavailable at {MYSQL_URL}: {exc}")
         print(f"{'database':<11} {'statement':<27} {'no cachedeps':>12} {'adapter':>12} {'capture':>12} "
               f"{'ratio':>6} {'feed rows adapter':>18} {'feed rows capture':>18}")
         for label, url in targets:

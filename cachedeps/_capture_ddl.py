@@ -425,6 +425,23 @@ def _my_fv(table: CaptureTable, version: str) -> str:
     return " UNION ALL ".join(rows)
 
 
+def _my_cascade(table: str, feed: str) -> str:
+    """Return the statement appending the table keys of every table a write of ``table`` may
+    change through its foreign keys' actions (``ON DELETE/UPDATE CASCADE``, ``SET NULL``,
+    ``SET DEFAULT``), transitively: InnoDB's cascaded actions fire no triggers. Read from the
+    schema when the trigger runs, so a constraint added later is covered without reinstalling."""
+    acts = ("(r.DELETE_RULE NOT IN ('RESTRICT', 'NO ACTION') OR r.UPDATE_RULE NOT IN ('RESTRICT', 'NO ACTION'))")
+    rc = "information_schema.REFERENTIAL_CONSTRAINTS r"
+    return (f"INSERT INTO {feed} (`key`) SELECT k FROM (WITH RECURSIVE d (t) AS ("
+            f"SELECT r.TABLE_NAME FROM {rc} WHERE r.CONSTRAINT_SCHEMA = DATABASE() "
+            f"AND r.REFERENCED_TABLE_NAME = {_lit(table)} AND {acts} "
+            f"UNION SELECT r.TABLE_NAME FROM {rc} JOIN d ON r.REFERENCED_TABLE_NAME = d.t "
+            f"WHERE r.CONSTRAINT_SCHEMA = DATABASE() AND {acts}) "
+            "SELECT CONVERT(t USING utf8mb4) COLLATE utf8mb4_bin AS k FROM d "
+            "UNION ALL SELECT CONCAT(CONVERT(t USING utf8mb4) COLLATE utf8mb4_bin, '/*') FROM d "
+            "UNION ALL SELECT CONCAT(CONVERT(t USING utf8mb4) COLLATE utf8mb4_bin, ':*') FROM d) AS x")
+
+
 def _my_table(table: CaptureTable, feed_table: str) -> list[str]:
     t, qt, ft, lock = table.name, _mq(table.name), _mq(feed_table), _mq(feed_table + "_lock")
     coarse_keys = f"SELECT {_my_lit(t)} AS k UNION ALL SELECT {_my_lit(t + ':*')}"
@@ -438,7 +455,8 @@ def _my_table(table: CaptureTable, feed_table: str) -> list[str]:
         trig = _mq(f"{_fname(t)}_{name}")
         out.append(f"DROP TRIGGER IF EXISTS {trig}")
         if table.fallback() is not None:
-            out.append(f"CREATE TRIGGER {trig} AFTER {when} ON {qt} FOR EACH ROW BEGIN {take_lock}; "
+            cascade = f"{_my_cascade(t, ft)}; " if when != "INSERT" else ""
+            out.append(f"CREATE TRIGGER {trig} AFTER {when} ON {qt} FOR EACH ROW BEGIN {take_lock}; {cascade}"
                        f"INSERT INTO {ft} (`key`) {coarse_keys}; END")
             continue
         pk = table.pk[0]
@@ -467,8 +485,9 @@ def _my_table(table: CaptureTable, feed_table: str) -> list[str]:
                 parts.append(f"SELECT CONCAT(f.h, f.v) FROM ({fv}) AS f")
                 parts.append(f"SELECT CONCAT(f.h, f.v, '/', ch.x) FROM ({fv}) AS f, ({ch}) AS ch")
         keys = " UNION ALL ".join(parts)
+        cascade = f"{_my_cascade(t, ft)}; " if when != "INSERT" else ""
         out.append(
-            f"CREATE TRIGGER {trig} AFTER {when} ON {qt} FOR EACH ROW BEGIN {take_lock}; "
+            f"CREATE TRIGGER {trig} AFTER {when} ON {qt} FOR EACH ROW BEGIN {take_lock}; {cascade}"
             f"IF {fresh} THEN INSERT INTO {ft} (`key`) SELECT DISTINCT {fix} FROM ({keys}) AS s; "
             f"ELSE INSERT INTO {ft} (`key`) {coarse_keys}; END IF; END"
         )

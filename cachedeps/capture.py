@@ -259,6 +259,8 @@ class TableStatus:
     fallback: str | None = None
     unspelled: tuple[str, ...] = ()
     drift: tuple[str, ...] = ()
+    #: MySQL: tables its foreign key actions reach, which its triggers invalidate whole
+    cascades: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -273,6 +275,8 @@ class TableStatus:
         parts.append(f"table keys only ({self.fallback})" if self.fallback else "row keys")
         if self.unspelled:
             parts.append("no field-value keys for " + ", ".join(self.unspelled) + " (type not spelled)")
+        if self.cascades:
+            parts.append("table keys of " + ", ".join(self.cascades) + " on UPDATE/DELETE (foreign key actions fire no triggers)")
         if self.drift:
             parts.append("DRIFT: " + "; ".join(self.drift))
         return "; ".join(parts)
@@ -302,6 +306,16 @@ def _triggers(conn: Any, dialect: str, table: str) -> int:
                                f"AND EVENT_OBJECT_TABLE = {_lit(table)} AND TRIGGER_NAME LIKE {_lit(_fname(table) + '_%')}")[0][0])
     return int(_rows(conn, f"SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = {_lit(table)} "
                            f"AND name LIKE {_lit(_fname(table) + '_%')}")[0][0])
+
+
+def _my_cascades(conn: Any, table: str) -> list[str]:
+    """Return the tables ``table``'s foreign key actions reach, transitively (MySQL)."""
+    acts = "(r.DELETE_RULE NOT IN ('RESTRICT', 'NO ACTION') OR r.UPDATE_RULE NOT IN ('RESTRICT', 'NO ACTION'))"
+    rc = "information_schema.REFERENTIAL_CONSTRAINTS r"
+    return sorted(str(r[0]) for r in _rows(conn, (
+        f"WITH RECURSIVE d (t) AS (SELECT r.TABLE_NAME FROM {rc} WHERE r.CONSTRAINT_SCHEMA = DATABASE() "
+        f"AND r.REFERENCED_TABLE_NAME = {_lit(table)} AND {acts} UNION SELECT r.TABLE_NAME FROM {rc} "
+        f"JOIN d ON r.REFERENCED_TABLE_NAME = d.t WHERE r.CONSTRAINT_SCHEMA = DATABASE() AND {acts}) SELECT t FROM d")))
 
 
 def status(conn: Any, dialect: str, tables: Iterable[CaptureTable]) -> list[TableStatus]:
@@ -336,7 +350,8 @@ def status(conn: Any, dialect: str, tables: Iterable[CaptureTable]) -> list[Tabl
                              + (f" (in the table only: {', '.join(extra)})" if extra else "")
                              + (f" (described only: {', '.join(missing)})" if missing else "")
                              + "; the triggers emit table keys only")
-        out.append(TableStatus(table.name, True, table.fallback(), tuple(table.unspelled()), tuple(drift)))
+        cascades = tuple(_my_cascades(conn, table.name)) if dialect == "mysql" else ()
+        out.append(TableStatus(table.name, True, table.fallback(), tuple(table.unspelled()), tuple(drift), cascades))
     return out
 
 

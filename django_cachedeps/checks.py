@@ -349,7 +349,7 @@ def check_capture(app_configs: Any = None, databases: Any = None, **kwargs: Any)
 
     warnings: list[Any] = []
     for alias in databases:
-        if alias not in connections or connections[alias].vendor not in ("postgresql", "sqlite"):
+        if alias not in connections or connections[alias].vendor not in ("postgresql", "sqlite", "mysql"):
             continue
         try:
             if not feed_ready(alias):

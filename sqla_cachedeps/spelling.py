@@ -23,6 +23,13 @@ _TEXT_TYPES = frozenset({sat.String, sat.Text, sat.Unicode, sat.UnicodeText, sat
 _CHAR_TYPES = frozenset({sat.CHAR, sat.NCHAR})
 
 
+def _mysql_text_types() -> frozenset:
+    """The MySQL dialect's own text types (``mysql.VARCHAR(collation=...)``)."""
+    from sqlalchemy.dialects import mysql
+
+    return frozenset({mysql.VARCHAR, mysql.NVARCHAR, mysql.TEXT, mysql.TINYTEXT, mysql.MEDIUMTEXT, mysql.LONGTEXT})
+
+
 def default_dialect() -> Any:
     """Return the dialect assumed when none is given (SQLAlchemy's SQLite dialect)."""
     if not _DEFAULT:
@@ -39,6 +46,9 @@ def type_kind(type_: Any, dialect: Any) -> str:
         return algebra.OTHER
     mysql = name in ("mysql", "mariadb")
     try:
+        variant = (getattr(type_, "_variant_mapping", None) or {}).get(name)
+        if variant is not None:  # with_variant(): the type this dialect creates and compares
+            return type_kind(variant, dialect)
         if getattr(type_, "_has_bind_expression", False):
             return algebra.OTHER  # the database compares an expression of the value
         if isinstance(type_, sat.TypeDecorator):
@@ -53,6 +63,8 @@ def type_kind(type_: Any, dialect: Any) -> str:
                 return algebra.UUID
             # 32 hex digits in CHAR(32): exact on SQLite/PostgreSQL, case-insensitive on MySQL
             return algebra.OTHER if mysql else algebra.TEXT
+        if mysql and type(type_) in _mysql_text_types():
+            return algebra.text_kind(getattr(type_, "collation", None), name)
         if isinstance(type_, sat.Enum) or type(type_) in _TEXT_TYPES:
             # MySQL: OTHER unless a NO PAD binary collation is declared (its defaults ignore
             # case and trailing spaces); ENUM columns compare under a collation too.

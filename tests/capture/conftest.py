@@ -73,10 +73,43 @@ def _pg_reset(dsn: str) -> None:
             c.execute(f"DROP FUNCTION IF EXISTS {fn}")
 
 
+def _my_reset(conn) -> None:
+    """Drop what these tests create on MariaDB (tables cap_*, the feed, capture's objects)."""
+    cur = conn.cursor()
+    cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                "AND (TABLE_NAME LIKE 'cap\\_%' OR TABLE_NAME LIKE 'cachedeps\\_%')")
+    names = [r[0] for r in cur.fetchall()]
+    cur.execute("SET FOREIGN_KEY_CHECKS = 0")
+    for name in names:
+        cur.execute(f"DROP TABLE IF EXISTS `{name}`")
+    cur.execute("SET FOREIGN_KEY_CHECKS = 1")
+    conn.commit()
+    cur.close()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request, tmp_path):
     """A fresh database with the feed table, per dialect."""
-    if request.param == "sqlite":
+    yield from make_db(request, tmp_path, request.param)
+
+
+def make_db(request, tmp_path, dialect: str):
+    """Yield a fresh :class:`Db` of ``dialect`` (``"mysql"``: the test MariaDB)."""
+    if dialect == "mysql":
+        from tests.conftest import mysql_connect, mysql_params
+
+        url = request.getfixturevalue("mysql_url")
+        admin = mysql_connect()
+        _my_reset(admin)
+        d = Db("mysql", mysql_connect, SqlFeed("mysql"), url)
+        d.database = mysql_params()["database"]
+        d.run(*d.feed.ddl())
+        yield d
+        d.close()
+        _my_reset(admin)
+        admin.close()
+        return
+    if dialect == "sqlite":
         path = str(tmp_path / "capture.sqlite3")
 
         def connect():
@@ -96,9 +129,9 @@ def db(request, tmp_path):
 
         feed = SqlFeed("postgresql")
         url = dsn
-    d = Db(request.param, connect, feed, url)
+    d = Db(dialect, connect, feed, url)
     d.run(*feed.ddl())
     yield d
     d.close()
-    if request.param == "postgresql":
+    if dialect == "postgresql":
         _pg_reset(url)

@@ -15,6 +15,14 @@ from tests.consistency import checker
 
 def connect(env: dict):
     """Connect to the database ``env`` names (the Django test settings' variables)."""
+    if env.get("CACHEDEPS_TEST_DB") == "mysql":
+        import pymysql
+        from urllib.parse import unquote, urlsplit
+
+        url = urlsplit(os.environ.get("CACHEDEPS_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test"))
+        return pymysql.connect(host=url.hostname or "127.0.0.1", port=url.port or 3306, user=unquote(url.username or "root"),
+                               password=unquote(url.password or ""), database=env["CACHEDEPS_TEST_MYSQL_DB"],
+                               charset="utf8mb4", autocommit=False)
     if env.get("CACHEDEPS_TEST_DB") == "postgresql":
         import psycopg
 
@@ -30,7 +38,7 @@ def make_writer(ctx: dict, index: int):
     """Return write(item): bump book ``i<item>``'s pages in one transaction, plain SQL."""
     env = ctx["env"]
     conn = connect(env)
-    pg = env.get("CACHEDEPS_TEST_DB") == "postgresql"
+    pg = env.get("CACHEDEPS_TEST_DB") in ("postgresql", "mysql")  # %s placeholders, commit()
     p = "%s" if pg else "?"
 
     def write(item: int) -> int:

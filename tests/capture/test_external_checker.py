@@ -1,5 +1,6 @@
 """The stale-read checker with a writer that uses no cachedeps code (issue 10).
 
+Runs on SQLite, PostgreSQL and MariaDB (there the external writer is a PyMySQL connection).
 Readers are Django processes reading through the cache (tests/django/test_consistency.py's
 readers, verify mode off: the checker counts stale reads itself). Writers: one through the
 Django ORM with ``CACHEDEPS["CAPTURE"]`` on (its keys left to the triggers) and one plain
@@ -19,7 +20,7 @@ import pytest
 from tests.capture import external_writer
 from tests.consistency import checker
 from tests.django import test_consistency as django_checker
-from tests.django._checker_db import fresh_pg_database
+from tests.django._checker_db import fresh_mysql_database, fresh_pg_database
 
 pytestmark = pytest.mark.memcached
 
@@ -44,10 +45,15 @@ def _run(env: dict, memcached, capture: bool) -> checker.Report:
                        items=django_checker.ITEMS, duration=2.5, faults=[checker.at(1.2, memcached.restart)], min_writes=5)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
 def env(request, tmp_path):
     if request.param == "sqlite":
         yield {"CACHEDEPS_TEST_DB": "sqlite", "CACHEDEPS_TEST_SQLITE_FILE": str(tmp_path / "db.sqlite3")}
+        return
+    if request.param == "mysql":
+        request.getfixturevalue("mysql_url")
+        with fresh_mysql_database() as e:
+            yield e
         return
     request.getfixturevalue("postgres_dsn")
     with fresh_pg_database() as e:

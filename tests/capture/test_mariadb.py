@@ -77,8 +77,7 @@ class MyDb:
 def _reset(d: MyDb) -> None:
     tables = [r[0] for r in d.rows("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
                                    "AND (TABLE_NAME LIKE 'cap\\_%' OR TABLE_NAME LIKE 'cachedeps\\_%')")]
-    for t in tables:
-        d.run(f"DROP TABLE IF EXISTS `{t}`")
+    d.run("SET FOREIGN_KEY_CHECKS = 0", *[f"DROP TABLE IF EXISTS `{t}`" for t in tables], "SET FOREIGN_KEY_CHECKS = 1")
 
 
 @pytest.fixture
@@ -191,3 +190,39 @@ def test_digest_matches_the_engine(db):
     long = "x y " * 40
     assert db.rows(f"SELECT CONCAT('#', LEFT(SHA2(CONVERT(_utf8mb4'{long}' USING utf8mb4), 256), 32))")[0][0] \
         == canonical_value(long)
+
+
+def test_cascaded_foreign_key_actions_emit_the_affected_tables_keys(db):
+    """InnoDB fires no trigger for rows a foreign key action changes: the parent's trigger
+    writes the table keys of every table its actions reach, transitively (a grandchild
+    whose column is SET NULL, a self-referencing tree)."""
+    db.run("CREATE TABLE cap_parent (id INT PRIMARY KEY) ENGINE=InnoDB",
+           "CREATE TABLE cap_child (id INT PRIMARY KEY, p INT, up INT, FOREIGN KEY (p) REFERENCES cap_parent (id) "
+           "ON DELETE CASCADE, FOREIGN KEY (up) REFERENCES cap_child (id) ON DELETE CASCADE) ENGINE=InnoDB",
+           "CREATE TABLE cap_grand (id INT PRIMARY KEY, c INT, FOREIGN KEY (c) REFERENCES cap_child (id) "
+           "ON DELETE SET NULL) ENGINE=InnoDB",
+           "CREATE TABLE cap_other (id INT PRIMARY KEY, p INT, FOREIGN KEY (p) REFERENCES cap_parent (id)) ENGINE=InnoDB",
+           "INSERT INTO cap_parent VALUES (1), (2)", "INSERT INTO cap_child VALUES (1, 1, NULL), (2, 2, 1)",
+           "INSERT INTO cap_grand VALUES (1, 2)")
+    tables = [capture.describe(name, "id", cols) for name, cols in (
+        ("cap_parent", [("id", algebra.INTEGER)]),
+        ("cap_child", [("id", algebra.INTEGER), ("p", algebra.INTEGER), ("up", algebra.INTEGER)]),
+        ("cap_grand", [("id", algebra.INTEGER), ("c", algebra.INTEGER)]),
+        ("cap_other", [("id", algebra.INTEGER), ("p", algebra.INTEGER)]))]
+    conn = _connect()
+    capture.install(conn, "mysql", tables)
+    conn.commit()
+    conn.close()
+    db.skip_to_head()
+    db.run("DELETE FROM cap_parent WHERE id = 1")  # deletes child 1, child 2 (up = 1), nulls grand 1
+    assert db.rows("SELECT c FROM cap_grand") == [(None,)]
+    keys = set(db.new_keys())
+    assert {"cap_parent:1", "cap_child", "cap_child:*", "cap_grand", "cap_grand:*"} <= keys
+    assert not any(k.startswith("cap_other") for k in keys), "a RESTRICT constraint changes nothing"
+    conn = _connect()
+    st = {x.table: x for x in capture.status(conn, "mysql", tables)}
+    conn.close()
+    assert st["cap_parent"].cascades == ("cap_child", "cap_grand") and not st["cap_other"].cascades
+    assert "table keys of cap_child, cap_grand" in st["cap_parent"].describe()
+    db.run("INSERT INTO cap_parent VALUES (3)")
+    assert not any(k.startswith("cap_child") for k in db.new_keys()), "an INSERT has no foreign key action"

@@ -194,3 +194,23 @@ def test_text_primary_key_and_fallbacks(db):
 def test_kinds_table_covers_every_dialect():
     for kind in algebra.KINDS:
         assert set(capture.SPELLING[kind]) == {"postgresql", "sqlite", "mysql"}, kind
+
+
+def test_sqlalchemy_kinds_of_mysql_text_columns():
+    """The kind sqla_cachedeps gives a column decides both what reads anchor on and what its
+    triggers spell: on MySQL only a declared binary collation is exact text, also when the
+    type is a ``with_variant`` (which the column's own type does not show)."""
+    from sqlalchemy import String
+    from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+    from cachedeps import algebra
+    from sqla_cachedeps.spelling import type_kind
+
+    binary = String(60).with_variant(mysql.VARCHAR(60, collation="utf8mb4_nopad_bin"), "mysql", "mariadb")
+    assert type_kind(binary, mysql.dialect()) == algebra.TEXT
+    assert type_kind(binary, sqlite.dialect()) == algebra.TEXT
+    assert type_kind(String(60), mysql.dialect()) == algebra.OTHER  # the server's default: *_ci, PAD SPACE
+    assert type_kind(String(60, collation="utf8mb4_general_ci"), mysql.dialect()) == algebra.OTHER
+    ci = String(60).with_variant(mysql.VARCHAR(60, collation="utf8mb4_unicode_ci"), "mysql")
+    assert type_kind(ci, mysql.dialect()) == algebra.OTHER
+    assert type_kind(ci, postgresql.dialect()) == algebra.TEXT

@@ -2,7 +2,9 @@
 reads (issue 10). Every cached read runs with ``verify=True``: a stale hit raises
 :class:`~cachedeps.errors.StaleRead`, and each test first proves its read is a hit.
 
-Writers: a plain DB-API connection, the ``sqlite3`` and ``psql`` command-line clients, an
+Runs on SQLite, PostgreSQL and MariaDB (``mysql+pymysql``; text columns with the ``utf8mb4_nopad_bin``
+collation, so reads on them anchor on values, and one with the server's case-insensitive default).
+Writers: a plain DB-API connection, the ``sqlite3``, ``psql`` and ``mariadb`` command-line clients, an
 ``ON DELETE CASCADE`` declared in the schema, a bulk UPDATE of 100,000 rows, TRUNCATE and
 ALTER TABLE. A control without capture shows the same write served stale.
 """
@@ -15,11 +17,14 @@ import subprocess
 
 import pytest
 from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, create_engine, event, func, select
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 import sqla_cachedeps
 from cachedeps.errors import StaleRead
 from sqla_cachedeps import FromCache
+from tests.capture.conftest import make_db
+from tests.conftest import mysql_params, mysql_sqlalchemy_url
 
 
 class Base(DeclarativeBase):
@@ -29,7 +34,8 @@ class Base(DeclarativeBase):
 class Owner(Base):
     __tablename__ = "cap_owner"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(100).with_variant(mysql.VARCHAR(100, collation="utf8mb4_nopad_bin"), "mysql", "mariadb"))
+    alias: Mapped[str | None] = mapped_column(String(100), nullable=True)  # MariaDB: the server's *_ci collation
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
@@ -45,7 +51,12 @@ class App:
     """An application process: an engine, an installed session factory, its cache."""
 
     def __init__(self, db, capture: bool) -> None:
-        url = f"sqlite:///{db.url}" if db.dialect == "sqlite" else "postgresql+psycopg://" + db.url.split("://", 1)[1]
+        if db.dialect == "sqlite":
+            url = f"sqlite:///{db.url}"
+        elif db.dialect == "mysql":
+            url = mysql_sqlalchemy_url(db.database)
+        else:
+            url = "postgresql+psycopg://" + db.url.split("://", 1)[1]
         self.engine = create_engine(url)
         if db.dialect == "sqlite":
             event.listen(self.engine, "connect", lambda c, _: c.execute("PRAGMA foreign_keys = ON"))
@@ -77,6 +88,12 @@ class App:
         self.engine.dispose()
 
 
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
+def db(request, tmp_path):
+    """The capture fixture's databases, and the test MariaDB."""
+    yield from make_db(request, tmp_path, request.param)
+
+
 @pytest.fixture
 def app(db):
     a = App(db, capture=True)
@@ -93,6 +110,10 @@ def external(db, sql: str) -> None:
     if db.dialect == "sqlite":
         conn = sqlite3.connect(db.url, timeout=30)
         conn.execute("PRAGMA foreign_keys = ON")
+    elif db.dialect == "mysql":
+        import pymysql  # the pure-Python driver: what a job without mysqlclient would use
+
+        conn = pymysql.connect(**mysql_params())
     else:
         import psycopg
 
@@ -106,11 +127,17 @@ def external(db, sql: str) -> None:
 
 def client(db, sql: str) -> None:
     """Run ``sql`` with the database's command-line client."""
-    tool = "sqlite3" if db.dialect == "sqlite" else "psql"
+    tool = {"sqlite": "sqlite3", "mysql": "mariadb"}.get(db.dialect, "psql")
+    if db.dialect == "mysql" and shutil.which(tool) is None:
+        tool = "mysql"
     if shutil.which(tool) is None:
         pytest.skip(f"the {tool} command-line client is not installed")
     if db.dialect == "sqlite":
         args = [tool, db.url, "PRAGMA foreign_keys = ON; " + sql]
+    elif db.dialect == "mysql":
+        p = mysql_params()
+        args = [tool, "-h", p["host"], "-P", str(p["port"]), "-u", p["user"], "--default-character-set=utf8mb4",
+                *([f"-p{p['password']}"] if p["password"] else []), p["database"], "-e", sql]
     else:
         args = [tool, db.url, "-v", "ON_ERROR_STOP=1", "-c", sql]
     subprocess.run(args, check=True, capture_output=True, timeout=60)
@@ -143,6 +170,16 @@ def test_plain_dbapi_writes(app):
     app.cached(PETS_OF_1)
     external(app.db, "INSERT INTO cap_pet (id, owner_id, name, weight) VALUES (9, 1, 'Ada', 2)")
     assert app.read(PETS_OF_1) == [("Ada",), ("Rex",), ("Tom",)]
+    # a read anchored on a text value (MariaDB: the NO PAD binary collation): the trigger's key of the new value
+    bobs = select(Owner.id).where(Owner.name == "Bob").order_by(Owner.id)
+    assert app.cached(bobs) == [(2,)]
+    external(app.db, "UPDATE cap_owner SET name = 'Bob' WHERE id = 1")
+    assert app.read(bobs) == [(1,), (2,)]
+    # a text column without a binary collation on MariaDB: reads on it depend on the table's keys
+    by_alias = select(Owner.id).where(Owner.alias == "ann")
+    assert app.cached(by_alias) == []
+    external(app.db, "UPDATE cap_owner SET alias = 'ANN' WHERE id = 2")
+    assert app.read(by_alias) == ([(2,)] if app.db.dialect == "mysql" else [])
 
 
 def test_command_line_client(app):
@@ -173,7 +210,8 @@ def test_an_orm_write_is_not_written_twice(app):
     with app.Session.begin() as s:
         s.get(Owner, 2).name = "Bobby"
     with app.engine.connect() as c:
-        keys = [r[0] for r in c.exec_driver_sql(f"SELECT key FROM cachedeps_change WHERE tid > {head}")]
+        k = "`key`" if app.db.dialect == "mysql" else "key"
+        keys = [r[0] for r in c.exec_driver_sql(f"SELECT {k} FROM cachedeps_change WHERE tid > {head}")]
     assert "cap_owner:2" in keys and "cap_owner/name" in keys
     assert len(keys) == len(set(keys))
     assert app.read(select(Owner.name).where(Owner.id == 2)) == [("Bobby",)]
@@ -181,7 +219,7 @@ def test_an_orm_write_is_not_written_twice(app):
 
 def test_ddl_truncate_and_alter(app):
     if app.db.dialect != "postgresql":
-        pytest.skip("TRUNCATE and event triggers are PostgreSQL's (SQLite's DELETE fires row triggers)")
+        pytest.skip("TRUNCATE and event triggers are PostgreSQL's (SQLite's and MariaDB's DELETE fire row triggers)")
     app.cached(PETS_OF_1)
     external(app.db, "TRUNCATE cap_pet")
     assert app.read(PETS_OF_1) == []
@@ -197,6 +235,9 @@ def _bulk(app, rows: int) -> None:
     if app.db.dialect == "sqlite":
         external(app.db, f"WITH RECURSIVE s(x) AS (SELECT 100 UNION ALL SELECT x + 1 FROM s WHERE x < {rows + 99}) "
                          "INSERT INTO cap_pet (id, owner_id, name, weight) SELECT x, 2, 'pet ' || x, 1 FROM s")
+    elif app.db.dialect == "mysql":  # MariaDB's SEQUENCE engine
+        external(app.db, f"INSERT INTO cap_pet (id, owner_id, name, weight) "
+                         f"SELECT seq, 2, CONCAT('pet ', seq), 1 FROM seq_100_to_{rows + 99}")
     else:
         external(app.db, f"INSERT INTO cap_pet (id, owner_id, name, weight) "
                          f"SELECT x, 2, 'pet ' || x, 1 FROM generate_series(100, {rows + 99}) x")

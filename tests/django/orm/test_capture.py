@@ -23,6 +23,7 @@ from tests.django.testapp.models import Author, Book
 pytestmark = pytest.mark.django_db(transaction=True)
 
 _PG = connection.vendor == "postgresql"
+_MY = connection.vendor == "mysql"
 CAPTURE = {"CAPTURE": True}
 
 
@@ -33,6 +34,11 @@ def external():
         import psycopg
 
         return psycopg.connect(dbname=s["NAME"], user=s["USER"], host=s["HOST"], port=s["PORT"] or 5432)
+    if _MY:
+        import pymysql  # not Django's mysqlclient connection: another client entirely
+
+        return pymysql.connect(database=s["NAME"], user=s["USER"], password=s["PASSWORD"] or "", host=s["HOST"],
+                               port=int(s["PORT"] or 3306), charset="utf8mb4")
     return sqlite3.connect(s["NAME"], uri=True, timeout=30)
 
 
@@ -40,7 +46,7 @@ def ext_run(sql: str, params=()) -> None:
     conn = external()
     try:
         cur = conn.cursor()
-        cur.execute(sql.replace("?", "%s") if _PG else sql, params)
+        cur.execute(sql.replace("?", "%s") if _PG or _MY else sql, params)
         conn.commit()
     finally:
         conn.close()
@@ -58,7 +64,8 @@ def captured(engine):
 
 def _feed_keys_after(tid: int) -> list[str]:
     with connection.cursor() as cur:
-        cur.execute("SELECT key FROM cachedeps_change WHERE tid > %s ORDER BY tid", [tid])
+        k = "`key`" if _MY else "key"
+        cur.execute(f"SELECT {k} FROM cachedeps_change WHERE tid > %s ORDER BY tid", [tid])
         return [r[0] for r in cur.fetchall()]
 
 
@@ -126,6 +133,9 @@ def test_a_trigger_of_the_schema_invalidates(captured):
         ext_run("CREATE FUNCTION bump_author() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
                 "UPDATE author SET name = name || '+' WHERE id = NEW.author_id; RETURN NULL; END $$")
         ext_run("CREATE TRIGGER bump AFTER INSERT ON book FOR EACH ROW EXECUTE FUNCTION bump_author()")
+    elif _MY:
+        ext_run("CREATE TRIGGER bump AFTER INSERT ON book FOR EACH ROW "
+                "UPDATE author SET name = CONCAT(name, '+') WHERE id = NEW.author_id")
     else:
         ext_run("CREATE TRIGGER bump AFTER INSERT ON book FOR EACH ROW BEGIN "
                 "UPDATE author SET name = name || '+' WHERE id = NEW.author_id; END")
