@@ -13,7 +13,7 @@ import sys
 import pytest
 
 pytestmark = [pytest.mark.memcached,
-              pytest.mark.skipif(os.environ.get("CACHEDEPS_TEST_DB", "sqlite") == "postgresql",
+              pytest.mark.skipif(os.environ.get("CACHEDEPS_TEST_DB", "sqlite") != "sqlite",
                                  reason="the SQLite run covers it (a file shared by processes)")]
 
 _SETUP = (
