@@ -39,7 +39,7 @@ import threading
 import weakref
 from typing import Any
 
-__all__ = ["FIGURES", "Exporter"]
+__all__ = ["FIGURES", "Exporter", "Installed"]
 
 #: the counters every exporter keeps (``poll_seconds`` is a histogram)
 FIGURES = ("hits", "misses", "stale", "sets", "invalidations", "commits", "purges", "store_errors")
@@ -122,3 +122,30 @@ class Exporter:
         from .. import events
 
         events.remove_listener(self)
+
+
+class Installed:
+    """The one exporter of a kind a process has: created and installed by the first
+    :meth:`install`, removed by :meth:`uninstall` (the exporter modules' ``install()``,
+    ``uninstall()`` and ``installed()``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.exporter: Any = None
+
+    def install(self, make: Any) -> Any:
+        """Return the exporter, made by ``make()`` and installed if there is none yet."""
+        with self._lock:
+            if self.exporter is None:
+                exporter = make()
+                exporter.install()
+                self.exporter = exporter
+            return self.exporter
+
+    def uninstall(self) -> Any:
+        """Stop the exporter's counting; return it (``None`` if none was installed)."""
+        with self._lock:
+            exporter, self.exporter = self.exporter, None
+        if exporter is not None:
+            exporter.uninstall()
+        return exporter

@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from . import Exporter
+from . import Exporter, Installed
 
 __all__ = ["OtelExporter", "install", "uninstall", "installed"]
 
@@ -38,8 +38,7 @@ _DESCRIPTIONS = {
 }
 _KINDS = {"entry": {"kind": "entry"}, "state": {"kind": "state"}}
 
-_lock = threading.Lock()
-_installed: OtelExporter | None = None
+_installed = Installed()
 
 
 class OtelExporter(Exporter):
@@ -105,23 +104,14 @@ def install(meter_provider: Any = None) -> OtelExporter:
     Raises:
         ConfigurationError: ``opentelemetry-api`` is not installed.
     """
-    global _installed
-    with _lock:
-        if _installed is None:
-            _installed = OtelExporter(meter_provider)
-            _installed.install()
-        return _installed
+    return _installed.install(lambda: OtelExporter(meter_provider))
 
 
 def uninstall() -> None:
     """Stop counting (tests, reconfiguration)."""
-    global _installed
-    with _lock:
-        exporter, _installed = _installed, None
-    if exporter is not None:
-        exporter.uninstall()
+    _installed.uninstall()
 
 
 def installed() -> OtelExporter | None:
     """Return the installed exporter, if any."""
-    return _installed
+    return _installed.exporter

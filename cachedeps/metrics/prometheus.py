@@ -23,10 +23,9 @@ call :func:`mark_process_dead` from gunicorn's ``child_exit`` hook.
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any
 
-from . import Exporter
+from . import Exporter, Installed
 
 __all__ = ["PrometheusExporter", "install", "uninstall", "installed", "render", "flush", "mark_process_dead",
            "POLL_BUCKETS"]
@@ -46,8 +45,7 @@ _HELP = {
 }
 _LABELLED = ("hits", "misses", "stale")
 
-_lock = threading.Lock()
-_installed: PrometheusExporter | None = None
+_installed = Installed()
 
 
 def _client() -> Any:
@@ -122,28 +120,19 @@ def install(registry: Any = None) -> PrometheusExporter:
     Raises:
         ConfigurationError: ``prometheus_client`` is not installed.
     """
-    global _installed
-    with _lock:
-        if _installed is None:
-            _installed = PrometheusExporter(registry)
-            _installed.install()
-        return _installed
+    return _installed.install(lambda: PrometheusExporter(registry))
 
 
 def uninstall() -> None:
     """Stop counting and unregister the metrics (tests, reconfiguration)."""
-    global _installed
-    with _lock:
-        exporter, _installed = _installed, None
-    if exporter is None:
-        return
-    exporter.uninstall()
-    exporter.unregister()
+    exporter = _installed.uninstall()
+    if exporter is not None:
+        exporter.unregister()
 
 
 def installed() -> PrometheusExporter | None:
     """Return the installed exporter, if any."""
-    return _installed
+    return _installed.exporter
 
 
 def render(registry: Any = None) -> tuple[bytes, str]:
@@ -158,14 +147,15 @@ def render(registry: Any = None) -> tuple[bytes, str]:
         registry = client.CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=path)
     elif registry is None:
-        registry = _installed.registry if _installed is not None else client.REGISTRY
+        exporter = _installed.exporter
+        registry = exporter.registry if exporter is not None else client.REGISTRY
     return client.generate_latest(registry), client.CONTENT_TYPE_LATEST
 
 
 def flush() -> None:
     """Carry every cache's figures counted since the last poll into the metrics (before a
     worker or script exits; the Django adapter calls it at the end of every request)."""
-    exporter = _installed
+    exporter = _installed.exporter
     if exporter is not None:
         exporter.flush()
 

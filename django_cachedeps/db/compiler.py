@@ -3,7 +3,7 @@
 Django loads the compilers by name from ``DatabaseOperations.compiler_module``; this module
 puts the read half (:mod:`.reads`) and the write half (:mod:`.writes`) in front of
 Django's generic compilers. :func:`build` does the same for a vendor's own compiler module
-(PostgreSQL has one), used by ``django_cachedeps.db.backends.postgresql.compiler``.
+(PostgreSQL's and MySQL's), served by ``django_cachedeps.db.backends.<vendor>.compiler``.
 """
 
 from __future__ import annotations
@@ -22,27 +22,26 @@ __all__ = [
     "SQLDeleteCompiler",
     "SQLUpdateCompiler",
     "SQLAggregateCompiler",
+    "COMPILERS",
     "build",
 ]
 
 
-def build(base: ModuleType) -> dict[str, Any]:
-    """Return the five compiler classes of ``base`` (a compiler module) with cachedeps mixed in."""
-    return {
-        "SQLCompiler": type("SQLCompiler", (CachedReadMixin, base.SQLCompiler), {"__module__": __name__}),
-        "SQLInsertCompiler": type(
-            "SQLInsertCompiler", (InsertTracking, base.SQLInsertCompiler), {"__module__": __name__}
-        ),
-        "SQLDeleteCompiler": type(
-            "SQLDeleteCompiler", (DeleteTracking, base.SQLDeleteCompiler), {"__module__": __name__}
-        ),
-        "SQLUpdateCompiler": type(
-            "SQLUpdateCompiler", (UpdateTracking, base.SQLUpdateCompiler), {"__module__": __name__}
-        ),
-        "SQLAggregateCompiler": type(
-            "SQLAggregateCompiler", (CachedReadMixin, base.SQLAggregateCompiler), {"__module__": __name__}
-        ),
-    }
+#: the compiler classes Django looks up by name in ``DatabaseOperations.compiler_module``
+COMPILERS = ("SQLCompiler", "SQLInsertCompiler", "SQLDeleteCompiler", "SQLUpdateCompiler", "SQLAggregateCompiler")
+_MIXINS = {
+    "SQLCompiler": CachedReadMixin,
+    "SQLInsertCompiler": InsertTracking,
+    "SQLDeleteCompiler": DeleteTracking,
+    "SQLUpdateCompiler": UpdateTracking,
+    "SQLAggregateCompiler": CachedReadMixin,
+}
+
+
+def build(base: ModuleType, module: str) -> dict[str, Any]:
+    """Return the compiler classes of ``base`` (a vendor's compiler module) with cachedeps mixed
+    in, named as members of ``module`` (the module that serves them to Django)."""
+    return {name: type(name, (_MIXINS[name], getattr(base, name)), {"__module__": module}) for name in COMPILERS}
 
 
 class SQLCompiler(CachedReadMixin, _base.SQLCompiler):

@@ -4,19 +4,8 @@ from __future__ import annotations
 
 from django.db.backends.postgresql import compiler as _pg
 
-from ...compiler import build
+from ...compiler import COMPILERS, build
 
-__all__ = [
-    "SQLCompiler",
-    "SQLInsertCompiler",
-    "SQLDeleteCompiler",
-    "SQLUpdateCompiler",
-    "SQLAggregateCompiler",
-]
+__all__ = list(COMPILERS)
 
-_classes = build(_pg)
-SQLCompiler = _classes["SQLCompiler"]
-SQLInsertCompiler = _classes["SQLInsertCompiler"]
-SQLDeleteCompiler = _classes["SQLDeleteCompiler"]
-SQLUpdateCompiler = _classes["SQLUpdateCompiler"]
-SQLAggregateCompiler = _classes["SQLAggregateCompiler"]
+globals().update(build(_pg, __name__))
