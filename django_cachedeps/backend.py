@@ -419,13 +419,11 @@ class CachedepsCache(BaseCache):
         commits; outside a transaction they take effect at once. Returns the tid of the
         change (0 inside a transaction: it is known at COMMIT).
         """
-        from django.db import DEFAULT_DB_ALIAS, connections, transaction
+        from django.db import DEFAULT_DB_ALIAS
 
         from cachedeps.feed import SqlFeed
 
-        from .db.backends.base import CachedepsWrapperMixin
-        from .db.hints import own_statements
-        from .db.writes import pending
+        from .db.writes import emit
 
         keys = tuple(keys)
         if not keys:
@@ -433,20 +431,7 @@ class CachedepsCache(BaseCache):
         engine = self.engine
         if not isinstance(engine.feed, SqlFeed):
             return engine.invalidate(*keys)
-        using = using or DEFAULT_DB_ALIAS
-        connection = connections[using]
-        if not isinstance(connection, CachedepsWrapperMixin):
-            # A plain Django backend: append now, in the transaction (its commit is not ours).
-            with transaction.atomic(using=using, savepoint=False), own_statements():
-                tid = engine.feed.append(connection, keys)
-                transaction.on_commit(lambda: engine.committed(keys, tid), using=using)
-            return tid
-        was_autocommit = connection.get_autocommit()
-        with transaction.atomic(using=using, savepoint=False):
-            pending(connection, engine).update(dict.fromkeys(keys))
-        if not was_autocommit:
-            return 0  # appended when the transaction commits
-        return max((t for e, _, t in connection.cachedeps_published if e is engine), default=0)
+        return emit(engine, using or DEFAULT_DB_ALIAS, keys)
 
 
 def _find_alias(location: str, params: dict[str, Any]) -> str:

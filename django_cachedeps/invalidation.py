@@ -47,27 +47,9 @@ def _chain(model: Any) -> list[Any]:
 def _emit(using: str, keys: list[str]) -> int:
     """Emit ``keys`` as a write on database ``using`` would; return the tid (0 until COMMIT)."""
     from . import runtime
-    from .db.backends.base import CachedepsWrapperMixin
-    from .db.hints import own_statements
-    from .db.writes import write_scope
+    from .db.writes import emit
 
-    keys = list(dict.fromkeys(keys))
-    if not keys:
-        return 0
-    connection = connections[using]
-    engine = runtime.get_engine(using=using)
-    if not isinstance(connection, CachedepsWrapperMixin):
-        # A stock Django backend (cachedeps.E006): append now, in the transaction.
-        with transaction.atomic(using=using, savepoint=False), own_statements():
-            tid = engine.feed.append(connection, keys)
-            transaction.on_commit(lambda: engine.committed(keys, tid), using=using)
-        return tid
-    was_autocommit = connection.get_autocommit()
-    with write_scope(using) as pending:
-        pending.extend(keys)
-    if not was_autocommit:
-        return 0  # appended when the transaction commits
-    return max((t for e, _, t in connection.cachedeps_published if e is engine), default=0)
+    return emit(runtime.get_engine(using=using), using, keys)
 
 
 def _active(using: str) -> bool:

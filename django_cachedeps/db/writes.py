@@ -49,6 +49,7 @@ __all__ = [
     "UpdateTracking",
     "DeleteTracking",
     "write_scope",
+    "emit",
     "pending",
     "publish",
     "committed",
@@ -93,6 +94,34 @@ def write_scope(using: str) -> Iterator[list[str]]:
         yield keys
         if keys:
             pending(connection, engine).update(dict.fromkeys(keys))
+
+
+def emit(engine: Any, using: str, keys: Any) -> int:
+    """Emit ``keys`` on ``engine``'s feed as a write on database ``using`` does (by hand:
+    ``cache.invalidate()``, ``invalidate_model()``); return the tid (0 until COMMIT).
+
+    In a cachedeps backend's transaction they join its pending keys (appended just before
+    COMMIT, at once outside a transaction). On a stock Django backend (``cachedeps.E006``),
+    whose commit is not ours, they are appended now, in its transaction.
+    """
+    from .backends.base import CachedepsWrapperMixin
+
+    keys = list(dict.fromkeys(keys))
+    if not keys:
+        return 0
+    connection = connections[using]
+    if not isinstance(connection, CachedepsWrapperMixin):
+        with transaction.atomic(using=using, savepoint=False), own_statements():
+            tid = engine.feed.append(connection, keys)
+            transaction.on_commit(lambda: engine.committed(keys, tid), using=using)
+        return tid
+    was_autocommit = connection.get_autocommit()
+    with transaction.atomic(using=using, savepoint=False), own_statements():
+        connection.cachedeps_written = True
+        pending(connection, engine).update(dict.fromkeys(keys))
+    if not was_autocommit:
+        return 0  # appended when the transaction commits
+    return max((t for e, _, t in connection.cachedeps_published if e is engine), default=0)
 
 
 def _savepoint(connection: Any) -> Any:
