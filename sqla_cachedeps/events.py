@@ -466,7 +466,9 @@ class Installation:
                 log.debug("cached state of %s unusable (%s); loading from the database", oid, exc)
             else:
                 return identity.make_result((mapper.class_.__name__,), rows, (0,))
-        expired = identity.expired_states(orm_state.session)
+        # The one instance this load may return: already there and fully expired, it is
+        # filled from the row (an instance holding loaded values is not stored).
+        expired = identity.expired_states(orm_state.session, [mapper.identity_key_from_primary_key(tuple(pk))])
         with _rec.accounted():  # the oid was recorded by get_state
             result = orm_state.invoke_statement()
         if identity.requires_unique(result):

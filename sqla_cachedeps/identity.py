@@ -214,15 +214,19 @@ def _pk_keys(mapper: Mapper) -> list[str]:
     return found
 
 
-def expired_states(session: Session) -> frozenset[Any]:
-    """Return the states in ``session``'s identity map that are fully expired.
+def expired_states(session: Session, keys: Iterable[Any] | None = None) -> frozenset[Any]:
+    """Return the states in ``session``'s identity map that are fully expired (of the
+    identity ``keys`` only, when given).
 
     Taken before a load: a row that matches one of them fills all its columns, as a new
-    instance's would (:func:`loaded_from_rows`).
+    instance's would (:func:`not_from_rows`).
     """
     identity_map = session.identity_map
     if not len(identity_map):
         return frozenset()
+    if keys is not None:
+        found = (identity_map.fast_get_state(key) for key in keys)
+        return frozenset(state for state in found if state is not None and state.expired)
     return frozenset(state for state in identity_map.all_states() if state.expired)
 
 
