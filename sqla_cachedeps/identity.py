@@ -165,8 +165,9 @@ def encode_state(obj: Any) -> dict[str, Any]:
 def attach(session: Session, mapper: Mapper, values: dict[str, Any]) -> Any:
     """Return the session's instance of a cached row, as a database load would.
 
-    An instance already in the identity map wins (its unflushed changes are kept); its
-    expired attributes are filled from ``values`` and its ``refresh`` event fires. Otherwise
+    An instance already in the identity map wins (its unflushed changes are kept); the
+    attributes it holds no value for (expired or not loaded) are filled from ``values`` and
+    its ``refresh`` event fires. Otherwise
     a new instance holding ``values`` as loaded state joins the session's identity map as a
     persistent object, the way the ORM's own loader puts it there: its ``load`` event
     (``@reconstructor`` included) and the session's ``loaded_as_persistent`` event fire, and
@@ -184,13 +185,15 @@ def attach(session: Session, mapper: Mapper, values: dict[str, Any]) -> Any:
     existing = session.identity_map.get(key)
     if existing is not None:
         state = instance_state(existing)
-        expired = state.expired_attributes
-        if expired:
-            filled = [name for name in list(expired) if name in values]
-            for name in filled:
-                set_committed_value(existing, name, values[name])
-            if filled and state.manager.dispatch.refresh:
-                state.manager.dispatch.refresh(state, None, set(filled))
+        # As the ORM's loader fills an instance already in the identity map: every attribute
+        # it holds no value for (expired, or never loaded: a deferred column, an expired
+        # with_expression()), none it holds.
+        held = state.dict
+        filled = [name for name in values if name not in held]
+        for name in filled:
+            set_committed_value(existing, name, values[name])
+        if filled and state.manager.dispatch.refresh:
+            state.manager.dispatch.refresh(state, None, set(filled))
         return existing
     obj = mapper.class_manager.new_instance()
     # Written as the ORM's own loader writes loaded state: straight into the instance dict.

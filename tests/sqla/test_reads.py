@@ -209,6 +209,25 @@ def test_a_miss_leaves_identity_map_instances_as_a_plain_load_does(app):
     assert app.selects == []  # stored by the miss above
 
 
+def test_a_hit_fills_what_an_instance_did_not_load(app):
+    """As the ORM's loader does for an instance already in the identity map: a hit fills
+    every attribute the instance holds no value for, not only its expired ones (a
+    with_expression() attribute expired on its own stayed None)."""
+    from sqlalchemy.orm import load_only
+
+    stmt = select(Book).where(Book.author_id == 1).order_by(Book.id).options(FromCache())
+    with app.Session() as s:
+        s.scalars(stmt).all()  # fills the entry
+    with app.Session() as s:
+        book = s.scalars(select(Book).where(Book.id == 1).options(load_only(Book.title))).one()
+        assert "pages" not in book.__dict__
+        app.selects.clear()
+        assert s.scalars(stmt).first() is book  # a hit
+        assert book.__dict__["pages"] == 10
+        assert book.pages == 10
+    assert app.selects == []
+
+
 def test_unresolvable_deferred_value_raises_the_orms_own_error(app):
     """``Book.author == a`` of an unflushed ``a`` has no value to key the read by: the
     statement is not cached and SQLAlchemy raises its own StatementError."""
