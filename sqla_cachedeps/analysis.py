@@ -334,7 +334,7 @@ def written_tables(statement: Any, sql: str, dialect: str, compiled: Any = None)
     writes its table, a ``SELECT`` nothing. Everything else (textual SQL, DDL constructs,
     statements with CTEs, which may modify data) is classified from its text: the mapped
     tables it may write (:func:`known_tables`, all of them when the classifier cannot tell),
-    and for DML the tables it names as the database spells them, mapped or not.
+    and for DML and DDL the tables it names as the database spells them, mapped or not.
     """
     has_ctes = bool(getattr(compiled, "ctes", None))
     if isinstance(statement, UpdateBase) and not has_ctes:
@@ -347,7 +347,9 @@ def written_tables(statement: Any, sql: str, dialect: str, compiled: Any = None)
     if verdict.is_read:
         return None
     out = dict.fromkeys(verdict.written(known_tables()))
-    if verdict.kind == "write":  # unmapped tables keep their keys, as the database spells them
+    if verdict.kind in ("write", "ddl"):
+        # Unmapped tables keep their keys, as the database spells them: a Core table that
+        # is dropped and created again (or truncated) must lose the reads cached over it.
         matched = {name.casefold() for name in out}
         out.update(dict.fromkeys(n for n in verdict.spellings() if n.casefold() not in matched))
     return list(out)

@@ -466,13 +466,17 @@ class Installation:
                 log.debug("cached state of %s unusable (%s); loading from the database", oid, exc)
             else:
                 return identity.make_result((mapper.class_.__name__,), rows, (0,))
+        # The one instance this load may return: already there and fully expired, it is
+        # filled from the row (an instance holding loaded values is not stored).
+        expired = identity.expired_states(orm_state.session, [mapper.identity_key_from_primary_key(tuple(pk))])
         with _rec.accounted():  # the oid was recorded by get_state
             result = orm_state.invoke_statement()
         if identity.requires_unique(result):
             return result  # joined collections: the caller uniques it; not cached
+        runid = identity.load_run(result)
         frozen = result.freeze()
         objs = [row[0] for row in frozen()]
-        if len(objs) <= 1:
+        if len(objs) <= 1 and identity.not_from_rows(frozen, runid, expired) == []:
             try:
                 value = identity.encode_state(objs[0]) if objs else None
             except identity.Unsupported:
@@ -521,19 +525,34 @@ class Installation:
         fine = finer_read(statement, params, dialect) if deps == plain else None
         if fine is None:
             cache.record(*deps)
-        # Objects already in the identity map may hold values from an earlier transaction
-        # (expire_on_commit=False); the entry must hold what the database holds now.
+        # The statement runs as the caller gave it (the listeners after this one see its
+        # options unchanged); instances already in the identity map keep their loaded
+        # attributes, as without the cache. Those may hold values from an earlier
+        # transaction (expire_on_commit=False) or the caller's own (merge(load=False)):
+        # the entry stores their rows' values, read again (identity.database_values).
+        expired = identity.expired_states(orm_state.session)
         with _rec.accounted():  # its keys are recorded (below for finer reads)
-            result = orm_state.invoke_statement(execution_options={"populate_existing": True})
+            result = orm_state.invoke_statement()
         if identity.requires_unique(result):
             return result  # joined collections: the caller uniques it; not cached
+        runid = identity.load_run(result)
         frozen = result.freeze()
         if fine is not None:
             # Change keys and the oids of the rows returned (sqla_cachedeps.finer).
             deps = list(row_deps(fine, list(frozen()), dialect) or deps)
             cache.record(*deps)
+        kept = identity.not_from_rows(frozen, runid, expired)
+        if kept is None:
+            return frozen()
+        stored = None
+        if kept:
+            # Instances the load did not fill: store the database's values of their rows.
+            with _rec.accounted():  # the rows' own values, under the keys recorded
+                stored = identity.database_values(orm_state.session, kept)
+            if stored is None:
+                return frozen()
         try:
-            value = identity.encode_result(frozen)
+            value = identity.encode_result(frozen, stored)
         except identity.Unsupported:
             return frozen()
         timeout = option.timeout if option is not None else None
@@ -567,7 +586,13 @@ class Installation:
             text = self._statement_cache[cache_key.key] = _statement_text(statement, cache_key)
         sql, shape, constants = text
         if cache_key.bindparams:
-            values = tuple(params.get(bp.key, bp.effective_value) for bp in cache_key.bindparams)
+            try:
+                values = tuple(params[bp.key] if bp.key in params else bp.effective_value
+                               for bp in cache_key.bindparams)
+            except Exception:  # noqa: BLE001 - a deferred value that cannot be read now
+                # (``Address.user == u`` of an unflushed or detached expired ``u``): not
+                # cached; the statement raises the ORM's own error when it runs
+                return None
             extracted = {bp.key for bp in cache_key.bindparams}
             extra = tuple((k, params[k]) for k in sorted(params) if k not in extracted)
         else:

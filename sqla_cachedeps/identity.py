@@ -18,6 +18,7 @@ from __future__ import annotations
 import weakref
 from typing import Any, Callable, Iterable, Sequence
 
+from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import FrozenResult, Result
 from sqlalchemy.engine.result import IteratorResult, SimpleResultMetaData
 from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
@@ -38,6 +39,10 @@ __all__ = [
     "state_cacheable",
     "options_reproducible",
     "make_result",
+    "expired_states",
+    "load_run",
+    "not_from_rows",
+    "database_values",
 ]
 
 _ENTITY = "$e"
@@ -160,8 +165,9 @@ def encode_state(obj: Any) -> dict[str, Any]:
 def attach(session: Session, mapper: Mapper, values: dict[str, Any]) -> Any:
     """Return the session's instance of a cached row, as a database load would.
 
-    An instance already in the identity map wins (its unflushed changes are kept); its
-    expired attributes are filled from ``values`` and its ``refresh`` event fires. Otherwise
+    An instance already in the identity map wins (its unflushed changes are kept); the
+    attributes it holds no value for (expired or not loaded) are filled from ``values`` and
+    its ``refresh`` event fires. Otherwise
     a new instance holding ``values`` as loaded state joins the session's identity map as a
     persistent object, the way the ORM's own loader puts it there: its ``load`` event
     (``@reconstructor`` included) and the session's ``loaded_as_persistent`` event fire, and
@@ -179,13 +185,15 @@ def attach(session: Session, mapper: Mapper, values: dict[str, Any]) -> Any:
     existing = session.identity_map.get(key)
     if existing is not None:
         state = instance_state(existing)
-        expired = state.expired_attributes
-        if expired:
-            filled = [name for name in list(expired) if name in values]
-            for name in filled:
-                set_committed_value(existing, name, values[name])
-            if filled and state.manager.dispatch.refresh:
-                state.manager.dispatch.refresh(state, None, set(filled))
+        # As the ORM's loader fills an instance already in the identity map: every attribute
+        # it holds no value for (expired, or never loaded: a deferred column, an expired
+        # with_expression()), none it holds.
+        held = state.dict
+        filled = [name for name in values if name not in held]
+        for name in filled:
+            set_committed_value(existing, name, values[name])
+        if filled and state.manager.dispatch.refresh:
+            state.manager.dispatch.refresh(state, None, set(filled))
         return existing
     obj = mapper.class_manager.new_instance()
     # Written as the ORM's own loader writes loaded state: straight into the instance dict.
@@ -209,6 +217,88 @@ def _pk_keys(mapper: Mapper) -> list[str]:
     return found
 
 
+def expired_states(session: Session, keys: Iterable[Any] | None = None) -> frozenset[Any]:
+    """Return the states in ``session``'s identity map that are fully expired (of the
+    identity ``keys`` only, when given).
+
+    Taken before a load: a row that matches one of them fills all its columns, as a new
+    instance's would (:func:`not_from_rows`).
+    """
+    identity_map = session.identity_map
+    if not len(identity_map):
+        return frozenset()
+    if keys is not None:
+        found = (identity_map.fast_get_state(key) for key in keys)
+        return frozenset(state for state in found if state is not None and state.expired)
+    return frozenset(state for state in identity_map.all_states() if state.expired)
+
+
+def load_run(result: Result) -> Any:
+    """Return the run id of the ORM load behind ``result`` (None if it is not one)."""
+    return getattr(getattr(result, "context", None), "runid", None)
+
+
+def not_from_rows(frozen: FrozenResult, runid: Any, expired: frozenset[Any]) -> list[Any] | None:
+    """Return the entity states of a loaded result whose columns were not all filled by it.
+
+    The ORM's loader fills an instance from its row when the load created it (or
+    ``populate_existing`` asked for it), marking it with the load's run id, and fills only
+    the unloaded attributes of an instance that was already in the identity map: the others
+    keep what they held, perhaps values of an earlier transaction (``expire_on_commit=False``)
+    or the caller's own (``merge(load=False)``), which must not be stored as the database's.
+    An instance fully expired before the load (``expired``) had every column filled.
+    None: not an ORM load (no run id) holding entities.
+    """
+    out: dict[Any, None] = {}
+    for row in frozen():
+        for cell in row:
+            try:
+                state = instance_state(cell)
+            except Exception:  # noqa: BLE001 - not an entity
+                continue
+            if runid is None:
+                return None
+            if state.runid != runid and state not in expired:
+                out[state] = None
+    return list(out)
+
+
+#: at most this many instances are read again for one stored result (else it is not stored)
+MAX_REREAD = 500
+
+
+def database_values(session: Session, states: Sequence[Any]) -> dict[Any, dict[str, Any]] | None:
+    """Read the loaded columns of ``states`` from the database (by primary key).
+
+    For a result to store whose instances were already in the identity map
+    (:func:`not_from_rows`): what a load of these rows gives, on the session's connection,
+    hence in its transaction. None when they cannot all be read so (a mapper whose rows are
+    not cached by oid, a row gone): the result is then not stored.
+    """
+    if len(states) > MAX_REREAD:
+        return None
+    groups: dict[Mapper, list[Any]] = {}
+    for state in states:
+        groups.setdefault(state.mapper, []).append(state)
+    out: dict[Any, dict[str, Any]] = {}
+    for mapper, group in groups.items():
+        if not state_cacheable(mapper) or any(s.identity is None for s in group):
+            return None
+        props = [p for p in mapper.column_attrs if any(p.key in s.dict for s in group)]
+        pk_cols = list(mapper.primary_key)
+        stmt = select(*pk_cols, *[p.columns[0] for p in props]).where(
+            or_(*[and_(*[col == value for col, value in zip(pk_cols, s.identity)]) for s in group]))
+        conn = session.connection(bind_arguments={"mapper": mapper})
+        width = len(pk_cols)
+        rows = {tuple(row[:width]): dict(zip((p.key for p in props), row[width:])) for row in conn.execute(stmt)}
+        for state in group:
+            row = rows.get(tuple(state.identity))
+            if row is None:
+                return None
+            out[state] = {key: row[key] for key in row if key in state.dict}
+    return out
+
+
 def requires_unique(result: Result) -> bool:
     """Return whether an ORM result holds joined eager loads of collections.
 
@@ -228,21 +318,24 @@ def freeze(result: Result) -> FrozenResult:
     return result.freeze()
 
 
-def encode_result(frozen: FrozenResult) -> dict[str, Any]:
+def encode_result(frozen: FrozenResult, stored: dict[Any, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Return a frozen ORM result as plain data.
+
+    ``stored`` maps entity states to the database's values of their loaded columns, stored
+    in place of the values the instances hold.
 
     Raises:
         Unsupported: a cell holds something other than an entity or a plain value.
     """
     result = frozen()
     columns = list(result.keys())
-    out_rows = [[_encode_cell(cell) for cell in row] for row in result]
+    out_rows = [[_encode_cell(cell, stored) for cell in row] for row in result]
     # How the legacy Query reads the result: single entities as scalars, deduplicated.
     flags = {k: bool(result._attributes.get(k, False)) for k in _RESULT_FLAGS}
     return {"c": columns, "r": out_rows, "a": flags}
 
 
-def _encode_cell(cell: Any) -> Any:
+def _encode_cell(cell: Any, stored: dict[Any, dict[str, Any]] | None = None) -> Any:
     try:
         state = instance_state(cell)
     except Exception:
@@ -255,7 +348,10 @@ def _encode_cell(cell: Any) -> Any:
         raise Unsupported(f"{mapper} loads relationships eagerly")
     path = _path(mapper)
     _KNOWN[path] = mapper
-    return {_ENTITY: path, "s": encode_state(cell)}
+    values = encode_state(cell)
+    if stored is not None and state in stored:
+        values = stored[state]
+    return {_ENTITY: path, "s": values}
 
 
 def decode_result(session: Session, data: Any, registries: Callable[[], Iterable[Any]]) -> Result:

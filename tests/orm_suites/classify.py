@@ -31,6 +31,7 @@ _OUR_EXC = ("cachedeps.", "django_cachedeps.", "sqla_cachedeps.")
 _COUNTS = re.compile(
     r"queries executed, \d+ expected|assertNumQueries|captured_queries|connection\.queries"
     r"|assert_sql_count|desired statement count|assert_sql_execution|Testing for compiled statement|assert_statement_count|CompiledSQL|AllOf\(|count_statements"
+    r"|Additional SQL statements remain"
 )
 
 

@@ -117,6 +117,11 @@ SQLA: dict[str, tuple[str, str]] = {
     "test/orm/test_session.py::ReplaceStaleIdentityTest::test_replace_expired_identity_emits_no_sql": (
         "d", "asserts the flush emits no SELECT; cachedeps reads the old values of the row the "
         "flush deletes first"),
+    "test/orm/test_session.py::NewStyleExecutionTest::test_unbuffered_result_session_is_closed": (
+        "d", "reads an unbuffered result after close()/expunge_all() and expects the ORM's error for "
+        "rows becoming objects of a discarded identity map; a cached read is buffered (a miss reads "
+        "every row to store it, a hit is built from the entry): its objects joined the session while "
+        "it was open, as with Result.freeze()"),
     "test/orm/test_merge.py::MergeTest::test_attribute_cascade": _VERIFY_LOADS,
     "test/orm/test_merge.py::MergeTest::test_many_to_many_cascade": _VERIFY_LOADS,
     "test/orm/test_merge.py::MergeTest::test_one_to_many_cascade": _VERIFY_LOADS,

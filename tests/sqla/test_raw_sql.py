@@ -120,6 +120,26 @@ def test_drop_and_recreate_a_table(app, writer):
     check(app, writer, write)
 
 
+def test_unmapped_table_dropped_and_created_again(app):
+    """A Core table no class maps: DROP TABLE and CREATE TABLE (DDL constructs run on the
+    engine) drop the reads cached over it, as its INSERTs do."""
+    from sqlalchemy import Column, Integer, MetaData, Table, func
+
+    table = Table("sq_unmapped_ddl", MetaData(), Column("data", Integer))
+    count = select(func.count()).select_from(table).execution_options(cachedeps=True)
+    table.create(app.engine)
+    with app.Session.begin() as s:
+        s.execute(table.insert(), {"data": 1})
+    for _ in range(2):
+        with app.Session() as s:
+            assert s.scalar(count) == 1  # a miss, then a hit (verified)
+    table.drop(app.engine)
+    table.create(app.engine)
+    with app.Session() as s:
+        assert s.scalar(count) == 0
+    table.drop(app.engine)
+
+
 @pytest.mark.parametrize("ddl", [
     "CREATE INDEX sq_book_title_raw ON sq_book (title)",
     "ALTER TABLE sq_book ADD COLUMN extra integer",

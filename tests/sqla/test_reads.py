@@ -172,10 +172,72 @@ def test_a_miss_stores_database_values_not_older_identity_map_values(app):
         s.commit()  # book keeps its loaded values into the next transaction
         with app.Session.begin() as other:
             other.get(Book, 1).title = "written"
-        assert [b.title for b in s.scalars(stmt)] == ["written", "A2"]  # a miss: the database's rows
-        assert book.title == "written"
-    with app.Session() as s:
+        # As without the cache: the identity map's instance keeps its loaded attributes
+        assert [b.title for b in s.scalars(stmt)] == ["A1", "A2"]
+        assert book.title == "A1"
+    with app.Session() as s:  # ... and they were not stored as the database's
         assert [b.title for b in s.scalars(stmt)] == ["written", "A2"]
+
+
+def test_a_miss_leaves_identity_map_instances_as_a_plain_load_does(app):
+    """A miss runs the statement as given: no populate_existing of its own, which the
+    session's later do_orm_execute listeners would see and which would overwrite the
+    loaded attributes of the caller's instances (merge(load=False) here)."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import make_transient_to_detached
+
+    seen = []
+    stmt = select(Book).where(Book.author_id == 1).order_by(Book.id).options(FromCache())
+    with app.Session() as s:
+        event.listen(s, "do_orm_execute", lambda ctx: seen.append(ctx.execution_options.get("populate_existing")))
+        mine = Book(id=1, title="mine", pages=1, author_id=1, status="draft")
+        make_transient_to_detached(mine)
+        s.add(mine)  # persistent, holding the caller's values
+        assert [b.title for b in s.scalars(stmt)] == ["mine", "A2"]
+        assert s.scalars(stmt).first() is mine
+        assert seen and not any(seen)
+    with app.Session() as s:  # the caller's values were not stored
+        assert [b.title for b in s.scalars(stmt)] == ["A1", "A2"]
+    newest = select(Book).where(Book.author_id == 1).order_by(Book.id.desc()).options(FromCache())
+    with app.Session() as s:
+        s.get(Book, 2)
+        s.commit()  # expires it: the next load fills every column from its row
+        assert [b.title for b in s.scalars(newest)] == ["A2", "A1"]
+    app.selects.clear()
+    with app.Session() as s:
+        assert [b.title for b in s.scalars(newest)] == ["A2", "A1"]
+    assert app.selects == []  # stored by the miss above
+
+
+def test_a_hit_fills_what_an_instance_did_not_load(app):
+    """As the ORM's loader does for an instance already in the identity map: a hit fills
+    every attribute the instance holds no value for, not only its expired ones (a
+    with_expression() attribute expired on its own stayed None)."""
+    from sqlalchemy.orm import load_only
+
+    stmt = select(Book).where(Book.author_id == 1).order_by(Book.id).options(FromCache())
+    with app.Session() as s:
+        s.scalars(stmt).all()  # fills the entry
+    with app.Session() as s:
+        book = s.scalars(select(Book).where(Book.id == 1).options(load_only(Book.title))).one()
+        assert "pages" not in book.__dict__
+        app.selects.clear()
+        assert s.scalars(stmt).first() is book  # a hit
+        assert book.__dict__["pages"] == 10
+        assert book.pages == 10
+    assert app.selects == []
+
+
+def test_unresolvable_deferred_value_raises_the_orms_own_error(app):
+    """``Book.author == a`` of an unflushed ``a`` has no value to key the read by: the
+    statement is not cached and SQLAlchemy raises its own StatementError."""
+    import pytest
+    from sqlalchemy.exc import StatementError
+
+    with app.Session(autoflush=False) as s:
+        author = Author(name="new")
+        with pytest.raises(StatementError, match="no value has been set for this column"):
+            s.scalars(select(Book).where(Book.author == author).options(FromCache())).all()
 
 
 def test_eager_loaded_collections_load_lazily_on_a_hit(app):
