@@ -11,6 +11,7 @@ the figures are printed; then the scale curves (``curves.py``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.cookiejar
 import json
 import os
@@ -36,7 +37,12 @@ from benchmarks.deploy.configs import CONFIGS, PEERS
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
-PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+#: the shared server: where the settings of the benchmark's own cluster are copied from, and
+#: the server used instead of one with ``--shared-pg`` (no pg_stat_statements there)
+SHARED_PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG = SHARED_PG  # the server of the run: the benchmark's own cluster unless --shared-pg (see main)
+#: whether PG has pg_stat_statements (the benchmark's own cluster)
+PG_STATEMENTS = False
 USERS = {"demo": "demo-password", "alice": "alice-password", "bob": "bob-password",
          "carol": "carol-password", "dave": "dave-password"}
 WRITE_SHARE = 0.05
@@ -123,8 +129,10 @@ def _dsn(db: str) -> str:
 
 
 def _env(config: str, db: str, services: Services | None = None, **extra: str) -> dict[str, str]:
+    url = urllib.parse.urlsplit(PG)
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'testproject'}",
-           "DJANGO_SETTINGS_MODULE": "benchmarks.deploy.settings", "BENCH_CONFIG": config, "BENCH_DB": db}
+           "DJANGO_SETTINGS_MODULE": "benchmarks.deploy.settings", "BENCH_CONFIG": config, "BENCH_DB": db,
+           "BENCH_PG_HOST": url.hostname or "127.0.0.1", "BENCH_PG_PORT": str(url.port or 5432)}
     if services is not None:
         env["BENCH_MEMCACHED"] = f"127.0.0.1:{services.memcached}"
         env["BENCH_REDIS"] = f"127.0.0.1:{services.redis}"
@@ -250,6 +258,51 @@ def pg_counters(db: str) -> dict[str, int]:
     return dict(zip(("xacts", "returned", "fetched", "written"), (int(v or 0) for v in row)))
 
 
+def statements_reset() -> None:
+    """Zero ``pg_stat_statements`` (the whole cluster's: the run's database is the only busy one)."""
+    if PG_STATEMENTS:
+        with admin() as a:
+            a.execute("SELECT pg_stat_statements_reset()")
+
+
+def is_poll(query: str) -> bool:
+    """Return whether a statement's text is the cachedeps feed poll."""
+    return "cachedeps_change" in query and "tid >=" in query and query.lstrip().upper().startswith("SELECT")
+
+
+def statements(db: str) -> list[dict[str, Any]] | None:
+    """Return ``pg_stat_statements``' rows of database ``db`` since the last reset (None without it)."""
+    if not PG_STATEMENTS:
+        return None
+    with admin() as a:
+        rows = a.execute(
+            "SELECT s.query, s.calls, s.total_exec_time, s.total_plan_time, s.rows FROM pg_stat_statements s "
+            "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = %s ORDER BY s.calls DESC", (db,)).fetchall()
+    return [{"query": q, "calls": int(c), "exec_ms": float(e), "plan_ms": float(p), "rows": int(r)}
+            for q, c, e, p, r in rows]
+
+
+def server_figures(stmts: list[dict[str, Any]] | None, requests: int) -> dict[str, Any]:
+    """Return the database's own figures of a run: statements per request, time, the poll's share."""
+    if stmts is None:
+        return {"srv_q_per_req": None, "srv_exec_ms_per_req": None, "srv_poll_share": None,
+                "srv_poll_share_plan": None, "srv_top": []}
+    exec_ms = sum(s["exec_ms"] for s in stmts)
+    plan_ms = sum(s["plan_ms"] for s in stmts)
+    poll = [s for s in stmts if is_poll(s["query"])]
+    poll_exec = sum(s["exec_ms"] for s in poll)
+    poll_plan = sum(s["plan_ms"] for s in poll)
+    n = max(requests, 1)
+    top = [{"query": " ".join(s["query"].split())[:90], "per_req": s["calls"] / n,
+            "mean_us": s["exec_ms"] * 1e3 / max(s["calls"], 1), "plan_us": s["plan_ms"] * 1e3 / max(s["calls"], 1),
+            "share": s["exec_ms"] / exec_ms if exec_ms else 0.0} for s in stmts[:8]]
+    return {"srv_q_per_req": sum(s["calls"] for s in stmts) / n, "srv_exec_ms_per_req": exec_ms / n,
+            "srv_plan_ms_per_req": plan_ms / n,
+            "srv_poll_share": poll_exec / exec_ms if exec_ms else 0.0,
+            "srv_poll_share_plan": (poll_exec + poll_plan) / (exec_ms + plan_ms) if exec_ms + plan_ms else 0.0,
+            "srv_top": top}
+
+
 def _pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -291,6 +344,7 @@ def run_config(config: str, *, seed_db: str, run_db: str, seeded: dict[int, stal
                 with open(data_file, "w") as f:
                     f.write("return " + _lua(data) + "\n")
                 before = pg_counters(run_db)
+                statements_reset()
                 wrk = subprocess.run(["wrk", "-t", str(connections), "-c", str(connections), "-d", f"{duration:g}s",
                                       "--timeout", "20s", "-s", str(HERE / "load.lua"), site.url, "--", data_file],
                                      capture_output=True, text=True, check=False)
@@ -300,6 +354,7 @@ def run_config(config: str, *, seed_db: str, run_db: str, seeded: dict[int, stal
                 site.stop()
             time.sleep(0.6)  # backends flush their counters when their connections close
             after = pg_counters(run_db)
+            stmts = statements(run_db)
             if config in ("cache_page", "cachalot", "cachedeps-orm", "cachedeps-memcached"):
                 memory = services.memcached_bytes()
             elif config in ("cacheops", "cachedeps-redis"):
@@ -337,7 +392,8 @@ def run_config(config: str, *, seed_db: str, run_db: str, seeded: dict[int, stal
     latencies = [r.end - r.start for r in ok_reads]
     errors = sum(1 for r in reads if r.status != 200) + sum(1 for w in writes if w.status not in (302, None))
     db_time = sum(r.db_time for r in ok_reads)
-    return {
+    requests = len(reads) + forms + len(writes)
+    return {**server_figures(stmts, requests),
         "config": config, "label": CONFIGS[config], "workers": workers, "seconds": elapsed,
         "reads": len(ok_reads), "writes": saved, "forms": forms, "errors": errors,
         "rps": (len(reads) + forms + len(writes)) / elapsed, "reads_per_s": len(ok_reads) / elapsed,
@@ -384,6 +440,32 @@ def table(results: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def db_table(results: list[dict[str, Any]]) -> list[str]:
+    """Return the database-time table: PostgreSQL's own counters beside the application's measure."""
+    out = [f"{'configuration':<21}{'stmts/req':>10}{'exec ms/req':>12}{'plan ms/req':>12}"
+           f"{'poll % exec':>12}{'poll % exec+plan':>17}{'poll % app wall':>16}"]
+    for r in results:
+        if r.get("srv_q_per_req") is None:
+            srv = f"{'-':>10}{'-':>12}{'-':>12}{'-':>12}{'-':>17}"
+        else:
+            srv = (f"{r['srv_q_per_req']:>10.2f}{r['srv_exec_ms_per_req']:>12.3f}{r['srv_plan_ms_per_req']:>12.3f}"
+                   f"{r['srv_poll_share']:>12.1%}{r['srv_poll_share_plan']:>17.1%}")
+        out.append(f"{r['config']:<21}{srv}{r['feed_share']:>16.1%}")
+    out.append("stmts, exec, plan, poll % exec(+plan): pg_stat_statements of the run's database, every request "
+               "(reads, forms, posts; BEGIN/COMMIT/SET counted as statements); poll % app wall: the application's "
+               "wall time of the poll over all its statements' wall time, page reads only (round trip and CPU "
+               "waits included)")
+    return out
+
+
+def top_statements(result: dict[str, Any]) -> list[str]:
+    """Return the most frequent statements of one configuration's run (pg_stat_statements)."""
+    out = [f"most frequent statements, {result['config']} (per request, mean exec/plan us, share of exec time):"]
+    for s in result.get("srv_top") or []:
+        out.append(f"  {s['per_req']:>6.2f} {s['mean_us']:>8.1f} {s['plan_us']:>7.1f} {s['share']:>6.1%}  {s['query']}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the configurations and the curves; print the tables; draw the chart."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.deploy.run", description=__doc__)
@@ -396,6 +478,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / ".cache" / "bench-deploy"), help="where results.json goes")
     parser.add_argument("--chart", default=None,
                         help="where the chart (PNG) goes (default OUT/deploy.png; docs/img/deploy.png for the docs)")
+    parser.add_argument("--shared-pg", action="store_true",
+                        help="use the server at $BENCH_PG (default 127.0.0.1:5432) instead of starting one with "
+                             "pg_stat_statements (database time then only as the application measures it)")
     args = parser.parse_args(argv)
     configs = [c for c in args.configs.split(",") if c]
     unknown = [c for c in configs if c not in CONFIGS]
@@ -406,6 +491,23 @@ def main(argv: list[str] | None = None) -> int:
     connections = max(4, 2 * workers)
     seed_db, run_db = "bench_deploy_seed", "bench_deploy_run"
     began = time.monotonic()
+    global PG, PG_STATEMENTS
+    with contextlib.ExitStack() as stack:
+        if not args.shared_pg:
+            from benchmarks.deploy.pgcluster import Cluster
+
+            cluster = stack.enter_context(Cluster(free_port(), reference_dsn=SHARED_PG))
+            PG, PG_STATEMENTS = cluster.dsn("postgres"), True
+            print(f"PostgreSQL: the benchmark's own cluster on 127.0.0.1:{cluster.port} with pg_stat_statements "
+                  f"(settings copied from the shared server: {', '.join(f'{k}={v}' for k, v in sorted(cluster.settings.items())) or 'none'})",
+                  flush=True)
+        else:
+            print(f"PostgreSQL: {SHARED_PG} (no pg_stat_statements: database time as the application measures it)")
+        return _main(args, configs, workers, duration, connections, seed_db, run_db, began)
+
+
+def _main(args: argparse.Namespace, configs: list[str], workers: int, duration: float, connections: int,
+          seed_db: str, run_db: str, began: float) -> int:
     seed(seed_db)
     seeded, form = load_seeded(seed_db)
     os.makedirs(args.out, exist_ok=True)
@@ -426,6 +528,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nrun {n + 1}: {workers} gunicorn workers, {connections} connections, {duration:g}s per "
                   f"configuration, {WRITE_SHARE:.0%} edits through the form; PostgreSQL 127.0.0.1")
             print("\n".join(table(results)), flush=True)
+            print("\ndatabase time (PostgreSQL's counters beside the application's)")
+            print("\n".join(db_table(results)), flush=True)
+            for r in results:
+                if r["config"] in ("none", "cachedeps-memcached") and r.get("srv_top"):
+                    print("\n".join(top_statements(r)), flush=True)
         if args.repeat > 1:
             print("\nranges over runs (req/s, p99 ms):")
             for i, config in enumerate(configs):

@@ -1,7 +1,7 @@
 """Settings of the demo site for one configuration of the deploy benchmark.
 
 Environment: ``BENCH_CONFIG`` (one of :data:`CONFIGS`), ``BENCH_DB`` (a PostgreSQL database
-on 127.0.0.1:5432), ``BENCH_MEMCACHED`` and ``BENCH_REDIS`` (``host:port``).
+on ``BENCH_PG_HOST``:``BENCH_PG_PORT``, default 127.0.0.1:5432), ``BENCH_MEMCACHED`` and ``BENCH_REDIS`` (``host:port``).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ DATABASES = {
     "default": {
         "ENGINE": "django_cachedeps.db.backends.postgresql" if CACHEDEPS_ON else "django.db.backends.postgresql",
         "NAME": os.environ.get("BENCH_DB", "bench_deploy_run"),
-        "HOST": "127.0.0.1",
-        "PORT": "5432",
+        "HOST": os.environ.get("BENCH_PG_HOST", "127.0.0.1"),
+        "PORT": os.environ.get("BENCH_PG_PORT", "5432"),
         "USER": "postgres",
         "CONN_MAX_AGE": 600,  # as deployed: one connection per worker, kept
     }
