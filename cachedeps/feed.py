@@ -130,14 +130,22 @@ class Poll(NamedTuple):
     tid: int
     changes: list[tuple[int, str]]
     complete: bool = True
-    exact = False
+
+    @property
+    def exact(self) -> bool:
+        """Whether this poll saw where the feed ends (an :class:`ExactPoll`)."""
+        return False
 
 
 class ExactPoll(Poll):
     """A complete :class:`Poll` that saw where the feed ends (``exact``); equal to a Poll."""
 
     __slots__ = ()
-    exact = True
+
+    @property
+    def exact(self) -> bool:
+        """Always true: see :class:`Poll`."""
+        return True
 
 
 def feed_key(key: str) -> str:

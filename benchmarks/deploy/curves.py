@@ -22,7 +22,7 @@ __all__ = ["workers_curve", "purge_curve", "feed_curve"]
 def workers_curve(run: Callable[[str, int, float], dict[str, Any]], quick: bool) -> list[dict[str, Any]]:
     """Run cachedeps (memcached) and no cache with 1, 2, 4, 8 workers; print and return the points."""
     counts = (1, 2) if quick else (1, 2, 4, 8)
-    duration = 4 if quick else 12
+    duration = 4 if quick else 8
     points = []
     print(f"\nworkers curve ({duration}s each; connections = 2 x workers, at least 4)")
     print(f"{'workers':>8}{'none req/s':>12}{'cachedeps req/s':>17}{'ratio':>7}{'polls/read':>11}"

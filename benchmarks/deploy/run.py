@@ -11,6 +11,7 @@ the figures are printed; then the scale curves (``curves.py``).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import http.cookiejar
 import json
@@ -43,6 +44,8 @@ SHARED_PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/pos
 PG = SHARED_PG  # the server of the run: the benchmark's own cluster unless --shared-pg (see main)
 #: whether PG has pg_stat_statements (the benchmark's own cluster)
 PG_STATEMENTS = False
+#: threads per gunicorn worker (more than 1: the gthread worker class; --threads)
+THREADS = 1
 USERS = {"demo": "demo-password", "alice": "alice-password", "bob": "bob-password",
          "carol": "carol-password", "dave": "dave-password"}
 WRITE_SHARE = 0.05
@@ -214,6 +217,7 @@ class Site:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [str(VENV_BIN / "gunicorn"), "benchmarks.deploy.wsgi:application", "--workers", str(workers),
+             *(["--worker-class", "gthread", "--threads", str(THREADS)] if THREADS > 1 else []),
              "--bind", f"127.0.0.1:{self.port}", "--chdir", str(ROOT), "--config", str(HERE / "gunicorn_conf.py"),
              "--timeout", "120", "--graceful-timeout", "20", "--log-level", "warning", "--backlog", "512"],
             env=_env(config, db, services, BENCH_STATS_DIR=stats_dir), start_new_session=True)
@@ -314,6 +318,7 @@ def run_config(config: str, *, seed_db: str, run_db: str, seeded: dict[int, stal
                form: dict[int, dict[str, Any]], workers: int, duration: float, connections: int,
                check: bool = True) -> dict[str, Any]:
     """Run the load on one configuration and return its figures."""
+    t_begin = time.monotonic()
     with admin() as a:
         a.execute(f'DROP DATABASE IF EXISTS "{run_db}" WITH (FORCE)')
         a.execute(f'CREATE DATABASE "{run_db}" TEMPLATE "{seed_db}"')
@@ -324,11 +329,13 @@ def run_config(config: str, *, seed_db: str, run_db: str, seeded: dict[int, stal
             site = Site(config, run_db, services, workers, tmp)
             try:
                 paths, weights = pages(seeded)
-                # Warm-up, not counted: every page once (once per worker for a per-worker store).
-                for path in paths:
-                    for _ in range(workers if config == "cachedeps-embedded" else 1):
-                        site.get(path)
-                cookies = {u: site.login(u, p) for u, p in USERS.items()}
+                # Warm-up, not counted: every page once (once per worker for a per-worker store),
+                # and the logins, from as many threads as the site has workers.
+                with concurrent.futures.ThreadPoolExecutor(max(2, workers * THREADS)) as pool:
+                    logins = {u: pool.submit(site.login, u, p) for u, p in USERS.items()}
+                    list(pool.map(site.get, [path for path in paths
+                                             for _ in range(workers if config == "cachedeps-embedded" else 1)]))
+                    cookies = {u: f.result() for u, f in logins.items()}
                 writers: dict[int, list[dict[str, Any]]] = {}
                 for i, b in enumerate(sorted(seeded.values(), key=lambda b: b.id)):
                     writers.setdefault(i % connections + 1, []).append(
@@ -345,6 +352,7 @@ def run_config(config: str, *, seed_db: str, run_db: str, seeded: dict[int, stal
                     f.write("return " + _lua(data) + "\n")
                 before = pg_counters(run_db)
                 statements_reset()
+                t_load = time.monotonic()
                 wrk = subprocess.run(["wrk", "-t", str(connections), "-c", str(connections), "-d", f"{duration:g}s",
                                       "--timeout", "20s", "-s", str(HERE / "load.lua"), site.url, "--", data_file],
                                      capture_output=True, text=True, check=False)
@@ -377,6 +385,7 @@ def run_config(config: str, *, seed_db: str, run_db: str, seeded: dict[int, stal
             if name.startswith("log-"):
                 with open(os.path.join(tmp, name)) as f:
                     lines += f.readlines()
+        t_check = time.monotonic()
         writes, reads = stale.parse_log(lines)
         forms = sum(1 for ln in lines if ln.startswith("G\t"))
         verdict = stale.check(seeded, writes, reads, final_rows(run_db)) if check else None
@@ -393,7 +402,8 @@ def run_config(config: str, *, seed_db: str, run_db: str, seeded: dict[int, stal
     errors = sum(1 for r in reads if r.status != 200) + sum(1 for w in writes if w.status not in (302, None))
     db_time = sum(r.db_time for r in ok_reads)
     requests = len(reads) + forms + len(writes)
-    return {**server_figures(stmts, requests),
+    phases = {"setup_s": t_load - t_begin, "load_s": t_check - t_load, "check_s": time.monotonic() - t_check}
+    return {**server_figures(stmts, requests), **phases,
         "config": config, "label": CONFIGS[config], "workers": workers, "seconds": elapsed,
         "reads": len(ok_reads), "writes": saved, "forms": forms, "errors": errors,
         "rps": (len(reads) + forms + len(writes)) / elapsed, "reads_per_s": len(ok_reads) / elapsed,
@@ -414,6 +424,7 @@ def run_config(config: str, *, seed_db: str, run_db: str, seeded: dict[int, stal
         "stale_examples": [] if verdict is None else verdict.examples,
         "purges": sum(e.get("purges", 0) for e in engines),
         "polls": sum(e.get("polls", 0) for e in engines),
+        "polls_shared": sum(e.get("polls_shared", 0) for e in engines),
     }
 
 
@@ -471,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.deploy.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="5 s per configuration, 2 workers, short curves")
     parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (default 4; --quick 2)")
-    parser.add_argument("--duration", type=float, default=None, help="seconds of load per configuration (default 30)")
+    parser.add_argument("--duration", type=float, default=None, help="seconds of load per configuration (default 20)")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated, from: " + ", ".join(CONFIGS))
     parser.add_argument("--repeat", type=int, default=1, help="run the comparison this many times (ranges printed)")
     parser.add_argument("--curves", default="workers,purge,feed", help="which curves (workers, purge, feed; '' none)")
@@ -481,17 +492,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared-pg", action="store_true",
                         help="use the server at $BENCH_PG (default 127.0.0.1:5432) instead of starting one with "
                              "pg_stat_statements (database time then only as the application measures it)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads per gunicorn worker (default 1: sync workers; more: gthread)")
     args = parser.parse_args(argv)
     configs = [c for c in args.configs.split(",") if c]
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
         parser.error(f"unknown configuration(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
     workers = args.workers or (2 if args.quick else 4)
-    duration = args.duration or (5 if args.quick else 30)
+    duration = args.duration or (5 if args.quick else 20)
     connections = max(4, 2 * workers)
     seed_db, run_db = "bench_deploy_seed", "bench_deploy_run"
     began = time.monotonic()
-    global PG, PG_STATEMENTS
+    global PG, PG_STATEMENTS, THREADS
+    THREADS = max(1, args.threads)
     with contextlib.ExitStack() as stack:
         if not args.shared_pg:
             from benchmarks.deploy.pgcluster import Cluster
@@ -508,8 +522,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace, configs: list[str], workers: int, duration: float, connections: int,
           seed_db: str, run_db: str, began: float) -> int:
+    t = time.monotonic()
     seed(seed_db)
     seeded, form = load_seeded(seed_db)
+    print(f"seeded in {time.monotonic() - t:.0f}s", flush=True)
     os.makedirs(args.out, exist_ok=True)
     everything: dict[str, Any] = {"workers": workers, "duration": duration, "connections": connections, "runs": []}
     try:
@@ -519,7 +535,8 @@ def _main(args: argparse.Namespace, configs: list[str], workers: int, duration: 
                 r = run_config(config, seed_db=seed_db, run_db=run_db, seeded=seeded, form=form,
                                workers=workers, duration=duration, connections=connections)
                 results.append(r)
-                print(f"  {config}: {r['rps']:.0f} req/s, stale {r['stale']}/{r['checked']}, errors {r['errors']}"
+                print(f"  {config}: {r['rps']:.0f} req/s, stale {r['stale']}/{r['checked']}, errors {r['errors']} "
+                      f"(setup {r['setup_s']:.0f}s, load {r['load_s']:.0f}s, check {r['check_s']:.0f}s)"
                       + (f", final rows unexplained {r['final_mismatch']}" if r["final_mismatch"] else ""),
                       flush=True)
                 for ex in r["stale_examples"][:2]:

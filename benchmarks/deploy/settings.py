@@ -27,6 +27,9 @@ _REDIS = os.environ.get("BENCH_REDIS", "127.0.0.1:6379")
 CACHEDEPS_ON = CONFIG.startswith("cachedeps")
 
 DEBUG = False
+# Seeding and the logins before each run hash passwords: a fast hasher keeps that setup short
+# (no request of the measured load checks a password: edits carry their session cookie).
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
 DATABASES = {
     "default": {
@@ -55,7 +58,10 @@ CACHES = {
         "TIMEOUT": 3600,
     },
 }
-CACHEDEPS = {"CACHE": "default", "TIMEOUT": 3600, "ENABLED": CACHEDEPS_ON}
+# SHARED_POLLS: a request skips its feed poll when another worker polled after it began and
+# saw the feed end where this worker stands (docs/engine.md, "Shared polls").
+CACHEDEPS = {"CACHE": "default", "TIMEOUT": 3600, "ENABLED": CACHEDEPS_ON,
+             "SHARED_POLLS": os.environ.get("BENCH_SHARED_POLLS", "1") == "1"}
 
 # The counting middleware runs outermost: its headers are never stored by a page cache.
 MIDDLEWARE = ["benchmarks.deploy.middleware.QueryHeaders",
