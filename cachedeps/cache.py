@@ -204,10 +204,13 @@ class Cache(StateMixin, VerifyMixin):
 
         ``fresh``: the caller knows the poll's statement runs with a snapshot of its own
         (PostgreSQL, no transaction open on ``conn``). Such a poll, sent after an open unit
-        of work began, covers it: a unit that began before a poll of this process (another
-        thread's) or, with ``shared_polls``, of another process of this host that saw the
-        feed end where this process's maps stand, was sent, uses it instead of running its
-        own (see :mod:`cachedeps.pollshare` for why that is never stale).
+        of work began, covers it: a fresh poll of a unit that began before a fresh poll of
+        this process (another thread's) or, with ``shared_polls``, of another process of
+        this host that saw the feed end where this process's maps stand, was sent, uses it
+        instead of running its own (see :mod:`cachedeps.pollshare` for why that is never
+        stale). Only a fresh poll is replaced: with no transaction open, every read the
+        unit makes afterwards takes a snapshot after the covering poll's; a transaction
+        already open may hold an older snapshot than the position the maps were moved to.
 
         Raises:
             Exception: the database's own error when the feed table cannot be read
@@ -221,7 +224,7 @@ class Cache(StateMixin, VerifyMixin):
             try:
                 if not maps.ready:
                     self._start(conn)
-                elif since is not None and maps.view.cp1 != BLIND and (
+                elif fresh and since is not None and maps.view.cp1 != BLIND and (
                     self._covered > since
                     or (self._slot is not None and self._slot_covers(since, maps.current_tid))
                 ):

@@ -12,8 +12,10 @@ commit the request must see, whoever ran it. Tids are taken at commit, in commit
 holds every committed change up to ``H``.
 
 Such a poll, in one process, is the process's own: the delta maps are process-wide, so a
-request arriving while another thread's poll has not been sent yet, or whose poll came after
-its start, finds its changes applied (``Cache.poll``: ``covered``). Across processes the
+request that began before another thread's poll was sent finds its changes applied
+(``Cache.poll``: ``covered``). The request must itself have no transaction open (its own poll
+``fresh``): then every read it makes afterwards takes a snapshot after the covering poll's;
+an open REPEATABLE READ transaction may hold an older one. Across processes the
 changes themselves are not shared, only a fact: "a poll sent at ``S`` saw the feed end at
 ``H``" (:attr:`cachedeps.feed.Poll.exact`: the row at ``H`` stood, nothing after it, the
 sequence not behind it). A process whose delta maps stand at exactly ``H`` (every change

@@ -177,3 +177,18 @@ def test_threads_of_a_process_share_a_poll_sent_after_their_request_began(pg, em
     with unit_of_work():  # began after every poll: polls
         cache.poll(conn, fresh=True)
     assert conn.count == count + 1
+
+
+def test_a_request_inside_a_transaction_polls_itself(pg, embedded):
+    """A unit whose connection has a transaction open may hold a snapshot older than another
+    thread's poll: it runs its own poll (inside its snapshot) instead of taking the maps'."""
+    feed, admin, connect, table = pg
+    cache = Cache(embedded, feed=SqlFeed(dialect="postgresql", table=table))
+    conn = Counting(connect())
+    _write(admin, feed, "item:1")
+    cache.poll(conn, fresh=True)
+    with unit_of_work():
+        cache.poll(Counting(connect()), fresh=True)  # another thread's poll, sent after the unit began
+        count = conn.count
+        cache.poll(conn)  # not fresh: a transaction may be open on conn
+        assert conn.count == count + 1 and cache.stats().get("polls_shared", 0) == 0
