@@ -27,6 +27,7 @@ __all__ = [
     "get_engine",
     "ensure_polled",
     "poll_engine",
+    "idle",
     "unit_of_work",
     "feed_ready",
     "position",
@@ -99,9 +100,22 @@ def poll_engine(engine: Any, using: str) -> int:
     from .db.hints import own_statements
 
     connection = connections[using]
-    fresh = connection.vendor == "postgresql" and connection.get_autocommit()
+    fresh = connection.vendor == "postgresql" and connection.get_autocommit() and idle(connection.connection)
     with own_statements():
         return engine.poll(connection, fresh=fresh)
+
+
+def idle(raw: Any) -> bool:
+    """Return whether libpq reports no transaction open on a psycopg (3 or 2) connection.
+
+    Django's autocommit mode alone does not say it: a ``BEGIN`` run through a cursor opens a
+    transaction (perhaps REPEATABLE READ, with an older snapshot) that Django does not track.
+    """
+    info = getattr(raw, "info", None)
+    status = getattr(info, "transaction_status", None)  # psycopg 3
+    if status is None and hasattr(raw, "get_transaction_status"):  # psycopg2
+        status = raw.get_transaction_status()
+    return status is not None and int(status) == 0  # IDLE in both
 
 
 def get_engine(alias: str | None = None, using: str | None = None) -> Any:

@@ -192,3 +192,19 @@ def test_a_request_inside_a_transaction_polls_itself(pg, embedded):
         count = conn.count
         cache.poll(conn)  # not fresh: a transaction may be open on conn
         assert conn.count == count + 1 and cache.stats().get("polls_shared", 0) == 0
+
+
+def test_a_begin_run_through_a_cursor_is_seen(postgres_dsn):
+    """Django's autocommit flag misses a BEGIN sent as SQL; libpq's status does not."""
+    psycopg = pytest.importorskip("psycopg")
+    pytest.importorskip("django")
+    from django_cachedeps.runtime import idle
+
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        assert idle(conn)
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        conn.execute("SELECT 1")
+        assert not idle(conn)
+        conn.execute("COMMIT")
+        assert idle(conn)
+    assert not idle(object())  # unknown driver: not known to be idle
