@@ -3,7 +3,7 @@
 # make screenshots       : retake docs/img/dashboard*.png in headless Chromium
 # make test              : set up a virtual environment from nothing and run the test suite
 # make bench-deploy      : the demo under gunicorn/PostgreSQL/memcached/Redis and wrk, against
-#                          cachalot and cacheops (own venv in .cache/bench-venv; ~15 min)
+#                          cachalot and cacheops (own venv in .cache/bench-venv; ~13 min)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -57,7 +57,8 @@ test-orm: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
-# Needs wrk, memcached, redis-server and PostgreSQL on 127.0.0.1:5432; installs its own venv.
+# Needs wrk, memcached, redis-server and PostgreSQL's server binaries (it starts its own cluster);
+# installs its own venv.
 bench-deploy:
 	$(PYTHON) -m benchmarks deploy
 

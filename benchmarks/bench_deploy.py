@@ -1,14 +1,17 @@
 """Deploy: the demo site as deployed, under HTTP load, against cachalot and cacheops.
 
-PostgreSQL (127.0.0.1:5432, a database created for the run and dropped after), memcached
+PostgreSQL (a cluster of its own, initdb'd into a temporary directory with pg_stat_statements
+loaded and the shared server's settings; ``--shared-pg``: 127.0.0.1:5432 instead), memcached
 and Redis on free loopback ports, the demo under gunicorn (4 workers by default) for each
 configuration in turn, driven by wrk: 95% page reads skewed towards popular pages, 5%
 edits through the site's own form (logged in, CSRF). Configurations: no cache, Django's
 ``cache_page`` (memcached), django-cachalot (memcached), django-cacheops (Redis,
 ``cached_view_as``), cachedeps ORM only, and cachedeps with ``@cached_view`` and fragments on
 memcached, Redis and the embedded store. Printed per configuration: requests/s, p50/p99/p99.9,
-queries per read and transactions per second (``pg_stat_database``), hit rate, cache memory,
-stale pages (every page read checked against the data it had to show); then the scale curves.
+queries per read and transactions per second (``pg_stat_database``), statements and database
+time per request and the feed poll's share of it (``pg_stat_statements``, beside the
+application's wall-time measure), hit rate, cache memory, stale pages (every page read
+checked against the data it had to show); then the scale curves.
 
 The peers, gunicorn and matplotlib are installed into the benchmark's own virtual
 environment (``.cache/bench-venv``, created on first use), never as dependencies of

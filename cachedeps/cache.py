@@ -92,6 +92,10 @@ class Cache(StateMixin, VerifyMixin):
         checkpoint_interval: seconds between reads of the shared checkpoints.
         warn_interval: seconds between two "cache unavailable" warnings.
         lease_ttl: seconds a fill lease lives if its holder dies.
+        shared_polls: the identity of the feed's database (host, port, database, table) to
+            share polls with the other processes of this host polling it
+            (:mod:`cachedeps.pollshare`); ``None``: polls are shared by this process's
+            threads only.
 
     Example::
 
@@ -112,6 +116,7 @@ class Cache(StateMixin, VerifyMixin):
         checkpoint_interval: float = 1.0,
         warn_interval: float = 30.0,
         lease_ttl: float = 10.0,
+        shared_polls: str | None = None,
     ) -> None:
         if isinstance(store, str):
             from .config import open_store
@@ -149,6 +154,17 @@ class Cache(StateMixin, VerifyMixin):
         self._polled: contextvars.ContextVar[int | None] = contextvars.ContextVar(
             f"cachedeps_polled_{id(self):x}", default=None
         )
+        #: when (``time.monotonic_ns``) the newest poll whose changes the maps hold was sent,
+        #: if it had a snapshot of its own (0: none): it covers every unit begun before
+        self._covered = 0
+        self._slot: Any = None
+        if shared_polls is not None:
+            try:
+                from .pollshare import PollSlot
+
+                self._slot = PollSlot(shared_polls)
+            except (OSError, ImportError, ValueError) as exc:
+                _log.warning("cachedeps: polls not shared between processes (%s)", exc)
 
     def __repr__(self) -> str:
         return f"<Cache {self.name} ns={self.namespace!r} tid={self._maps.current_tid}>"
@@ -181,10 +197,20 @@ class Cache(StateMixin, VerifyMixin):
         """Return the delta maps (read-only use: figures, tests)."""
         return self._maps
 
-    def poll(self, conn: Any = None) -> int:
+    def poll(self, conn: Any = None, *, fresh: bool = False) -> int:
         """Bring the delta maps up to date from the feed; return the current tid.
 
         Call it once per request or unit of work, before reading.
+
+        ``fresh``: the caller knows the poll's statement runs with a snapshot of its own
+        (PostgreSQL, no transaction open on ``conn``). Such a poll, sent after an open unit
+        of work began, covers it: a fresh poll of a unit that began before a fresh poll of
+        this process (another thread's) or, with ``shared_polls``, of another process of
+        this host that saw the feed end where this process's maps stand, was sent, uses it
+        instead of running its own (see :mod:`cachedeps.pollshare` for why that is never
+        stale). Only a fresh poll is replaced: with no transaction open, every read the
+        unit makes afterwards takes a snapshot after the covering poll's; a transaction
+        already open may hold an older snapshot than the position the maps were moved to.
 
         Raises:
             Exception: the database's own error when the feed table cannot be read
@@ -192,15 +218,29 @@ class Cache(StateMixin, VerifyMixin):
         """
         maps = self._maps
         started = time.perf_counter()
+        since = _rec.unit_began()
+        shared = False
         with self._poll_lock:
             try:
                 if not maps.ready:
                     self._start(conn)
+                elif fresh and since is not None and maps.view.cp1 != BLIND and (
+                    self._covered > since
+                    or (self._slot is not None and self._slot_covers(since, maps.current_tid))
+                ):
+                    shared = True
                 else:
-                    self._apply(self.feed.poll(conn, maps.current_tid))
+                    sent = time.monotonic_ns()
+                    p = self.feed.poll(conn, maps.current_tid)
+                    self._apply(p)
+                    if fresh and p.complete:
+                        self._covered = sent
+                        if p.exact and self._slot is not None:
+                            self._slot_publish(sent, p.tid)
             except BackendError as exc:  # a store feed whose store is down
                 self.store_failed(exc)
                 maps.blind()
+                self._covered = 0
                 return maps.current_tid
             now = time.monotonic()
             if now - self._cp_checked >= self.checkpoint_interval:
@@ -216,13 +256,31 @@ class Cache(StateMixin, VerifyMixin):
         if unit is not None:
             unit.setdefault(self, position)
         stats = self._stats
-        stats.incr("polls")
+        stats.incr("polls_shared" if shared else "polls")
         self.activity.sample(stats.counters)
         if stats.watching:
             stats.emit("poll", "", tid=position, seconds=time.perf_counter() - started)
         return position
 
-    def ensure_polled(self, conn: Any = None) -> int:
+    def _slot_covers(self, since: int, position: int) -> bool:
+        try:
+            return bool(self._slot.covers(since, position))
+        except (OSError, ValueError) as exc:  # a slot that fails is dropped: every request polls
+            self._drop_slot(exc)
+            return False
+
+    def _slot_publish(self, sent: int, head: int) -> None:
+        try:
+            self._slot.publish(sent, head)
+        except (OSError, ValueError) as exc:
+            self._drop_slot(exc)
+
+    def _drop_slot(self, exc: BaseException) -> None:
+        _log.warning("cachedeps: poll slot %s failed (%s); polls no longer shared between processes",
+                     self._slot, exc)
+        self._slot = None
+
+    def ensure_polled(self, conn: Any = None, *, fresh: bool = False) -> int:
         """Poll unless the open unit of work polled this cache already; return the position.
 
         Inside :func:`cachedeps.unit_of_work` the first call polls and later ones return the
@@ -234,7 +292,7 @@ class Cache(StateMixin, VerifyMixin):
             position = unit.get(self)
             if position is not None:
                 return position
-        return self.poll(conn)
+        return self.poll(conn, fresh=fresh)
 
     def polled_in_unit(self) -> bool:
         """Return whether the open unit of work has polled this cache (False outside one)."""

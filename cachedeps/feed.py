@@ -77,6 +77,7 @@ from .errors import ConfigurationError, FeedError
 
 __all__ = [
     "Poll",
+    "ExactPoll",
     "Feed",
     "SqlFeed",
     "StoreFeed",
@@ -119,11 +120,32 @@ class Poll(NamedTuple):
     ``tid`` is the newest position seen; ``changes`` the ``(tid, key)`` pairs after the
     requested position, in tid order; ``complete`` is ``False`` when changes may be
     missing, and the caller must treat everything as changed.
+
+    ``exact`` (true for an :class:`ExactPoll`, from PostgreSQL's :class:`SqlFeed` only): the
+    statement saw the row at ``tid``, no row after it and the sequence not behind it, so a
+    poll from position ``tid`` with the same snapshot would have come back complete and
+    empty. Only such a poll may stand in for another process's (:mod:`cachedeps.pollshare`).
     """
 
     tid: int
     changes: list[tuple[int, str]]
     complete: bool = True
+
+    @property
+    def exact(self) -> bool:
+        """Whether this poll saw where the feed ends (an :class:`ExactPoll`)."""
+        return False
+
+
+class ExactPoll(Poll):
+    """A complete :class:`Poll` that saw where the feed ends (``exact``); equal to a Poll."""
+
+    __slots__ = ()
+
+    @property
+    def exact(self) -> bool:
+        """Always true: see :class:`Poll`."""
+        return True
 
 
 def feed_key(key: str) -> str:
@@ -430,12 +452,15 @@ class SqlFeed:
                 if head <= after:
                     self._unanchored(after)  # no row stands there now: do not reset again
                 return Poll(max(head, after), [], False)
-            if rows and int(rows[0][0]) == after:
+            anchored = bool(rows) and int(rows[0][0]) == after
+            if anchored:
                 rows = rows[1:]
             complete = True
             head = int(rows[-1][0]) if rows else after
+            # The row at head stands (the last row, or the anchor) and nothing after it.
+            exact = self.dialect == "postgresql" and anchored and sequence >= head
             if len(rows) > self.max_rows:
-                complete = False
+                complete = exact = False
                 rows = rows[: self.max_rows]
                 head = max(head, self._max_tid(conn))
         changes: list[tuple[int, str]] = []
@@ -453,7 +478,7 @@ class SqlFeed:
             if key.startswith(RESTART_PREFIX):
                 continue
             changes.append((int(tid), key))
-        return Poll(head, changes, complete)
+        return (ExactPoll if exact and complete else Poll)(head, changes, complete)
 
     def _full_poll_sql(self, conn: Any) -> str:
         """Return the poll's one query: the rows from the position, and (except on MySQL,

@@ -35,12 +35,13 @@ from __future__ import annotations
 
 import contextvars
 import re
+import time
 from contextlib import contextmanager
 from typing import Iterable, Iterator
 
 __all__ = [
     "Recorder", "recording", "record", "record_many", "active", "poison", "accounted", "is_accounted",
-    "poison_statement", "unit", "unit_stamps",
+    "poison_statement", "unit", "unit_stamps", "unit_began",
     "ENTRY_REF", "RECORDERS",
 ]
 
@@ -162,14 +163,28 @@ def poison_statement(sql: str) -> None:
         poison(f"an uncached statement: {sql[:120]}")
 
 
+_UNIT_BEGAN: contextvars.ContextVar[int | None] = contextvars.ContextVar("cachedeps_unit_began", default=None)
+
+
 @contextmanager
 def unit() -> Iterator[dict[object, int]]:
     """Open a unit of work: each cache's first poll inside it is the unit's stamp."""
     token = _UNIT.set({})
+    began = _UNIT_BEGAN.set(time.monotonic_ns())
     try:
         yield _UNIT.get()  # type: ignore[misc]
     finally:
+        _UNIT_BEGAN.reset(began)
         _UNIT.reset(token)
+
+
+def unit_began() -> int | None:
+    """Return when the open unit of work began (``time.monotonic_ns()``), or ``None`` outside one.
+
+    Every commit that returned before it must be seen by the unit's reads: a feed poll whose
+    statement was sent after it, with a snapshot of its own, does (see ``Cache.poll``).
+    """
+    return _UNIT_BEGAN.get()
 
 
 def unit_stamps() -> dict[object, int] | None:

@@ -34,6 +34,7 @@ COUNTERS = (
     "invalidations",
     "purges",
     "polls",
+    "polls_shared",
     "changes_polled",
     "checkpoint_shifts",
     "checkpoint_adoptions",

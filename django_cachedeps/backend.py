@@ -175,19 +175,16 @@ class CachedepsCache(BaseCache):
 
     def _polled_engine(self) -> Any:
         """Return the engine, its delta maps brought up to date from the change feed."""
-        from django.db import DEFAULT_DB_ALIAS, connections
+        from django.db import DEFAULT_DB_ALIAS
 
         from .conf import get_settings
-        from .runtime import ensure_polled
+        from .runtime import ensure_polled, poll_engine
 
         engine = self.engine
         if self.alias == get_settings().cache:
             ensure_polled(DEFAULT_DB_ALIAS)  # once per request inside CachedepsMiddleware
         elif not engine.polled_in_unit():
-            from .db.hints import own_statements
-
-            with own_statements():  # bookkeeping: no recording is poisoned by the poll
-                engine.poll(connections[DEFAULT_DB_ALIAS])
+            poll_engine(engine, DEFAULT_DB_ALIAS)
         return engine
 
     def _get_dependent(self, key: str, data: bytes) -> Any:

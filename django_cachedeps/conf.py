@@ -23,6 +23,9 @@
                                    # write the keys of captured tables; the ORM writes leave
                                    # them out of the feed, and check W004 names cached tables
                                    # without capture
+        "SHARED_POLLS": False,     # True (PostgreSQL, Linux): a request skips its feed poll when
+                                   # another worker process of this host polled after it began
+                                   # and saw the feed end where this process stands
     }
 
 Django's own bookkeeping models (sessions, admin log, content types, migrations) are never
@@ -69,7 +72,7 @@ DEFAULT_EXCLUDE = frozenset(
 FEED_TABLE = "cachedeps_change"
 _NEVER_CACHED_TABLES = frozenset({FEED_TABLE, "django_migrations"})
 _KNOWN = frozenset({"CACHE", "MODELS", "EXCLUDE", "TIMEOUT", "MAX_DELTA", "FEED_KEEP", "ENABLED", "VERIFY", "VIEWS",
-                    "METRICS", "UNIT_FREE_COMMANDS", "CAPTURE"})
+                    "METRICS", "UNIT_FREE_COMMANDS", "CAPTURE", "SHARED_POLLS"})
 #: the exporters ``CACHEDEPS["METRICS"]`` may name (:mod:`cachedeps.metrics`)
 METRICS_EXPORTERS = ("prometheus", "otel")
 #: the keys of one model's entry in the dict form of ``CACHEDEPS["MODELS"]``
@@ -100,6 +103,7 @@ class CachedepsSettings:
     metrics: tuple[str, ...] = ()
     unit_free_commands: frozenset[str] = frozenset()
     capture: bool = False
+    shared_polls: bool = False
 
     def model_is_cached(self, label_lower: str) -> bool:
         """Return whether queries on the model ``app_label.model`` (lowercase) are cached."""
@@ -243,6 +247,9 @@ def parse(raw: Any) -> CachedepsSettings:
     capture = raw.get("CAPTURE", False)
     if not isinstance(capture, bool):
         raise ImproperlyConfigured(f"CACHEDEPS['CAPTURE'] must be True or False, got {capture!r}")
+    shared_polls = raw.get("SHARED_POLLS", False)
+    if not isinstance(shared_polls, bool):
+        raise ImproperlyConfigured(f"CACHEDEPS['SHARED_POLLS'] must be True or False, got {shared_polls!r}")
     try:
         verifier = Verifier(raw.get("VERIFY", False), "CACHEDEPS['VERIFY']")
     except ConfigurationError as exc:
@@ -269,6 +276,7 @@ def parse(raw: Any) -> CachedepsSettings:
         enabled=enabled,
         unit_free_commands=_command_names(raw.get("UNIT_FREE_COMMANDS", [])),
         capture=capture,
+        shared_polls=shared_polls,
     )
 
 

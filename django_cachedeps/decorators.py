@@ -93,8 +93,16 @@ def _prefix(key_prefix: str | None) -> str:
     return getattr(settings, "CACHE_MIDDLEWARE_KEY_PREFIX", "") or ""
 
 
+def _uri_digest(request: HttpRequest) -> str:
+    """Return the digest of the request's absolute URI (computed once per request)."""
+    digest = getattr(request, "_cachedeps_uri_digest", None)
+    if digest is None:
+        digest = request._cachedeps_uri_digest = _digest(request.build_absolute_uri())  # type: ignore[attr-defined]
+    return digest
+
+
 def _spec_key(request: HttpRequest, key_prefix: str) -> str:
-    return f"view.h.{key_prefix}.{_digest(request.build_absolute_uri())}"
+    return f"view.h.{key_prefix}.{_uri_digest(request)}"
 
 
 def vary_spec(request: HttpRequest, response: HttpResponse, vary_on_user: bool | None) -> dict[str, Any]:
@@ -178,7 +186,7 @@ def request_variant(request: HttpRequest, spec: dict[str, Any]) -> str | None:
 
 def page_key(request: HttpRequest, key_prefix: str, variant: str) -> str:
     """Return the entry key of the page for ``request`` (HEAD shares GET's entries)."""
-    return f"view.p.{key_prefix}.GET.{_digest(request.build_absolute_uri())}.{variant}"
+    return f"view.p.{key_prefix}.GET.{_uri_digest(request)}.{variant}"
 
 
 def _cacheable(request: HttpRequest, response: HttpResponse) -> bool:

@@ -26,6 +26,8 @@ from .conf import FEED_TABLE, get_settings
 __all__ = [
     "get_engine",
     "ensure_polled",
+    "poll_engine",
+    "idle",
     "unit_of_work",
     "feed_ready",
     "position",
@@ -80,7 +82,40 @@ def _build(alias: str, using: str) -> Any:
     vendor = connections[using].vendor
     dialect = {"postgresql": "postgresql", "mysql": "mysql"}.get(vendor, "sqlite")
     feed = SqlFeed(dialect=dialect, paramstyle="format", table=FEED_TABLE, capture=conf.capture)
-    return cachedeps.Cache(store, feed=feed, namespace=_namespace(using), max_delta=conf.max_delta)
+    shared = None
+    if conf.shared_polls and dialect == "postgresql":
+        db = connections[using].settings_dict
+        shared = "\0".join(str(db.get(k) or "") for k in ("HOST", "PORT", "NAME")) + "\0" + FEED_TABLE
+    return cachedeps.Cache(store, feed=feed, namespace=_namespace(using), max_delta=conf.max_delta,
+                           shared_polls=shared)
+
+
+def poll_engine(engine: Any, using: str) -> int:
+    """Poll database ``using``'s feed for ``engine`` (bookkeeping: poisons no recording).
+
+    Outside a transaction on PostgreSQL the poll's statement has a snapshot of its own, so
+    it may cover other requests of this process, and of the host's other worker processes
+    with ``SHARED_POLLS`` (:meth:`cachedeps.Cache.poll`).
+    """
+    from .db.hints import own_statements
+
+    connection = connections[using]
+    fresh = connection.vendor == "postgresql" and connection.get_autocommit() and idle(connection.connection)
+    with own_statements():
+        return engine.poll(connection, fresh=fresh)
+
+
+def idle(raw: Any) -> bool:
+    """Return whether libpq reports no transaction open on a psycopg (3 or 2) connection.
+
+    Django's autocommit mode alone does not say it: a ``BEGIN`` run through a cursor opens a
+    transaction (perhaps REPEATABLE READ, with an older snapshot) that Django does not track.
+    """
+    info = getattr(raw, "info", None)
+    status = getattr(info, "transaction_status", None)  # psycopg 3
+    if status is None and hasattr(raw, "get_transaction_status"):  # psycopg2
+        status = raw.get_transaction_status()
+    return status is not None and int(status) == 0  # IDLE in both
 
 
 def get_engine(alias: str | None = None, using: str | None = None) -> Any:
@@ -157,10 +192,7 @@ def ensure_polled(using: str) -> Any:
     engine = get_engine(using=using)
     if engine.polled_in_unit():
         return engine
-    from .db.hints import own_statements
-
-    with own_statements():  # bookkeeping: no recording is poisoned by the poll
-        engine.poll(connections[using])
+    poll_engine(engine, using)
     return engine
 
 

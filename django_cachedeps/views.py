@@ -43,6 +43,8 @@ COUNTER_LEGEND = {
                                   "what they depend on"),
     "polls": ("Change-feed polls", "reads of the change feed (one per request) to learn of other "
                                    "processes' writes"),
+    "polls_shared": ("Polls shared", "requests that used a change-feed poll sent after they began by another "
+                                     "thread or worker process instead of their own"),
     "changes_polled": ("Changes seen in the feed", "dependency keys read from the change feed"),
     "checkpoint_shifts": ("Checkpoint moves", "times this process moved the shared checkpoints "
                                               "(its list of recent changes was full)"),

@@ -22,19 +22,23 @@ __all__ = ["workers_curve", "purge_curve", "feed_curve"]
 def workers_curve(run: Callable[[str, int, float], dict[str, Any]], quick: bool) -> list[dict[str, Any]]:
     """Run cachedeps (memcached) and no cache with 1, 2, 4, 8 workers; print and return the points."""
     counts = (1, 2) if quick else (1, 2, 4, 8)
-    duration = 4 if quick else 12
+    duration = 4 if quick else 8
     points = []
     print(f"\nworkers curve ({duration}s each; connections = 2 x workers, at least 4)")
     print(f"{'workers':>8}{'none req/s':>12}{'cachedeps req/s':>17}{'ratio':>7}{'polls/read':>11}"
-          f"{'poll share of db time':>23}{'p99 ms':>8}")
+          f"{'poll % exec (pg)':>18}{'poll % exec+plan':>18}{'poll % app wall':>17}{'p99 ms':>8}")
     for n in counts:
         base = run("none", n, duration)
         cd = run("cachedeps-memcached", n, duration)
         point = {"workers": n, "none_rps": base["rps"], "rps": cd["rps"], "feed_q": cd["feed_q_per_read"],
-                 "feed_share": cd["feed_share"], "p99": cd["p99"], "hit_rate": cd["hit_rate"]}
+                 "feed_share": cd["feed_share"], "p99": cd["p99"], "hit_rate": cd["hit_rate"],
+                 "srv_poll_share": cd.get("srv_poll_share"), "srv_poll_share_plan": cd.get("srv_poll_share_plan")}
         points.append(point)
+        srv = (f"{'-':>18}{'-':>18}" if cd.get("srv_poll_share") is None else
+               f"{cd['srv_poll_share']:>18.1%}{cd['srv_poll_share_plan']:>18.1%}")
         print(f"{n:>8}{base['rps']:>12.0f}{cd['rps']:>17.0f}{cd['rps'] / base['rps']:>6.1f}x"
-              f"{cd['feed_q_per_read']:>11.2f}{cd['feed_share']:>23.1%}{cd['p99']:>8.1f}", flush=True)
+              f"{cd['feed_q_per_read']:>11.2f}{srv}{cd['feed_share']:>17.1%}"
+              f"{cd['p99']:>8.1f}", flush=True)
     return points
 
 

@@ -11,6 +11,8 @@ the figures are printed; then the scale curves (``curves.py``).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import contextlib
 import http.cookiejar
 import json
 import os
@@ -36,7 +38,14 @@ from benchmarks.deploy.configs import CONFIGS, PEERS
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
-PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+#: the shared server: where the settings of the benchmark's own cluster are copied from, and
+#: the server used instead of one with ``--shared-pg`` (no pg_stat_statements there)
+SHARED_PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG = SHARED_PG  # the server of the run: the benchmark's own cluster unless --shared-pg (see main)
+#: whether PG has pg_stat_statements (the benchmark's own cluster)
+PG_STATEMENTS = False
+#: threads per gunicorn worker (more than 1: the gthread worker class; --threads)
+THREADS = 1
 USERS = {"demo": "demo-password", "alice": "alice-password", "bob": "bob-password",
          "carol": "carol-password", "dave": "dave-password"}
 WRITE_SHARE = 0.05
@@ -123,8 +132,10 @@ def _dsn(db: str) -> str:
 
 
 def _env(config: str, db: str, services: Services | None = None, **extra: str) -> dict[str, str]:
+    url = urllib.parse.urlsplit(PG)
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'testproject'}",
-           "DJANGO_SETTINGS_MODULE": "benchmarks.deploy.settings", "BENCH_CONFIG": config, "BENCH_DB": db}
+           "DJANGO_SETTINGS_MODULE": "benchmarks.deploy.settings", "BENCH_CONFIG": config, "BENCH_DB": db,
+           "BENCH_PG_HOST": url.hostname or "127.0.0.1", "BENCH_PG_PORT": str(url.port or 5432)}
     if services is not None:
         env["BENCH_MEMCACHED"] = f"127.0.0.1:{services.memcached}"
         env["BENCH_REDIS"] = f"127.0.0.1:{services.redis}"
@@ -206,6 +217,7 @@ class Site:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [str(VENV_BIN / "gunicorn"), "benchmarks.deploy.wsgi:application", "--workers", str(workers),
+             *(["--worker-class", "gthread", "--threads", str(THREADS)] if THREADS > 1 else []),
              "--bind", f"127.0.0.1:{self.port}", "--chdir", str(ROOT), "--config", str(HERE / "gunicorn_conf.py"),
              "--timeout", "120", "--graceful-timeout", "20", "--log-level", "warning", "--backlog", "512"],
             env=_env(config, db, services, BENCH_STATS_DIR=stats_dir), start_new_session=True)
@@ -250,6 +262,51 @@ def pg_counters(db: str) -> dict[str, int]:
     return dict(zip(("xacts", "returned", "fetched", "written"), (int(v or 0) for v in row)))
 
 
+def statements_reset() -> None:
+    """Zero ``pg_stat_statements`` (the whole cluster's: the run's database is the only busy one)."""
+    if PG_STATEMENTS:
+        with admin() as a:
+            a.execute("SELECT pg_stat_statements_reset()")
+
+
+def is_poll(query: str) -> bool:
+    """Return whether a statement's text is the cachedeps feed poll."""
+    return "cachedeps_change" in query and "tid >=" in query and query.lstrip().upper().startswith("SELECT")
+
+
+def statements(db: str) -> list[dict[str, Any]] | None:
+    """Return ``pg_stat_statements``' rows of database ``db`` since the last reset (None without it)."""
+    if not PG_STATEMENTS:
+        return None
+    with admin() as a:
+        rows = a.execute(
+            "SELECT s.query, s.calls, s.total_exec_time, s.total_plan_time, s.rows FROM pg_stat_statements s "
+            "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = %s ORDER BY s.calls DESC", (db,)).fetchall()
+    return [{"query": q, "calls": int(c), "exec_ms": float(e), "plan_ms": float(p), "rows": int(r)}
+            for q, c, e, p, r in rows]
+
+
+def server_figures(stmts: list[dict[str, Any]] | None, requests: int) -> dict[str, Any]:
+    """Return the database's own figures of a run: statements per request, time, the poll's share."""
+    if stmts is None:
+        return {"srv_q_per_req": None, "srv_exec_ms_per_req": None, "srv_poll_share": None,
+                "srv_poll_share_plan": None, "srv_top": []}
+    exec_ms = sum(s["exec_ms"] for s in stmts)
+    plan_ms = sum(s["plan_ms"] for s in stmts)
+    poll = [s for s in stmts if is_poll(s["query"])]
+    poll_exec = sum(s["exec_ms"] for s in poll)
+    poll_plan = sum(s["plan_ms"] for s in poll)
+    n = max(requests, 1)
+    top = [{"query": " ".join(s["query"].split())[:90], "per_req": s["calls"] / n,
+            "mean_us": s["exec_ms"] * 1e3 / max(s["calls"], 1), "plan_us": s["plan_ms"] * 1e3 / max(s["calls"], 1),
+            "share": s["exec_ms"] / exec_ms if exec_ms else 0.0} for s in stmts[:8]]
+    return {"srv_q_per_req": sum(s["calls"] for s in stmts) / n, "srv_exec_ms_per_req": exec_ms / n,
+            "srv_plan_ms_per_req": plan_ms / n,
+            "srv_poll_share": poll_exec / exec_ms if exec_ms else 0.0,
+            "srv_poll_share_plan": (poll_exec + poll_plan) / (exec_ms + plan_ms) if exec_ms + plan_ms else 0.0,
+            "srv_top": top}
+
+
 def _pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -261,6 +318,7 @@ def run_config(config: str, *, seed_db: str, run_db: str, seeded: dict[int, stal
                form: dict[int, dict[str, Any]], workers: int, duration: float, connections: int,
                check: bool = True) -> dict[str, Any]:
     """Run the load on one configuration and return its figures."""
+    t_begin = time.monotonic()
     with admin() as a:
         a.execute(f'DROP DATABASE IF EXISTS "{run_db}" WITH (FORCE)')
         a.execute(f'CREATE DATABASE "{run_db}" TEMPLATE "{seed_db}"')
@@ -271,11 +329,13 @@ def run_config(config: str, *, seed_db: str, run_db: str, seeded: dict[int, stal
             site = Site(config, run_db, services, workers, tmp)
             try:
                 paths, weights = pages(seeded)
-                # Warm-up, not counted: every page once (once per worker for a per-worker store).
-                for path in paths:
-                    for _ in range(workers if config == "cachedeps-embedded" else 1):
-                        site.get(path)
-                cookies = {u: site.login(u, p) for u, p in USERS.items()}
+                # Warm-up, not counted: every page once (once per worker for a per-worker store),
+                # and the logins, from as many threads as the site has workers.
+                with concurrent.futures.ThreadPoolExecutor(max(2, workers * THREADS)) as pool:
+                    logins = {u: pool.submit(site.login, u, p) for u, p in USERS.items()}
+                    list(pool.map(site.get, [path for path in paths
+                                             for _ in range(workers if config == "cachedeps-embedded" else 1)]))
+                    cookies = {u: f.result() for u, f in logins.items()}
                 writers: dict[int, list[dict[str, Any]]] = {}
                 for i, b in enumerate(sorted(seeded.values(), key=lambda b: b.id)):
                     writers.setdefault(i % connections + 1, []).append(
@@ -291,6 +351,8 @@ def run_config(config: str, *, seed_db: str, run_db: str, seeded: dict[int, stal
                 with open(data_file, "w") as f:
                     f.write("return " + _lua(data) + "\n")
                 before = pg_counters(run_db)
+                statements_reset()
+                t_load = time.monotonic()
                 wrk = subprocess.run(["wrk", "-t", str(connections), "-c", str(connections), "-d", f"{duration:g}s",
                                       "--timeout", "20s", "-s", str(HERE / "load.lua"), site.url, "--", data_file],
                                      capture_output=True, text=True, check=False)
@@ -300,6 +362,7 @@ def run_config(config: str, *, seed_db: str, run_db: str, seeded: dict[int, stal
                 site.stop()
             time.sleep(0.6)  # backends flush their counters when their connections close
             after = pg_counters(run_db)
+            stmts = statements(run_db)
             if config in ("cache_page", "cachalot", "cachedeps-orm", "cachedeps-memcached"):
                 memory = services.memcached_bytes()
             elif config in ("cacheops", "cachedeps-redis"):
@@ -322,6 +385,7 @@ def run_config(config: str, *, seed_db: str, run_db: str, seeded: dict[int, stal
             if name.startswith("log-"):
                 with open(os.path.join(tmp, name)) as f:
                     lines += f.readlines()
+        t_check = time.monotonic()
         writes, reads = stale.parse_log(lines)
         forms = sum(1 for ln in lines if ln.startswith("G\t"))
         verdict = stale.check(seeded, writes, reads, final_rows(run_db)) if check else None
@@ -337,7 +401,9 @@ def run_config(config: str, *, seed_db: str, run_db: str, seeded: dict[int, stal
     latencies = [r.end - r.start for r in ok_reads]
     errors = sum(1 for r in reads if r.status != 200) + sum(1 for w in writes if w.status not in (302, None))
     db_time = sum(r.db_time for r in ok_reads)
-    return {
+    requests = len(reads) + forms + len(writes)
+    phases = {"setup_s": t_load - t_begin, "load_s": t_check - t_load, "check_s": time.monotonic() - t_check}
+    return {**server_figures(stmts, requests), **phases,
         "config": config, "label": CONFIGS[config], "workers": workers, "seconds": elapsed,
         "reads": len(ok_reads), "writes": saved, "forms": forms, "errors": errors,
         "rps": (len(reads) + forms + len(writes)) / elapsed, "reads_per_s": len(ok_reads) / elapsed,
@@ -358,6 +424,7 @@ def run_config(config: str, *, seed_db: str, run_db: str, seeded: dict[int, stal
         "stale_examples": [] if verdict is None else verdict.examples,
         "purges": sum(e.get("purges", 0) for e in engines),
         "polls": sum(e.get("polls", 0) for e in engines),
+        "polls_shared": sum(e.get("polls_shared", 0) for e in engines),
     }
 
 
@@ -384,30 +451,81 @@ def table(results: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def db_table(results: list[dict[str, Any]]) -> list[str]:
+    """Return the database-time table: PostgreSQL's own counters beside the application's measure."""
+    out = [f"{'configuration':<21}{'stmts/req':>10}{'exec ms/req':>12}{'plan ms/req':>12}"
+           f"{'poll % exec':>12}{'poll % exec+plan':>17}{'poll % app wall':>16}"]
+    for r in results:
+        if r.get("srv_q_per_req") is None:
+            srv = f"{'-':>10}{'-':>12}{'-':>12}{'-':>12}{'-':>17}"
+        else:
+            srv = (f"{r['srv_q_per_req']:>10.2f}{r['srv_exec_ms_per_req']:>12.3f}{r['srv_plan_ms_per_req']:>12.3f}"
+                   f"{r['srv_poll_share']:>12.1%}{r['srv_poll_share_plan']:>17.1%}")
+        out.append(f"{r['config']:<21}{srv}{r['feed_share']:>16.1%}")
+    out.append("stmts, exec, plan, poll % exec(+plan): pg_stat_statements of the run's database, every request "
+               "(reads, forms, posts; BEGIN/COMMIT/SET counted as statements); poll % app wall: the application's "
+               "wall time of the poll over all its statements' wall time, page reads only (round trip and CPU "
+               "waits included)")
+    return out
+
+
+def top_statements(result: dict[str, Any]) -> list[str]:
+    """Return the most frequent statements of one configuration's run (pg_stat_statements)."""
+    out = [f"most frequent statements, {result['config']} (per request, mean exec/plan us, share of exec time):"]
+    for s in result.get("srv_top") or []:
+        out.append(f"  {s['per_req']:>6.2f} {s['mean_us']:>8.1f} {s['plan_us']:>7.1f} {s['share']:>6.1%}  {s['query']}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the configurations and the curves; print the tables; draw the chart."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.deploy.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="5 s per configuration, 2 workers, short curves")
     parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (default 4; --quick 2)")
-    parser.add_argument("--duration", type=float, default=None, help="seconds of load per configuration (default 30)")
+    parser.add_argument("--duration", type=float, default=None, help="seconds of load per configuration (default 20)")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated, from: " + ", ".join(CONFIGS))
     parser.add_argument("--repeat", type=int, default=1, help="run the comparison this many times (ranges printed)")
     parser.add_argument("--curves", default="workers,purge,feed", help="which curves (workers, purge, feed; '' none)")
     parser.add_argument("--out", default=str(ROOT / ".cache" / "bench-deploy"), help="where results.json goes")
     parser.add_argument("--chart", default=None,
                         help="where the chart (PNG) goes (default OUT/deploy.png; docs/img/deploy.png for the docs)")
+    parser.add_argument("--shared-pg", action="store_true",
+                        help="use the server at $BENCH_PG (default 127.0.0.1:5432) instead of starting one with "
+                             "pg_stat_statements (database time then only as the application measures it)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads per gunicorn worker (default 1: sync workers; more: gthread)")
     args = parser.parse_args(argv)
     configs = [c for c in args.configs.split(",") if c]
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
         parser.error(f"unknown configuration(s) {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
     workers = args.workers or (2 if args.quick else 4)
-    duration = args.duration or (5 if args.quick else 30)
+    duration = args.duration or (5 if args.quick else 20)
     connections = max(4, 2 * workers)
     seed_db, run_db = "bench_deploy_seed", "bench_deploy_run"
     began = time.monotonic()
+    global PG, PG_STATEMENTS, THREADS
+    THREADS = max(1, args.threads)
+    with contextlib.ExitStack() as stack:
+        if not args.shared_pg:
+            from benchmarks.deploy.pgcluster import Cluster
+
+            cluster = stack.enter_context(Cluster(free_port(), reference_dsn=SHARED_PG))
+            PG, PG_STATEMENTS = cluster.dsn("postgres"), True
+            print(f"PostgreSQL: the benchmark's own cluster on 127.0.0.1:{cluster.port} with pg_stat_statements "
+                  f"(settings copied from the shared server: {', '.join(f'{k}={v}' for k, v in sorted(cluster.settings.items())) or 'none'})",
+                  flush=True)
+        else:
+            print(f"PostgreSQL: {SHARED_PG} (no pg_stat_statements: database time as the application measures it)")
+        return _main(args, configs, workers, duration, connections, seed_db, run_db, began)
+
+
+def _main(args: argparse.Namespace, configs: list[str], workers: int, duration: float, connections: int,
+          seed_db: str, run_db: str, began: float) -> int:
+    t = time.monotonic()
     seed(seed_db)
     seeded, form = load_seeded(seed_db)
+    print(f"seeded in {time.monotonic() - t:.0f}s", flush=True)
     os.makedirs(args.out, exist_ok=True)
     everything: dict[str, Any] = {"workers": workers, "duration": duration, "connections": connections, "runs": []}
     try:
@@ -417,7 +535,8 @@ def main(argv: list[str] | None = None) -> int:
                 r = run_config(config, seed_db=seed_db, run_db=run_db, seeded=seeded, form=form,
                                workers=workers, duration=duration, connections=connections)
                 results.append(r)
-                print(f"  {config}: {r['rps']:.0f} req/s, stale {r['stale']}/{r['checked']}, errors {r['errors']}"
+                print(f"  {config}: {r['rps']:.0f} req/s, stale {r['stale']}/{r['checked']}, errors {r['errors']} "
+                      f"(setup {r['setup_s']:.0f}s, load {r['load_s']:.0f}s, check {r['check_s']:.0f}s)"
                       + (f", final rows unexplained {r['final_mismatch']}" if r["final_mismatch"] else ""),
                       flush=True)
                 for ex in r["stale_examples"][:2]:
@@ -426,6 +545,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nrun {n + 1}: {workers} gunicorn workers, {connections} connections, {duration:g}s per "
                   f"configuration, {WRITE_SHARE:.0%} edits through the form; PostgreSQL 127.0.0.1")
             print("\n".join(table(results)), flush=True)
+            print("\ndatabase time (PostgreSQL's counters beside the application's)")
+            print("\n".join(db_table(results)), flush=True)
+            for r in results:
+                if r["config"] in ("none", "cachedeps-memcached") and r.get("srv_top"):
+                    print("\n".join(top_statements(r)), flush=True)
         if args.repeat > 1:
             print("\nranges over runs (req/s, p99 ms):")
             for i, config in enumerate(configs):

@@ -1,7 +1,7 @@
 """Settings of the demo site for one configuration of the deploy benchmark.
 
 Environment: ``BENCH_CONFIG`` (one of :data:`CONFIGS`), ``BENCH_DB`` (a PostgreSQL database
-on 127.0.0.1:5432), ``BENCH_MEMCACHED`` and ``BENCH_REDIS`` (``host:port``).
+on ``BENCH_PG_HOST``:``BENCH_PG_PORT``, default 127.0.0.1:5432), ``BENCH_MEMCACHED`` and ``BENCH_REDIS`` (``host:port``).
 """
 
 from __future__ import annotations
@@ -27,13 +27,16 @@ _REDIS = os.environ.get("BENCH_REDIS", "127.0.0.1:6379")
 CACHEDEPS_ON = CONFIG.startswith("cachedeps")
 
 DEBUG = False
+# Seeding and the logins before each run hash passwords: a fast hasher keeps that setup short
+# (no request of the measured load checks a password: edits carry their session cookie).
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
 DATABASES = {
     "default": {
         "ENGINE": "django_cachedeps.db.backends.postgresql" if CACHEDEPS_ON else "django.db.backends.postgresql",
         "NAME": os.environ.get("BENCH_DB", "bench_deploy_run"),
-        "HOST": "127.0.0.1",
-        "PORT": "5432",
+        "HOST": os.environ.get("BENCH_PG_HOST", "127.0.0.1"),
+        "PORT": os.environ.get("BENCH_PG_PORT", "5432"),
         "USER": "postgres",
         "CONN_MAX_AGE": 600,  # as deployed: one connection per worker, kept
     }
@@ -55,7 +58,10 @@ CACHES = {
         "TIMEOUT": 3600,
     },
 }
-CACHEDEPS = {"CACHE": "default", "TIMEOUT": 3600, "ENABLED": CACHEDEPS_ON}
+# SHARED_POLLS: a request skips its feed poll when another worker polled after it began and
+# saw the feed end where this worker stands (docs/engine.md, "Shared polls").
+CACHEDEPS = {"CACHE": "default", "TIMEOUT": 3600, "ENABLED": CACHEDEPS_ON,
+             "SHARED_POLLS": os.environ.get("BENCH_SHARED_POLLS", "1") == "1"}
 
 # The counting middleware runs outermost: its headers are never stored by a page cache.
 MIDDLEWARE = ["benchmarks.deploy.middleware.QueryHeaders",

@@ -4,7 +4,11 @@
 ``store`` (a store URL), ``namespace``, ``items``; optional ``crash_after`` (a writer
 index 0 kills itself with SIGKILL after that many commits, between the commit and
 ``cache.committed``), ``max_delta``, ``never_poll`` (readers poll once at start only: a
-deliberately broken application, to show that the checker catches stale reads).
+deliberately broken application, to show that the checker catches stale reads);
+``shared_polls`` (PostgreSQL: readers share polls through a slot named by this identity,
+each read a unit of work that polls ``fresh``, waiting ``poll_delay`` seconds between the
+unit's start and its poll, as a request's middleware would; with ``share_ignores_time``
+taking any shared poll that saw their position, however old: deliberately unsound).
 
 Writers bump a version in a transaction that also appends the row's keys to the feed,
 then call ``cache.committed``. Readers poll once per read, then read through the cache,
@@ -17,12 +21,14 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import time
 from typing import Any, Callable
 
 from cachedeps import keys
 from cachedeps.cache import Cache
 from cachedeps.config import open_store
 from cachedeps.feed import SqlFeed
+from cachedeps.work import unit_of_work
 
 from . import checker
 
@@ -66,6 +72,7 @@ def _cache(ctx: dict) -> Cache:
         namespace=ctx["namespace"],
         max_delta=ctx.get("max_delta", 10_000),
         warn_interval=3600,
+        shared_polls=ctx.get("shared_polls"),
     )
 
 
@@ -119,14 +126,33 @@ def make_reader(ctx: dict, index: int) -> Callable[[int], int]:
     broken = bool(ctx.get("never_poll"))  # a deliberately wrong reader, to test the checker
     cache.poll(conn)
 
-    def read(item: int) -> int:
-        if not broken:
-            cache.poll(conn)
+    def read_polled(item: int) -> int:
         oid = keys.oid("item", item)
         turn[0] += 1
         if turn[0] % 2:
             return cache.get_or_compute(f"item-version:{item}", lambda: load(item), depends_on=[oid])
         return cache.load_state(oid, lambda: load(item))
+
+    if ctx.get("shared_polls"):
+        delay = ctx.get("poll_delay", 0.0)
+        if ctx.get("share_ignores_time"):  # deliberately unsound: any poll that saw our position
+            slot = cache._slot
+            slot.covers = lambda since, position: slot.read()[1] == position
+
+        def read_in_unit(item: int) -> int:
+            with unit_of_work():  # began after the checker took the read's start
+                if delay:
+                    time.sleep(delay)
+                cache.poll(conn, fresh=True)  # autocommit: a snapshot of its own
+                return read_polled(item)
+
+        read_in_unit.stats = cache.stats  # type: ignore[attr-defined]
+        return read_in_unit
+
+    def read(item: int) -> int:
+        if not broken:
+            cache.poll(conn)
+        return read_polled(item)
 
     read.stats = cache.stats  # type: ignore[attr-defined]
     return read
