@@ -270,18 +270,39 @@ def _addressable(mapper: Any, table: Any) -> bool:
     """Return whether ``mapper``'s identity names rows of ``table`` by its primary key.
 
     Row keys and the read-back of old and new values select ``table``'s rows by its own
-    primary key, with the values of the instance's identity. A table without a primary key
-    (mapped with ``primary_key=[...]``), or whose primary key is not the mapper's, cannot be
-    addressed so: its writes emit the table's keys (the flush's tables are collected for
-    that anyway), never a query on the wrong columns.
+    primary key, with the values of the instance's identity, in the identity's order. That
+    holds when each of ``table``'s primary key columns is, position by position, the
+    mapper's primary key column or one the inherit conditions make equal to it (a joined
+    subclass table keyed by a foreign key to its parent's key). A table without a primary
+    key (mapped with ``primary_key=[...]``), or whose primary key is another column (a
+    joined subclass table with a key of its own, joined on another column), cannot be
+    addressed so: reading it by the identity's values would read another row, or fail on a
+    key of another type. Its writes emit the table's keys (the flush's tables are collected
+    for that anyway), never a query on the wrong columns.
     """
     cols = list(table.primary_key.columns)
-    if not cols:
+    pk = list(mapper.primary_key)
+    if not cols or len(cols) != len(pk):
         return False
-    if table is mapper.local_table and mapper.inherits is None:
-        return list(mapper.primary_key) == cols
-    mapped = getattr(mapper, "_pks_by_table", {}).get(table)
-    return mapped is not None and set(mapped) == set(cols) and len(cols) == len(mapper.primary_key)
+    return all(col is key or col in _equal_columns(mapper, key) for col, key in zip(cols, pk))
+
+
+def _equal_columns(mapper: Any, column: Any) -> set[Any]:
+    """Return the columns the inherit conditions of ``mapper`` make equal to ``column``.
+
+    ``Mapper._equivalent_columns`` pairs the columns of each inherit condition only (the
+    grandchild's key with the child's, the child's with the parent's): they are followed
+    through.
+    """
+    pairs = getattr(mapper, "_equivalent_columns", None) or {}
+    seen: set[Any] = set()
+    todo = [column]
+    while todo:
+        for other in pairs.get(todo.pop(), ()):
+            if other not in seen:
+                seen.add(other)
+                todo.append(other)
+    return seen
 
 
 class Writes:
