@@ -475,7 +475,8 @@ class Writes:
         if ident is None or _ALL in state.coarse:
             return
         missing = [t for t in mapper.tables
-                   if _addressable(mapper, t) and (t.name, _pk_value(ident)) not in state.old_rows]
+                   if _addressable(mapper, t) and t.name not in state.coarse
+                   and (t.name, _pk_value(ident)) not in state.old_rows]
         if missing:
             self._fetch_old(connection, state, [target])
 
@@ -681,6 +682,19 @@ class Writes:
         return result
 
     def _fetch_old(self, conn: Connection, state: SessionState, objects: Iterable[Any]) -> None:
+        """Read (and lock) the rows of ``objects`` a flush is about to update or delete.
+
+        The flush's old-row read locks only rows it can lock at once (``SKIP LOCKED``
+        where the database has it): SQLAlchemy calls ``before_update`` for every dirty
+        object, also those it will not write (no net change), so a waiting read could block
+        on a row lock another transaction holds where plain SQLAlchemy never waits (another
+        session of the same thread: a hang). Sound either way: a row returned is locked
+        until this transaction ends, so the values read are the ones the flush changes; a
+        row not returned (locked by another transaction, or absent) has no old values
+        known, and its table emits its table keys (:data:`SessionState.coarse`), which
+        cover every row of the table whatever its values. The flush's own UPDATE or DELETE
+        then waits on that lock exactly as it would without cachedeps.
+        """
         by_table: dict[str, tuple[Any, list]] = {}
         for obj in objects:
             istate = instance_state(obj)
@@ -688,19 +702,22 @@ class Writes:
                 continue
             pk = _pk_value(tuple(istate.identity))
             for table in istate.mapper.tables:
-                if _addressable(istate.mapper, table) and (table.name, pk) not in state.old_rows:
+                if (_addressable(istate.mapper, table) and table.name not in state.coarse
+                        and (table.name, pk) not in state.old_rows):
                     by_table.setdefault(table.name, (table, []))[1].append(pk)
+        lock = feed_name(conn.dialect) or ""
+        skip = _skips_locked_rows(conn.dialect)
         for name, (table, pks) in by_table.items():
-            found = _read_or_none(self._select_rows, conn, table, pks, lock=feed_name(conn.dialect) or "")
-            if found is None:
+            found = _read_or_none(self._select_rows, conn, table, pks, lock=lock, skip_locked=skip)
+            if found is None or any((name, pk) not in found for pk in pks):
                 state.coarse.add(name)
                 continue
             for pk in pks:
-                state.old_rows[(name, pk)] = found.get((name, pk))
+                state.old_rows[(name, pk)] = found[(name, pk)]
 
     @staticmethod
     def _select_rows(
-        conn: Connection, table: Any, pks: list, lock: str = ""
+        conn: Connection, table: Any, pks: list, lock: str = "", skip_locked: bool = False
     ) -> dict[tuple[str, Any], dict[str, Any]]:
         cols = list(table.primary_key.columns)
         out: dict[tuple[str, Any], dict[str, Any]] = {}
@@ -713,7 +730,7 @@ class Writes:
             else:
                 where = tuple_(*cols).in_(chunk)
             query = stored_select(table, cols).where(where)
-            query = _for_update(query, table, lock)
+            query = _for_update(query, table, lock, skip_locked=skip_locked)
             for row in conn.execute(query):
                 pk = _pk_value(tuple(row[: len(cols)]))
                 out[(table.name, pk)] = _stored_values(table, row, len(cols))
@@ -868,15 +885,27 @@ class Writes:
             cstate.published.clear()
 
 
-def _for_update(query: Any, table: Any, dialect: str) -> Any:
+def _for_update(query: Any, table: Any, dialect: str, skip_locked: bool = False) -> Any:
     """Lock the rows an old-values read returns until COMMIT (where the database can).
 
     PostgreSQL: ``FOR NO KEY UPDATE``, what an UPDATE takes (foreign key checks pass).
     MySQL/MariaDB: ``FOR UPDATE`` (``OF`` where the server has it); InnoDB's locking read
     sees the newest committed rows, as the UPDATE will. SQLite: none (its write lock).
+    ``skip_locked``: rows another transaction has locked are left out instead of waited
+    for (the caller treats a row not returned as unknown).
     """
     if dialect == "postgresql":
-        return query.with_for_update(of=table, key_share=True)
+        return query.with_for_update(of=table, key_share=True, skip_locked=skip_locked)
     if dialect == "mysql":
-        return query.with_for_update(of=table)
+        return query.with_for_update(of=table, skip_locked=skip_locked)
     return query
+
+
+def _skips_locked_rows(dialect: Any) -> bool:
+    """Return whether the database has ``SKIP LOCKED`` (PostgreSQL; MySQL 8, MariaDB 10.6)."""
+    if dialect.name == "postgresql":
+        return True
+    if dialect.name in ("mysql", "mariadb"):
+        version = tuple(v for v in (getattr(dialect, "server_version_info", None) or ()) if isinstance(v, int))
+        return version >= ((10, 6) if getattr(dialect, "is_mariadb", False) else (8, 0, 1))
+    return False
