@@ -4,8 +4,10 @@ Every write becomes dependency keys written to the change feed inside the writer
 transaction, then handed to :meth:`cachedeps.Cache.committed` after the commit:
 
 - **ORM flush** (precise). The old values of rows about to be updated or deleted are read
-  from the database (one ``SELECT ... FOR UPDATE`` per table on PostgreSQL: no concurrent
-  writer changes them before this transaction ends), the new values of inserted and updated
+  from the database (one ``SELECT ... FOR NO KEY UPDATE SKIP LOCKED`` per table on
+  PostgreSQL: no concurrent writer changes them before this transaction ends; a row another
+  transaction holds is skipped and its table emits its table keys, see
+  :meth:`Writes._fetch_old`), the new values of inserted and updated
   rows after the flush; each row emits :func:`cachedeps.keys.row_keys`. Tables the flush
   writes without mapped rows (many-to-many association tables) emit their table and
   all-rows keys. The keys are recorded against the innermost session transaction.
