@@ -637,9 +637,10 @@ class Writes:
     def _bulk_by_pk(self, orm_state: Any, state: SessionState) -> Any:
         """Run an ORM bulk UPDATE by primary key with row-precise keys, or return None.
 
-        Every record names its row's primary key: those rows are read before (under the
-        feed lock) and after the statement. A record whose row is found neither before nor
-        after (absent, or a key value the database spells differently) adds the table keys.
+        Every record names its row's primary key: those rows are read (and locked) before
+        the statement and read after it. A record whose row is not found on both sides
+        (absent, locked by another transaction, or a key value the database spells
+        differently) adds the table keys.
         """
         mapper = orm_state.bind_mapper
         records = orm_state.parameters
@@ -662,7 +663,11 @@ class Writes:
         cstate = conn_state(conn)
         self._lock(conn, cstate)
         try:
-            old_rows = self._select_rows(conn, table, list(dict.fromkeys(pks)))
+            # Locked like the flush's old-row read (:meth:`_fetch_old`): a row read cannot
+            # change before the statement writes it; a row another transaction holds is
+            # skipped, and its record adds the table keys below.
+            old_rows = self._select_rows(conn, table, list(dict.fromkeys(pks)), lock=feed_name(conn.dialect) or "",
+                                         skip_locked=_skips_locked_rows(conn.dialect))
         except StatementError as exc:
             if isinstance(exc, DBAPIError):
                 raise

@@ -98,3 +98,41 @@ def test_a_row_another_transaction_holds_costs_its_table_keys(make_app, app, db)
         with a.Session() as s:
             assert s.scalars(v1).all() == []
             assert s.get(Book, 1).title == "v2"
+
+
+def test_rows_a_bulk_update_by_primary_key_reads_cannot_change_before_it_writes(make_app, app):
+    """ORM bulk UPDATE by primary key reads the records' rows first: without a lock another
+    transaction could commit a version between that read and the UPDATE, whose keys this
+    write would then never emit (a read cached from that version stayed)."""
+    from sqlalchemy import update
+
+    dialect = app.engine.dialect.name
+    other = make_app()
+    # the books of 20 pages: the other writer's version of book 1 has 20 pages, neither the
+    # version this write read first (10) nor the one it writes (30)
+    p20 = select(Book.title).where(Book.pages == 20).execution_options(cachedeps=True)
+    seen: list[str] = []
+
+    @event.listens_for(app.engine, "before_cursor_execute")
+    def _between(conn, cursor, statement, parameters, context, executemany):
+        if seen or not statement.lstrip().upper().startswith("UPDATE SQ_BOOK"):
+            return
+        seen.append(statement)
+        # another writer, between the read of the old rows and the UPDATE
+        try:
+            with other.Session() as s:
+                _lock_wait_limit(s, dialect)
+                s.get(Book, 1).pages = 20
+                s.commit()
+        except Exception as exc:  # noqa: BLE001 - the row is locked (or SQLite's database)
+            seen.append(f"blocked: {exc}")
+        with other.Session() as s:
+            s.scalars(p20).all()  # cached from what is committed now
+
+    with app.Session.begin() as s:
+        s.execute(update(Book), [{"id": 1, "pages": 30}])
+    assert seen
+    for a in (app, other):
+        with a.Session() as s:
+            assert s.scalars(p20).all() == ["A2"]
+            assert s.get(Book, 1).pages == 30
