@@ -4,8 +4,10 @@ Every write becomes dependency keys written to the change feed inside the writer
 transaction, then handed to :meth:`cachedeps.Cache.committed` after the commit:
 
 - **ORM flush** (precise). The old values of rows about to be updated or deleted are read
-  from the database (one ``SELECT ... FOR UPDATE`` per table on PostgreSQL: no concurrent
-  writer changes them before this transaction ends), the new values of inserted and updated
+  from the database (one ``SELECT ... FOR NO KEY UPDATE SKIP LOCKED`` per table on
+  PostgreSQL: no concurrent writer changes them before this transaction ends; a row another
+  transaction holds is skipped and its table emits its table keys, see
+  :meth:`Writes._fetch_old`), the new values of inserted and updated
   rows after the flush; each row emits :func:`cachedeps.keys.row_keys`. Tables the flush
   writes without mapped rows (many-to-many association tables) emit their table and
   all-rows keys. The keys are recorded against the innermost session transaction.
@@ -270,18 +272,39 @@ def _addressable(mapper: Any, table: Any) -> bool:
     """Return whether ``mapper``'s identity names rows of ``table`` by its primary key.
 
     Row keys and the read-back of old and new values select ``table``'s rows by its own
-    primary key, with the values of the instance's identity. A table without a primary key
-    (mapped with ``primary_key=[...]``), or whose primary key is not the mapper's, cannot be
-    addressed so: its writes emit the table's keys (the flush's tables are collected for
-    that anyway), never a query on the wrong columns.
+    primary key, with the values of the instance's identity, in the identity's order. That
+    holds when each of ``table``'s primary key columns is, position by position, the
+    mapper's primary key column or one the inherit conditions make equal to it (a joined
+    subclass table keyed by a foreign key to its parent's key). A table without a primary
+    key (mapped with ``primary_key=[...]``), or whose primary key is another column (a
+    joined subclass table with a key of its own, joined on another column), cannot be
+    addressed so: reading it by the identity's values would read another row, or fail on a
+    key of another type. Its writes emit the table's keys (the flush's tables are collected
+    for that anyway), never a query on the wrong columns.
     """
     cols = list(table.primary_key.columns)
-    if not cols:
+    pk = list(mapper.primary_key)
+    if not cols or len(cols) != len(pk):
         return False
-    if table is mapper.local_table and mapper.inherits is None:
-        return list(mapper.primary_key) == cols
-    mapped = getattr(mapper, "_pks_by_table", {}).get(table)
-    return mapped is not None and set(mapped) == set(cols) and len(cols) == len(mapper.primary_key)
+    return all(col is key or col in _equal_columns(mapper, key) for col, key in zip(cols, pk))
+
+
+def _equal_columns(mapper: Any, column: Any) -> set[Any]:
+    """Return the columns the inherit conditions of ``mapper`` make equal to ``column``.
+
+    ``Mapper._equivalent_columns`` pairs the columns of each inherit condition only (the
+    grandchild's key with the child's, the child's with the parent's): they are followed
+    through.
+    """
+    pairs = getattr(mapper, "_equivalent_columns", None) or {}
+    seen: set[Any] = set()
+    todo = [column]
+    while todo:
+        for other in pairs.get(todo.pop(), ()):
+            if other not in seen:
+                seen.add(other)
+                todo.append(other)
+    return seen
 
 
 class Writes:
@@ -454,7 +477,8 @@ class Writes:
         if ident is None or _ALL in state.coarse:
             return
         missing = [t for t in mapper.tables
-                   if _addressable(mapper, t) and (t.name, _pk_value(ident)) not in state.old_rows]
+                   if _addressable(mapper, t) and t.name not in state.coarse
+                   and (t.name, _pk_value(ident)) not in state.old_rows]
         if missing:
             self._fetch_old(connection, state, [target])
 
@@ -613,9 +637,10 @@ class Writes:
     def _bulk_by_pk(self, orm_state: Any, state: SessionState) -> Any:
         """Run an ORM bulk UPDATE by primary key with row-precise keys, or return None.
 
-        Every record names its row's primary key: those rows are read before (under the
-        feed lock) and after the statement. A record whose row is found neither before nor
-        after (absent, or a key value the database spells differently) adds the table keys.
+        Every record names its row's primary key: those rows are read (and locked) before
+        the statement and read after it. A record whose row is not found on both sides
+        (absent, locked by another transaction, or a key value the database spells
+        differently) adds the table keys.
         """
         mapper = orm_state.bind_mapper
         records = orm_state.parameters
@@ -638,7 +663,11 @@ class Writes:
         cstate = conn_state(conn)
         self._lock(conn, cstate)
         try:
-            old_rows = self._select_rows(conn, table, list(dict.fromkeys(pks)))
+            # Locked like the flush's old-row read (:meth:`_fetch_old`): a row read cannot
+            # change before the statement writes it; a row another transaction holds is
+            # skipped, and its record adds the table keys below.
+            old_rows = self._select_rows(conn, table, list(dict.fromkeys(pks)), lock=feed_name(conn.dialect) or "",
+                                         skip_locked=_skips_locked_rows(conn.dialect))
         except StatementError as exc:
             if isinstance(exc, DBAPIError):
                 raise
@@ -660,6 +689,19 @@ class Writes:
         return result
 
     def _fetch_old(self, conn: Connection, state: SessionState, objects: Iterable[Any]) -> None:
+        """Read (and lock) the rows of ``objects`` a flush is about to update or delete.
+
+        The flush's old-row read locks only rows it can lock at once (``SKIP LOCKED``
+        where the database has it): SQLAlchemy calls ``before_update`` for every dirty
+        object, also those it will not write (no net change), so a waiting read could block
+        on a row lock another transaction holds where plain SQLAlchemy never waits (another
+        session of the same thread: a hang). Sound either way: a row returned is locked
+        until this transaction ends, so the values read are the ones the flush changes; a
+        row not returned (locked by another transaction, or absent) has no old values
+        known, and its table emits its table keys (:data:`SessionState.coarse`), which
+        cover every row of the table whatever its values. The flush's own UPDATE or DELETE
+        then waits on that lock exactly as it would without cachedeps.
+        """
         by_table: dict[str, tuple[Any, list]] = {}
         for obj in objects:
             istate = instance_state(obj)
@@ -667,19 +709,22 @@ class Writes:
                 continue
             pk = _pk_value(tuple(istate.identity))
             for table in istate.mapper.tables:
-                if _addressable(istate.mapper, table) and (table.name, pk) not in state.old_rows:
+                if (_addressable(istate.mapper, table) and table.name not in state.coarse
+                        and (table.name, pk) not in state.old_rows):
                     by_table.setdefault(table.name, (table, []))[1].append(pk)
+        lock = feed_name(conn.dialect) or ""
+        skip = _skips_locked_rows(conn.dialect)
         for name, (table, pks) in by_table.items():
-            found = _read_or_none(self._select_rows, conn, table, pks, lock=feed_name(conn.dialect) or "")
-            if found is None:
+            found = _read_or_none(self._select_rows, conn, table, pks, lock=lock, skip_locked=skip)
+            if found is None or any((name, pk) not in found for pk in pks):
                 state.coarse.add(name)
                 continue
             for pk in pks:
-                state.old_rows[(name, pk)] = found.get((name, pk))
+                state.old_rows[(name, pk)] = found[(name, pk)]
 
     @staticmethod
     def _select_rows(
-        conn: Connection, table: Any, pks: list, lock: str = ""
+        conn: Connection, table: Any, pks: list, lock: str = "", skip_locked: bool = False
     ) -> dict[tuple[str, Any], dict[str, Any]]:
         cols = list(table.primary_key.columns)
         out: dict[tuple[str, Any], dict[str, Any]] = {}
@@ -692,7 +737,7 @@ class Writes:
             else:
                 where = tuple_(*cols).in_(chunk)
             query = stored_select(table, cols).where(where)
-            query = _for_update(query, table, lock)
+            query = _for_update(query, table, lock, skip_locked=skip_locked)
             for row in conn.execute(query):
                 pk = _pk_value(tuple(row[: len(cols)]))
                 out[(table.name, pk)] = _stored_values(table, row, len(cols))
@@ -847,15 +892,27 @@ class Writes:
             cstate.published.clear()
 
 
-def _for_update(query: Any, table: Any, dialect: str) -> Any:
+def _for_update(query: Any, table: Any, dialect: str, skip_locked: bool = False) -> Any:
     """Lock the rows an old-values read returns until COMMIT (where the database can).
 
     PostgreSQL: ``FOR NO KEY UPDATE``, what an UPDATE takes (foreign key checks pass).
     MySQL/MariaDB: ``FOR UPDATE`` (``OF`` where the server has it); InnoDB's locking read
     sees the newest committed rows, as the UPDATE will. SQLite: none (its write lock).
+    ``skip_locked``: rows another transaction has locked are left out instead of waited
+    for (the caller treats a row not returned as unknown).
     """
     if dialect == "postgresql":
-        return query.with_for_update(of=table, key_share=True)
+        return query.with_for_update(of=table, key_share=True, skip_locked=skip_locked)
     if dialect == "mysql":
-        return query.with_for_update(of=table)
+        return query.with_for_update(of=table, skip_locked=skip_locked)
     return query
+
+
+def _skips_locked_rows(dialect: Any) -> bool:
+    """Return whether the database has ``SKIP LOCKED`` (PostgreSQL; MySQL 8, MariaDB 10.6)."""
+    if dialect.name == "postgresql":
+        return True
+    if dialect.name in ("mysql", "mariadb"):
+        version = tuple(v for v in (getattr(dialect, "server_version_info", None) or ()) if isinstance(v, int))
+        return version >= ((10, 6) if getattr(dialect, "is_mariadb", False) else (8, 0, 1))
+    return False

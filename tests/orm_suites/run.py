@@ -3,6 +3,7 @@
     python -m tests.orm_suites.run django [--db sqlite|postgresql] [--mode testcase|autocommit|both]
                                           [--compare] [--modules M ...] [--subset ci|core|all]
     python -m tests.orm_suites.run sqla   [--db sqlite|postgresql] [--compare] [--paths test/orm/...]
+                                          [--test-timeout SECONDS]
 
 Each run prints the failures per class (``a`` stale/wrong result, ``b`` crash in cachedeps,
 ``c`` fails with the plain backend too, ``d`` counts queries), the engines' hit and fill
@@ -132,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modules", nargs="*", help="Django test modules (default: the whole list)")
     parser.add_argument("--paths", nargs="*", help="SQLAlchemy test paths (default: test/orm)")
     parser.add_argument("--subset", choices=["ci", "core", "all"], default="all")
+    parser.add_argument("--test-timeout", type=float, default=None,
+                        help="seconds a SQLAlchemy test may run before it fails as hung (default 300; 0: no limit)")
     parser.add_argument("--no-verify", action="store_true")
     parser.add_argument("--src", type=Path, default=ROOT, help="the checkout whose cachedeps is tested")
     parser.add_argument("--json", type=Path, help="write every report and summary to this file")
@@ -154,13 +157,16 @@ def main(argv: list[str] | None = None) -> int:
             bad += summary["counts"]["a"] + summary["counts"]["b"]
             results.append({"report": report, "summary": summary})
     else:
-        from .sqla import run_sqla
+        from .sqla import TEST_TIMEOUT, run_sqla
 
         paths = args.paths or None
+        limit = TEST_TIMEOUT if args.test_timeout is None else args.test_timeout
         plain = None
         if args.compare:
-            plain = failed_ids(run_sqla(paths, db=args.db, install=False, src=args.src, subset=args.subset))
-        report = run_sqla(paths, db=args.db, verify=not args.no_verify, src=args.src, subset=args.subset)
+            plain = failed_ids(run_sqla(paths, db=args.db, install=False, src=args.src, subset=args.subset,
+                                        test_timeout=limit))
+        report = run_sqla(paths, db=args.db, verify=not args.no_verify, src=args.src, subset=args.subset,
+                          test_timeout=limit)
         summary = classify.summarize(report["outcomes"], expected.SQLA, plain, report.get("mode"))
         print_summary(report, summary)
         bad += summary["counts"]["a"] + summary["counts"]["b"]

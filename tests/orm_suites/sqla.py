@@ -24,6 +24,20 @@ SQLA_CI = ["test/orm/test_expire.py", "test/orm/test_naturalpks.py", "test/orm/t
            "test/orm/test_recursive_loaders.py", "test/orm/inheritance/test_poly_loading.py::LazyLoaderTransfersOptsTest"]
 
 
+#: seconds one test of the suite may take before it fails as hung
+TEST_TIMEOUT = 300.0
+
+
+def _timeout_args(seconds: float) -> list[str]:
+    """Return pytest-timeout's options for a per-test limit (none without the plugin)."""
+    try:
+        import pytest_timeout  # noqa: F401
+    except ImportError:
+        return []
+    # signal: the hung test fails and the run goes on (thread would end the whole run)
+    return [f"--timeout={seconds:g}", "--timeout-method=signal"] if seconds else []
+
+
 def _pg_url() -> str:
     name = os.environ.get("CACHEDEPS_TEST_PG_DB", "test") + "_sqla"
     return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
@@ -42,8 +56,14 @@ def _ensure_pg_database(url: str) -> None:
 
 
 def run_sqla(paths: list[str] | None = None, *, db: str = "sqlite", install: bool = True, verify: bool = True,
-             src: Path = ROOT, subset: str = "all", timeout: float = 7200, extra: list[str] | None = None) -> dict[str, Any]:
-    """Run SQLAlchemy's tests at ``paths``; return the JSON report (plus ``seconds``, ``rc``)."""
+             src: Path = ROOT, subset: str = "all", timeout: float = 7200, extra: list[str] | None = None,
+             test_timeout: float = TEST_TIMEOUT) -> dict[str, Any]:
+    """Run SQLAlchemy's tests at ``paths``; return the JSON report (plus ``seconds``, ``rc``).
+
+    Each test gets ``test_timeout`` seconds (pytest-timeout, by SIGALRM): a test that waits
+    forever (on a lock another connection of the same thread holds) fails with
+    ``Timeout`` instead of stopping the run; the run as a whole gets ``timeout``.
+    """
     tree = source_tree("SQLAlchemy")
     paths = paths or (SQLA_CI if subset == "ci" else SQLA_PATHS)
     here = str(Path(__file__).resolve().parent)
@@ -68,7 +88,7 @@ def run_sqla(paths: list[str] | None = None, *, db: str = "sqlite", install: boo
         # SQLAlchemy (the one sqla_cachedeps imports) is tested
         args = [sys.executable, "-s", "-m", "pytest", "-p", "sqla_plugin", "-p", "no:cacheprovider",
                 "-p", "no:django", "-o", "addopts=--tb=native -p warnings -p logging --strict-markers",
-                "--maxfail=100000", "-q", "--dburi", dburi, *(extra or []), *paths]
+                "--maxfail=100000", "-q", "--dburi", dburi, *_timeout_args(test_timeout), *(extra or []), *paths]
         # SQLAlchemy's plugin keeps its SQLite files in the sdist directory and removes them
         # when a test class ends: one run at a time per checkout
         with open(tree.parent / "sqla-run.lock", "w") as lock:
