@@ -292,9 +292,15 @@ def _pk_binds(mapper: Mapper, where: Any) -> list[str] | None:
 def cascaded_tables(table: Any, delete: bool) -> list[tuple[str, list[str]]]:
     """Return the tables whose rows the database itself changes when rows of ``table``
     are deleted (``delete``) or their referenced columns updated: foreign keys declared with
-    ``ON DELETE``/``ON UPDATE`` ``CASCADE``, ``SET NULL`` or ``SET DEFAULT``.
+    ``ON DELETE``/``ON UPDATE`` ``CASCADE``, ``SET NULL`` or ``SET DEFAULT``, transitively.
 
-    Each entry is ``(child table name, referenced column names)``.
+    Each entry is ``(child table name, referenced column names of table)``: the write reaches
+    the child when it deletes the row or changes one of those columns. A child's own rows
+    changed by such an action change its children in turn (a key updated ``ON UPDATE
+    CASCADE`` down two levels of joined inheritance, rows deleted ``ON DELETE CASCADE`` under
+    rows deleted the same way): the tables reached from a child through any foreign key with
+    an action, on delete or on update, follow it with the same columns (more tables than the
+    database may touch, never fewer).
     """
     metadata = getattr(table, "metadata", None)
     if metadata is None:
@@ -304,15 +310,36 @@ def cascaded_tables(table: Any, delete: bool) -> list[tuple[str, list[str]]]:
     memo = _CASCADES.get(memo_key)
     if memo is not None and memo[0] is table:
         return memo[1]
-    out: list[tuple[str, list[str]]] = []
+    found: dict[str, dict[str, None]] = {}
+    for child, columns in _acting(metadata, table, (delete,)):
+        found.setdefault(child.name, {}).update(dict.fromkeys(columns))
+        # what the database does to the child's rows reaches the tables referencing them
+        todo, seen = [child], {table.name, child.name}
+        while todo:
+            for grandchild, _ in _acting(metadata, todo.pop(), (True, False)):
+                if grandchild.name not in seen:
+                    seen.add(grandchild.name)
+                    todo.append(grandchild)
+                    found.setdefault(grandchild.name, {}).update(dict.fromkeys(columns))
+    out = [(name, list(columns)) for name, columns in found.items()]
+    _CASCADES[memo_key] = (table, out)
+    return out
+
+
+def _acting(metadata: Any, table: Any, deletes: tuple[bool, ...]) -> list[tuple[Any, list[str]]]:
+    """Return ``(child table, referenced column names)`` per foreign key of ``metadata``
+    referring to ``table`` with an action (not ``RESTRICT``/``NO ACTION``) on delete or on
+    update, as ``deletes`` asks."""
+    out = []
     for child in metadata.tables.values():
         for constraint in child.foreign_key_constraints:
-            action = constraint.ondelete if delete else constraint.onupdate
-            if not action or action.upper() in ("RESTRICT", "NO ACTION"):
+            if constraint.referred_table is not table:
                 continue
-            if constraint.referred_table is table:
-                out.append((child.name, [e.column.name for e in constraint.elements]))
-    _CASCADES[memo_key] = (table, out)
+            for delete in deletes:
+                action = constraint.ondelete if delete else constraint.onupdate
+                if action and action.upper() not in ("RESTRICT", "NO ACTION"):
+                    out.append((child, [e.column.name for e in constraint.elements]))
+                    break
     return out
 
 

@@ -206,10 +206,13 @@ def _row_change(out: dict[str, None], table: Any, pk: Any, old: dict | None, new
         return
     out.update(dict.fromkeys(keys.row_keys(table.name, pk, old, new)))
     if old is not None:
-        # Rows the database changes itself (ON DELETE/UPDATE CASCADE, SET NULL).
-        for child, columns in cascaded_tables(table, delete=new is None):
-            if new is None or any(old.get(c) != new.get(c) for c in columns):
-                out.update(dict.fromkeys(table_write_keys(child)))
+        # Rows the database changes itself (ON DELETE/UPDATE CASCADE, SET NULL). No new row
+        # under the old key: deleted, or its primary key updated (read back by the old key,
+        # it is not found), so both actions apply.
+        for delete in (True, False) if new is None else (False,):
+            for child, columns in cascaded_tables(table, delete=delete):
+                if new is None or any(old.get(c) != new.get(c) for c in columns):
+                    out.update(dict.fromkeys(table_write_keys(child)))
 
 
 def _binds_given(where: Any, params: dict) -> bool:

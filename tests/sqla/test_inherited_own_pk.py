@@ -7,7 +7,7 @@ character varying``); the table's writes emit its table keys instead."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, ForeignKey, Integer, String, select
+from sqlalchemy import Column, ForeignKey, Integer, String, Table, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sqla_cachedeps.writes import _addressable
@@ -113,3 +113,50 @@ def test_primary_key_change_over_a_subclass_table_with_its_own_key(make_app):
     with app.Session() as s:
         assert s.scalars(names).all() == ["wally"]
         assert s.get(Engineer, "wally").language == "c++"
+
+
+
+class Region(IBase):
+    __tablename__ = "sq_region"
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+
+
+class Office(IBase):
+    __tablename__ = "sq_office"
+    name: Mapped[str] = mapped_column(
+        String(50), ForeignKey("sq_region.name", onupdate="CASCADE"), primary_key=True)
+
+
+# A third level no class maps, keyed to the second level's key, which the first one's cascades.
+Desk = Table("sq_desk", IBase.metadata, Column("id", Integer, primary_key=True, autoincrement=False),
+             Column("office", String(50), ForeignKey("sq_office.name", onupdate="CASCADE", ondelete="CASCADE")))
+
+
+def test_cascades_reach_every_level_the_database_changes():
+    from sqla_cachedeps.analysis import cascaded_tables
+
+    # sq_region.name -> sq_office.name (ON UPDATE CASCADE) -> sq_desk.office (ON UPDATE CASCADE)
+    assert dict(cascaded_tables(Region.__table__, delete=False)) == {"sq_office": ["name"], "sq_desk": ["name"]}
+    assert cascaded_tables(Region.__table__, delete=True) == []  # no ON DELETE action on sq_region
+    assert dict(cascaded_tables(Office.__table__, delete=True)) == {"sq_desk": ["name"]}
+
+
+def test_key_change_cascaded_two_levels_down(make_app):
+    app = make_app()
+    _tables(app)
+    with app.Session.begin() as s:
+        s.add(Region(name="north"))
+        s.flush()
+        s.add(Office(name="north"))
+        s.flush()
+        s.execute(Desk.insert().values(id=1, office="north"))
+    desks = select(Desk.c.office).execution_options(cachedeps=True)
+    with app.Session() as s:
+        assert s.scalars(desks).all() == ["north"]
+        assert s.scalars(desks).all() == ["north"]
+    with app.Session.begin() as s:
+        s.get(Region, "north").name = "south"  # the database renames sq_office's and sq_desk's rows
+    other = make_app()  # another process: only the change feed tells it
+    for a in (app, other):
+        with a.Session() as s:
+            assert s.scalars(desks).all() == ["south"]
