@@ -50,7 +50,7 @@ test-slow: $(STAMP)
 test-orm: $(STAMP)
 	$(BIN)/python -m tests.orm_suites.run django --db sqlite --compare
 	$(BIN)/python -m tests.orm_suites.run django --db postgresql --mode testcase --compare
-	$(BIN)/python -m tests.orm_suites.run django --db postgresql --mode autocommit --subset core --compare
+	$(BIN)/python -m tests.orm_suites.run django --db postgresql --mode autocommit --compare
 	$(BIN)/python -m tests.orm_suites.run sqla --db sqlite --compare
 	$(BIN)/python -m tests.orm_suites.run sqla --db postgresql --compare
 

@@ -206,10 +206,11 @@ def _rows_by_pk(model: Any, using: str, queryset: QuerySet, limit: int | None) -
     """Return ``{pk: row}`` for the table's own columns (``pk`` the Python value, the row's
     values as the database returns them, before converters), ``None`` over ``limit``."""
     fields = _local_fields(model)
-    pk = model._meta.pk
+    # A composite primary key (Django 5.2) by its columns: ``pk`` would select them as one
+    # tuple column, longer than its one name.
+    pk_fields = list(getattr(model._meta, "pk_fields", None) or [model._meta.pk])
     names = [f.attname for f in fields]
-    if pk.attname not in names:
-        names.append(pk.attname)
+    names.extend(f.attname for f in pk_fields if f.attname not in names)
     qs = queryset.values_list(*names)
     if limit is not None:
         qs = qs[: limit + 1]
@@ -217,12 +218,16 @@ def _rows_by_pk(model: Any, using: str, queryset: QuerySet, limit: int | None) -
     raw: list[tuple[Any, ...]] = []
     for chunk in compiler.execute_sql(MULTI) or ():
         raw.extend(tuple(r[: len(names)]) for r in chunk)
-    pk_index = names.index(pk.attname)
+    at = [names.index(f.attname) for f in pk_fields]
+
+    def key(row: Any) -> Any:
+        return row[at[0]] if len(at) == 1 else tuple(row[i] for i in at)
+
     out: dict[Any, _Row] = {}
     # The Python value of each primary key (to filter on it again), through the converters.
     try:
         for stored, converted in zip(raw, compiler.results_iter(results=[[list(r) for r in raw]])):
-            out[converted[pk_index]] = _Row(stored[pk_index], {f.column: stored[i] for i, f in enumerate(fields)})
+            out[key(converted)] = _Row(key(stored), {f.column: stored[i] for i, f in enumerate(fields)})
     except TypeError:  # a primary key whose Python value is unhashable: rows not told apart
         return None
     if limit is not None and len(out) > limit:

@@ -24,6 +24,9 @@ if _db == "postgresql":
             "HOST": os.environ.get("ORM_SUITE_PG_HOST", "127.0.0.1"),
             "PORT": os.environ.get("ORM_SUITE_PG_PORT", "5432"),
             "TEST": {"NAME": f"{_prefix}_{alias}"},
+            # no wait for the WAL flush at each commit (the autocommit mode commits every
+            # write): what a commit makes visible, and when, is the same
+            "OPTIONS": {"options": "-c synchronous_commit=off"},
         }
         for alias in ("default", "other")
     }

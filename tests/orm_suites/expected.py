@@ -23,9 +23,11 @@ DJANGO: dict[str, tuple[str, str]] = {
         "d", "counts SELECTs in the first captured statement; in autocommit that is the feed poll"),
 }
 
-#: Failures of Django's stock backends in the autocommit mode (``--compare`` run, SQLite):
-#: the tests count queries that the per-test transaction used to absorb (COMMIT, savepoints),
-#: or need the content types and permissions that post_migrate recreates after a flush.
+#: Failures of Django's stock backends in the autocommit mode (``--compare`` runs, SQLite and
+#: PostgreSQL): the tests count queries that the per-test transaction used to absorb (COMMIT,
+#: savepoints), need the content types and permissions that post_migrate recreates after a
+#: flush, or lock rows with ``select_for_update()`` outside any transaction (PostgreSQL:
+#: Django's own TransactionManagementError, raised while compiling the query).
 _PLAIN_AUTOCOMMIT = ("c", "fails with Django's stock backend in the autocommit mode too", frozenset({"autocommit"}))
 DJANGO.update(dict.fromkeys([
     "basic.tests.ModelInstanceCreationTests.test_save_parent_primary_with_default",
@@ -65,6 +67,7 @@ DJANGO.update(dict.fromkeys([
     "fixtures.tests.FixtureLoadingTests.test_dumpdata_objects_with_prefetch_related",
     "fixtures.tests.FixtureLoadingTests.test_loading_and_dumping",
     "fixtures.tests.FixtureLoadingTests.test_output_formats",
+    "filtered_relation.tests.FilteredRelationTests.test_select_for_update",
     "force_insert_update.tests.ForceInsertInheritanceTests.test_force_insert_diamond_mti",
     "force_insert_update.tests.ForceInsertInheritanceTests.test_force_insert_false",
     "force_insert_update.tests.ForceInsertInheritanceTests.test_force_insert_false_with_existing_parent",

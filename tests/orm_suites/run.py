@@ -49,8 +49,7 @@ DJANGO_MODULES = [
     "signals", "get_earliest_or_latest", "dates", "datetimes", "model_regress", "custom_lookups",
     "from_db_value", "multiple_database", "fixtures", "xor_lookups",
 ]
-#: the issue's list (``--subset core``): PostgreSQL's autocommit mode runs these (a flush of
-#: every table after each test costs about half a second there)
+#: the issue's list (``--subset core``)
 DJANGO_CORE = DJANGO_MODULES[: DJANGO_MODULES.index("async") + 1]
 #: the subset ``make test`` runs (SQLite, both modes): a few minutes at most
 DJANGO_CI = ["basic", "lookup", "many_to_one", "update", "delete", "null_fk", "get_or_create", "custom_managers"]
@@ -75,7 +74,7 @@ def _pg_env(db: str) -> dict[str, str]:
 
 
 def run_django(modules: list[str], *, db: str = "sqlite", mode: str = "testcase", backend: str = "cachedeps",
-               verify: bool = True, src: Path = ROOT, verbosity: int = 0, timeout: float = 3600) -> dict[str, Any]:
+               verify: bool = True, src: Path = ROOT, verbosity: int = 0, timeout: float = 3 * 3600) -> dict[str, Any]:
     """Run Django's own tests for ``modules``; return the JSON report (plus ``seconds``, ``rc``)."""
     tree = source_tree("Django")
     with tempfile.TemporaryDirectory(prefix="orm_suite_") as tmp:
