@@ -48,7 +48,7 @@ from .spelling import pk_oid
 from .databases import Databases, check_binds, namespace_of
 from .feed import DEFAULT_TABLE, feed_for_dialect, feed_name
 from .options import EXECUTION_OPTION, FromCache, RelationshipCache
-from .verify import VERIFY_OPTION, verify_query, verify_state
+from .verify import VERIFY_OPTION, load_privately, verify_query, verify_state
 from .writes import Writes, conn_state, session_state
 
 __all__ = ["install", "Installation"]
@@ -461,7 +461,8 @@ class Installation:
             if verifying:
                 verify_state(self, orm_state.session, mapper, pk, cached, oid, stamp, position)
             try:
-                rows = [] if cached is None else [(identity.attach(orm_state.session, mapper, cached),)]
+                rows = [] if cached is None else [
+                    (identity.attach(orm_state.session, mapper, cached, identity.load_context(statement)),)]
             except (identity.Unsupported, TypeError, KeyError, AttributeError) as exc:
                 log.debug("cached state of %s unusable (%s); loading from the database", oid, exc)
             else:
@@ -472,7 +473,7 @@ class Installation:
             return result  # joined collections: the caller uniques it; not cached
         frozen = result.freeze()
         objs = [row[0] for row in frozen()]
-        if len(objs) <= 1:
+        if len(objs) <= 1 and identity.loaded_by(result, frozen):
             try:
                 value = identity.encode_state(objs[0]) if objs else None
             except identity.Unsupported:
@@ -507,7 +508,8 @@ class Installation:
             if verifying:
                 verify_query(self, orm_state, cached, hit_deps, stamp, position)
             try:
-                result = identity.decode_result(orm_state.session, cached, lambda: _registries(statement))
+                result = identity.decode_result(orm_state.session, cached, lambda: _registries(statement),
+                                                identity.load_context(statement))
             except (identity.Unsupported, TypeError, KeyError, AttributeError, ValueError) as exc:
                 log.debug("cached result %s unusable (%s); loading from the database", key, exc)
             else:
@@ -521,19 +523,34 @@ class Installation:
         fine = finer_read(statement, params, dialect) if deps == plain else None
         if fine is None:
             cache.record(*deps)
-        # Objects already in the identity map may hold values from an earlier transaction
-        # (expire_on_commit=False); the entry must hold what the database holds now.
         with _rec.accounted():  # its keys are recorded (below for finer reads)
-            result = orm_state.invoke_statement(execution_options={"populate_existing": True})
+            result = orm_state.invoke_statement()
         if identity.requires_unique(result):
             return result  # joined collections: the caller uniques it; not cached
         frozen = result.freeze()
+        coarse = deps
         if fine is not None:
             # Change keys and the oids of the rows returned (sqla_cachedeps.finer).
             deps = list(row_deps(fine, list(frozen()), dialect) or deps)
             cache.record(*deps)
         try:
-            value = identity.encode_result(frozen)
+            if identity.loaded_by(result, frozen):
+                value = identity.encode_result(frozen)
+            else:
+                # Instances already in the identity map keep their attributes, as SQLAlchemy
+                # keeps them (values from an earlier transaction with expire_on_commit=False,
+                # another with_expression()): what the caller got is not what the database
+                # holds. The entry is the statement's result in a private session, in this
+                # transaction. A session that does not expire its instances on commit may
+                # hold values older than the transaction: a recorded computation (a view)
+                # made of them is not stored.
+                if not orm_state.session.expire_on_commit:
+                    _rec.poison("a load returned instances a session kept from an earlier transaction")
+                with _rec.accounted():
+                    value = load_privately(orm_state)
+                if value is None:
+                    return frozen()
+                deps = coarse  # the oids read are the private load's, which may differ
         except identity.Unsupported:
             return frozen()
         timeout = option.timeout if option is not None else None

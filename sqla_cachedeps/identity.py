@@ -35,6 +35,8 @@ __all__ = [
     "decode_result",
     "encode_state",
     "attach",
+    "load_context",
+    "loaded_by",
     "state_cacheable",
     "options_reproducible",
     "make_result",
@@ -157,16 +159,20 @@ def encode_state(obj: Any) -> dict[str, Any]:
     return {p.key: d[p.key] for p in state.mapper.column_attrs if p.key in d}
 
 
-def attach(session: Session, mapper: Mapper, values: dict[str, Any]) -> Any:
+def attach(session: Session, mapper: Mapper, values: dict[str, Any], load: tuple[Any, tuple] | None = None) -> Any:
     """Return the session's instance of a cached row, as a database load would.
 
-    An instance already in the identity map wins (its unflushed changes are kept); its
-    expired attributes are filled from ``values`` and its ``refresh`` event fires. Otherwise
-    a new instance holding ``values`` as loaded state joins the session's identity map as a
-    persistent object, the way the ORM's own loader puts it there: its ``load`` event
-    (``@reconstructor`` included) and the session's ``loaded_as_persistent`` event fire, and
-    no attach events (``before_attach``, ``detached_to_persistent``), which a load does not
-    fire either. The events get ``None`` as their query context, as after ``Session.merge()``.
+    An instance already in the identity map wins (its unflushed changes and its loaded
+    attributes are kept); its unloaded attributes (expired, or never loaded: a
+    ``with_expression()`` attribute expired alone leaves ``__dict__`` without being marked
+    expired) are filled from ``values`` and its ``refresh`` event fires. Otherwise a new
+    instance holding ``values`` as loaded state joins the session's identity map as a
+    persistent object, the way the ORM's own loader puts it there: it takes the load path
+    and the propagating options of the statement (``load``, from :func:`load_context`),
+    which its later lazy loads and refreshes replay; its ``load`` event (``@reconstructor``
+    included) and the session's ``loaded_as_persistent`` event fire, and no attach events
+    (``before_attach``, ``detached_to_persistent``), which a load does not fire either. The
+    events get ``None`` as their query context, as after ``Session.merge()``.
 
     Raises:
         Unsupported: ``values`` lacks the primary key.
@@ -179,9 +185,9 @@ def attach(session: Session, mapper: Mapper, values: dict[str, Any]) -> Any:
     existing = session.identity_map.get(key)
     if existing is not None:
         state = instance_state(existing)
-        expired = state.expired_attributes
-        if expired:
-            filled = [name for name in list(expired) if name in values]
+        unloaded = state.unloaded
+        if unloaded:
+            filled = [name for name in values if name in unloaded]
             for name in filled:
                 set_committed_value(existing, name, values[name])
             if filled and state.manager.dispatch.refresh:
@@ -192,6 +198,10 @@ def attach(session: Session, mapper: Mapper, values: dict[str, Any]) -> Any:
     instance_dict(obj).update(values)
     make_transient_to_detached(obj)  # the identity key; attributes not cached load on access
     state = instance_state(obj)
+    current, options = load if load is not None else (None, ())
+    path = mapper._path_registry
+    state.load_path = current + path if current is not None and current.path else path
+    state.load_options = options
     state.session_id = session.hash_key
     session.identity_map._add_unpresent(state, state.key)
     if state.manager.dispatch.load:
@@ -199,6 +209,38 @@ def attach(session: Session, mapper: Mapper, values: dict[str, Any]) -> Any:
     if session.dispatch.loaded_as_persistent:
         session.dispatch.loaded_as_persistent(session, state)
     return obj
+
+
+def load_context(statement: Any) -> tuple[Any, tuple]:
+    """Return the load path prefix and the propagating options ``statement`` gives the
+    instances it loads (``state.load_path``, ``state.load_options``), as the ORM's loader
+    computes them: a lazy load's path continues its parent's."""
+    compile_options = getattr(statement, "_compile_options", None)
+    current = getattr(compile_options, "_current_path", None)
+    options = tuple(o for o in getattr(statement, "_with_options", ()) if getattr(o, "propagate_to_loaders", False))
+    return current, options
+
+
+def loaded_by(result: Result, frozen: FrozenResult) -> bool:
+    """Return whether every entity in ``frozen`` (a frozen copy of ``result``) was populated
+    from its row by this load.
+
+    An instance already in the identity map keeps the attributes it has (loaded in an earlier
+    transaction with ``expire_on_commit=False``, or by another ``with_expression()``) and gets
+    only its unloaded ones from the row, unless the load populates existing instances: its
+    state is then not what the database holds, and is not stored. The ORM stamps the
+    instances it populates fully with the load's run id.
+    """
+    runid = getattr(getattr(result, "context", None), "runid", None)
+    for row in frozen():
+        for cell in row:
+            try:
+                state = instance_state(cell)
+            except Exception:  # not an entity
+                continue
+            if runid is None or state.runid != runid:
+                return False
+    return True
 
 
 def _pk_keys(mapper: Mapper) -> list[str]:
@@ -258,11 +300,12 @@ def _encode_cell(cell: Any) -> Any:
     return {_ENTITY: path, "s": encode_state(cell)}
 
 
-def decode_result(session: Session, data: Any, registries: Callable[[], Iterable[Any]]) -> Result:
+def decode_result(session: Session, data: Any, registries: Callable[[], Iterable[Any]],
+                  load: tuple[Any, tuple] | None = None) -> Result:
     """Rebuild a cached result; its entities join ``session`` (see :func:`attach`).
 
     ``registries`` returns the mapper registries to search for a class this process has
-    not cached yet.
+    not cached yet; ``load`` is the statement's :func:`load_context`.
 
     Raises:
         Unsupported: the data does not match the current mappings.
@@ -275,7 +318,7 @@ def decode_result(session: Session, data: Any, registries: Callable[[], Iterable
         cells = []
         for i, cell in enumerate(row):
             if isinstance(cell, dict) and _ENTITY in cell:
-                cell = attach(session, _mapper_for(cell[_ENTITY], registries), cell["s"])
+                cell = attach(session, _mapper_for(cell[_ENTITY], registries), cell["s"], load)
                 entity_columns.add(i)
             cells.append(cell)
         rows.append(tuple(cells))

@@ -172,10 +172,16 @@ def test_a_miss_stores_database_values_not_older_identity_map_values(app):
         s.commit()  # book keeps its loaded values into the next transaction
         with app.Session.begin() as other:
             other.get(Book, 1).title = "written"
-        assert [b.title for b in s.scalars(stmt)] == ["written", "A2"]  # a miss: the database's rows
-        assert book.title == "written"
-    with app.Session() as s:
-        assert [b.title for b in s.scalars(stmt)] == ["written", "A2"]
+        # As without the cache, the instance in the identity map keeps its attributes (the
+        # load does not populate existing instances); what it holds is not stored.
+        assert [b.title for b in s.scalars(stmt)] == ["A1", "A2"]
+        assert book.title == "A1"
+        # populate_existing() asks for the database's values: they are stored
+        assert [b.title for b in s.scalars(stmt.execution_options(populate_existing=True))] == ["written", "A2"]
+    for _ in range(2):  # a hit then
+        with app.Session() as s:
+            assert [b.title for b in s.scalars(stmt)] == ["written", "A2"]
+    assert app.cache.stats()["hits"] >= 1
 
 
 def test_eager_loaded_collections_load_lazily_on_a_hit(app):
