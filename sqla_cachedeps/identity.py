@@ -277,7 +277,9 @@ def encode_result(frozen: FrozenResult) -> dict[str, Any]:
         Unsupported: a cell holds something other than an entity or a plain value.
     """
     result = frozen()
-    columns = list(result.keys())
+    # Every column's key, None for an unnamed one (an anonymous aliased entity), which
+    # keys() leaves out: a hit's rows have one cell per column.
+    columns = list(getattr(result._metadata, "_keys", None) or result.keys())
     out_rows = [[_encode_cell(cell) for cell in row] for row in result]
     # How the legacy Query reads the result: single entities as scalars, deduplicated.
     flags = {k: bool(result._attributes.get(k, False)) for k in _RESULT_FLAGS}

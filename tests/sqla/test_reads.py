@@ -207,3 +207,21 @@ def test_relationship_cache_takes_relationships_only():
         RelationshipCache(Book.title)
     with pytest.raises(ConfigurationError, match="at least one"):
         RelationshipCache()
+
+
+def test_unnamed_columns_keep_their_place_in_a_hit(app):
+    # test/orm/test_pickled.py::TupleLabelTest::test_tuple_labeling: an anonymous alias is a
+    # column without a name; the hit's result had one column fewer than its rows' cells and
+    # uniquing its rows (as the legacy Query does) failed.
+    from sqlalchemy.orm import aliased
+
+    written = aliased(Book)
+    stmt = select(Author, written).join(Author.books.of_type(written)).order_by(Author.id, written.id)
+    for _ in range(2):  # a miss, then a hit
+        with app.Session() as s:
+            rows = s.execute(stmt.options(FromCache())).unique().all()
+            assert [(a.id, b.id) for a, b in rows] == [(1, 1), (1, 2), (2, 3)]
+            assert list(rows[0]._fields) == ["Author"]
+            legacy = s.query(Author, written).join(Author.books.of_type(written)).order_by(Author.id, written.id)
+            assert [(a.id, b.id) for a, b in legacy.options(FromCache()).all()] == [(1, 1), (1, 2), (2, 3)]
+    assert app.cache.stats()["hits"] >= 2
