@@ -45,7 +45,7 @@ from . import identity
 from .analysis import primary_key_binds, read_keys, statement_mappers
 from .finer import finer_read, row_deps
 from .spelling import pk_oid
-from .databases import Databases, check_binds, namespace_of
+from .databases import Databases, check_binds, namespace_of, statement_connection
 from .feed import DEFAULT_TABLE, feed_for_dialect, feed_name
 from .options import EXECUTION_OPTION, FromCache, RelationshipCache
 from .verify import VERIFY_OPTION, load_privately, verify_query, verify_state
@@ -409,8 +409,7 @@ class Installation:
         if not self.databases.serves(bind):
             return None  # another database: its positions are not this cache's
         if state.tid is None:
-            mapper = orm_state.bind_mapper
-            orm_state.session.connection(bind_arguments={"mapper": mapper} if mapper is not None else None)
+            statement_connection(orm_state)
         if state.has_writes():
             return None
         session = orm_state.session
@@ -459,7 +458,7 @@ class Installation:
             cached = cache.get_state(oid)  # records the oid
         if cached is not NO_VALUE:
             if verifying:
-                verify_state(self, orm_state.session, mapper, pk, cached, oid, stamp, position)
+                verify_state(self, orm_state.session, mapper, pk, cached, oid, stamp, position, orm_state)
             try:
                 rows = [] if cached is None else [
                     (identity.attach(orm_state.session, mapper, cached, identity.load_context(statement)),)]
@@ -484,6 +483,8 @@ class Installation:
     def _query(self, orm_state: ORMExecuteState, state: Any, option: FromCache | None) -> Result | None:
         statement = orm_state.statement
         params = orm_state.parameters or {}
+        if not isinstance(params, Mapping):
+            return None  # several parameter sets (a bulk statement's fetch): not cached
         if not identity.options_reproducible(statement):
             return None  # eager loads and options carried to later loads: not cached
         tid = self._begin(orm_state, state)
@@ -760,7 +761,7 @@ def _get_identity(mapper: Any, orm_state: ORMExecuteState) -> tuple | None:
     params = orm_state.parameters
     statement = orm_state.statement
     where = getattr(statement, "whereclause", None)
-    if not params or where is None:
+    if not params or not isinstance(params, Mapping) or where is None:
         return None
     bind_keys = primary_key_binds(mapper, where)
     if bind_keys is None:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from cachedeps.keys import implied
 
 from . import identity
+from .databases import statement_connection
 from .options import EXECUTION_OPTION
 
 __all__ = ["VERIFY_OPTION", "load_privately", "verify_state", "verify_query"]
@@ -35,14 +36,16 @@ def _concurrent(inst: Any, conn: Any, position: int, deps: Any) -> Any:
 
 
 def verify_state(inst: Any, session: Session, mapper: Any, pk: Any, cached: Any, oid: str,
-                 stamp: int | None, position: int) -> None:
-    """Compare a cached object state with its row in the database (see the module docstring)."""
+                 stamp: int | None, position: int, orm_state: Any = None) -> None:
+    """Compare a cached object state with its row in the database (see the module docstring),
+    on the connection of ``orm_state``'s statement when given, else the mapper's."""
     props = [p for p in mapper.column_attrs if cached is None or p.key in cached]
     pk = tuple(pk) if isinstance(pk, (tuple, list)) else (pk,)
     stmt = select(*[p.columns[0] for p in props]).where(
         and_(*[col == value for col, value in zip(mapper.primary_key, pk)])
     ).execution_options(**{VERIFY_OPTION: True, EXECUTION_OPTION: False})
-    conn = session.connection(bind_arguments={"mapper": mapper})
+    conn = statement_connection(orm_state) if orm_state is not None else session.connection(
+        bind_arguments={"mapper": mapper})
     fresh = [tuple(row) for row in conn.execute(stmt)]
     rows = [] if cached is None else [tuple(cached[p.key] for p in props)]
     query = f"{mapper.class_.__name__} state {oid} ({', '.join(p.key for p in props)})"
@@ -58,8 +61,7 @@ def load_privately(orm_state: Any, **options: Any) -> Any:
 
     ``options`` are execution options added to the uncached statement's.
     """
-    mapper = orm_state.bind_mapper
-    conn = orm_state.session.connection(bind_arguments={"mapper": mapper} if mapper is not None else None)
+    conn = statement_connection(orm_state)
     with Session(bind=conn, autoflush=False, expire_on_commit=False) as private:
         result = private.execute(
             orm_state.statement,
@@ -75,8 +77,7 @@ def load_privately(orm_state: Any, **options: Any) -> Any:
 def verify_query(inst: Any, orm_state: Any, cached: Any, deps: Any, stamp: int | None, position: int) -> None:
     """Run a cached query's statement again in the same connection; compare the results."""
     statement = orm_state.statement
-    mapper = orm_state.bind_mapper
-    conn = orm_state.session.connection(bind_arguments={"mapper": mapper} if mapper is not None else None)
+    conn = statement_connection(orm_state)
     fresh = load_privately(orm_state, **{VERIFY_OPTION: True})
     if fresh is None:
         return
