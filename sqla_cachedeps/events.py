@@ -485,6 +485,8 @@ class Installation:
         params = orm_state.parameters or {}
         if not isinstance(params, Mapping):
             return None  # several parameter sets (a bulk statement's fetch): not cached
+        if _streamed(orm_state):
+            return None  # rows fetched in batches: a cached copy would hold them all at once
         if not identity.options_reproducible(statement):
             return None  # eager loads and options carried to later loads: not cached
         tid = self._begin(orm_state, state)
@@ -745,6 +747,14 @@ def _flag(orm_state: ORMExecuteState) -> Any:
     if EXECUTION_OPTION in local:
         return local[EXECUTION_OPTION]
     return orm_state.execution_options.get(EXECUTION_OPTION)
+
+
+def _streamed(orm_state: ORMExecuteState) -> bool:
+    """Return whether a select's rows are fetched in batches (``yield_per``, ``stream_results``)."""
+    if getattr(orm_state.load_options, "_yield_per", None):
+        return True
+    return any(options.get(name) for options in (orm_state.local_execution_options, orm_state.execution_options)
+               for name in ("yield_per", "stream_results"))
 
 
 def _dialect(orm_state: ORMExecuteState) -> Any:

@@ -225,3 +225,17 @@ def test_unnamed_columns_keep_their_place_in_a_hit(app):
             legacy = s.query(Author, written).join(Author.books.of_type(written)).order_by(Author.id, written.id)
             assert [(a.id, b.id) for a, b in legacy.options(FromCache()).all()] == [(1, 1), (1, 2), (2, 3)]
     assert app.cache.stats()["hits"] >= 2
+
+
+def test_selects_fetched_in_batches_are_left_to_the_database(app):
+    # test/orm/test_loading.py::InstancesTest::test_cursor_close_exception_raised_in_iteration:
+    # a yield_per() select was frozen whole (every row at once, no cursor to close).
+    stmt = select(Book).order_by(Book.id).options(FromCache())
+    for options in ({"yield_per": 1}, {"stream_results": True, "max_row_buffer": 1}):
+        for _ in range(2):
+            with app.Session() as s:
+                result = s.execute(stmt.execution_options(**options))
+                assert result.raw is not None  # the cursor's own result
+                assert [row[0].id for row in result] == [1, 2, 3]
+                assert result.raw._soft_closed
+    assert app.cache.stats()["sets"] == 0
