@@ -133,6 +133,7 @@ SQLA: dict[str, tuple[str, str]] = {
     "test/orm/test_unitofworkv2.py::EagerDefaultsSettingTest::test_eager_default_setting_inserts": _READ_BACK,
     "test/orm/test_unitofworkv2.py::EagerDefaultsSettingTest::test_eager_default_setting_inserts_no_pks": _READ_BACK,
     "test/orm/dml/test_bulk.py::BulkIssue6793Test::test_issue_6793": _READ_BACK,
+    "test/orm/test_defaults.py::ComputedDefaultsOnUpdateTest::test_insert_computed": _READ_BACK,
     "test/orm/dml/test_orm_upd_del_basic.py::UpdateDeleteTest::test_routing_session": (
         "d", "[fetch-*] records the clause of every Session.get_bind() call; cachedeps resolves the "
         "bind of the 'fetch' select itself (is it the cache's database; begin the transaction, "
