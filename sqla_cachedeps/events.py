@@ -512,7 +512,7 @@ class Installation:
                 verify_query(self, orm_state, cached, hit_deps, stamp, position)
             try:
                 result = identity.decode_result(orm_state.session, cached, lambda: _registries(statement),
-                                                identity.load_context(statement))
+                                                identity.load_context(statement), identity.column_targets(statement))
             except (identity.Unsupported, TypeError, KeyError, AttributeError, ValueError) as exc:
                 log.debug("cached result %s unusable (%s); loading from the database", key, exc)
             else:

@@ -36,6 +36,7 @@ __all__ = [
     "encode_state",
     "attach",
     "load_context",
+    "column_targets",
     "loaded_by",
     "state_cacheable",
     "options_reproducible",
@@ -302,12 +303,32 @@ def _encode_cell(cell: Any) -> Any:
     return {_ENTITY: path, "s": encode_state(cell)}
 
 
+def column_targets(statement: Any) -> list[tuple] | None:
+    """Return, per column of ``statement``'s result, the expressions that name it besides its
+    key (``row._mapping[User.name]``, ``row._mapping[some_case]``), as an ORM result's rows
+    are targeted: the statement's own objects, so computed for each execution."""
+    try:
+        descriptions = getattr(statement, "_resolved", statement).column_descriptions
+    except Exception:  # not a select of columns
+        return None
+    out = []
+    for d in descriptions:
+        expr = d.get("expr")
+        try:
+            hash(expr)
+        except TypeError:
+            expr = None
+        out.append(() if expr is None else (expr,))
+    return out
+
+
 def decode_result(session: Session, data: Any, registries: Callable[[], Iterable[Any]],
-                  load: tuple[Any, tuple] | None = None) -> Result:
+                  load: tuple[Any, tuple] | None = None, targets: list[tuple] | None = None) -> Result:
     """Rebuild a cached result; its entities join ``session`` (see :func:`attach`).
 
     ``registries`` returns the mapper registries to search for a class this process has
-    not cached yet; ``load`` is the statement's :func:`load_context`.
+    not cached yet; ``load`` is the statement's :func:`load_context`, ``targets`` its
+    :func:`column_targets`.
 
     Raises:
         Unsupported: the data does not match the current mappings.
@@ -324,13 +345,14 @@ def decode_result(session: Session, data: Any, registries: Callable[[], Iterable
                 entity_columns.add(i)
             cells.append(cell)
         rows.append(tuple(cells))
-    result = make_result(data["c"], rows, entity_columns)
+    result = make_result(data["c"], rows, entity_columns, targets)
     result._attributes = result._attributes.union(
         {k: bool(data["a"].get(k, False)) for k in _RESULT_FLAGS})
     return result
 
 
-def make_result(columns: Sequence[str], rows: list[tuple], entity_columns: Iterable[int] = ()) -> Result:
+def make_result(columns: Sequence[str], rows: list[tuple], entity_columns: Iterable[int] = (),
+                targets: Sequence[tuple] | None = None) -> Result:
     """Return a result of ``rows`` named by ``columns``.
 
     ``entity_columns`` are the positions holding ORM instances: ``Result.unique()`` tells
@@ -340,6 +362,8 @@ def make_result(columns: Sequence[str], rows: list[tuple], entity_columns: Itera
     """
     names = tuple(columns)
     entities = tuple(sorted(entity_columns))
+    if targets and len(targets) == len(names) and any(targets):
+        return IteratorResult(_metadata(names, entities, targets), iter(rows))
     metadata = _METADATA.get((names, entities))
     if metadata is None:
         if len(_METADATA) > 1000:
@@ -348,11 +372,13 @@ def make_result(columns: Sequence[str], rows: list[tuple], entity_columns: Itera
     return IteratorResult(metadata, iter(rows))
 
 
-def _metadata(names: tuple[str, ...], entities: tuple[int, ...]) -> SimpleResultMetaData:
+def _metadata(names: tuple[str, ...], entities: tuple[int, ...], targets: Sequence[tuple] | None = None
+              ) -> SimpleResultMetaData:
+    extra = list(targets) if targets else None
     if not entities:
-        return SimpleResultMetaData(list(names))
+        return SimpleResultMetaData(list(names), extra)
     filters = [id if i in entities else None for i in range(len(names))]
     try:  # SQLAlchemy 2.1
-        return SimpleResultMetaData(list(names), _create_unique_filters=lambda result: filters)
+        return SimpleResultMetaData(list(names), extra, _create_unique_filters=lambda result: filters)
     except TypeError:  # SQLAlchemy 2.0
-        return SimpleResultMetaData(list(names), _unique_filters=filters)
+        return SimpleResultMetaData(list(names), extra, _unique_filters=filters)

@@ -239,3 +239,21 @@ def test_selects_fetched_in_batches_are_left_to_the_database(app):
                 assert [row[0].id for row in result] == [1, 2, 3]
                 assert result.raw._soft_closed
     assert app.cache.stats()["sets"] == 0
+
+
+def test_rows_of_a_hit_are_targeted_by_the_statements_expressions(app):
+    # test/orm/test_cache_key.py::RoundTripTest::test_column_targeting_core_execute: an ORM
+    # result's rows are looked up by the statement's column expressions as well as by name.
+    from sqlalchemy import case
+
+    for _ in range(2):  # a miss, then a hit
+        size = case((Book.pages > 15, "long"), else_="short")
+        stmt = select(Book, Author.name, size, Book.title).join(Author).where(Book.id == 2).options(FromCache())
+        with app.Session() as s:
+            row = s.execute(stmt).one()
+            assert row._mapping[size] == "long"
+            assert row._mapping[Book.title] == "A2"
+            assert row._mapping[Author.name] == "Ann"
+            assert row._mapping[Book].id == 2
+            assert row.title == "A2"
+    assert app.cache.stats()["hits"] >= 1
