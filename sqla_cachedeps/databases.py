@@ -37,11 +37,20 @@ from cachedeps.feed import SqlFeed
 
 from .feed import feed_for_dialect
 
-__all__ = ["database_of", "describe", "namespace_of", "Databases", "check_binds"]
+__all__ = ["database_of", "describe", "namespace_of", "Databases", "check_binds", "statement_connection"]
 
 log = logging.getLogger("sqla_cachedeps")
 
 _MEMORY = {None, "", ":memory:"}
+
+
+def statement_connection(orm_state: Any) -> Any:
+    """Return the session's connection for ``orm_state``'s statement.
+
+    Resolved with the bind arguments SQLAlchemy resolves the statement's own bind with (the
+    ``clause`` and the ``mapper``): a ``Session.get_bind()`` override may route on either.
+    """
+    return orm_state.session.connection(bind_arguments=dict(orm_state.bind_arguments or {}))
 
 
 def engine_of(bind: Any) -> Any:

@@ -45,7 +45,7 @@ from . import identity
 from .analysis import primary_key_binds, read_keys, statement_mappers
 from .finer import finer_read, row_deps
 from .spelling import pk_oid
-from .databases import Databases, check_binds, namespace_of
+from .databases import Databases, check_binds, namespace_of, statement_connection
 from .feed import DEFAULT_TABLE, feed_for_dialect, feed_name
 from .options import EXECUTION_OPTION, FromCache, RelationshipCache
 from .verify import VERIFY_OPTION, verify_query, verify_state
@@ -409,8 +409,7 @@ class Installation:
         if not self.databases.serves(bind):
             return None  # another database: its positions are not this cache's
         if state.tid is None:
-            mapper = orm_state.bind_mapper
-            orm_state.session.connection(bind_arguments={"mapper": mapper} if mapper is not None else None)
+            statement_connection(orm_state)
         if state.has_writes():
             return None
         session = orm_state.session
@@ -459,9 +458,10 @@ class Installation:
             cached = cache.get_state(oid)  # records the oid
         if cached is not NO_VALUE:
             if verifying:
-                verify_state(self, orm_state.session, mapper, pk, cached, oid, stamp, position)
+                verify_state(self, orm_state.session, mapper, pk, cached, oid, stamp, position, orm_state)
             try:
-                rows = [] if cached is None else [(identity.attach(orm_state.session, mapper, cached),)]
+                rows = [] if cached is None else [
+                    (identity.attach(orm_state.session, mapper, cached, identity.load_context(statement)),)]
             except (identity.Unsupported, TypeError, KeyError, AttributeError) as exc:
                 log.debug("cached state of %s unusable (%s); loading from the database", oid, exc)
             else:
@@ -487,6 +487,10 @@ class Installation:
     def _query(self, orm_state: ORMExecuteState, state: Any, option: FromCache | None) -> Result | None:
         statement = orm_state.statement
         params = orm_state.parameters or {}
+        if not isinstance(params, Mapping):
+            return None  # several parameter sets (a bulk statement's fetch): not cached
+        if _streamed(orm_state):
+            return None  # rows fetched in batches: a cached copy would hold them all at once
         if not identity.options_reproducible(statement):
             return None  # eager loads and options carried to later loads: not cached
         tid = self._begin(orm_state, state)
@@ -511,7 +515,8 @@ class Installation:
             if verifying:
                 verify_query(self, orm_state, cached, hit_deps, stamp, position)
             try:
-                result = identity.decode_result(orm_state.session, cached, lambda: _registries(statement))
+                result = identity.decode_result(orm_state.session, cached, lambda: _registries(statement),
+                                                identity.load_context(statement), identity.column_targets(statement))
             except (identity.Unsupported, TypeError, KeyError, AttributeError, ValueError) as exc:
                 log.debug("cached result %s unusable (%s); loading from the database", key, exc)
             else:
@@ -546,7 +551,12 @@ class Installation:
             return frozen()
         stored = None
         if kept:
-            # Instances the load did not fill: store the database's values of their rows.
+            # Instances the load did not fill: store the database's values of their rows. A
+            # session that does not expire its instances on commit may hand the caller values
+            # older than the transaction: a recorded computation (a view) made of them is not
+            # stored.
+            if not orm_state.session.expire_on_commit:
+                _rec.poison("a load returned instances a session kept from an earlier transaction")
             with _rec.accounted():  # the rows' own values, under the keys recorded
                 stored = identity.database_values(orm_state.session, kept)
             if stored is None:
@@ -754,6 +764,14 @@ def _flag(orm_state: ORMExecuteState) -> Any:
     return orm_state.execution_options.get(EXECUTION_OPTION)
 
 
+def _streamed(orm_state: ORMExecuteState) -> bool:
+    """Return whether a select's rows are fetched in batches (``yield_per``, ``stream_results``)."""
+    if getattr(orm_state.load_options, "_yield_per", None):
+        return True
+    return any(options.get(name) for options in (orm_state.local_execution_options, orm_state.execution_options)
+               for name in ("yield_per", "stream_results"))
+
+
 def _dialect(orm_state: ORMExecuteState) -> Any:
     """Return the dialect ``orm_state``'s statement runs on."""
     return orm_state.session.get_bind(**(orm_state.bind_arguments or {})).dialect
@@ -768,7 +786,7 @@ def _get_identity(mapper: Any, orm_state: ORMExecuteState) -> tuple | None:
     params = orm_state.parameters
     statement = orm_state.statement
     where = getattr(statement, "whereclause", None)
-    if not params or where is None:
+    if not params or not isinstance(params, Mapping) or where is None:
         return None
     bind_keys = primary_key_binds(mapper, where)
     if bind_keys is None:

@@ -36,6 +36,8 @@ __all__ = [
     "decode_result",
     "encode_state",
     "attach",
+    "load_context",
+    "column_targets",
     "state_cacheable",
     "options_reproducible",
     "make_result",
@@ -162,17 +164,20 @@ def encode_state(obj: Any) -> dict[str, Any]:
     return {p.key: d[p.key] for p in state.mapper.column_attrs if p.key in d}
 
 
-def attach(session: Session, mapper: Mapper, values: dict[str, Any]) -> Any:
+def attach(session: Session, mapper: Mapper, values: dict[str, Any], load: tuple[Any, tuple] | None = None) -> Any:
     """Return the session's instance of a cached row, as a database load would.
 
-    An instance already in the identity map wins (its unflushed changes are kept); the
-    attributes it holds no value for (expired or not loaded) are filled from ``values`` and
-    its ``refresh`` event fires. Otherwise
-    a new instance holding ``values`` as loaded state joins the session's identity map as a
-    persistent object, the way the ORM's own loader puts it there: its ``load`` event
-    (``@reconstructor`` included) and the session's ``loaded_as_persistent`` event fire, and
-    no attach events (``before_attach``, ``detached_to_persistent``), which a load does not
-    fire either. The events get ``None`` as their query context, as after ``Session.merge()``.
+    An instance already in the identity map wins (its unflushed changes and its loaded
+    attributes are kept); its unloaded attributes (expired, or never loaded: a
+    ``with_expression()`` attribute expired alone leaves ``__dict__`` without being marked
+    expired) are filled from ``values`` and its ``refresh`` event fires. Otherwise a new
+    instance holding ``values`` as loaded state joins the session's identity map as a
+    persistent object, the way the ORM's own loader puts it there: it takes the load path
+    and the propagating options of the statement (``load``, from :func:`load_context`),
+    which its later lazy loads and refreshes replay; its ``load`` event (``@reconstructor``
+    included) and the session's ``loaded_as_persistent`` event fire, and no attach events
+    (``before_attach``, ``detached_to_persistent``), which a load does not fire either. The
+    events get ``None`` as their query context, as after ``Session.merge()``.
 
     Raises:
         Unsupported: ``values`` lacks the primary key.
@@ -200,6 +205,10 @@ def attach(session: Session, mapper: Mapper, values: dict[str, Any]) -> Any:
     instance_dict(obj).update(values)
     make_transient_to_detached(obj)  # the identity key; attributes not cached load on access
     state = instance_state(obj)
+    current, options = load if load is not None else (None, ())
+    path = mapper._path_registry
+    state.load_path = current + path if current is not None and current.path else path
+    state.load_options = options
     state.session_id = session.hash_key
     session.identity_map._add_unpresent(state, state.key)
     if state.manager.dispatch.load:
@@ -207,6 +216,16 @@ def attach(session: Session, mapper: Mapper, values: dict[str, Any]) -> Any:
     if session.dispatch.loaded_as_persistent:
         session.dispatch.loaded_as_persistent(session, state)
     return obj
+
+
+def load_context(statement: Any) -> tuple[Any, tuple]:
+    """Return the load path prefix and the propagating options ``statement`` gives the
+    instances it loads (``state.load_path``, ``state.load_options``), as the ORM's loader
+    computes them: a lazy load's path continues its parent's."""
+    compile_options = getattr(statement, "_compile_options", None)
+    current = getattr(compile_options, "_current_path", None)
+    options = tuple(o for o in getattr(statement, "_with_options", ()) if getattr(o, "propagate_to_loaders", False))
+    return current, options
 
 
 def _pk_keys(mapper: Mapper) -> list[str]:
@@ -328,7 +347,9 @@ def encode_result(frozen: FrozenResult, stored: dict[Any, dict[str, Any]] | None
         Unsupported: a cell holds something other than an entity or a plain value.
     """
     result = frozen()
-    columns = list(result.keys())
+    # Every column's key, None for an unnamed one (an anonymous aliased entity), which
+    # keys() leaves out: a hit's rows have one cell per column.
+    columns = list(getattr(result._metadata, "_keys", None) or result.keys())
     out_rows = [[_encode_cell(cell, stored) for cell in row] for row in result]
     # How the legacy Query reads the result: single entities as scalars, deduplicated.
     flags = {k: bool(result._attributes.get(k, False)) for k in _RESULT_FLAGS}
@@ -354,11 +375,32 @@ def _encode_cell(cell: Any, stored: dict[Any, dict[str, Any]] | None = None) -> 
     return {_ENTITY: path, "s": values}
 
 
-def decode_result(session: Session, data: Any, registries: Callable[[], Iterable[Any]]) -> Result:
+def column_targets(statement: Any) -> list[tuple] | None:
+    """Return, per column of ``statement``'s result, the expressions that name it besides its
+    key (``row._mapping[User.name]``, ``row._mapping[some_case]``), as an ORM result's rows
+    are targeted: the statement's own objects, so computed for each execution."""
+    try:
+        descriptions = getattr(statement, "_resolved", statement).column_descriptions
+    except Exception:  # not a select of columns
+        return None
+    out = []
+    for d in descriptions:
+        expr = d.get("expr")
+        try:
+            hash(expr)
+        except TypeError:
+            expr = None
+        out.append(() if expr is None else (expr,))
+    return out
+
+
+def decode_result(session: Session, data: Any, registries: Callable[[], Iterable[Any]],
+                  load: tuple[Any, tuple] | None = None, targets: list[tuple] | None = None) -> Result:
     """Rebuild a cached result; its entities join ``session`` (see :func:`attach`).
 
     ``registries`` returns the mapper registries to search for a class this process has
-    not cached yet.
+    not cached yet; ``load`` is the statement's :func:`load_context`, ``targets`` its
+    :func:`column_targets`.
 
     Raises:
         Unsupported: the data does not match the current mappings.
@@ -371,17 +413,18 @@ def decode_result(session: Session, data: Any, registries: Callable[[], Iterable
         cells = []
         for i, cell in enumerate(row):
             if isinstance(cell, dict) and _ENTITY in cell:
-                cell = attach(session, _mapper_for(cell[_ENTITY], registries), cell["s"])
+                cell = attach(session, _mapper_for(cell[_ENTITY], registries), cell["s"], load)
                 entity_columns.add(i)
             cells.append(cell)
         rows.append(tuple(cells))
-    result = make_result(data["c"], rows, entity_columns)
+    result = make_result(data["c"], rows, entity_columns, targets)
     result._attributes = result._attributes.union(
         {k: bool(data["a"].get(k, False)) for k in _RESULT_FLAGS})
     return result
 
 
-def make_result(columns: Sequence[str], rows: list[tuple], entity_columns: Iterable[int] = ()) -> Result:
+def make_result(columns: Sequence[str], rows: list[tuple], entity_columns: Iterable[int] = (),
+                targets: Sequence[tuple] | None = None) -> Result:
     """Return a result of ``rows`` named by ``columns``.
 
     ``entity_columns`` are the positions holding ORM instances: ``Result.unique()`` tells
@@ -391,6 +434,8 @@ def make_result(columns: Sequence[str], rows: list[tuple], entity_columns: Itera
     """
     names = tuple(columns)
     entities = tuple(sorted(entity_columns))
+    if targets and len(targets) == len(names) and any(targets):
+        return IteratorResult(_metadata(names, entities, targets), iter(rows))
     metadata = _METADATA.get((names, entities))
     if metadata is None:
         if len(_METADATA) > 1000:
@@ -399,11 +444,13 @@ def make_result(columns: Sequence[str], rows: list[tuple], entity_columns: Itera
     return IteratorResult(metadata, iter(rows))
 
 
-def _metadata(names: tuple[str, ...], entities: tuple[int, ...]) -> SimpleResultMetaData:
+def _metadata(names: tuple[str, ...], entities: tuple[int, ...], targets: Sequence[tuple] | None = None
+              ) -> SimpleResultMetaData:
+    extra = list(targets) if targets else None
     if not entities:
-        return SimpleResultMetaData(list(names))
+        return SimpleResultMetaData(list(names), extra)
     filters = [id if i in entities else None for i in range(len(names))]
     try:  # SQLAlchemy 2.1
-        return SimpleResultMetaData(list(names), _create_unique_filters=lambda result: filters)
+        return SimpleResultMetaData(list(names), extra, _create_unique_filters=lambda result: filters)
     except TypeError:  # SQLAlchemy 2.0
-        return SimpleResultMetaData(list(names), _unique_filters=filters)
+        return SimpleResultMetaData(list(names), extra, _unique_filters=filters)

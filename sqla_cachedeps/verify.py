@@ -22,9 +22,10 @@ from sqlalchemy.orm import Session
 from cachedeps.keys import implied
 
 from . import identity
+from .databases import statement_connection
 from .options import EXECUTION_OPTION
 
-__all__ = ["VERIFY_OPTION", "verify_state", "verify_query"]
+__all__ = ["VERIFY_OPTION", "load_privately", "verify_state", "verify_query"]
 
 #: execution option set on every statement verify mode runs
 VERIFY_OPTION = "cachedeps_verify"
@@ -35,14 +36,16 @@ def _concurrent(inst: Any, conn: Any, position: int, deps: Any) -> Any:
 
 
 def verify_state(inst: Any, session: Session, mapper: Any, pk: Any, cached: Any, oid: str,
-                 stamp: int | None, position: int) -> None:
-    """Compare a cached object state with its row in the database (see the module docstring)."""
+                 stamp: int | None, position: int, orm_state: Any = None) -> None:
+    """Compare a cached object state with its row in the database (see the module docstring),
+    on the connection of ``orm_state``'s statement when given, else the mapper's."""
     props = [p for p in mapper.column_attrs if cached is None or p.key in cached]
     pk = tuple(pk) if isinstance(pk, (tuple, list)) else (pk,)
     stmt = select(*[p.columns[0] for p in props]).where(
         and_(*[col == value for col, value in zip(mapper.primary_key, pk)])
     ).execution_options(**{VERIFY_OPTION: True, EXECUTION_OPTION: False})
-    conn = session.connection(bind_arguments={"mapper": mapper})
+    conn = statement_connection(orm_state) if orm_state is not None else session.connection(
+        bind_arguments={"mapper": mapper})
     fresh = [tuple(row) for row in conn.execute(stmt)]
     rows = [] if cached is None else [tuple(cached[p.key] for p in props)]
     query = f"{mapper.class_.__name__} state {oid} ({', '.join(p.key for p in props)})"
@@ -51,21 +54,33 @@ def verify_state(inst: Any, session: Session, mapper: Any, pk: Any, cached: Any,
                         concurrent=_concurrent(inst, conn, position, deps))
 
 
+def load_privately(orm_state: Any, **options: Any) -> Any:
+    """Run ``orm_state``'s statement again on the session's connection (hence in its
+    transaction) in a private session, so the caller's identity map is left alone; return
+    the result encoded as a cached result is, or None when it cannot be.
+
+    ``options`` are execution options added to the uncached statement's.
+    """
+    conn = statement_connection(orm_state)
+    with Session(bind=conn, autoflush=False, expire_on_commit=False) as private:
+        result = private.execute(
+            orm_state.statement,
+            orm_state.parameters or {},
+            execution_options={EXECUTION_OPTION: False, **options},
+        )
+        try:
+            return identity.encode_result(identity.freeze(result))
+        except identity.Unsupported:
+            return None
+
+
 def verify_query(inst: Any, orm_state: Any, cached: Any, deps: Any, stamp: int | None, position: int) -> None:
     """Run a cached query's statement again in the same connection; compare the results."""
     statement = orm_state.statement
-    mapper = orm_state.bind_mapper
-    conn = orm_state.session.connection(bind_arguments={"mapper": mapper} if mapper is not None else None)
-    with Session(bind=conn, autoflush=False, expire_on_commit=False) as private:
-        result = private.execute(
-            statement,
-            orm_state.parameters or {},
-            execution_options={EXECUTION_OPTION: False, VERIFY_OPTION: True},
-        )
-        try:
-            fresh = identity.encode_result(identity.freeze(result))
-        except identity.Unsupported:
-            return
+    conn = statement_connection(orm_state)
+    fresh = load_privately(orm_state, **{VERIFY_OPTION: True})
+    if fresh is None:
+        return
     resolved = getattr(statement, "_resolved", statement)
     ordered = bool(getattr(resolved, "_order_by_clauses", ()))
     limited = None

@@ -106,6 +106,10 @@ _MARKER = ("d", "compares the execution options SQLAlchemy passes on to an eager
 _VERIFY_LOADS = ("d", "counts the class's load events; verify mode loads every hit again in a private "
                  "session, which fires them too (passes with --no-verify)")
 
+_READ_BACK = ("d", "asserts the exact statements a flush runs (assert_sql_execution, 'Additional SQL "
+              "statements remain'); the one left is cachedeps' read of the rows the flush inserted "
+              "(SELECT ... AS _cd_0 ... WHERE id IN (...)), for their keys")
+
 #: SQLAlchemy test node id (or test class) -> (class, reason); a parametrized test matches its
 #: base id, a test class named after the dialect (``UpdateDeleteTest_sqlite+pysqlite_3_40_1``)
 #: its plain name
@@ -134,6 +138,14 @@ SQLA: dict[str, tuple[str, str]] = {
         "reference cycles; the plain run fails it too when the collector has not run (alone: "
         "--compare --paths test/orm/test_cascade.py::PartialFlushTest). cachedeps holds no "
         "reference to the session (tests/sqla/test_session_lifetime.py)"),
+    "test/orm/test_unitofworkv2.py::EagerDefaultsSettingTest::test_eager_default_setting_inserts": _READ_BACK,
+    "test/orm/test_unitofworkv2.py::EagerDefaultsSettingTest::test_eager_default_setting_inserts_no_pks": _READ_BACK,
+    "test/orm/dml/test_bulk.py::BulkIssue6793Test::test_issue_6793": _READ_BACK,
+    "test/orm/test_defaults.py::ComputedDefaultsOnUpdateTest::test_insert_computed": _READ_BACK,
+    "test/orm/dml/test_orm_upd_del_basic.py::UpdateDeleteTest::test_routing_session": (
+        "d", "[fetch-*] records the clause of every Session.get_bind() call; cachedeps resolves the "
+        "bind of the 'fetch' select itself (is it the cache's database; begin the transaction, "
+        "which polls the feed) before SQLAlchemy runs it: the same Select appears more than once"),
     "test/orm/test_expire.py::ExpireTest::test_load_only_relationships": (
         "d", "[*-no_attrs-not_pk_plus_pending-*-joined] checks that refresh() put the joined-eager "
         "collection in __dict__; a refresh served from the cached row state fills the column "

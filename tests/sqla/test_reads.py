@@ -172,11 +172,16 @@ def test_a_miss_stores_database_values_not_older_identity_map_values(app):
         s.commit()  # book keeps its loaded values into the next transaction
         with app.Session.begin() as other:
             other.get(Book, 1).title = "written"
-        # As without the cache: the identity map's instance keeps its loaded attributes
+        # As without the cache, the instance in the identity map keeps its attributes (the
+        # load does not populate existing instances); what it holds is not stored.
         assert [b.title for b in s.scalars(stmt)] == ["A1", "A2"]
         assert book.title == "A1"
-    with app.Session() as s:  # ... and they were not stored as the database's
-        assert [b.title for b in s.scalars(stmt)] == ["written", "A2"]
+        # populate_existing() asks for the database's values: they are stored
+        assert [b.title for b in s.scalars(stmt.execution_options(populate_existing=True))] == ["written", "A2"]
+    for _ in range(2):  # a hit then
+        with app.Session() as s:
+            assert [b.title for b in s.scalars(stmt)] == ["written", "A2"]
+    assert app.cache.stats()["hits"] >= 1
 
 
 def test_a_miss_leaves_identity_map_instances_as_a_plain_load_does(app):
@@ -263,3 +268,53 @@ def test_relationship_cache_takes_relationships_only():
         RelationshipCache(Book.title)
     with pytest.raises(ConfigurationError, match="at least one"):
         RelationshipCache()
+
+
+def test_unnamed_columns_keep_their_place_in_a_hit(app):
+    # test/orm/test_pickled.py::TupleLabelTest::test_tuple_labeling: an anonymous alias is a
+    # column without a name; the hit's result had one column fewer than its rows' cells and
+    # uniquing its rows (as the legacy Query does) failed.
+    from sqlalchemy.orm import aliased
+
+    written = aliased(Book)
+    stmt = select(Author, written).join(Author.books.of_type(written)).order_by(Author.id, written.id)
+    for _ in range(2):  # a miss, then a hit
+        with app.Session() as s:
+            rows = s.execute(stmt.options(FromCache())).unique().all()
+            assert [(a.id, b.id) for a, b in rows] == [(1, 1), (1, 2), (2, 3)]
+            assert list(rows[0]._fields) == ["Author"]
+            legacy = s.query(Author, written).join(Author.books.of_type(written)).order_by(Author.id, written.id)
+            assert [(a.id, b.id) for a, b in legacy.options(FromCache()).all()] == [(1, 1), (1, 2), (2, 3)]
+    assert app.cache.stats()["hits"] >= 2
+
+
+def test_selects_fetched_in_batches_are_left_to_the_database(app):
+    # test/orm/test_loading.py::InstancesTest::test_cursor_close_exception_raised_in_iteration:
+    # a yield_per() select was frozen whole (every row at once, no cursor to close).
+    stmt = select(Book).order_by(Book.id).options(FromCache())
+    for options in ({"yield_per": 1}, {"stream_results": True, "max_row_buffer": 1}):
+        for _ in range(2):
+            with app.Session() as s:
+                result = s.execute(stmt.execution_options(**options))
+                assert result.raw is not None  # the cursor's own result
+                assert [row[0].id for row in result] == [1, 2, 3]
+                assert result.raw._soft_closed
+    assert app.cache.stats()["sets"] == 0
+
+
+def test_rows_of_a_hit_are_targeted_by_the_statements_expressions(app):
+    # test/orm/test_cache_key.py::RoundTripTest::test_column_targeting_core_execute: an ORM
+    # result's rows are looked up by the statement's column expressions as well as by name.
+    from sqlalchemy import case
+
+    for _ in range(2):  # a miss, then a hit
+        size = case((Book.pages > 15, "long"), else_="short")
+        stmt = select(Book, Author.name, size, Book.title).join(Author).where(Book.id == 2).options(FromCache())
+        with app.Session() as s:
+            row = s.execute(stmt).one()
+            assert row._mapping[size] == "long"
+            assert row._mapping[Book.title] == "A2"
+            assert row._mapping[Author.name] == "Ann"
+            assert row._mapping[Book].id == 2
+            assert row.title == "A2"
+    assert app.cache.stats()["hits"] >= 1
