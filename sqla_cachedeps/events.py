@@ -45,7 +45,7 @@ from . import identity
 from .analysis import primary_key_binds, read_keys, statement_mappers
 from .finer import finer_read, row_deps
 from .spelling import pk_oid
-from .databases import Databases, check_binds, namespace_of
+from .databases import Databases, check_binds, namespace_of, statement_bind, statement_connection
 from .feed import DEFAULT_TABLE, feed_for_dialect, feed_name
 from .options import EXECUTION_OPTION, FromCache, RelationshipCache
 from .verify import VERIFY_OPTION, verify_query, verify_state
@@ -352,12 +352,8 @@ class Installation:
             self._views[engine] = self._find_views(connection)
         return self._views[engine]
 
-    def views_of(self, session: Session, mapper: Any = None) -> dict[str, tuple[str, ...] | None]:
-        """Return the views known in the database ``session`` reads ``mapper`` from."""
-        try:
-            bind = session.get_bind(mapper=mapper)
-        except Exception:  # no bind resolvable: the declared ones
-            return dict(self.declared_views)
+    def views_of(self, bind: Any) -> dict[str, tuple[str, ...] | None]:
+        """Return the views known in ``bind``'s database (an engine or a connection)."""
         return self._views.get(getattr(bind, "engine", bind)) or dict(self.declared_views)
 
     # -- reads ----------------------------------------------------------------------------------
@@ -400,23 +396,27 @@ class Installation:
             return self._get(orm_state, state, refresh=False)
         return None
 
-    def _begin(self, orm_state: ORMExecuteState, state: Any) -> int | None:
-        """Make sure the transaction began (and polled); return its tid, None to bypass."""
+    def _begin(self, orm_state: ORMExecuteState, state: Any) -> tuple[int, Any] | None:
+        """Make sure the transaction began (and polled); return its tid and the statement's
+        bind, None to bypass.
+
+        The bind is the one the statement itself runs on (:func:`statement_bind`): the
+        transaction begins, and the feed is polled, on the statement's own connection.
+        """
         try:
-            bind = orm_state.session.get_bind(**(orm_state.bind_arguments or {}))
+            bind = statement_bind(orm_state)
         except Exception:  # noqa: BLE001 - no bind: the ORM raises its own error on execution
             return None
         if not self.databases.serves(bind):
             return None  # another database: its positions are not this cache's
         if state.tid is None:
-            mapper = orm_state.bind_mapper
-            orm_state.session.connection(bind_arguments={"mapper": mapper} if mapper is not None else None)
-        if state.has_writes():
+            statement_connection(orm_state, bind)
+        if state.has_writes() or state.tid is None:
             return None
         session = orm_state.session
         if session.new or session.dirty or session.deleted:
             return None  # unflushed changes (autoflush off): what a load returns is not the database's
-        return state.tid
+        return state.tid, bind
 
     def _get(self, orm_state: ORMExecuteState, state: Any, refresh: bool) -> Result | None:
         statement = orm_state.statement
@@ -441,12 +441,13 @@ class Installation:
             pk = _get_identity(mapper, orm_state)
         if pk is None:
             return None
-        tid = self._begin(orm_state, state)
-        if tid is None:
+        begun = self._begin(orm_state, state)
+        if begun is None:
             return None
-        if mapper.local_table.name in self.views_of(orm_state.session, mapper):
+        tid, bind = begun
+        if mapper.local_table.name in self.views_of(bind):
             return None  # a view: its rows change with its base tables, not under its oids
-        oid = pk_oid(mapper.local_table, tuple(pk), _dialect(orm_state))
+        oid = pk_oid(mapper.local_table, tuple(pk), bind.dialect)
         if oid is None:
             return None
         cache = self.cache
@@ -459,7 +460,7 @@ class Installation:
             cached = cache.get_state(oid)  # records the oid
         if cached is not NO_VALUE:
             if verifying:
-                verify_state(self, orm_state.session, mapper, pk, cached, oid, stamp, position)
+                verify_state(self, orm_state.session, mapper, pk, cached, oid, stamp, position, bind=bind)
             try:
                 rows = [] if cached is None else [(identity.attach(orm_state.session, mapper, cached),)]
             except (identity.Unsupported, TypeError, KeyError, AttributeError) as exc:
@@ -485,9 +486,12 @@ class Installation:
         params = orm_state.parameters or {}
         if not identity.options_reproducible(statement):
             return None  # eager loads and options carried to later loads: not cached
-        tid = self._begin(orm_state, state)
-        if tid is None:
+        if _streamed(orm_state):
+            return None  # yield_per / stream_results: read from the cursor in batches, never held whole
+        begun = self._begin(orm_state, state)
+        if begun is None:
             return None
+        tid, bind = begun
         key = self._query_key(statement, params)
         if key is None:
             return None
@@ -505,16 +509,16 @@ class Installation:
             cached = cache.get(key)  # a hit records its dependencies
         if cached is not NO_VALUE:
             if verifying:
-                verify_query(self, orm_state, cached, hit_deps, stamp, position)
+                verify_query(self, orm_state, cached, hit_deps, stamp, position, bind=bind)
             try:
                 result = identity.decode_result(orm_state.session, cached, lambda: _registries(statement))
             except (identity.Unsupported, TypeError, KeyError, AttributeError, ValueError) as exc:
                 log.debug("cached result %s unusable (%s); loading from the database", key, exc)
             else:
                 return self._carry_options(orm_state, result)
-        dialect = _dialect(orm_state)
+        dialect = bind.dialect
         plain = read_keys(statement, params, dialect)
-        deps = None if plain is None else over_views(plain, self.views_of(orm_state.session, orm_state.bind_mapper))
+        deps = None if plain is None else over_views(plain, self.views_of(bind))
         if deps is None:
             return None  # not analysable, or an undeclared view: never cached
         # Finer keys name the read's own table: not for a read over a view.
@@ -522,9 +526,12 @@ class Installation:
         if fine is None:
             cache.record(*deps)
         # Objects already in the identity map may hold values from an earlier transaction
-        # (expire_on_commit=False); the entry must hold what the database holds now.
+        # (expire_on_commit=False); the entry must hold what the database holds now. With
+        # none there, the load is left as the caller made it (later do_orm_execute
+        # listeners see the caller's options only).
+        refill = {"populate_existing": True} if len(orm_state.session.identity_map) else {}
         with _rec.accounted():  # its keys are recorded (below for finer reads)
-            result = orm_state.invoke_statement(execution_options={"populate_existing": True})
+            result = orm_state.invoke_statement(execution_options=refill)
         if identity.requires_unique(result):
             return result  # joined collections: the caller uniques it; not cached
         frozen = result.freeze()
@@ -567,7 +574,13 @@ class Installation:
             text = self._statement_cache[cache_key.key] = _statement_text(statement, cache_key)
         sql, shape, constants = text
         if cache_key.bindparams:
-            values = tuple(params.get(bp.key, bp.effective_value) for bp in cache_key.bindparams)
+            try:
+                values = tuple(params[bp.key] if bp.key in params else bp.effective_value
+                               for bp in cache_key.bindparams)
+            except Exception:  # noqa: BLE001 - a value computed at execution cannot be had now
+                # (a comparison with an object whose key is unset or expired): the statement
+                # runs uncached and raises SQLAlchemy's own error, wrapped as it wraps it
+                return None
             extracted = {bp.key for bp in cache_key.bindparams}
             extra = tuple((k, params[k]) for k in sorted(params) if k not in extracted)
         else:
@@ -729,9 +742,19 @@ def _flag(orm_state: ORMExecuteState) -> Any:
     return orm_state.execution_options.get(EXECUTION_OPTION)
 
 
-def _dialect(orm_state: ORMExecuteState) -> Any:
-    """Return the dialect ``orm_state``'s statement runs on."""
-    return orm_state.session.get_bind(**(orm_state.bind_arguments or {})).dialect
+def _streamed(orm_state: ORMExecuteState) -> bool:
+    """Return whether the caller asked for a streamed result (``yield_per``, ``stream_results``).
+
+    Such a result is read from the cursor in batches and behaves so (``unique()`` refused,
+    ``close()`` closing the cursor, memory bounded by the batch): a cached result, frozen
+    whole, is none of that. These reads run uncached.
+    """
+    local = orm_state.local_execution_options
+    merged = orm_state.execution_options
+    for name in ("yield_per", "stream_results"):
+        if local.get(name, merged.get(name)):
+            return True
+    return bool(getattr(orm_state.load_options, "_yield_per", None))
 
 
 def _registries(statement: Any) -> list[Any]:

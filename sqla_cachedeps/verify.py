@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from cachedeps.keys import implied
 
 from . import identity
+from .databases import statement_connection
 from .options import EXECUTION_OPTION
 
 __all__ = ["VERIFY_OPTION", "verify_state", "verify_query"]
@@ -35,14 +36,17 @@ def _concurrent(inst: Any, conn: Any, position: int, deps: Any) -> Any:
 
 
 def verify_state(inst: Any, session: Session, mapper: Any, pk: Any, cached: Any, oid: str,
-                 stamp: int | None, position: int) -> None:
-    """Compare a cached object state with its row in the database (see the module docstring)."""
+                 stamp: int | None, position: int, bind: Any = None) -> None:
+    """Compare a cached object state with its row in the database (see the module docstring).
+
+    ``bind``: the bind the load's statement runs on (default: the mapper's).
+    """
     props = [p for p in mapper.column_attrs if cached is None or p.key in cached]
     pk = tuple(pk) if isinstance(pk, (tuple, list)) else (pk,)
     stmt = select(*[p.columns[0] for p in props]).where(
         and_(*[col == value for col, value in zip(mapper.primary_key, pk)])
     ).execution_options(**{VERIFY_OPTION: True, EXECUTION_OPTION: False})
-    conn = session.connection(bind_arguments={"mapper": mapper})
+    conn = session.connection(bind_arguments={"bind": bind} if bind is not None else {"mapper": mapper})
     fresh = [tuple(row) for row in conn.execute(stmt)]
     rows = [] if cached is None else [tuple(cached[p.key] for p in props)]
     query = f"{mapper.class_.__name__} state {oid} ({', '.join(p.key for p in props)})"
@@ -51,11 +55,14 @@ def verify_state(inst: Any, session: Session, mapper: Any, pk: Any, cached: Any,
                         concurrent=_concurrent(inst, conn, position, deps))
 
 
-def verify_query(inst: Any, orm_state: Any, cached: Any, deps: Any, stamp: int | None, position: int) -> None:
-    """Run a cached query's statement again in the same connection; compare the results."""
+def verify_query(inst: Any, orm_state: Any, cached: Any, deps: Any, stamp: int | None, position: int,
+                 bind: Any = None) -> None:
+    """Run a cached query's statement again in the same connection; compare the results.
+
+    ``bind``: the statement's bind (:func:`~sqla_cachedeps.databases.statement_bind`).
+    """
     statement = orm_state.statement
-    mapper = orm_state.bind_mapper
-    conn = orm_state.session.connection(bind_arguments={"mapper": mapper} if mapper is not None else None)
+    conn = statement_connection(orm_state, bind)
     with Session(bind=conn, autoflush=False, expire_on_commit=False) as private:
         result = private.execute(
             statement,

@@ -54,6 +54,7 @@ from cachedeps.errors import FeedError
 from cachedeps.views import through_views
 
 from .analysis import cascaded_tables, known_tables, referencing_tables, table_write_keys, written_tables
+from .databases import statement_connection
 from .spelling import stored_select
 from .feed import feed_name
 
@@ -576,7 +577,7 @@ class Writes:
         if not _binds_given(where, params):
             return None
         table = mapper.local_table
-        conn = session.connection(bind_arguments={"mapper": mapper})
+        conn = statement_connection(orm_state)  # the statement's own: a session may route by it
         cstate = conn_state(conn)
         self._lock(conn, cstate)
         cols = list(table.primary_key.columns)
@@ -634,7 +635,7 @@ class Writes:
                 return None  # SQLAlchemy raises its own error, or runs it another way
             pks.append(_pk_value(tuple(record[n] for n in names)))
         session = orm_state.session
-        conn = session.connection(bind_arguments={"mapper": mapper})
+        conn = statement_connection(orm_state)
         cstate = conn_state(conn)
         self._lock(conn, cstate)
         try:
