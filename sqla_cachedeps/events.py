@@ -58,6 +58,8 @@ log = logging.getLogger("sqla_cachedeps")
 _QUERY_PREFIX = "sqla:q:"
 # session factory target -> its installation (one per target)
 _installed: weakref.WeakKeyDictionary[Any, Installation] = weakref.WeakKeyDictionary()
+# the execution option SQLAlchemy gives an ORM update()/delete() and its pre-fetch SELECT
+_DML_PREFETCH = "_sa_orm_update_options"
 # distinct statement shapes whose SQL text is kept for building query keys
 _MAX_STATEMENTS = 2000
 
@@ -367,6 +369,11 @@ class Installation:
             return None
         flag = _flag(orm_state)
         if flag is False:
+            return None
+        if _DML_PREFETCH in orm_state.local_execution_options or _DML_PREFETCH in orm_state.execution_options:
+            # SQLAlchemy's own SELECT of the rows an ORM update()/delete() matches
+            # (synchronize_session="fetch"): part of the write. Its last listener chooses
+            # RETURNING, which a hit would skip, syncing the session from rows matched earlier.
             return None
         session = orm_state.session
         state = session_state(session, self)
