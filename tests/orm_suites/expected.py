@@ -103,6 +103,12 @@ _MARKER = ("d", "compares the execution options SQLAlchemy passes on to an eager
 _VERIFY_LOADS = ("d", "counts the class's load events; verify mode loads every hit again in a private "
                  "session, which fires them too (passes with --no-verify)")
 
+_REINVOKED = ("d", "asserts that every Session.get_bind() call a query makes has exactly the statement's "
+              "clause and mapper; a cache miss runs the statement through "
+              "ORMExecuteState.invoke_statement() (SQLAlchemy's documented re-execution for caching), "
+              "which adds _sa_skip_events=True to the bind arguments. The clause and mapper are the "
+              "statement's own in every call (tests/sqla/test_statement_binds.py)")
+
 #: SQLAlchemy test node id (or test class) -> (class, reason); a parametrized test matches its
 #: base id, a test class named after the dialect (``UpdateDeleteTest_sqlite+pysqlite_3_40_1``)
 #: its plain name
@@ -117,6 +123,13 @@ SQLA: dict[str, tuple[str, str]] = {
     "test/orm/test_session.py::ReplaceStaleIdentityTest::test_replace_expired_identity_emits_no_sql": (
         "d", "asserts the flush emits no SELECT; cachedeps reads the old values of the row the "
         "flush deletes first"),
+    "test/orm/test_query.py::SessionBindTest": _REINVOKED,
+    "test/orm/test_bind.py::BindIntegrationTest::test_bind_through_execute": (
+        "d", "asserts the exact sequence of get_bind() and _connection_for_bind() calls one execute() "
+        "makes (_connection_for_bind mocked); cachedeps resolves the statement's bind with the same "
+        "arguments and begins the transaction on it (Session.connection(), which passes "
+        "execution_options=None) to poll the change feed before its lookup; the statement's own "
+        "execution then resolves and connects again"),
     "test/orm/test_merge.py::MergeTest::test_attribute_cascade": _VERIFY_LOADS,
     "test/orm/test_merge.py::MergeTest::test_many_to_many_cascade": _VERIFY_LOADS,
     "test/orm/test_merge.py::MergeTest::test_one_to_many_cascade": _VERIFY_LOADS,
