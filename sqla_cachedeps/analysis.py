@@ -192,7 +192,10 @@ def _constant(element: Any, params: Mapping[str, Any]) -> Any:
         if element.expanding:
             return _NO_VALUE
         if element.callable is not None or element.value is not None:
-            return element.effective_value
+            try:
+                return element.effective_value
+            except Exception:  # noqa: BLE001 - computed at execution only: no constraint known here
+                return _NO_VALUE
         return _NO_VALUE if element.required else element.value
     return _NO_VALUE
 

@@ -37,26 +37,40 @@ from cachedeps.feed import SqlFeed
 
 from .feed import feed_for_dialect
 
-__all__ = ["database_of", "describe", "namespace_of", "Databases", "check_binds", "statement_connection"]
+__all__ = ["database_of", "describe", "namespace_of", "Databases", "check_binds", "statement_bind",
+           "statement_connection"]
 
 log = logging.getLogger("sqla_cachedeps")
 
 _MEMORY = {None, "", ":memory:"}
 
 
-def statement_connection(orm_state: Any) -> Any:
-    """Return the session's connection for ``orm_state``'s statement.
-
-    Resolved with the bind arguments SQLAlchemy resolves the statement's own bind with (the
-    ``clause`` and the ``mapper``): a ``Session.get_bind()`` override may route on either.
-    """
-    return orm_state.session.connection(bind_arguments=dict(orm_state.bind_arguments or {}))
-
-
 def engine_of(bind: Any) -> Any:
     """Return the sync ``Engine`` behind an engine, a connection or an ``AsyncEngine``."""
     bind = getattr(bind, "sync_engine", bind)
     return getattr(bind, "engine", bind)
+
+
+def statement_bind(orm_state: Any) -> Any:
+    """Return the bind an ORM execution's statement runs on, resolved as SQLAlchemy does.
+
+    ``get_bind()`` gets the execution's own bind arguments (the statement as ``clause``,
+    its ``mapper``), never the mapper alone: a session may route by statement (SQLAlchemy's
+    "custom vertical partitioning": writes to a leader, reads to followers), and the cache
+    must poll, read old rows and append to the feed on the connection the statement itself
+    runs on.
+    """
+    return orm_state.session.get_bind(**(orm_state.bind_arguments or {}))
+
+
+def statement_connection(orm_state: Any, bind: Any = None) -> Any:
+    """Return the session's connection for ``orm_state``'s statement (beginning it if need be).
+
+    ``bind`` is :func:`statement_bind`'s answer when the caller has it already.
+    """
+    if bind is None:
+        bind = statement_bind(orm_state)
+    return orm_state.session.connection(bind_arguments={"bind": bind})
 
 
 def database_of(bind: Any) -> tuple:

@@ -45,7 +45,7 @@ from . import identity
 from .analysis import primary_key_binds, read_keys, statement_mappers
 from .finer import finer_read, row_deps
 from .spelling import pk_oid
-from .databases import Databases, check_binds, namespace_of, statement_connection
+from .databases import Databases, check_binds, namespace_of, statement_bind, statement_connection
 from .feed import DEFAULT_TABLE, feed_for_dialect, feed_name
 from .options import EXECUTION_OPTION, FromCache, RelationshipCache
 from .verify import VERIFY_OPTION, verify_query, verify_state
@@ -58,6 +58,8 @@ log = logging.getLogger("sqla_cachedeps")
 _QUERY_PREFIX = "sqla:q:"
 # session factory target -> its installation (one per target)
 _installed: weakref.WeakKeyDictionary[Any, Installation] = weakref.WeakKeyDictionary()
+# the execution option SQLAlchemy gives an ORM update()/delete() and its pre-fetch SELECT
+_DML_PREFETCH = "_sa_orm_update_options"
 # distinct statement shapes whose SQL text is kept for building query keys
 _MAX_STATEMENTS = 2000
 
@@ -352,12 +354,8 @@ class Installation:
             self._views[engine] = self._find_views(connection)
         return self._views[engine]
 
-    def views_of(self, session: Session, mapper: Any = None) -> dict[str, tuple[str, ...] | None]:
-        """Return the views known in the database ``session`` reads ``mapper`` from."""
-        try:
-            bind = session.get_bind(mapper=mapper)
-        except Exception:  # no bind resolvable: the declared ones
-            return dict(self.declared_views)
+    def views_of(self, bind: Any) -> dict[str, tuple[str, ...] | None]:
+        """Return the views known in ``bind``'s database (an engine or a connection)."""
         return self._views.get(getattr(bind, "engine", bind)) or dict(self.declared_views)
 
     # -- reads ----------------------------------------------------------------------------------
@@ -371,6 +369,11 @@ class Installation:
             return None
         flag = _flag(orm_state)
         if flag is False:
+            return None
+        if _DML_PREFETCH in orm_state.local_execution_options or _DML_PREFETCH in orm_state.execution_options:
+            # SQLAlchemy's own SELECT of the rows an ORM update()/delete() matches
+            # (synchronize_session="fetch"): part of the write. Its last listener chooses
+            # RETURNING, which a hit would skip, syncing the session from rows matched earlier.
             return None
         session = orm_state.session
         state = session_state(session, self)
@@ -400,22 +403,27 @@ class Installation:
             return self._get(orm_state, state, refresh=False)
         return None
 
-    def _begin(self, orm_state: ORMExecuteState, state: Any) -> int | None:
-        """Make sure the transaction began (and polled); return its tid, None to bypass."""
+    def _begin(self, orm_state: ORMExecuteState, state: Any) -> tuple[int, Any] | None:
+        """Make sure the transaction began (and polled); return its tid and the statement's
+        bind, None to bypass.
+
+        The bind is the one the statement itself runs on (:func:`statement_bind`): the
+        transaction begins, and the feed is polled, on the statement's own connection.
+        """
         try:
-            bind = orm_state.session.get_bind(**(orm_state.bind_arguments or {}))
+            bind = statement_bind(orm_state)
         except Exception:  # noqa: BLE001 - no bind: the ORM raises its own error on execution
             return None
         if not self.databases.serves(bind):
             return None  # another database: its positions are not this cache's
         if state.tid is None:
-            statement_connection(orm_state)
-        if state.has_writes():
+            statement_connection(orm_state, bind)
+        if state.has_writes() or state.tid is None:
             return None
         session = orm_state.session
         if session.new or session.dirty or session.deleted:
             return None  # unflushed changes (autoflush off): what a load returns is not the database's
-        return state.tid
+        return state.tid, bind
 
     def _get(self, orm_state: ORMExecuteState, state: Any, refresh: bool) -> Result | None:
         statement = orm_state.statement
@@ -440,12 +448,13 @@ class Installation:
             pk = _get_identity(mapper, orm_state)
         if pk is None:
             return None
-        tid = self._begin(orm_state, state)
-        if tid is None:
+        begun = self._begin(orm_state, state)
+        if begun is None:
             return None
-        if mapper.local_table.name in self.views_of(orm_state.session, mapper):
+        tid, bind = begun
+        if mapper.local_table.name in self.views_of(bind):
             return None  # a view: its rows change with its base tables, not under its oids
-        oid = pk_oid(mapper.local_table, tuple(pk), _dialect(orm_state))
+        oid = pk_oid(mapper.local_table, tuple(pk), bind.dialect)
         if oid is None:
             return None
         cache = self.cache
@@ -458,7 +467,7 @@ class Installation:
             cached = cache.get_state(oid)  # records the oid
         if cached is not NO_VALUE:
             if verifying:
-                verify_state(self, orm_state.session, mapper, pk, cached, oid, stamp, position, orm_state)
+                verify_state(self, orm_state.session, mapper, pk, cached, oid, stamp, position, bind=bind)
             try:
                 rows = [] if cached is None else [
                     (identity.attach(orm_state.session, mapper, cached, identity.load_context(statement)),)]
@@ -493,9 +502,10 @@ class Installation:
             return None  # rows fetched in batches: a cached copy would hold them all at once
         if not identity.options_reproducible(statement):
             return None  # eager loads and options carried to later loads: not cached
-        tid = self._begin(orm_state, state)
-        if tid is None:
+        begun = self._begin(orm_state, state)
+        if begun is None:
             return None
+        tid, bind = begun
         key = self._query_key(statement, params)
         if key is None:
             return None
@@ -513,7 +523,7 @@ class Installation:
             cached = cache.get(key)  # a hit records its dependencies
         if cached is not NO_VALUE:
             if verifying:
-                verify_query(self, orm_state, cached, hit_deps, stamp, position)
+                verify_query(self, orm_state, cached, hit_deps, stamp, position, bind=bind)
             try:
                 result = identity.decode_result(orm_state.session, cached, lambda: _registries(statement),
                                                 identity.load_context(statement), identity.column_targets(statement))
@@ -521,9 +531,9 @@ class Installation:
                 log.debug("cached result %s unusable (%s); loading from the database", key, exc)
             else:
                 return self._carry_options(orm_state, result)
-        dialect = _dialect(orm_state)
+        dialect = bind.dialect
         plain = read_keys(statement, params, dialect)
-        deps = None if plain is None else over_views(plain, self.views_of(orm_state.session, orm_state.bind_mapper))
+        deps = None if plain is None else over_views(plain, self.views_of(bind))
         if deps is None:
             return None  # not analysable, or an undeclared view: never cached
         # Finer keys name the read's own table: not for a read over a view.
@@ -765,16 +775,18 @@ def _flag(orm_state: ORMExecuteState) -> Any:
 
 
 def _streamed(orm_state: ORMExecuteState) -> bool:
-    """Return whether a select's rows are fetched in batches (``yield_per``, ``stream_results``)."""
-    if getattr(orm_state.load_options, "_yield_per", None):
-        return True
-    return any(options.get(name) for options in (orm_state.local_execution_options, orm_state.execution_options)
-               for name in ("yield_per", "stream_results"))
+    """Return whether the caller asked for a streamed result (``yield_per``, ``stream_results``).
 
-
-def _dialect(orm_state: ORMExecuteState) -> Any:
-    """Return the dialect ``orm_state``'s statement runs on."""
-    return orm_state.session.get_bind(**(orm_state.bind_arguments or {})).dialect
+    Such a result is read from the cursor in batches and behaves so (``unique()`` refused,
+    ``close()`` closing the cursor, memory bounded by the batch): a cached result, frozen
+    whole, is none of that. These reads run uncached.
+    """
+    local = orm_state.local_execution_options
+    merged = orm_state.execution_options
+    for name in ("yield_per", "stream_results"):
+        if local.get(name, merged.get(name)):
+            return True
+    return bool(getattr(orm_state.load_options, "_yield_per", None))
 
 
 def _registries(statement: Any) -> list[Any]:

@@ -36,16 +36,17 @@ def _concurrent(inst: Any, conn: Any, position: int, deps: Any) -> Any:
 
 
 def verify_state(inst: Any, session: Session, mapper: Any, pk: Any, cached: Any, oid: str,
-                 stamp: int | None, position: int, orm_state: Any = None) -> None:
-    """Compare a cached object state with its row in the database (see the module docstring),
-    on the connection of ``orm_state``'s statement when given, else the mapper's."""
+                 stamp: int | None, position: int, bind: Any = None) -> None:
+    """Compare a cached object state with its row in the database (see the module docstring).
+
+    ``bind``: the bind the load's statement runs on (default: the mapper's).
+    """
     props = [p for p in mapper.column_attrs if cached is None or p.key in cached]
     pk = tuple(pk) if isinstance(pk, (tuple, list)) else (pk,)
     stmt = select(*[p.columns[0] for p in props]).where(
         and_(*[col == value for col, value in zip(mapper.primary_key, pk)])
     ).execution_options(**{VERIFY_OPTION: True, EXECUTION_OPTION: False})
-    conn = statement_connection(orm_state) if orm_state is not None else session.connection(
-        bind_arguments={"mapper": mapper})
+    conn = session.connection(bind_arguments={"bind": bind} if bind is not None else {"mapper": mapper})
     fresh = [tuple(row) for row in conn.execute(stmt)]
     rows = [] if cached is None else [tuple(cached[p.key] for p in props)]
     query = f"{mapper.class_.__name__} state {oid} ({', '.join(p.key for p in props)})"
@@ -54,14 +55,15 @@ def verify_state(inst: Any, session: Session, mapper: Any, pk: Any, cached: Any,
                         concurrent=_concurrent(inst, conn, position, deps))
 
 
-def load_privately(orm_state: Any, **options: Any) -> Any:
-    """Run ``orm_state``'s statement again on the session's connection (hence in its
+def load_privately(orm_state: Any, bind: Any = None, **options: Any) -> Any:
+    """Run ``orm_state``'s statement again on its connection (hence in the session's
     transaction) in a private session, so the caller's identity map is left alone; return
     the result encoded as a cached result is, or None when it cannot be.
 
-    ``options`` are execution options added to the uncached statement's.
+    ``bind``: the statement's bind (:func:`~sqla_cachedeps.databases.statement_bind`), when the
+    caller has it. ``options`` are execution options added to the uncached statement's.
     """
-    conn = statement_connection(orm_state)
+    conn = statement_connection(orm_state, bind)
     with Session(bind=conn, autoflush=False, expire_on_commit=False) as private:
         result = private.execute(
             orm_state.statement,
@@ -74,11 +76,15 @@ def load_privately(orm_state: Any, **options: Any) -> Any:
             return None
 
 
-def verify_query(inst: Any, orm_state: Any, cached: Any, deps: Any, stamp: int | None, position: int) -> None:
-    """Run a cached query's statement again in the same connection; compare the results."""
+def verify_query(inst: Any, orm_state: Any, cached: Any, deps: Any, stamp: int | None, position: int,
+                 bind: Any = None) -> None:
+    """Run a cached query's statement again in the same connection; compare the results.
+
+    ``bind``: the statement's bind (:func:`~sqla_cachedeps.databases.statement_bind`).
+    """
     statement = orm_state.statement
-    conn = statement_connection(orm_state)
-    fresh = load_privately(orm_state, **{VERIFY_OPTION: True})
+    conn = statement_connection(orm_state, bind)
+    fresh = load_privately(orm_state, bind, **{VERIFY_OPTION: True})
     if fresh is None:
         return
     resolved = getattr(statement, "_resolved", statement)

@@ -56,8 +56,8 @@ from cachedeps.errors import FeedError
 from cachedeps.views import through_views
 
 from .analysis import cascaded_tables, known_tables, referencing_tables, table_write_keys, written_tables
-from .spelling import stored_select
 from .databases import statement_connection
+from .spelling import stored_select
 from .feed import feed_name
 
 if TYPE_CHECKING:
@@ -604,7 +604,7 @@ class Writes:
         if not _binds_given(where, params):
             return None
         table = mapper.local_table
-        conn = statement_connection(orm_state)
+        conn = statement_connection(orm_state)  # the statement's own: a session may route by it
         cstate = conn_state(conn)
         self._lock(conn, cstate)
         cols = list(table.primary_key.columns)

@@ -109,6 +109,11 @@ _VERIFY_LOADS = ("d", "counts the class's load events; verify mode loads every h
 _READ_BACK = ("d", "asserts the exact statements a flush runs (assert_sql_execution, 'Additional SQL "
               "statements remain'); the one left is cachedeps' read of the rows the flush inserted "
               "(SELECT ... AS _cd_0 ... WHERE id IN (...)), for their keys")
+_REINVOKED = ("d", "asserts that every Session.get_bind() call a query makes has exactly the statement's "
+              "clause and mapper; a cache miss runs the statement through "
+              "ORMExecuteState.invoke_statement() (SQLAlchemy's documented re-execution for caching), "
+              "which adds _sa_skip_events=True to the bind arguments. The clause and mapper are the "
+              "statement's own in every call (tests/sqla/test_statement_binds.py)")
 
 #: SQLAlchemy test node id (or test class) -> (class, reason); a parametrized test matches its
 #: base id, a test class named after the dialect (``UpdateDeleteTest_sqlite+pysqlite_3_40_1``)
@@ -129,6 +134,13 @@ SQLA: dict[str, tuple[str, str]] = {
         "rows becoming objects of a discarded identity map; a cached read is buffered (a miss reads "
         "every row to store it, a hit is built from the entry): its objects joined the session while "
         "it was open, as with Result.freeze()"),
+    "test/orm/test_query.py::SessionBindTest": _REINVOKED,
+    "test/orm/test_bind.py::BindIntegrationTest::test_bind_through_execute": (
+        "d", "asserts the exact sequence of get_bind() and _connection_for_bind() calls one execute() "
+        "makes (_connection_for_bind mocked); cachedeps resolves the statement's bind with the same "
+        "arguments and begins the transaction on it (Session.connection(), which passes "
+        "execution_options=None) to poll the change feed before its lookup; the statement's own "
+        "execution then resolves and connects again"),
     "test/orm/test_merge.py::MergeTest::test_attribute_cascade": _VERIFY_LOADS,
     "test/orm/test_merge.py::MergeTest::test_many_to_many_cascade": _VERIFY_LOADS,
     "test/orm/test_merge.py::MergeTest::test_one_to_many_cascade": _VERIFY_LOADS,
