@@ -568,7 +568,7 @@ class Installation:
             if not orm_state.session.expire_on_commit:
                 _rec.poison("a load returned instances a session kept from an earlier transaction")
             with _rec.accounted():  # the rows' own values, under the keys recorded
-                stored = identity.database_values(orm_state.session, kept)
+                stored = identity.database_values(orm_state.session, kept, bind)
             if stored is None:
                 return frozen()
         try:

@@ -286,12 +286,12 @@ def not_from_rows(frozen: FrozenResult, runid: Any, expired: frozenset[Any]) -> 
 MAX_REREAD = 500
 
 
-def database_values(session: Session, states: Sequence[Any]) -> dict[Any, dict[str, Any]] | None:
+def database_values(session: Session, states: Sequence[Any], bind: Any = None) -> dict[Any, dict[str, Any]] | None:
     """Read the loaded columns of ``states`` from the database (by primary key).
 
     For a result to store whose instances were already in the identity map
-    (:func:`not_from_rows`): what a load of these rows gives, on the session's connection,
-    hence in its transaction. None when they cannot all be read so (a mapper whose rows are
+    (:func:`not_from_rows`): what a load of these rows gives, on the session's connection to
+    ``bind`` (the statement's; default: each mapper's), hence in its transaction. None when they cannot all be read so (a mapper whose rows are
     not cached by oid, a row gone): the result is then not stored.
     """
     if len(states) > MAX_REREAD:
@@ -307,7 +307,7 @@ def database_values(session: Session, states: Sequence[Any]) -> dict[Any, dict[s
         pk_cols = list(mapper.primary_key)
         stmt = select(*pk_cols, *[p.columns[0] for p in props]).where(
             or_(*[and_(*[col == value for col, value in zip(pk_cols, s.identity)]) for s in group]))
-        conn = session.connection(bind_arguments={"mapper": mapper})
+        conn = session.connection(bind_arguments={"bind": bind} if bind is not None else {"mapper": mapper})
         width = len(pk_cols)
         rows = {tuple(row[:width]): dict(zip((p.key for p in props), row[width:])) for row in conn.execute(stmt)}
         for state in group:
