@@ -256,7 +256,9 @@ def test_evictions_take_entries_and_sets_without_errors(redis_factory):
         store.set(f"d:e{i}", b"x" * 20_000)
         store.link(f"t:e{i}", [f"d:e{i}"])
     assert store.stats()["evictions"] > 0
-    assert store.get("d:e0") is None
+    # Redis evicts by an approximated LRU (sampling keys): which entries went varies, not
+    # that some did and that reading them is a plain miss
+    assert sum(store.get(f"d:e{i}") is None for i in range(600)) > 0
     assert store.invalidate([f"t:e{i}" for i in range(600)]) <= 600
     store.close()
 

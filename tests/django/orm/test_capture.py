@@ -178,3 +178,26 @@ def test_migration_operation_installs_and_reverses(engine):
     with connection.schema_editor() as editor:
         op.database_backwards("testapp", editor, state, state)
     assert not any(st.installed for st in capture.status())
+
+
+def test_a_cached_model_without_its_table_yet_is_left_out(engine):
+    """``InstallCapture()`` in a migration that runs before the one creating a model's table,
+    or a model the database was not migrated for: install covers the tables that exist and
+    does not fail; the table is covered by installing again once it exists."""
+    from tests.django.testapp.models import Wrapped
+
+    table = Wrapped._meta.db_table
+    with connection.schema_editor() as editor:
+        editor.alter_db_table(Wrapped, table, table + "_away")
+    try:
+        installed = {t.name for t in capture.install()}
+        assert table not in installed and "author" in installed
+        assert table not in {st.table for st in capture.status()}
+    finally:
+        capture.remove()
+        with connection.schema_editor() as editor:
+            editor.alter_db_table(Wrapped, table + "_away", table)
+    try:
+        assert table in {t.name for t in capture.install()}
+    finally:
+        capture.remove()
