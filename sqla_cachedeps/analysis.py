@@ -26,6 +26,7 @@ from __future__ import annotations
 import weakref
 from typing import Any, Iterable, Mapping
 
+from sqlalchemy import exc
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper
 from sqlalchemy.orm.exc import UnmappedError
@@ -336,13 +337,15 @@ def _acting(metadata: Any, table: Any, deletes: tuple[bool, ...]) -> list[tuple[
     out = []
     for child in metadata.tables.values():
         for constraint in child.foreign_key_constraints:
-            if constraint.referred_table is not table:
+            actions = [constraint.ondelete if delete else constraint.onupdate for delete in deletes]
+            if not any(a and a.upper() not in ("RESTRICT", "NO ACTION") for a in actions):
                 continue
-            for delete in deletes:
-                action = constraint.ondelete if delete else constraint.onupdate
-                if action and action.upper() not in ("RESTRICT", "NO ACTION"):
-                    out.append((child, [e.column.name for e in constraint.elements]))
-                    break
+            try:
+                referred = constraint.referred_table
+            except exc.NoReferencedTableError:  # a table this metadata does not hold: not ``table``
+                continue
+            if referred is table:
+                out.append((child, [e.column.name for e in constraint.elements]))
     return out
 
 

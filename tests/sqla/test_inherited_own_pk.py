@@ -160,3 +160,20 @@ def test_key_change_cascaded_two_levels_down(make_app):
     for a in (app, other):
         with a.Session() as s:
             assert s.scalars(desks).all() == ["south"]
+
+
+def test_foreign_keys_to_tables_the_metadata_does_not_hold_are_not_followed():
+    """A foreign key naming a table of another MetaData (or none yet) is no action on this
+    table's rows: following cascades must not resolve it (SQLAlchemy raises
+    NoReferencedTableError there, through every flush)."""
+    from sqlalchemy import MetaData
+
+    from sqla_cachedeps.analysis import cascaded_tables
+
+    md = MetaData()
+    x = Table("x", md, Column("id", Integer, primary_key=True))
+    Table("b", md, Column("id", Integer, primary_key=True), Column("a_id", ForeignKey("a.id")),
+          Column("a2_id", ForeignKey("a.id", ondelete="CASCADE")))
+    Table("c", md, Column("id", Integer, primary_key=True), Column("x_id", ForeignKey("x.id", ondelete="CASCADE")))
+    assert cascaded_tables(x, delete=True) == [("c", ["id"])]
+    assert cascaded_tables(x, delete=False) == []
