@@ -361,6 +361,12 @@ class Installation:
     # -- reads ----------------------------------------------------------------------------------
 
     def _do_orm_execute(self, orm_state: ORMExecuteState) -> Result | None:
+        if _followed(orm_state.session):
+            # A do_orm_execute listener runs after this one (one of the session's own, or
+            # added later): it may change the statement, its parameters or options, or answer
+            # with a result of its own, none of which this listener would see. Reads run
+            # uncached, writes emit their tables' keys (before_cursor_execute).
+            return None
         if orm_state.is_update or orm_state.is_delete:
             if _flag(orm_state) is False:
                 return None
@@ -772,6 +778,18 @@ def _flag(orm_state: ORMExecuteState) -> Any:
     if EXECUTION_OPTION in local:
         return local[EXECUTION_OPTION]
     return orm_state.execution_options.get(EXECUTION_OPTION)
+
+
+def _followed(session: Any) -> bool:
+    """Return whether a ``do_orm_execute`` listener that is not an installation's runs after
+    the installations' listeners on ``session``."""
+    seen = False
+    for fn in session.dispatch.do_orm_execute:
+        if isinstance(getattr(fn, "__self__", None), Installation):
+            seen = True
+        elif seen:
+            return True
+    return False
 
 
 def _streamed(orm_state: ORMExecuteState) -> bool:

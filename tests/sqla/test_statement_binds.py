@@ -180,3 +180,31 @@ def test_the_rows_an_orm_update_matches_are_fetched_from_the_database(make_app, 
         s.commit()
     with app.Session() as s:
         assert [b.title for b in s.scalars(select(Book).order_by(Book.id))] == ["A1", "X", "X"]
+
+
+def test_a_listener_after_the_caches_own_keeps_its_changes(app):
+    """A session's own do_orm_execute listener runs after the installation's (class-level)
+    one: what it changes (here the parameters, SQLAlchemy's #12921) is not in the cache's
+    key, so the read runs uncached and a write emits its table's keys
+    (SQLAlchemy's test_events.py::ORMExecuteTest::test_mutate_parameters)."""
+    one = select(Book.title).where(Book.id == 1).execution_options(cachedeps=True)
+    three = select(Book.title).where(Book.id == 3).execution_options(cachedeps=True)
+
+    def to_book_3(ctx):
+        ctx.parameters = {**(ctx.parameters or {}), "id_1": 3}
+
+    with app.Session() as s:
+        event.listen(s, "do_orm_execute", to_book_3)
+        assert s.scalars(one, {"id_1": 1}).all() == ["B1"]  # the listener's parameters
+        assert s.scalars(one, {"id_1": 1}).all() == ["B1"]
+    for _ in range(2):
+        with app.Session() as s:  # no listener: book 1, never the listener's row
+            assert s.scalars(one).all() == ["A1"]
+            assert s.scalars(three).all() == ["B1"]
+    with app.Session() as s:
+        event.listen(s, "do_orm_execute", to_book_3)
+        s.execute(update(Book).where(Book.id == 1).values(title="never"), {"id_1": 1})
+        s.commit()
+    with app.Session() as s:  # the listener moved the update to book 3: its reads see it
+        assert s.scalars(one).all() == ["A1"]
+        assert s.scalars(three).all() == ["never"]
