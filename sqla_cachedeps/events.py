@@ -512,7 +512,7 @@ class Installation:
         if begun is None:
             return None
         tid, bind = begun
-        key = self._query_key(statement, params)
+        key = self._query_key(statement, params, _shaping_load_options(orm_state))
         if key is None:
             return None
         cache = self.cache
@@ -599,7 +599,9 @@ class Installation:
                     continue
         return frozen()
 
-    def _query_key(self, statement: Any, params: Any) -> str | None:
+    def _query_key(self, statement: Any, params: Any, load: tuple = ()) -> str | None:
+        """``load``: the load options that shape the result (:func:`_shaping_load_options`), which
+        the statement's own cache key leaves out."""
         cache_key = statement._generate_cache_key()
         if cache_key is None:
             return None
@@ -624,7 +626,7 @@ class Installation:
         else:
             values = tuple(params[k] for k in sorted(params))
             extra = ()
-        return query_key(_QUERY_PREFIX, sql, values, shape, constants, extra)
+        return query_key(_QUERY_PREFIX, sql, values, shape, constants, extra + load)
 
 
 _VIEW_SQL = {
@@ -778,6 +780,18 @@ def _flag(orm_state: ORMExecuteState) -> Any:
     if EXECUTION_OPTION in local:
         return local[EXECUTION_OPTION]
     return orm_state.execution_options.get(EXECUTION_OPTION)
+
+
+#: load options of a legacy ``Query`` that change what its rows are, not its SQL
+_SHAPING_LOAD_OPTIONS = ("_only_return_tuples", "_legacy_uniquing")
+
+
+def _shaping_load_options(orm_state: ORMExecuteState) -> tuple:
+    """Return the load options that shape ``orm_state``'s result (``Query.only_return_tuples()``:
+    rows, not entities), as ``(name, value)`` pairs: two reads that differ only in them share
+    SQL and parameters, never an entry."""
+    load = orm_state.local_execution_options.get("_sa_orm_load_options")
+    return tuple((name, bool(getattr(load, name, False))) for name in _SHAPING_LOAD_OPTIONS)
 
 
 def _followed(session: Any) -> bool:

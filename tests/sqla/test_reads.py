@@ -318,3 +318,17 @@ def test_rows_of_a_hit_are_targeted_by_the_statements_expressions(app):
             assert row._mapping[Book].id == 2
             assert row.title == "A2"
     assert app.cache.stats()["hits"] >= 1
+
+
+def test_a_query_returning_tuples_never_shares_the_entity_querys_entry(app):
+    """``Query.only_return_tuples(True)`` has the SQL and parameters of the plain query, and
+    rows instead of entities: its key tells them apart (SQLAlchemy's
+    test_query.py::OnlyReturnTuplesTest, on PostgreSQL's test order)."""
+    from collections.abc import Sequence
+
+    for _ in range(2):
+        with app.Session() as s:
+            q = s.query(Book).filter(Book.id == 1).execution_options(cachedeps=True)
+            assert isinstance(q.first(), Book)
+            row = q.only_return_tuples(True).first()
+            assert isinstance(row, Sequence) and isinstance(row[0], Book)
