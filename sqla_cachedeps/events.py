@@ -484,6 +484,7 @@ class Installation:
         # The one instance this load may return: already there and fully expired, it is
         # filled from the row (an instance holding loaded values is not stored).
         expired = identity.expired_states(orm_state.session, [mapper.identity_key_from_primary_key(tuple(pk))])
+        before = frozenset(orm_state.session.identity_map.keys())
         with _rec.accounted():  # the oid was recorded by get_state
             result = orm_state.invoke_statement()
         if identity.requires_unique(result):
@@ -491,7 +492,7 @@ class Installation:
         runid = identity.load_run(result)
         frozen = result.freeze()
         objs = [row[0] for row in frozen()]
-        if len(objs) <= 1 and identity.not_from_rows(frozen, runid, expired) == []:
+        if len(objs) <= 1 and identity.not_from_rows(frozen, runid, expired, before) == []:
             try:
                 value = identity.encode_state(objs[0]) if objs else None
             except identity.Unsupported:
@@ -552,6 +553,7 @@ class Installation:
         # transaction (expire_on_commit=False) or the caller's own (merge(load=False)):
         # the entry stores their rows' values, read again (identity.database_values).
         expired = identity.expired_states(orm_state.session)
+        before = frozenset(orm_state.session.identity_map.keys())
         with _rec.accounted():  # its keys are recorded (below for finer reads)
             result = orm_state.invoke_statement()
         if identity.requires_unique(result):
@@ -562,7 +564,7 @@ class Installation:
             # Change keys and the oids of the rows returned (sqla_cachedeps.finer).
             deps = list(row_deps(fine, list(frozen()), dialect) or deps)
             cache.record(*deps)
-        kept = identity.not_from_rows(frozen, runid, expired)
+        kept = identity.not_from_rows(frozen, runid, expired, before)
         if kept is None:
             return frozen()
         stored = None

@@ -257,7 +257,8 @@ def load_run(result: Result) -> Any:
     return getattr(getattr(result, "context", None), "runid", None)
 
 
-def not_from_rows(frozen: FrozenResult, runid: Any, expired: frozenset[Any]) -> list[Any] | None:
+def not_from_rows(frozen: FrozenResult, runid: Any, expired: frozenset[Any],
+                  before: frozenset[Any] = frozenset()) -> list[Any] | None:
     """Return the entity states of a loaded result whose columns were not all filled by it.
 
     The ORM's loader fills an instance from its row when the load created it (or
@@ -266,7 +267,9 @@ def not_from_rows(frozen: FrozenResult, runid: Any, expired: frozenset[Any]) -> 
     keep what they held, perhaps values of an earlier transaction (``expire_on_commit=False``)
     or the caller's own (``merge(load=False)``), which must not be stored as the database's.
     An instance fully expired before the load (``expired``) had every column filled.
-    None: not an ORM load (no run id) holding entities.
+    Without the load's run id (SQLAlchemy 2.0's results do not carry their context), an
+    instance counts as filled when its identity was not in the identity map before the load
+    (``before``: created by it) or it was fully expired.
     """
     out: dict[Any, None] = {}
     for row in frozen():
@@ -276,8 +279,9 @@ def not_from_rows(frozen: FrozenResult, runid: Any, expired: frozenset[Any]) -> 
             except Exception:  # noqa: BLE001 - not an entity
                 continue
             if runid is None:
-                return None
-            if state.runid != runid and state not in expired:
+                if state.key in before and state not in expired:
+                    out[state] = None
+            elif state.runid != runid and state not in expired:
                 out[state] = None
     return list(out)
 

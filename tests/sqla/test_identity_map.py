@@ -5,6 +5,7 @@ WithExpressionTest and test_merge.py::MergeTest::test_option_state)."""
 from __future__ import annotations
 
 import pytest
+import sqlalchemy
 from sqlalchemy import Integer, inspect, null, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, defer, mapped_column, query_expression, with_expression
 
@@ -47,7 +48,9 @@ def test_a_load_keeps_the_loaded_attributes_of_instances_in_the_session(depot):
             assert s.scalars(by_sum.execution_options(populate_existing=True)).one().total == 3
     with depot.Session() as s:  # what was stored for by_sum is the database's
         assert s.scalars(by_sum).one().total == 3
-    assert depot.cache.stats()["hits"] >= 2
+    # SQLAlchemy 2.0 results carry no load run id: an instance in the session before the load
+    # counts as not filled by it, so by_sum's entry is stored by a later miss only
+    assert depot.cache.stats()["hits"] >= (2 if sqlalchemy.__version__ >= "2.1" else 1)
 
 
 def test_a_load_fills_attributes_expired_alone(depot):
