@@ -8,7 +8,11 @@ digits; JSON, floats, collations that are not binary and unknown types have no e
 spelling), else on the table key. Tables read inside subqueries, aliases or CTEs are
 unconstrained by the outer ``WHERE`` and always give their table key; so does every table
 of a statement holding an outer join (a condition on its nullable side does not restrict
-the rows of the others: :mod:`cachedeps.algebra`).
+the rows of the others: :mod:`cachedeps.algebra`). Tables an ORM relationship join reaches
+(``join(A.bs)``: the target's tables, a ``secondary`` table) are named by the statement only
+after the ORM compiles it, and are taken from its setup joins: each keeps the top-level
+``WHERE``'s constraint when it is read once, as itself, under an inner join, else (aliases,
+``of_type()``, self-referential joins, tables of custom join conditions) its table key.
 
 A statement this module cannot see through (textual SQL in a ``FROM`` or ``WHERE``,
 ``from_statement``) is not cacheable: :func:`read_keys` returns ``None``.
@@ -99,6 +103,11 @@ def read_keys(
             top[element.name] = None
         elif element is not statement and isinstance(element, (AliasedReturnsRows, SelectBase)):
             nested.update(t.name for t in visitors.iterate(element) if isinstance(t, TableClause))
+    joins = _setup_join_tables(statement)
+    if joins is None:
+        return None
+    joined, unconstrained = joins
+    nested.update(unconstrained)
     for mapper in statement_mappers(statement):
         for table in mapper_extra_tables(mapper):
             nested.add(table)
@@ -122,10 +131,114 @@ def read_keys(
             out.extend(algebra.table_deps(algebra.TableRead(table, column, kind, (value,))))
         else:
             out.append(keys.table_key(table))
-    for table in nested:
-        if table not in top:
+    for table in (*nested, *joined):
+        if table not in top and keys.table_key(table) not in out:
             out.append(keys.table_key(table))
     return out
+
+
+def _setup_join_tables(statement: Any) -> tuple[set[str], set[str]] | None:
+    """Return the tables an ORM ``join()``/``outerjoin()`` reads, or ``None`` when unknown.
+
+    ``select(A).join(A.bs)`` names ``B``'s table (and a many-to-many ``secondary`` table)
+    only at compile time, when the ORM turns the relationship into its ``ON`` clause: the
+    statement's own clauses do not hold them. Returns ``(joined, unconstrained)``: a table
+    in ``joined`` is read once, as itself, under an inner join, so the top-level ``WHERE``
+    restricts its rows as it restricts a table of the ``FROM`` list; a table in
+    ``unconstrained`` is read under an alias (``aliased()``, ``of_type()``, the ORM's own
+    alias of a self-referential join), more than once, or through a custom join condition,
+    and depends on its table key.
+    """
+    joins = (*getattr(statement, "_setup_joins", ()), *getattr(statement, "_legacy_setup_joins", ()))
+    if not joins:
+        return set(), set()
+    base: set[str] = set()
+    try:
+        froms = (*statement.columns_clause_froms, *getattr(statement, "_from_obj", ()))
+    except Exception:
+        return None
+    for element in froms:
+        if not _clause_tables(element, base):
+            return None
+    seen: dict[str, int] = {}
+    unconstrained: set[str] = set()
+    for entry in joins:
+        reached: set[str] = set()
+        for part in entry:
+            if part is None or isinstance(part, Mapping):
+                continue
+            if not _part_tables(part, reached, unconstrained):
+                return None
+        for table in reached:
+            seen[table] = seen.get(table, 0) + 1
+    joined = {t for t, n in seen.items() if n == 1 and t not in base and t not in unconstrained}
+    unconstrained.update(t for t in seen if t not in joined)
+    return joined, unconstrained
+
+
+def _part_tables(part: Any, reached: set[str], unconstrained: set[str]) -> bool:
+    """Add the tables a setup join's target, ``ON`` clause or left side reads.
+
+    Returns ``False`` for a part this module cannot see through.
+    """
+    prop = getattr(part, "property", None)
+    if prop is not None and hasattr(prop, "mapper") and hasattr(prop, "secondary"):
+        of_type = getattr(part, "_of_type", None)
+        if of_type is not None:
+            info = sa_inspect(of_type, raiseerr=False)
+            if info is None or not _entity_tables(info, reached, unconstrained):
+                return False
+        if not _entity_tables(prop.entity, reached, unconstrained):
+            return False
+        own = {t.name for t in prop.parent.tables} | {t.name for t in prop.mapper.tables}
+        if prop.secondary is not None:
+            if not _clause_tables(prop.secondary, reached):
+                return False
+            _clause_tables(prop.secondary, own)
+        if {t.name for t in prop.parent.tables} & {t.name for t in prop.mapper.tables}:
+            # self-referential: the ORM joins the target under an alias of its own
+            unconstrained.update(t.name for t in prop.mapper.tables)
+        for clause in (prop.primaryjoin, prop.secondaryjoin):
+            extra: set[str] = set()
+            if clause is not None and not _clause_tables(clause, extra):
+                return False  # a custom join condition may name tables of its own
+            unconstrained.update(extra - own)
+        return True
+    if isinstance(part, str):
+        return False  # a relationship named by string (legacy): not resolvable here
+    info = sa_inspect(part, raiseerr=False)
+    if info is not None and (getattr(info, "is_mapper", False) or getattr(info, "is_aliased_class", False)):
+        return _entity_tables(info, reached, unconstrained)
+    if isinstance(part, TableClause):
+        reached.add(part.name)
+        return True
+    return _clause_tables(part, unconstrained)
+
+
+def _entity_tables(info: Any, reached: set[str], unconstrained: set[str]) -> bool:
+    """Add the tables of a mapper or an ``aliased()`` entity (and its selectable)."""
+    mapper = info.mapper
+    unconstrained.update(mapper_extra_tables(mapper))
+    if getattr(info, "is_aliased_class", False):
+        unconstrained.update(t.name for t in mapper.tables)
+        return _clause_tables(info.selectable, unconstrained)
+    reached.update(t.name for t in mapper.tables)
+    return True
+
+
+def _clause_tables(clause: Any, out: set[str]) -> bool:
+    try:
+        elements = list(visitors.iterate(clause))
+    except Exception:
+        return False
+    for element in elements:
+        if isinstance(element, (TextClause, TextualSelect)):
+            return False
+        if isinstance(element, ColumnClause) and element.is_literal and element.name != "*":
+            return False
+        if isinstance(element, TableClause):
+            out.add(element.name)
+    return True
 
 
 def _outer_setup_joins(statement: Any) -> bool:
