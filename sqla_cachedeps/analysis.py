@@ -40,6 +40,7 @@ from sqlalchemy.sql.elements import (
     BinaryExpression,
     BindParameter,
     BooleanClauseList,
+    ClauseElement,
     ColumnClause,
     False_,
     Null,
@@ -112,14 +113,11 @@ def read_keys(
         for table in mapper_extra_tables(mapper):
             nested.add(table)
     for option in getattr(statement, "_with_options", ()):
-        # with_loader_criteria(): criteria the ORM adds to the WHERE at compile time
-        criteria = getattr(option, "where_criteria", None)
-        if criteria is not None:
-            for element in visitors.iterate(criteria):
-                if isinstance(element, TextClause):
-                    return None
-                if isinstance(element, TableClause):
-                    nested.add(element.name)
+        # with_loader_criteria(): criteria the ORM adds to the WHERE at compile time;
+        # with_expression() and relationship.and_(): SQL a loader option puts in the query
+        for clause in _option_clauses(option):
+            if not _clause_tables(clause, nested):
+                return None
     if not top and not nested:
         return None
     constraints = {} if outer else _constraints(getattr(statement, "whereclause", None), params or {}, dialect)
@@ -134,6 +132,20 @@ def read_keys(
     for table in (*nested, *joined):
         if table not in top and keys.table_key(table) not in out:
             out.append(keys.table_key(table))
+    return out
+
+
+def _option_clauses(option: Any) -> list[Any]:
+    """Return the SQL expressions an ORM option adds to the statement it compiles into."""
+    out: list[Any] = []
+    criteria = getattr(option, "where_criteria", None)
+    if criteria is not None:
+        out.append(criteria)
+    for element in getattr(option, "context", None) or ():
+        out.extend(c for c in getattr(element, "_extra_criteria", ()) or () if isinstance(c, ClauseElement))
+        for value in (getattr(element, "local_opts", None) or {}).values():
+            if isinstance(value, ClauseElement):
+                out.append(value)  # with_expression() on SQLAlchemy 2.0
     return out
 
 

@@ -149,3 +149,27 @@ def test_self_referential_join_reads_its_table_unconstrained():
 
     assert read_keys(select(Node.id).join(Node.children).where(Node.name == "x")) == ["gap_node"]
     assert read_keys(select(Node.id).where(Node.name == "x")) == ["gap_node.name=x"]
+
+
+def test_loader_option_expressions_are_read():
+    # with_expression() puts a correlated count of another table into the SELECT when the
+    # ORM compiles the statement; the statement's own clauses do not name that table
+    from sqlalchemy import func
+    from sqlalchemy.orm import query_expression, with_expression
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Shelf(Base):
+        __tablename__ = "gap_shelf"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        count: Mapped[int] = query_expression()
+
+    class Slot(Base):
+        __tablename__ = "gap_slot"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        shelf_id: Mapped[int] = mapped_column(ForeignKey("gap_shelf.id"))
+
+    count = select(func.count(Slot.id)).where(Slot.shelf_id == Shelf.id).scalar_subquery()
+    assert "gap_slot" in read_keys(select(Shelf).options(with_expression(Shelf.count, count)).where(Shelf.id == 1))
+    assert read_keys(select(Shelf).where(Shelf.id == 1)) == ["gap_shelf.id=1"]
