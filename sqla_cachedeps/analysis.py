@@ -56,6 +56,7 @@ from .spelling import bind_value, default_dialect, type_kind
 
 __all__ = [
     "read_keys",
+    "compiled_tables",
     "table_write_keys",
     "written_tables",
     "known_tables",
@@ -76,7 +77,8 @@ _EXTRA: weakref.WeakKeyDictionary[Mapper, list[str]] = weakref.WeakKeyDictionary
 
 
 def read_keys(
-    statement: Any, params: Mapping[str, Any] | None = None, dialect: Any = None
+    statement: Any, params: Mapping[str, Any] | None = None, dialect: Any = None,
+    compiled: Iterable[str] | None = None,
 ) -> list[str] | None:
     """Return the dependency keys of a ``SELECT``, or ``None`` when it cannot be analysed.
 
@@ -86,6 +88,10 @@ def read_keys(
             (``session.get`` and lazy loads pass their values this way).
         dialect: the dialect the statement runs on (values are spelled as bound for it);
             SQLAlchemy's SQLite dialect when not given.
+        compiled: the tables the statement reads once compiled (:func:`compiled_tables`).
+            The ORM adds tables when it compiles a statement (relationship joins, loader
+            options, polymorphic loads); one this analysis did not find among the
+            statement's own clauses depends on its table key, whatever put it there.
     """
     dialect = dialect if dialect is not None else default_dialect()
     if not isinstance(statement, SelectBase) or isinstance(statement, TextualSelect):
@@ -118,6 +124,9 @@ def read_keys(
         for clause in _option_clauses(option):
             if not _clause_tables(clause, nested):
                 return None
+    for table in compiled or ():
+        if table not in top and table not in joined:
+            nested.add(table)
     if not top and not nested:
         return None
     constraints = {} if outer else _constraints(getattr(statement, "whereclause", None), params or {}, dialect)
@@ -133,6 +142,20 @@ def read_keys(
         if table not in top and keys.table_key(table) not in out:
             out.append(keys.table_key(table))
     return out
+
+
+def compiled_tables(compiled: Any) -> frozenset[str]:
+    """Return the names of the tables a compiled ``SELECT`` reads.
+
+    For an ORM statement these come from the Core statement the ORM compiled it into, which
+    holds what the ORM added (the targets of relationship joins, ``secondary`` tables, loader
+    options' expressions, the tables of a polymorphic load).
+    """
+    state = getattr(compiled, "compile_state", None)
+    core = getattr(state, "statement", None)
+    if core is None:
+        core = compiled.statement
+    return frozenset(t.name for t in visitors.iterate(core) if isinstance(t, TableClause))
 
 
 def _option_clauses(option: Any) -> list[Any]:

@@ -42,7 +42,7 @@ from cachedeps.verify import Verifier
 from cachedeps.views import over_views
 
 from . import identity
-from .analysis import primary_key_binds, read_keys, statement_mappers
+from .analysis import compiled_tables, primary_key_binds, read_keys, statement_mappers
 from .finer import finer_read, row_deps
 from .spelling import pk_oid
 from .databases import Databases, check_binds, namespace_of, statement_bind, statement_connection
@@ -206,7 +206,7 @@ class Installation:
         #: the database the cache serves (:mod:`sqla_cachedeps.databases`)
         self.databases = Databases(feed_table)
         self._lock = threading.Lock()
-        self._statement_cache: dict[Any, tuple[str, list[list[Any]], tuple]] = {}
+        self._statement_cache: dict[Any, tuple[str, list[list[Any]], tuple, frozenset[str]]] = {}
         # instance state -> RelationshipCache options of the cached query that produced it
         self._hit_options: weakref.WeakKeyDictionary[Any, list] = weakref.WeakKeyDictionary()
         if isinstance(cache, str):
@@ -513,9 +513,10 @@ class Installation:
         if begun is None:
             return None
         tid, bind = begun
-        key = self._query_key(statement, params, _shaping_load_options(orm_state))
-        if key is None:
+        keyed = self._query_key(statement, params, _shaping_load_options(orm_state))
+        if keyed is None:
             return None
+        key, compiled_tables = keyed
         cache = self.cache
         verifier = self.verifier
         verifying = verifier.rate and verifier.sample()
@@ -539,7 +540,7 @@ class Installation:
             else:
                 return self._carry_options(orm_state, result)
         dialect = bind.dialect
-        plain = read_keys(statement, params, dialect)
+        plain = read_keys(statement, params, dialect, compiled_tables)
         deps = None if plain is None else over_views(plain, self.views_of(bind))
         if deps is None:
             return None  # not analysable, or an undeclared view: never cached
@@ -601,8 +602,10 @@ class Installation:
                     continue
         return frozen()
 
-    def _query_key(self, statement: Any, params: Any, load: tuple = ()) -> str | None:
-        """``load``: the load options that shape the result (:func:`_shaping_load_options`), which
+    def _query_key(self, statement: Any, params: Any, load: tuple = ()) -> tuple[str, frozenset[str]] | None:
+        """Return the query key and the tables the compiled statement reads, or ``None``.
+
+        ``load``: the load options that shape the result (:func:`_shaping_load_options`), which
         the statement's own cache key leaves out."""
         cache_key = statement._generate_cache_key()
         if cache_key is None:
@@ -614,7 +617,7 @@ class Installation:
         text = self._statement_cache.get(cache_key.key)
         if text is None:
             text = self._statement_cache[cache_key.key] = _statement_text(statement, cache_key)
-        sql, shape, constants = text
+        sql, shape, constants, tables = text
         if cache_key.bindparams:
             try:
                 values = tuple(params[bp.key] if bp.key in params else bp.effective_value
@@ -628,7 +631,7 @@ class Installation:
         else:
             values = tuple(params[k] for k in sorted(params))
             extra = ()
-        return query_key(_QUERY_PREFIX, sql, values, shape, constants, extra + load)
+        return query_key(_QUERY_PREFIX, sql, values, shape, constants, extra + load), tables
 
 
 _VIEW_SQL = {
@@ -665,8 +668,9 @@ def _guard(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any
     _rec.poison_statement(statement)
 
 
-def _statement_text(statement: Any, cache_key: Any) -> tuple[str, list[list[Any]], tuple]:
-    """Return the SQL text, the result's shape and the values bound in the structure.
+def _statement_text(statement: Any, cache_key: Any) -> tuple[str, list[list[Any]], tuple, frozenset[str]]:
+    """Return the SQL text, the result's shape, the values bound in the structure and the
+    tables the compiled statement reads (:func:`sqla_cachedeps.analysis.compiled_tables`).
 
     The SQL names its bound parameters, not their values. The values a cache key extracts
     (``cache_key.bindparams``) vary between statements of one structure and are keyed per
@@ -709,7 +713,8 @@ def _statement_text(statement: Any, cache_key: Any) -> tuple[str, list[list[Any]
             options.append(_stable(compile_options._gen_cache_key(anon_map(), [])))
         except Exception:  # noqa: BLE001 - an option SQLAlchemy cannot key: not cached
             options.append(_Unkeyable())
-    return str(compiled), _result_shape(statement), tuple(constants) + (("options", tuple(options)),)
+    return (str(compiled), _result_shape(statement), tuple(constants) + (("options", tuple(options)),),
+            compiled_tables(compiled))
 
 
 _ANON = re.compile(r"%\(\d+ ")

@@ -173,3 +173,25 @@ def test_loader_option_expressions_are_read():
     count = select(func.count(Slot.id)).where(Slot.shelf_id == Shelf.id).scalar_subquery()
     assert "gap_slot" in read_keys(select(Shelf).options(with_expression(Shelf.count, count)).where(Shelf.id == 1))
     assert read_keys(select(Shelf).where(Shelf.id == 1)) == ["gap_shelf.id=1"]
+
+
+def test_every_table_the_compiled_statement_reads_is_a_dependency():
+    # the installation passes the compiled statement's tables: whatever the ORM adds when it
+    # compiles (joins, loader options, polymorphic loads) is a dependency, found or not
+    from sqla_cachedeps.analysis import compiled_tables
+
+    statements = [
+        select(Author.id).join(Author.books),
+        select(Book.id).join(Book.tags).where(Tag.name == "red"),
+        select(Book).join(Book.author).where(Author.name == "Ann"),
+        select(Book.id).outerjoin(Book.tags).where(Tag.id.is_(None)),
+        select(Book.id).join(Book.tags.of_type(aliased(Tag))),
+        select(Author).where(Author.id.in_(select(Book.author_id).where(Book.pages > 3))),
+    ]
+    for stmt in statements:
+        tables = compiled_tables(stmt.compile())
+        found = read_keys(stmt, compiled=tables)
+        named = {k.split(".", 1)[0].split("/", 1)[0] for k in found}
+        assert tables <= named, (str(stmt), tables, found)
+    assert "sq_review" in read_keys(select(Book).where(Book.id == 1), compiled={"sq_book", "sq_review"})
+    assert read_keys(select(Book).where(Book.id == 1), compiled={"sq_book"}) == ["sq_book.id=1"]
