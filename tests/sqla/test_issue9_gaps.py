@@ -137,3 +137,19 @@ def test_long_json_parameters_do_not_share_a_query_key(app):
     for _ in range(2):
         assert read(a) == [a]
         assert read(b) == [b]
+
+
+def test_mysql_write_inside_an_executable_comment(app, make_app):
+    """MySQL and MariaDB run the text of ``/*! ... */`` comments: a write there is a write."""
+    from sqlalchemy import text
+
+    from .test_writes import check
+
+    if app.engine.dialect.name != "mysql":
+        pytest.skip("executable comments are MySQL's and MariaDB's")
+
+    def write(w: Any) -> None:
+        with w.Session.begin() as s:
+            s.execute(text("/*M!100100 UPDATE sq_book SET author_id = 2, title = 'raw' WHERE id = 1 */"))
+
+    check(app, make_app(), write)

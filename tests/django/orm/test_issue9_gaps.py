@@ -58,3 +58,20 @@ def test_m2m_isnull_sees_a_link_moved_to_another_book(data):
         link.save()
 
     check(_untagged_titles, move, ["Gamma"])
+
+
+def test_mysql_write_inside_an_executable_comment(data):
+    """MySQL and MariaDB run the text of ``/*! ... */`` comments: a write there is a write."""
+    from django.db import connection
+
+    if connection.vendor != "mysql":
+        pytest.skip("executable comments are MySQL's and MariaDB's")
+
+    def title_111() -> list[str]:
+        return list(Book.objects.filter(isbn="111").values_list("title", flat=True))
+
+    def write() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("/*!40101 UPDATE book SET title = %s WHERE isbn = %s */", ["Raw", "111"])
+
+    check(title_111, write, ["Raw"])
