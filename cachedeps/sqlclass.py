@@ -31,7 +31,10 @@ tokenizer's semicolons and decided one by one; the strongest verdict wins):
 - *unknown*: anything else (``CALL``, ``DO``, ``EXECUTE``, ``REFRESH``, ``TRUNCATE ...
   CASCADE``, a parse error, a DDL statement naming no table): a write to every cached table.
 
-``EXPLAIN ANALYZE`` runs its statement and is classified as that statement.
+``EXPLAIN ANALYZE`` runs its statement and is classified as that statement. On MySQL and
+MariaDB, the text of an executable comment (``/*!40101 ... */``, ``/*M!100100 ... */``) is
+run by the server: such SQL is classified both with the comments' text and without it, and
+the stronger verdict wins.
 
 Limits, by design: a ``SELECT`` calling a function that writes (``SELECT my_proc()``,
 ``nextval`` aside) is counted as a read, as are writes made by triggers and rules; the
@@ -84,6 +87,9 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 
 _PLAIN_SELECT = re.compile(r"\s*select\b", re.IGNORECASE)
 _FORMAT_PLACEHOLDER = re.compile(r"%\([^()]*\)s|%s")
+# MySQL's and MariaDB's executable comments: the server runs their text (``/*!40101 ... */``,
+# ``/*M!100100 ... */``; a version above the server's is skipped, which we cannot know).
+_EXECUTABLE_COMMENT = re.compile(r"/\*M?!\d*(.*?)\*/", re.IGNORECASE | re.DOTALL)
 
 # Statements that change no table row, decided by their first keyword.
 _READ_KEYWORDS = frozenset({
@@ -245,6 +251,11 @@ def _memo(dialect: str, sql: str) -> Classification:
 
 def _decide(dialect: str, sql: str) -> Classification:
     dialect = dialect_of(dialect)
+    if dialect == "mysql" and "/*" in sql and _EXECUTABLE_COMMENT.search(sql):
+        # The statement as the server runs it (the comments' text included) and as written
+        # (the server skips a comment whose version is above its own): the stronger verdict.
+        ran = _EXECUTABLE_COMMENT.sub(lambda m: f" {m.group(1)} ", sql)
+        return _combine(dialect, [_classify_text(dialect, sql), _classify_text(dialect, ran)])
     if _PLAIN_SELECT.match(sql) and ";" not in sql and "into" not in sql.lower():
         return _read(dialect)
     return _classify_text(dialect, sql)

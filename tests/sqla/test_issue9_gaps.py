@@ -195,3 +195,19 @@ def test_every_table_the_compiled_statement_reads_is_a_dependency():
         assert tables <= named, (str(stmt), tables, found)
     assert "sq_review" in read_keys(select(Book).where(Book.id == 1), compiled={"sq_book", "sq_review"})
     assert read_keys(select(Book).where(Book.id == 1), compiled={"sq_book"}) == ["sq_book.id=1"]
+
+
+def test_mysql_write_inside_an_executable_comment(app, make_app):
+    """MySQL and MariaDB run the text of ``/*! ... */`` comments: a write there is a write."""
+    from sqlalchemy import text
+
+    from .test_writes import check
+
+    if app.engine.dialect.name != "mysql":
+        pytest.skip("executable comments are MySQL's and MariaDB's")
+
+    def write(w: Any) -> None:
+        with w.Session.begin() as s:
+            s.execute(text("/*M!100100 UPDATE sq_book SET author_id = 2, title = 'raw' WHERE id = 1 */"))
+
+    check(app, make_app(), write)
