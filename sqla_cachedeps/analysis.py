@@ -27,6 +27,7 @@ classifier cannot tell.
 
 from __future__ import annotations
 
+import re
 import weakref
 from typing import Any, Iterable, Mapping
 
@@ -68,6 +69,8 @@ __all__ = [
 ]
 
 _NO_VALUE = object()
+# literal_column() text that reads no table: EXISTS (SELECT 1 ...) from any()/has(), count(*)
+_NO_TABLE = re.compile(r"\A(?:\*|[0-9]+)\Z")
 # (id(table), delete) -> (table, tables the database changes through cascading foreign keys)
 _CASCADES: dict[tuple[int, bool], tuple[Any, list[tuple[str, list[str]]]]] = {}
 # id(where clause) -> (clause, mapper, bind names of its primary key columns or None)
@@ -104,7 +107,7 @@ def read_keys(
             outer = True
         if isinstance(element, (TextClause, TextualSelect)):
             return None
-        if isinstance(element, ColumnClause) and element.is_literal and element.name != "*":
+        if isinstance(element, ColumnClause) and element.is_literal and not _NO_TABLE.match(element.name):
             return None  # literal_column("..."): raw SQL that may read any table
         if isinstance(element, TableClause):
             top[element.name] = None
@@ -269,7 +272,7 @@ def _clause_tables(clause: Any, out: set[str]) -> bool:
     for element in elements:
         if isinstance(element, (TextClause, TextualSelect)):
             return False
-        if isinstance(element, ColumnClause) and element.is_literal and element.name != "*":
+        if isinstance(element, ColumnClause) and element.is_literal and not _NO_TABLE.match(element.name):
             return False
         if isinstance(element, TableClause):
             out.add(element.name)

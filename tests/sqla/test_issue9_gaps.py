@@ -211,3 +211,23 @@ def test_mysql_write_inside_an_executable_comment(app, make_app):
             s.execute(text("/*M!100100 UPDATE sq_book SET author_id = 2, title = 'raw' WHERE id = 1 */"))
 
     check(app, make_app(), write)
+
+
+def test_exists_through_a_relationship_is_cached_and_sees_a_new_related_row(app, make_app):
+    # any()/has() select the literal 1 inside EXISTS: no table of its own, cacheable
+    with app.Session.begin() as s:
+        s.add(Author(id=3, name="Carl"))
+    stmt = select(Author.id).where(Author.books.any()).order_by(Author.id).options(FromCache())
+
+    def authors_with_books() -> list[int]:
+        with app.Session() as s:
+            return list(s.scalars(stmt).all())
+
+    first = authors_with_books()
+    assert 3 not in first
+    app.selects.clear()
+    assert authors_with_books() == first
+    assert app.selects == [], "the read was not served from the cache"
+    with make_app().Session.begin() as s:
+        s.execute(insert(Book.__table__).values(id=4, title="C1", author_id=3, pages=1))
+    assert authors_with_books() == sorted([*first, 3])
