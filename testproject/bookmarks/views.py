@@ -98,7 +98,9 @@ def edit_bookmark(request: HttpRequest, pk: int) -> HttpResponse:
             messages.success(request, f"Updated “{bookmark.title}”.")
             return redirect("user", username=request.user.get_username())
     else:
-        form = SimpleLazyObject(lambda: BookmarkForm(instance=Bookmark.objects.get(pk=pk)))
+        # The same query as above: read again inside the fragment, it is a hit.
+        form = SimpleLazyObject(lambda: BookmarkForm(
+            instance=Bookmark.objects.get(pk=pk, owner_id=request.user.pk)))
         fragment = pk
     return render(request, "bookmarks/form.html",
                   {"form": form, "title": "Edit a bookmark", "fragment": fragment})
