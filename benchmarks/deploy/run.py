@@ -419,6 +419,7 @@ def run_config(config: str, *, seed_db: str, run_db: str, seeded: dict[int, stal
         / max(len(reads) + forms + len(writes), 1),
         "hit_rate": sum(1 for r in ok_reads if r.queries - r.feed_queries == 0) / max(len(ok_reads), 1),
         "form_hit_rate": sum(1 for r in form_reads if r.queries - r.feed_queries == 0) / max(len(form_reads), 1),
+        "q_per_form": sum(r.queries for r in form_reads) / max(len(form_reads), 1),
         "feed_share": sum(r.feed_time for r in ok_reads) / db_time if db_time else 0.0,
         "memory": memory,
         "stale": None if verdict is None else verdict.stale,
