@@ -5,7 +5,9 @@ Two implementations of :class:`Feed`:
 :class:`SqlFeed`
     A table in the application's own database (an outbox), written inside the writer's
     transaction by :meth:`SqlFeed.append`. Pollers read it with one indexed query,
-    ``WHERE tid > %s ORDER BY tid``.
+    ``WHERE tid >= %s ORDER BY tid`` (on PostgreSQL a second one after more than
+    :data:`FIRST_ROWS` changes), which PostgreSQL can run as a prepared statement
+    (``prepare``).
 
     *Ordering.* A transaction that took a lower tid but commits after a higher one must not
     be missed: a poller that already saw the higher tid would never look below it again. So
@@ -89,6 +91,7 @@ __all__ = [
     "RESTART_GAP",
     "DIALECTS",
     "RAW_PREFIX",
+    "FIRST_ROWS",
     "unraw",
 ]
 
@@ -108,6 +111,9 @@ ADVISORY_LOCK_ID = 0x6361636865646570 & 0x7FFFFFFFFFFFFFFF
 RESTART_GAP = 1 << 40
 
 _DEFAULT_CAP = 100_000
+#: the most rows the first statement of a PostgreSQL poll reads (see :meth:`SqlFeed.poll`):
+#: small enough that the planner's generic plan for it is cheaper than a custom one
+FIRST_ROWS = 100
 _CHUNK = 500
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 #: the dialects :class:`SqlFeed` speaks (``"mariadb"`` is accepted as ``"mysql"``)
@@ -225,6 +231,18 @@ class SqlFeed:
             leaves out the keys of tables whose triggers captured this transaction's writes
             (they are in the feed already, or staged for it) and returns a tid at least as
             new as theirs.
+        prepare: PostgreSQL: run the poll as a server-side prepared statement, with
+            ``cursor.execute(sql, params, prepare=True)`` (psycopg 3; ``conn.cursor()`` must
+            accept it). The server then plans it for its first five executions only, and
+            runs its generic plan after that (the poll's first statement reads at most
+            :data:`FIRST_ROWS` rows, so that this plan is the cheaper one). A prepared
+            statement lives in one server session: behind a pooler that hands each
+            transaction another server connection (PgBouncer's transaction mode) it needs the
+            pooler's own support (PgBouncer 1.21+, ``max_prepared_statements``, with libpq
+            17+ on the client). psycopg prepares nothing on a connection whose
+            ``prepare_threshold`` is ``None``. Default ``False``: the poll is sent
+            unprepared, planned at every execution (psycopg may still prepare it after
+            ``prepare_threshold`` executions on a server-binding cursor).
 
     Example::
 
@@ -244,6 +262,7 @@ class SqlFeed:
         table: str = "cachedeps_change",
         max_rows: int = _DEFAULT_CAP,
         capture: bool = False,
+        prepare: bool = False,
     ) -> None:
         if dialect == "mariadb":
             dialect = "mysql"
@@ -264,11 +283,14 @@ class SqlFeed:
             )
         if max_rows < 1:
             raise ConfigurationError(f"SqlFeed max_rows must be positive, got {max_rows!r}")
+        if prepare and dialect != "postgresql":
+            raise ConfigurationError(f"SqlFeed prepare=True is for PostgreSQL (psycopg 3), not {dialect!r}")
         self.dialect = dialect
         self.paramstyle = paramstyle
         self.table = table
         self.max_rows = max_rows
         self.capture = bool(capture)
+        self.prepare = bool(prepare)
         self._p = "%s" if paramstyle == "format" else "?"
         #: the key column as written in SQL (``key`` is reserved on MySQL)
         self._k = "`key`" if dialect == "mysql" else "key"
@@ -277,11 +299,10 @@ class SqlFeed:
         # ``>=``: the row at the poller's own position comes back first, proving the feed
         # did not lose rows behind it; the sequence's last tid comes with it (key NULL),
         # proving the numbering did not go back (see "Going backwards").
-        self._rows_sql = (
-            f"SELECT tid, {self._k} FROM (SELECT tid, {self._k} FROM {table} WHERE tid >= {self._p} "
-            f"ORDER BY tid LIMIT {max_rows + 2}) AS c"
-        )
+        self._rows_sql = self._rows_from(max_rows + 2)
         self._poll_sql: str | None = None
+        #: PostgreSQL: the poll's first statement (:data:`FIRST_ROWS` rows at most)
+        self._first_sql: str | None = None
         #: positions this feed moved the sequence to: no row stands there
         self._restarts: set[int] = set()
 
@@ -411,58 +432,92 @@ class SqlFeed:
         return int(row[0]) if row and row[0] is not None else 0
 
     def poll(self, conn: Any, after: int) -> Poll:
-        """Return the changes after ``after`` with one indexed query.
+        """Return the changes after ``after`` with one indexed query (two after a burst).
 
         Incomplete when rows were pruned, when more than ``max_rows`` came, or when the feed
         lost the row at ``after`` (moving a sequence that went backwards past ``after``).
+
+        On PostgreSQL the first statement reads at most :data:`FIRST_ROWS` rows, so that its
+        generic plan is cheap and a prepared poll is planned only for its first executions
+        (see :class:`SqlFeed`, *prepare*); when it comes back full, a second one reads on from
+        the last row it returned, which must still stand.
         """
         with self._noted(f"polling after tid {after}"):
             if self._poll_sql is None:
                 self._poll_sql = self._full_poll_sql(conn)
-            cur = conn.cursor()
-            try:
-                cur.execute(self._poll_sql, (after, self.table) if self.dialect == "sqlite" else (after,))
-                got = cur.fetchall()
-            finally:
-                cur.close()
-            sequence = 0
-            rows = []
-            for tid, key in got:
-                if key is None:
-                    sequence = int(tid)
-                else:
-                    rows.append((tid, key))
-            rows.sort(key=lambda r: r[0])
-            if self.dialect == "mysql":
-                # InnoDB never sets the counter at or below MAX(tid): with the row at our
-                # position still there, the numbering did not go back. Only without it is
-                # the counter read (information_schema: a second, costlier query).
-                if after > 0 and not (rows and int(rows[0][0]) == after):
-                    row = self._execute(conn, self._sequence_sql(conn), (self.table,))
-                    sequence = int(row[0]) if row and row[0] is not None else 0
-                else:
-                    sequence = after
-            if sequence < after:
-                # The numbering went back (sequence reset, table recreated, backup restored).
-                return Poll(self._restart(conn, after), [], False)
-            if after > 0 and after not in self._restarts and (not rows or int(rows[0][0]) != after):
-                # The row at our position is gone (truncated, deleted, restored): rows after
-                # it may be lost; the numbering did not go back, so later tids are higher.
-                head = max(int(rows[-1][0]) if rows else 0, self._max_tid(conn))
-                if head <= after:
-                    self._unanchored(after)  # no row stands there now: do not reset again
-                return Poll(max(head, after), [], False)
-            anchored = bool(rows) and int(rows[0][0]) == after
-            if anchored:
-                rows = rows[1:]
-            complete = True
-            head = int(rows[-1][0]) if rows else after
-            # The row at head stands (the last row, or the anchor) and nothing after it.
-            exact = self.dialect == "postgresql" and anchored and sequence >= head
-            if len(rows) > self.max_rows:
-                complete = exact = False
-                rows = rows[: self.max_rows]
-                head = max(head, self._max_tid(conn))
+            if self.dialect != "postgresql":
+                sequence, rows = self._fetch(conn, self._poll_sql, after, False)
+                return self._judge(conn, after, sequence, rows)
+            if self._first_sql is None:
+                self._first_sql = f"{self._rows_from(FIRST_ROWS)} UNION ALL {self._sequence_sql(conn)}"
+            sequence, rows = self._fetch(conn, self._first_sql, after, self.prepare)
+            if len(rows) >= FIRST_ROWS:
+                # More may follow. The second statement's snapshot is newer: its rows and its
+                # sequence stand for the whole poll, provided the row the first one ended at
+                # is still there (else rows between the two may be lost) and the numbering
+                # did not go back in between.
+                last = int(rows[-1][0])
+                sequence, more = self._fetch(conn, self._poll_sql, last, False)
+                if sequence < last or not (more and int(more[0][0]) == last):
+                    lost = self._judge(conn, last, sequence, more)
+                    return Poll(lost.tid, [], False)
+                rows = rows[:-1] + more
+            return self._judge(conn, after, sequence, rows)
+
+    def _fetch(self, conn: Any, sql: str, after: int, prepare: bool) -> tuple[int, list[tuple[Any, str]]]:
+        """Run one poll statement from ``after``; return the sequence's last tid and the rows."""
+        cur = conn.cursor()
+        try:
+            params = (after, self.table) if self.dialect == "sqlite" else (after,)
+            if prepare:
+                cur.execute(sql, params, prepare=True)
+            else:
+                cur.execute(sql, params)
+            got = cur.fetchall()
+        finally:
+            cur.close()
+        sequence = 0
+        rows = []
+        for tid, key in got:
+            if key is None:
+                sequence = int(tid)
+            else:
+                rows.append((tid, key))
+        rows.sort(key=lambda r: r[0])
+        return sequence, rows
+
+    def _judge(self, conn: Any, after: int, sequence: int, rows: list[tuple[Any, str]]) -> Poll:
+        """Turn the rows from ``after`` (and the sequence's last tid) into a :class:`Poll`."""
+        if self.dialect == "mysql":
+            # InnoDB never sets the counter at or below MAX(tid): with the row at our
+            # position still there, the numbering did not go back. Only without it is
+            # the counter read (information_schema: a second, costlier query).
+            if after > 0 and not (rows and int(rows[0][0]) == after):
+                row = self._execute(conn, self._sequence_sql(conn), (self.table,))
+                sequence = int(row[0]) if row and row[0] is not None else 0
+            else:
+                sequence = after
+        if sequence < after:
+            # The numbering went back (sequence reset, table recreated, backup restored).
+            return Poll(self._restart(conn, after), [], False)
+        if after > 0 and after not in self._restarts and (not rows or int(rows[0][0]) != after):
+            # The row at our position is gone (truncated, deleted, restored): rows after
+            # it may be lost; the numbering did not go back, so later tids are higher.
+            head = max(int(rows[-1][0]) if rows else 0, self._max_tid(conn))
+            if head <= after:
+                self._unanchored(after)  # no row stands there now: do not reset again
+            return Poll(max(head, after), [], False)
+        anchored = bool(rows) and int(rows[0][0]) == after
+        if anchored:
+            rows = rows[1:]
+        complete = True
+        head = int(rows[-1][0]) if rows else after
+        # The row at head stands (the last row, or the anchor) and nothing after it.
+        exact = self.dialect == "postgresql" and anchored and sequence >= head
+        if len(rows) > self.max_rows:
+            complete = exact = False
+            rows = rows[: self.max_rows]
+            head = max(head, self._max_tid(conn))
         changes: list[tuple[int, str]] = []
         for tid, key in rows:
             if key[:1] == "!" and key.startswith(RAW_PREFIX):
@@ -479,6 +534,12 @@ class SqlFeed:
                 continue
             changes.append((int(tid), key))
         return (ExactPoll if exact and complete else Poll)(head, changes, complete)
+
+    def _rows_from(self, limit: int) -> str:
+        return (
+            f"SELECT tid, {self._k} FROM (SELECT tid, {self._k} FROM {self.table} WHERE tid >= {self._p} "
+            f"ORDER BY tid LIMIT {limit}) AS c"
+        )
 
     def _full_poll_sql(self, conn: Any) -> str:
         """Return the poll's one query: the rows from the position, and (except on MySQL,
@@ -578,6 +639,8 @@ class SqlFeed:
         with self._noted("reading the head"):
             if self._poll_sql is None:  # resolved here, so that polls are one query each
                 self._poll_sql = self._full_poll_sql(conn)
+                if self.dialect == "postgresql":
+                    self._first_sql = f"{self._rows_from(FIRST_ROWS)} UNION ALL {self._sequence_sql(conn)}"
             return self._max_tid(conn)
 
     def prune(self, conn: Any, keep: int) -> int:

@@ -28,6 +28,7 @@ __all__ = [
     "ensure_polled",
     "poll_engine",
     "idle",
+    "prepares",
     "unit_of_work",
     "feed_ready",
     "position",
@@ -81,7 +82,8 @@ def _build(alias: str, using: str) -> Any:
         store = _stores[location] = cachedeps.open_store(location)
     vendor = connections[using].vendor
     dialect = {"postgresql": "postgresql", "mysql": "mysql"}.get(vendor, "sqlite")
-    feed = SqlFeed(dialect=dialect, paramstyle="format", table=FEED_TABLE, capture=conf.capture)
+    feed = SqlFeed(dialect=dialect, paramstyle="format", table=FEED_TABLE, capture=conf.capture,
+                   prepare=dialect == "postgresql" and prepares(connections[using]))
     shared = None
     if conf.shared_polls and dialect == "postgresql":
         db = connections[using].settings_dict
@@ -102,7 +104,90 @@ def poll_engine(engine: Any, using: str) -> int:
     connection = connections[using]
     fresh = connection.vendor == "postgresql" and connection.get_autocommit() and idle(connection.connection)
     with own_statements():
+        if getattr(engine.feed, "prepare", False):
+            return engine.poll(_PreparingConnection(connection), fresh=fresh)
         return engine.poll(connection, fresh=fresh)
+
+
+def prepares(connection: Any) -> bool:
+    """Return whether the feed poll runs as a prepared statement on this database.
+
+    Only on psycopg 3 with ``OPTIONS["prepare_threshold"]`` set: Django's default (``None``)
+    turns psycopg's prepared statements off on the connection, so that a pooler handing each
+    transaction another server session (PgBouncer's transaction mode, before 1.21 or without
+    ``max_prepared_statements``) keeps working. Django's own statements bind parameters on
+    the client and are never prepared, whatever the threshold; the poll, run through a
+    server-binding cursor, is prepared at its first execution.
+    """
+    if connection.vendor != "postgresql":
+        return False
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    return is_psycopg3 and connection.settings_dict.get("OPTIONS", {}).get("prepare_threshold") is not None
+
+
+class _PreparingConnection:
+    """A Django connection as the feed poll sees it when the poll is prepared.
+
+    Django's cursors bind parameters on the client (psycopg's ``ClientCursor`` prepares
+    nothing) and their ``execute`` takes no ``prepare``: this one opens a psycopg server-binding
+    cursor on the same connection, inside Django's cursor wrapper (execute wrappers, query
+    logging, database error translation).
+    """
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    def cursor(self) -> "_PreparingCursor":
+        db = self.connection
+        db.ensure_connection()
+        raw = _server_cursor_type()(db.connection)
+        return _PreparingCursor(db, raw)
+
+
+_server_cursor: Any = None
+
+
+def _server_cursor_type() -> Any:
+    global _server_cursor
+    if _server_cursor is None:
+        import psycopg
+
+        class ServerCursor(psycopg.Cursor):
+            """psycopg's server-binding cursor; prepares as its ``prepare`` attribute says."""
+
+            prepare: bool | None = None
+
+            def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None,
+                        binary: bool | None = None) -> Any:
+                return super().execute(query, params, prepare=self.prepare if prepare is None else prepare,
+                                       binary=binary)
+
+        _server_cursor = ServerCursor
+    return _server_cursor
+
+
+class _PreparingCursor:
+    def __init__(self, db: Any, raw: Any) -> None:
+        self._db, self._raw, self._wrapper = db, raw, db.make_cursor(raw)
+
+    def execute(self, sql: str, params: Any = None, prepare: bool | None = None) -> Any:
+        self._raw.prepare = prepare
+        if not self._db.queries_logged:
+            return self._wrapper.execute(sql, params)
+        # Logged with its placeholders: Django reads the statement sent back from psycopg's
+        # client-binding cursors only (a prepared execution sends the statement's name).
+        with self._db.make_debug_cursor(self._raw).debug_sql(sql, params):
+            return self._wrapper.execute(sql, params)
+
+    def fetchall(self) -> list[Any]:
+        return self._wrapper.fetchall()
+
+    def fetchone(self) -> Any:
+        return self._wrapper.fetchone()
+
+    def close(self) -> None:
+        self._wrapper.close()
 
 
 def idle(raw: Any) -> bool:

@@ -82,7 +82,19 @@ function response(status, headers, body)
   if kind == "form" then
     token = string.match(body, 'name="csrfmiddlewaretoken" value="([^"]+)"')
     state = token and "post" or "read"
-    log:write("G\t", id, "\t", string.format("%.6f\t%.6f", t0, t1), "\t", status, "\n")
+    -- The bookmark as the form shows it, checked like a page read (benchmarks/deploy/stale.py).
+    local out = { "G", id, string.format("%.6f", t0), string.format("%.6f", t1), status, cur.id,
+      header(headers, "X-Bench-Q"), header(headers, "X-Bench-QF"),
+      header(headers, "X-Bench-TD"), header(headers, "X-Bench-TF") }
+    if status == 200 then
+      local url = string.match(body, '<input type="url" name="url" value="([^"]*)"')
+      local title = string.match(body, '<input type="text" name="title" value="([^"]*)"')
+      local imp = string.match(body, '<input type="number" name="importance" value="(%d+)"')
+      if url and title and imp then
+        out[#out + 1] = url; out[#out + 1] = title; out[#out + 1] = imp
+      end
+    end
+    log:write(table.concat(out, "\t"), "\n")
     return
   end
   if kind == "post" then

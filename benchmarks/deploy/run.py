@@ -388,7 +388,10 @@ def run_config(config: str, *, seed_db: str, run_db: str, seeded: dict[int, stal
         t_check = time.monotonic()
         writes, reads = stale.parse_log(lines)
         forms = sum(1 for ln in lines if ln.startswith("G\t"))
+        # Page reads and edit forms are checked alike; the figures below are of page reads.
         verdict = stale.check(seeded, writes, reads, final_rows(run_db)) if check else None
+        form_reads = [r for r in reads if r.form and r.status == 200]
+        reads = [r for r in reads if not r.form]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         with admin() as a:
@@ -415,6 +418,8 @@ def run_config(config: str, *, seed_db: str, run_db: str, seeded: dict[int, stal
         "rows_per_req": (after["returned"] + after["fetched"] - before["returned"] - before["fetched"])
         / max(len(reads) + forms + len(writes), 1),
         "hit_rate": sum(1 for r in ok_reads if r.queries - r.feed_queries == 0) / max(len(ok_reads), 1),
+        "form_hit_rate": sum(1 for r in form_reads if r.queries - r.feed_queries == 0) / max(len(form_reads), 1),
+        "q_per_form": sum(r.queries for r in form_reads) / max(len(form_reads), 1),
         "feed_share": sum(r.feed_time for r in ok_reads) / db_time if db_time else 0.0,
         "memory": memory,
         "stale": None if verdict is None else verdict.stale,
@@ -438,14 +443,14 @@ def table(results: list[dict[str, Any]]) -> list[str]:
     peers = [r for r in results if r["config"] in PEERS]
     best = max(peers, key=lambda r: r["rps"]) if peers else None
     out = [f"{'configuration':<21}{'req/s':>7}{'vs none':>8}{'vs peer':>8}{'p50 ms':>8}{'p99 ms':>8}"
-           f"{'p99.9':>8}{'q/read':>7}{'xact/s':>7}{'hit':>7}{'memory':>9}{'stale':>11}"]
+           f"{'p99.9':>8}{'q/read':>7}{'xact/s':>7}{'hit':>7}{'form hit':>9}{'memory':>9}{'stale':>11}"]
     for r in results:
         vs_none = f"{r['rps'] / base:.2f}x" if base else "-"
         vs_peer = f"{r['rps'] / best['rps']:.2f}x" if best else "-"
         stale_s = "-" if r["stale"] is None else f"{r['stale']}/{r['checked']}"
         out.append(f"{r['config']:<21}{r['rps']:>7.0f}{vs_none:>8}{vs_peer:>8}{r['p50']:>8.1f}{r['p99']:>8.1f}"
                    f"{r['p999']:>8.1f}{r['q_per_read']:>7.2f}{r['xacts_per_s']:>7.0f}{r['hit_rate']:>7.1%}"
-                   f"{_mb(r['memory']):>9}{stale_s:>11}")
+                   f"{r.get('form_hit_rate', 0.0):>9.1%}{_mb(r['memory']):>9}{stale_s:>11}")
     if best:
         out.append(f"best peer: {best['config']} ({best['rps']:.0f} req/s)")
     return out

@@ -39,6 +39,11 @@ DATABASES = {
         "PORT": os.environ.get("BENCH_PG_PORT", "5432"),
         "USER": "postgres",
         "CONN_MAX_AGE": 600,  # as deployed: one connection per worker, kept
+        # psycopg's prepared statements allowed (no pooler between the site and PostgreSQL):
+        # cachedeps then prepares its feed poll. Django's cursors bind parameters on the client
+        # and prepare nothing, so the other configurations run the same statements either way.
+        # BENCH_PREPARE=0: Django's default (None), the poll planned at each execution.
+        "OPTIONS": {"prepare_threshold": 5} if os.environ.get("BENCH_PREPARE", "1") == "1" else {},
     }
 }
 _LOCATION = {

@@ -5,7 +5,10 @@ The load generator logs, per thread (one connection each, so its requests never 
 - ``W  thread seq bookmark_id t_start title importance``: an edit form POST sent;
 - ``E  thread seq t_end status``: its response received (302: saved and committed);
 - ``R  thread t_start t_end status path q qfeed tdb tfeed [url title importance]...``: a page
-  read and the bookmarks it showed, in order (``importance`` is ``-`` for RSS items).
+  read and the bookmarks it showed, in order (``importance`` is ``-`` for RSS items);
+- ``G  thread t_start t_end status bookmark_id q qfeed tdb tfeed [url title importance]``: the
+  edit form of a bookmark read (logged in) and what its fields showed: checked like a page
+  read of ``/b/<id>/edit/`` (a :class:`Read` with ``form`` true).
 
 After the run the pages are compared with what the database held when each was served,
 rebuilt from the seeded rows (read from the database before the run) and the logged writes.
@@ -77,6 +80,7 @@ class Read:
     db_time: float
     feed_time: float
     items: list[tuple[str, str, int | None]] = field(default_factory=list)
+    form: bool = False  # the edit form of a bookmark, not a page read
 
 
 def parse_log(lines: Iterable[str]) -> tuple[list[Write], list[Read]]:
@@ -93,15 +97,17 @@ def parse_log(lines: Iterable[str]) -> tuple[list[Write], list[Read]]:
         elif kind == "E":
             _, thread, seq, end, status = parts
             ends[(int(thread), int(seq))] = (float(end), int(status))
-        elif kind == "R":
+        elif kind == "R" or (kind == "G" and len(parts) >= 10):
             thread, start, end, status, path, q, qf, td, tf = parts[1:10]
+            if kind == "G":
+                path = f"/b/{path}/edit/"
             rest = parts[10:]
             items = []
             for i in range(0, len(rest) - 2, 3):
                 imp = rest[i + 2]
                 items.append((html.unescape(rest[i]), html.unescape(rest[i + 1]), None if imp == "-" else int(imp)))
             reads.append(Read(int(thread), float(start), float(end), int(status), path,
-                              int(q or 0), int(qf or 0), float(td or 0), float(tf or 0), items))
+                              int(q or 0), int(qf or 0), float(td or 0), float(tf or 0), items, kind == "G"))
     for key, (end, status) in ends.items():
         if key in writes:
             writes[key].end, writes[key].status = end, status
@@ -145,6 +151,9 @@ def expected(path: str, rows: dict[int, tuple[str, int]], index: Index) -> list[
     if bare == "/":
         return [item(b) for b in index.newest[:HOME_LATEST]]
     parts = [p for p in bare.split("/") if p]
+    if len(parts) == 3 and parts[0] == "b" and parts[2] == "edit" and parts[1].isdigit():
+        b = index.seeded.get(int(parts[1]))
+        return None if b is None else [item(b)]
     if len(parts) >= 2 and parts[0] == "u":
         mine = index.by_owner.get(parts[1], [])
         if len(parts) == 3 and parts[2] == "feed":

@@ -91,3 +91,32 @@ def test_final_rows_the_log_cannot_explain_are_reported() -> None:
     assert check(_site(), writes, reads, rows).final_mismatch == []
     rows[3] = ("Three ~9.9", 1)  # a change no logged write made: the log lost something
     assert check(_site(), writes, reads, rows).final_mismatch == [3]
+
+
+def _form(start: float, end: float, bid: int, item: tuple[str, str, int] | None, queries: int = 1) -> str:
+    fields = ["G", "2", f"{start:.6f}", f"{end:.6f}", "200", str(bid), str(queries), "1", "0.001", "0.0002"]
+    if item is not None:
+        fields += [item[0], item[1], str(item[2])]
+    return "\t".join(fields)
+
+
+def test_an_edit_form_missing_its_bookmarks_last_write_is_stale() -> None:
+    """The edit form's fields are cached (a fragment): one that shows the bookmark before a
+    write committed before the form was read is stale, like a page."""
+    lines = _write(1, 2, 10.0, 10.5, "Two ~2.1", 5)
+    writes, reads = parse_log(lines + [_form(11.0, 11.1, 2, ("https://e.org/2", "Two", 3)),
+                                       _form(11.2, 11.3, 2, ("https://e.org/2", "Two ~2.1", 5)),
+                                       _form(10.2, 10.3, 2, ("https://e.org/2", "Two", 3))])  # in flight: either
+    assert [r.form for r in reads] == [True, True, True]
+    assert [r.path for r in reads] == ["/b/2/edit/"] * 3
+    verdict = check(_site(), writes, reads)
+    assert (verdict.checked, verdict.stale) == (3, 1)
+    assert "/b/2/edit/" in verdict.examples[0]
+
+
+def test_an_edit_form_whose_fields_were_not_found_is_flagged_not_passed() -> None:
+    """A form page the load script could not read the fields of (the markup changed) counts
+    as stale rather than checked clean; a line in the older format (no fields) is skipped."""
+    writes, reads = parse_log([_form(11.0, 11.1, 2, None), "G\t2\t11.000000\t11.100000\t200"])
+    assert len(reads) == 1 and reads[0].items == []
+    assert check(_site(), writes, reads).stale == 1

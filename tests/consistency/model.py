@@ -68,7 +68,8 @@ def setup(ctx: dict) -> None:
 def _cache(ctx: dict) -> Cache:
     return Cache(
         open_store(ctx["store"]),
-        feed=SqlFeed(ctx["dialect"]),
+        # PostgreSQL: the poll prepared, as a site with prepared statements allowed runs it
+        feed=SqlFeed(ctx["dialect"], prepare=ctx["dialect"] == "postgresql"),
         namespace=ctx["namespace"],
         max_delta=ctx.get("max_delta", 10_000),
         warn_interval=3600,
