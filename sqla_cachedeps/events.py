@@ -532,8 +532,15 @@ class Installation:
             if verifying:
                 verify_query(self, orm_state, cached, hit_deps, stamp, position, bind=bind)
             try:
+                # unique() as on SQLAlchemy's own result of the statement (by identity,
+                # by hash, or its error for a type of unhashable values)
+                filters = identity.unique_filters(
+                    statement, bool(getattr(orm_state.load_options, "_legacy_uniquing", False)))
+                if filters is None:
+                    raise identity.Unsupported("the statement's result columns are not known")
                 result = identity.decode_result(orm_state.session, cached, lambda: _registries(statement),
-                                                identity.load_context(statement), identity.column_targets(statement))
+                                                identity.load_context(statement), identity.column_targets(statement),
+                                                filters)
             except (identity.Unsupported, TypeError, KeyError, AttributeError, ValueError) as exc:
                 log.debug("cached result %s unusable (%s); loading from the database", key, exc)
             else:
