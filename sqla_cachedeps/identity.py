@@ -15,13 +15,14 @@ new instance with the cached state joins the session as a persistent object
 
 from __future__ import annotations
 
+import inspect
 import weakref
 from typing import Any, Callable, Iterable, Sequence
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.engine import FrozenResult, Result
-from sqlalchemy.engine.result import IteratorResult, SimpleResultMetaData
+from sqlalchemy.engine.result import ChunkedIteratorResult, IteratorResult, SimpleResultMetaData
 from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_dict, set_committed_value
 from sqlalchemy.orm.base import instance_state
@@ -46,6 +47,7 @@ __all__ = [
     "make_result",
     "expired_states",
     "load_run",
+    "keys_before",
     "not_from_rows",
     "database_values",
 ]
@@ -260,9 +262,24 @@ def load_run(result: Result) -> Any:
     return getattr(getattr(result, "context", None), "runid", None)
 
 
+#: whether the ORM's results carry their load's context (SQLAlchemy 2.1), whose run id marks
+#: the instances the load filled (:func:`load_run`); SQLAlchemy 2.0's do not
+RESULTS_CARRY_LOAD = "context" in inspect.signature(ChunkedIteratorResult.__init__).parameters
+
+
+def keys_before(session: Session) -> frozenset[Any] | None:
+    """Return the identity keys in ``session`` before a load where results do not tell which
+    instances the load filled (SQLAlchemy 2.0, see :func:`not_from_rows`); None where they do:
+    nothing to take."""
+    if RESULTS_CARRY_LOAD:
+        return None
+    return frozenset(session.identity_map.keys())
+
+
 def not_from_rows(frozen: FrozenResult, runid: Any, expired: frozenset[Any],
-                  before: frozenset[Any] = frozenset()) -> list[Any] | None:
-    """Return the entity states of a loaded result whose columns were not all filled by it.
+                  before: frozenset[Any] | None = None) -> list[Any] | None:
+    """Return the entity states of a loaded result whose columns were not all filled by it,
+    None when that cannot be told.
 
     The ORM's loader fills an instance from its row when the load created it (or
     ``populate_existing`` asked for it), marking it with the load's run id, and fills only
@@ -272,7 +289,8 @@ def not_from_rows(frozen: FrozenResult, runid: Any, expired: frozenset[Any],
     An instance fully expired before the load (``expired``) had every column filled.
     Without the load's run id (SQLAlchemy 2.0's results do not carry their context), an
     instance counts as filled when its identity was not in the identity map before the load
-    (``before``: created by it) or it was fully expired.
+    (``before``, :func:`keys_before`: created by it) or it was fully expired; without either,
+    a result holding instances gives None.
     """
     out: dict[Any, None] = {}
     for row in frozen():
@@ -282,6 +300,8 @@ def not_from_rows(frozen: FrozenResult, runid: Any, expired: frozenset[Any],
             except Exception:  # noqa: BLE001 - not an entity
                 continue
             if runid is None:
+                if before is None:
+                    return None
                 if state.key in before and state not in expired:
                     out[state] = None
             elif state.runid != runid and state not in expired:
