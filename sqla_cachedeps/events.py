@@ -539,13 +539,13 @@ class Installation:
             try:
                 # unique() as on SQLAlchemy's own result of the statement (by identity,
                 # by hash, or its error for a type of unhashable values)
-                filters = identity.unique_filters(
+                columns = identity.hit_columns(
                     statement, bool(getattr(orm_state.load_options, "_legacy_uniquing", False)))
-                if filters is None:
+                if columns is None:
                     raise identity.Unsupported("the statement's result columns are not known")
+                filters, targets = columns
                 result = identity.decode_result(orm_state.session, cached, lambda: _registries(statement),
-                                                identity.load_context(statement), identity.column_targets(statement),
-                                                filters)
+                                                identity.load_context(statement), targets, filters)
             except (identity.Unsupported, TypeError, KeyError, AttributeError, ValueError) as exc:
                 log.debug("cached result %s unusable (%s); loading from the database", key, exc)
             else:

@@ -41,7 +41,7 @@ __all__ = [
     "attach",
     "load_context",
     "column_targets",
-    "unique_filters",
+    "hit_columns",
     "state_cacheable",
     "options_reproducible",
     "make_result",
@@ -466,16 +466,17 @@ class _NotHashable:
         return legacy_go
 
 
-def unique_filters(statement: Any, legacy: bool) -> tuple | None:
-    """Return how ``Result.unique()`` tells apart the values of each column of ``statement``'s
-    result, as the result SQLAlchemy itself builds for it does: per column ``None`` (by hash),
-    ``id`` (ORM instances, by identity) or a :class:`_NotHashable` (a type of unhashable
-    values: SQLAlchemy's ``InvalidRequestError``, by identity for the legacy ``Query``).
+def hit_columns(statement: Any, legacy: bool) -> tuple[tuple, list[tuple] | None] | None:
+    """Return how a result of ``statement`` rebuilt from the cache must treat its columns, as
+    the result SQLAlchemy itself builds for it does: ``(filters, targets)``.
 
-    The columns are SQLAlchemy's own query entities of the statement (those its loading
-    builds the result's filters from); ``legacy`` is the load's ``_legacy_uniquing``. A
-    statement of the Core plugin (no ORM entities) gets a Core result: ``()``, every column
-    by hash. ``None``: the entities could not be made.
+    ``filters``: how ``Result.unique()`` tells apart each column's values, ``None`` (by hash),
+    ``id`` (ORM instances, by identity) or a :class:`_NotHashable` (a type of unhashable
+    values: SQLAlchemy's ``InvalidRequestError``, by identity for the legacy ``Query``);
+    ``targets``: as :func:`column_targets`. Both come from SQLAlchemy's own query entities of
+    the statement (those its loading builds the result from, made once); ``legacy`` is the
+    load's ``_legacy_uniquing``. A statement of the Core plugin (no ORM entities) gets a Core
+    result: ``()``, every column by hash. None: the entities could not be made.
     """
     resolved = getattr(statement, "_resolved", statement)
     try:
@@ -484,20 +485,27 @@ def unique_filters(statement: Any, legacy: bool) -> tuple | None:
         return None
     create = getattr(plugin, "_create_entities_collection", None)
     if create is None:
-        return ()  # Core's select state: a Core result, uniqued by hash
+        return (), column_targets(statement)  # Core's select state: a Core result, by hash
     try:
         entities = create(resolved, legacy=legacy)._entities
     except Exception:  # noqa: BLE001 - NotImplementedError for the ORM's other statements
         return None
-    out = []
+    filters: list[Any] = []
+    targets: list[tuple] = []
     for ent in entities:
         if ent.use_id_for_hash:
-            out.append(id)
+            filters.append(id)
         elif ent._non_hashable_value or ent._null_column_type:
-            out.append(_NotHashable(ent.column.type, legacy, bool(ent._null_column_type)))
+            filters.append(_NotHashable(ent.column.type, legacy, bool(ent._null_column_type)))
         else:
-            out.append(None)
-    return tuple(out)
+            filters.append(None)
+        expr = ent.expr  # what column_descriptions names the column by
+        try:
+            hash(expr)
+        except TypeError:
+            expr = None
+        targets.append(() if expr is None else (expr,))
+    return tuple(filters), targets
 
 
 def decode_result(session: Session, data: Any, registries: Callable[[], Iterable[Any]],
@@ -507,7 +515,7 @@ def decode_result(session: Session, data: Any, registries: Callable[[], Iterable
 
     ``registries`` returns the mapper registries to search for a class this process has
     not cached yet; ``load`` is the statement's :func:`load_context`, ``targets`` its
-    :func:`column_targets`, ``filters`` its :func:`unique_filters` (None: by the cells,
+    :func:`column_targets`, ``filters`` its :func:`hit_columns` filters (None: by the cells,
     instances by identity, any other value by hash).
 
     Raises:
@@ -541,7 +549,7 @@ def make_result(columns: Sequence[str], rows: list[tuple], entity_columns: Itera
     them apart by identity, as the ORM's own results do (the lazy loader calls ``unique()``
     on every collection load; by ``==`` instances of a class defining ``__eq__`` over some
     attributes would merge, and a collection would lose members). ``filters`` (from
-    :func:`unique_filters`), when given, says instead how every column is uniqued.
+    :func:`hit_columns`), when given, says instead how every column is uniqued.
     """
     names = tuple(columns)
     entities = tuple(sorted(entity_columns))
