@@ -373,6 +373,11 @@ class Installation:
             return self.writes.statement(orm_state)
         if not orm_state.is_select:
             return None
+        if not getattr(orm_state, "is_orm_statement", True):
+            # A select of tables alone runs as Core: SQLAlchemy answers with the cursor's own
+            # CursorResult (its execution context, cursor and rowcount; Query.instances()
+            # loads entities from it), which no copy of its rows can be. Not cached.
+            return None
         flag = _flag(orm_state)
         if flag is False:
             return None
@@ -484,7 +489,7 @@ class Installation:
         # The one instance this load may return: already there and fully expired, it is
         # filled from the row (an instance holding loaded values is not stored).
         expired = identity.expired_states(orm_state.session, [mapper.identity_key_from_primary_key(tuple(pk))])
-        before = frozenset(orm_state.session.identity_map.keys())
+        before = identity.keys_before(orm_state.session)
         with _rec.accounted():  # the oid was recorded by get_state
             result = orm_state.invoke_statement()
         if identity.requires_unique(result):
@@ -533,8 +538,15 @@ class Installation:
             if verifying:
                 verify_query(self, orm_state, cached, hit_deps, stamp, position, bind=bind)
             try:
+                # unique() as on SQLAlchemy's own result of the statement (by identity,
+                # by hash, or its error for a type of unhashable values)
+                columns = identity.hit_columns(
+                    statement, bool(getattr(orm_state.load_options, "_legacy_uniquing", False)))
+                if columns is None:
+                    raise identity.Unsupported("the statement's result columns are not known")
+                filters, targets = columns
                 result = identity.decode_result(orm_state.session, cached, lambda: _registries(statement),
-                                                identity.load_context(statement), identity.column_targets(statement))
+                                                identity.load_context(statement), targets, filters)
             except (identity.Unsupported, TypeError, KeyError, AttributeError, ValueError) as exc:
                 log.debug("cached result %s unusable (%s); loading from the database", key, exc)
             else:
@@ -554,7 +566,7 @@ class Installation:
         # transaction (expire_on_commit=False) or the caller's own (merge(load=False)):
         # the entry stores their rows' values, read again (identity.database_values).
         expired = identity.expired_states(orm_state.session)
-        before = frozenset(orm_state.session.identity_map.keys())
+        before = identity.keys_before(orm_state.session)
         with _rec.accounted():  # its keys are recorded (below for finer reads)
             result = orm_state.invoke_statement()
         if identity.requires_unique(result):

@@ -15,16 +15,19 @@ new instance with the cached state joins the session as a persistent object
 
 from __future__ import annotations
 
+import inspect
 import weakref
 from typing import Any, Callable, Iterable, Sequence
 
 from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.engine import FrozenResult, Result
-from sqlalchemy.engine.result import IteratorResult, SimpleResultMetaData
+from sqlalchemy.engine.result import ChunkedIteratorResult, IteratorResult, SimpleResultMetaData
 from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_dict, set_committed_value
 from sqlalchemy.orm.base import instance_state
 from sqlalchemy.orm.strategy_options import _AbstractLoad
+from sqlalchemy.sql.selectable import SelectState
 
 from .analysis import registry_mappers
 
@@ -38,11 +41,13 @@ __all__ = [
     "attach",
     "load_context",
     "column_targets",
+    "hit_columns",
     "state_cacheable",
     "options_reproducible",
     "make_result",
     "expired_states",
     "load_run",
+    "keys_before",
     "not_from_rows",
     "database_values",
 ]
@@ -257,9 +262,24 @@ def load_run(result: Result) -> Any:
     return getattr(getattr(result, "context", None), "runid", None)
 
 
+#: whether the ORM's results carry their load's context (SQLAlchemy 2.1), whose run id marks
+#: the instances the load filled (:func:`load_run`); SQLAlchemy 2.0's do not
+RESULTS_CARRY_LOAD = "context" in inspect.signature(ChunkedIteratorResult.__init__).parameters
+
+
+def keys_before(session: Session) -> frozenset[Any] | None:
+    """Return the identity keys in ``session`` before a load where results do not tell which
+    instances the load filled (SQLAlchemy 2.0, see :func:`not_from_rows`); None where they do:
+    nothing to take."""
+    if RESULTS_CARRY_LOAD:
+        return None
+    return frozenset(session.identity_map.keys())
+
+
 def not_from_rows(frozen: FrozenResult, runid: Any, expired: frozenset[Any],
-                  before: frozenset[Any] = frozenset()) -> list[Any] | None:
-    """Return the entity states of a loaded result whose columns were not all filled by it.
+                  before: frozenset[Any] | None = None) -> list[Any] | None:
+    """Return the entity states of a loaded result whose columns were not all filled by it,
+    None when that cannot be told.
 
     The ORM's loader fills an instance from its row when the load created it (or
     ``populate_existing`` asked for it), marking it with the load's run id, and fills only
@@ -269,7 +289,8 @@ def not_from_rows(frozen: FrozenResult, runid: Any, expired: frozenset[Any],
     An instance fully expired before the load (``expired``) had every column filled.
     Without the load's run id (SQLAlchemy 2.0's results do not carry their context), an
     instance counts as filled when its identity was not in the identity map before the load
-    (``before``: created by it) or it was fully expired.
+    (``before``, :func:`keys_before`: created by it) or it was fully expired; without either,
+    a result holding instances gives None.
     """
     out: dict[Any, None] = {}
     for row in frozen():
@@ -279,6 +300,8 @@ def not_from_rows(frozen: FrozenResult, runid: Any, expired: frozenset[Any],
             except Exception:  # noqa: BLE001 - not an entity
                 continue
             if runid is None:
+                if before is None:
+                    return None
                 if state.key in before and state not in expired:
                     out[state] = None
             elif state.runid != runid and state not in expired:
@@ -398,13 +421,102 @@ def column_targets(statement: Any) -> list[tuple] | None:
     return out
 
 
+class _NotHashable:
+    """How the ORM uniques a column whose type says its values are not hashable (``hashable =
+    False``) or may not be (``NullType``): SQLAlchemy's ``loading.instances`` builds the same
+    function per ``unique()`` call (a closure of its own, so rebuilt here)."""
+
+    __slots__ = ("datatype", "legacy", "uncertain")
+
+    def __init__(self, datatype: Any, legacy: bool, uncertain: bool) -> None:
+        self.datatype = datatype
+        self.legacy = legacy
+        self.uncertain = uncertain
+
+    def make(self) -> Callable[[Any], Any]:
+        datatype, uncertain = self.datatype, self.uncertain
+        if not self.legacy:
+            def go(obj: Any) -> Any:
+                if uncertain:
+                    try:
+                        return hash(obj)
+                    except Exception:  # noqa: BLE001 - as SQLAlchemy's bare except
+                        pass
+                raise InvalidRequestError(
+                    "Can't apply uniqueness to row tuple containing value of "
+                    f"type {datatype!r}; "
+                    f"{'the values returned appear to be' if uncertain else 'this datatype produces'} "
+                    "non-hashable values"
+                )
+            return go
+        if not uncertain:
+            return id
+        use_id = False
+
+        def legacy_go(obj: Any) -> Any:
+            # the legacy Query uniques every result: hash while values hash, then identity
+            nonlocal use_id
+            if not use_id:
+                try:
+                    return hash(obj)
+                except Exception:  # noqa: BLE001 - as SQLAlchemy's bare except
+                    pass
+                use_id = True
+            return id(obj)
+        return legacy_go
+
+
+def hit_columns(statement: Any, legacy: bool) -> tuple[tuple, list[tuple] | None] | None:
+    """Return how a result of ``statement`` rebuilt from the cache must treat its columns, as
+    the result SQLAlchemy itself builds for it does: ``(filters, targets)``.
+
+    ``filters``: how ``Result.unique()`` tells apart each column's values, ``None`` (by hash),
+    ``id`` (ORM instances, by identity) or a :class:`_NotHashable` (a type of unhashable
+    values: SQLAlchemy's ``InvalidRequestError``, by identity for the legacy ``Query``);
+    ``targets``: as :func:`column_targets`. Both come from SQLAlchemy's own query entities of
+    the statement (those its loading builds the result from, made once); ``legacy`` is the
+    load's ``_legacy_uniquing``. A statement of the Core plugin (no ORM entities) gets a Core
+    result: ``()``, every column by hash. None: the entities could not be made.
+    """
+    resolved = getattr(statement, "_resolved", statement)
+    try:
+        plugin = SelectState.get_plugin_class(resolved)
+    except Exception:  # noqa: BLE001 - not a select
+        return None
+    create = getattr(plugin, "_create_entities_collection", None)
+    if create is None:
+        return (), column_targets(statement)  # Core's select state: a Core result, by hash
+    try:
+        entities = create(resolved, legacy=legacy)._entities
+    except Exception:  # noqa: BLE001 - NotImplementedError for the ORM's other statements
+        return None
+    filters: list[Any] = []
+    targets: list[tuple] = []
+    for ent in entities:
+        if ent.use_id_for_hash:
+            filters.append(id)
+        elif ent._non_hashable_value or ent._null_column_type:
+            filters.append(_NotHashable(ent.column.type, legacy, bool(ent._null_column_type)))
+        else:
+            filters.append(None)
+        expr = ent.expr  # what column_descriptions names the column by
+        try:
+            hash(expr)
+        except TypeError:
+            expr = None
+        targets.append(() if expr is None else (expr,))
+    return tuple(filters), targets
+
+
 def decode_result(session: Session, data: Any, registries: Callable[[], Iterable[Any]],
-                  load: tuple[Any, tuple] | None = None, targets: list[tuple] | None = None) -> Result:
+                  load: tuple[Any, tuple] | None = None, targets: list[tuple] | None = None,
+                  filters: tuple | None = None) -> Result:
     """Rebuild a cached result; its entities join ``session`` (see :func:`attach`).
 
     ``registries`` returns the mapper registries to search for a class this process has
     not cached yet; ``load`` is the statement's :func:`load_context`, ``targets`` its
-    :func:`column_targets`.
+    :func:`column_targets`, ``filters`` its :func:`hit_columns` filters (None: by the cells,
+    instances by identity, any other value by hash).
 
     Raises:
         Unsupported: the data does not match the current mappings.
@@ -421,40 +533,56 @@ def decode_result(session: Session, data: Any, registries: Callable[[], Iterable
                 entity_columns.add(i)
             cells.append(cell)
         rows.append(tuple(cells))
-    result = make_result(data["c"], rows, entity_columns, targets)
+    if filters is not None and filters and len(filters) != len(data["c"]):
+        raise Unsupported("the statement's columns do not match the cached result's")
+    result = make_result(data["c"], rows, entity_columns, targets, filters)
     result._attributes = result._attributes.union(
         {k: bool(data["a"].get(k, False)) for k in _RESULT_FLAGS})
     return result
 
 
 def make_result(columns: Sequence[str], rows: list[tuple], entity_columns: Iterable[int] = (),
-                targets: Sequence[tuple] | None = None) -> Result:
+                targets: Sequence[tuple] | None = None, filters: tuple | None = None) -> Result:
     """Return a result of ``rows`` named by ``columns``.
 
     ``entity_columns`` are the positions holding ORM instances: ``Result.unique()`` tells
     them apart by identity, as the ORM's own results do (the lazy loader calls ``unique()``
     on every collection load; by ``==`` instances of a class defining ``__eq__`` over some
-    attributes would merge, and a collection would lose members).
+    attributes would merge, and a collection would lose members). ``filters`` (from
+    :func:`hit_columns`), when given, says instead how every column is uniqued.
     """
     names = tuple(columns)
     entities = tuple(sorted(entity_columns))
+    if filters is not None:
+        filters = filters or (None,) * len(names)
+        if any(isinstance(f, _NotHashable) for f in filters):
+            return IteratorResult(_metadata(names, filters, targets), iter(rows))
+        entities = tuple(i for i, f in enumerate(filters) if f is id)
     if targets and len(targets) == len(names) and any(targets):
-        return IteratorResult(_metadata(names, entities, targets), iter(rows))
+        return IteratorResult(_metadata(names, _by_identity(names, entities), targets), iter(rows))
     metadata = _METADATA.get((names, entities))
     if metadata is None:
         if len(_METADATA) > 1000:
             _METADATA.clear()
-        metadata = _METADATA[(names, entities)] = _metadata(names, entities)
+        metadata = _METADATA[(names, entities)] = _metadata(names, _by_identity(names, entities))
     return IteratorResult(metadata, iter(rows))
 
 
-def _metadata(names: tuple[str, ...], entities: tuple[int, ...], targets: Sequence[tuple] | None = None
+def _by_identity(names: tuple[str, ...], entities: tuple[int, ...]) -> tuple:
+    return tuple(id if i in entities else None for i in range(len(names)))
+
+
+def _metadata(names: tuple[str, ...], filters: tuple, targets: Sequence[tuple] | None = None
               ) -> SimpleResultMetaData:
-    extra = list(targets) if targets else None
-    if not entities:
+    extra = list(targets) if targets and len(targets) == len(names) and any(targets) else None
+    if not any(f is not None for f in filters):
         return SimpleResultMetaData(list(names), extra)
-    filters = [id if i in entities else None for i in range(len(names))]
+
+    def create(result: Any = None) -> list[Any]:
+        # made again for each unique() call, as SQLAlchemy's: a legacy filter keeps state
+        return [f.make() if isinstance(f, _NotHashable) else f for f in filters]
+
     try:  # SQLAlchemy 2.1
-        return SimpleResultMetaData(list(names), extra, _create_unique_filters=lambda result: filters)
-    except TypeError:  # SQLAlchemy 2.0
-        return SimpleResultMetaData(list(names), extra, _unique_filters=filters)
+        return SimpleResultMetaData(list(names), extra, _create_unique_filters=create)
+    except TypeError:  # SQLAlchemy 2.0: one list per result
+        return SimpleResultMetaData(list(names), extra, _unique_filters=create())

@@ -109,3 +109,31 @@ def test_instances_kept_from_an_earlier_transaction_poison_a_recording(depot):
         crate = s.scalars(select(Crate).where(Crate.id == 1).options(FromCache())).one()
         assert [c.x for c in s.scalars(stmt)] == [5, 3]
     assert rec.poisoned is None
+
+
+def test_identity_keys_are_taken_before_a_load_only_where_results_carry_no_run_id(app, monkeypatch):
+    """What a load filled is told by its run id (SQLAlchemy 2.1's results carry their load's
+    context) or, on 2.0, by the identity keys taken before it: a copy of every key of the
+    session on every get and query miss, which 2.1 does without."""
+    from sqlalchemy.orm.identity import IdentityMap
+
+    from sqla_cachedeps import identity
+
+    from .models import Book
+
+    taken = []
+    real_keys = IdentityMap.keys
+    monkeypatch.setattr(IdentityMap, "keys", lambda self: taken.append(1) or real_keys(self))
+    by_pages = select(Book).where(Book.pages > 0).order_by(Book.id).options(FromCache())
+    with app.Session() as s:
+        result = s.execute(select(Book).where(Book.id == 2))
+        assert (identity.load_run(result) is not None) is identity.RESULTS_CARRY_LOAD
+        result.all()
+        taken.clear()
+        assert s.get(Book, 1).title == "A1"  # a get miss, the session holding an instance
+        assert [b.id for b in s.scalars(by_pages)] == [1, 2, 3]  # a query miss
+    assert bool(taken) is not identity.RESULTS_CARRY_LOAD
+    with app.Session() as s:  # both were stored: hits
+        assert s.get(Book, 1).title == "A1"
+        assert [b.id for b in s.scalars(by_pages)] == [1, 2, 3]
+    assert app.cache.stats()["hits"] == 2

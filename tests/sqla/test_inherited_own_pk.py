@@ -8,7 +8,7 @@ character varying``); the table's writes emit its table keys instead."""
 from __future__ import annotations
 
 from sqlalchemy import Column, ForeignKey, Integer, String, Table, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
 
 from sqla_cachedeps.writes import _addressable
 
@@ -85,11 +85,14 @@ def test_update_of_a_row_whose_own_key_differs_from_the_identity(make_app):
         # Coder pid=1 is the sq_coder row eid=2; the row eid=1 belongs to pid=2
         s.add_all([Coder(pid=1, eid=2, language="java"), Coder(pid=2, eid=1, language="python")])
     coder = Coder.__table__
-    # a read of the subclass table alone: it depends on that table's rows, not on a join
-    java = select(coder.c.staff_pid).where(coder.c.language == "java").execution_options(cachedeps=True)
+    # a read of the subclass table alone: it depends on that table's rows, not on a join (an
+    # ORM statement: a select of tables alone runs as Core, uncached)
+    java = select(coder.c.staff_pid).where(Coder.language == "java").execution_options(cachedeps=True)
+    hits = app.cache.stats()["hits"]
     with app.Session() as s:
         assert s.scalars(java).all() == [1]
         assert s.scalars(java).all() == [1]
+    assert app.cache.stats()["hits"] == hits + 1
     with app.Session.begin() as s:
         s.get(Coder, 1).language = "c++"
     other = make_app()  # another process: only the change feed tells it
@@ -150,16 +153,27 @@ def test_key_change_cascaded_two_levels_down(make_app):
         s.add(Office(name="north"))
         s.flush()
         s.execute(Desk.insert().values(id=1, office="north"))
-    desks = select(Desk.c.office).execution_options(cachedeps=True)
+    # read through a class mapped to the table for this read only, in a registry of its own
+    # (a select of tables alone runs as Core, uncached; sq_desk stays unmapped in IBase's)
+    reg = registry()
+
+    class DeskRow:
+        pass
+
+    reg.map_imperatively(DeskRow, Desk)
+    desks = select(DeskRow.office).execution_options(cachedeps=True)
+    hits = app.cache.stats()["hits"]
     with app.Session() as s:
         assert s.scalars(desks).all() == ["north"]
         assert s.scalars(desks).all() == ["north"]
+    assert app.cache.stats()["hits"] == hits + 1
     with app.Session.begin() as s:
         s.get(Region, "north").name = "south"  # the database renames sq_office's and sq_desk's rows
     other = make_app()  # another process: only the change feed tells it
     for a in (app, other):
         with a.Session() as s:
             assert s.scalars(desks).all() == ["south"]
+    reg.dispose()
 
 
 def test_foreign_keys_to_tables_the_metadata_does_not_hold_are_not_followed():
