@@ -44,6 +44,9 @@ def _patch_cachedeps() -> None:
 
 
 def _patch_pg_flush() -> None:
+    # django.db.models first: importing the backend's operations module before it is a
+    # circular import (operations -> models -> lookups -> operations)
+    import django.db.models  # noqa: F401
     from django.db.backends.postgresql.operations import DatabaseOperations
 
     truncate = DatabaseOperations.sql_flush
