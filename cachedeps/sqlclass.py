@@ -176,14 +176,22 @@ class Classification:
         """
         if self.kind == "read":
             return []
-        candidates = list(dict.fromkeys(tables))
         if self.every_table:
-            return candidates
+            return list(dict.fromkeys(tables))
+        if not self.tables:
+            return []
+        # One lookup per named table in an index of the candidates by their matching
+        # spelling, not a comparison with each of them: a flush deleting from every table
+        # of a large schema classifies one statement per table.
+        index = _table_index(self.dialect, tables if isinstance(tables, frozenset) else tuple(tables))
         out: dict[str, None] = {}
         for ref in self.tables:
-            for table in candidates:
-                if _same_table(self.dialect, ref, table):
-                    out[table] = None
+            found: dict[str, int] = {}
+            for spelling in _ref_spellings(self.dialect, ref):
+                for position, table in index.get(spelling, ()):
+                    found[table] = position
+            for table in sorted(found, key=found.__getitem__):  # in the candidates' order
+                out[table] = None
         return list(out)
 
     def spellings(self) -> list[str]:
@@ -195,6 +203,35 @@ class Classification:
             else:
                 out[ref.name] = None
         return list(out)
+
+
+def _table_spelling(dialect: str, table: str) -> str:
+    """Return the spelling under which a cached table's name is indexed (see :func:`_same_table`)."""
+    if dialect == "sqlite":
+        return table.translate(_ASCII_LOWER)
+    if dialect == "postgres":
+        return table
+    return table.casefold()
+
+
+def _ref_spellings(dialect: str, ref: TableName) -> tuple[str, ...]:
+    """Return the index spellings a named table matches (see :func:`_same_table`)."""
+    if dialect == "sqlite":
+        return (ref.name.translate(_ASCII_LOWER),)
+    if dialect == "postgres":
+        if ref.quoted:
+            return (ref.name,)
+        return tuple(dict.fromkeys((ref.name.translate(_ASCII_LOWER), ref.name.lower())))
+    return (ref.name.casefold(),)
+
+
+@functools.lru_cache(maxsize=16)
+def _table_index(dialect: str, tables: tuple[str, ...] | frozenset[str]) -> dict[str, list[tuple[int, str]]]:
+    """Index ``tables`` by :func:`_table_spelling`: spelling -> ``[(position, table)]``."""
+    index: dict[str, list[tuple[int, str]]] = {}
+    for position, table in enumerate(dict.fromkeys(tables)):
+        index.setdefault(_table_spelling(dialect, table), []).append((position, table))
+    return index
 
 
 def _same_table(dialect: str, ref: TableName, table: str) -> bool:

@@ -44,6 +44,7 @@ from cachedeps.verify import compare_rows, sql_shape
 from cachedeps.views import base_keys, tables_in
 from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE, MULTI, SINGLE
 from django.core.exceptions import EmptyResultSet
+from django.utils.asyncio import async_unsafe
 
 from .. import runtime
 from ..conf import cached_tables, get_settings, read_timeout, view_tables
@@ -151,6 +152,13 @@ def _over_views(plan: ReadPlan | None) -> ReadPlan | None:
     return ReadPlan(deps=tuple(dict.fromkeys([*plan.deps, *extra])))
 
 
+@async_unsafe
+def _cursor_check() -> None:
+    """Raise ``SynchronousOnlyOperation`` in an async context, as ``connection.cursor()`` does
+    before anything else: the cached path polls the feed (which may connect, or ask the
+    connection its state) before it needs a cursor, and Django's check must come first."""
+
+
 class CachedReadMixin:
     """Cache the rows of ``MULTI``/``SINGLE`` reads; mix in before Django's ``SQLCompiler``."""
 
@@ -166,6 +174,7 @@ class CachedReadMixin:
             or reads_bypass_cache(connection)
         ):
             return super().execute_sql(result_type, chunked_fetch, chunk_size)  # type: ignore[misc]
+        _cursor_check()  # Django's own first check (connection.cursor()), before the feed poll
         direct = self._cachedeps_direct(result_type)
         if direct is not _UNANSWERED:
             return direct

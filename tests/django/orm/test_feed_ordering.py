@@ -317,6 +317,32 @@ def test_sync_read_in_async_context_raises_synchronous_only_operation(data):
         asyncio.run(read())
 
 
+def test_sync_read_in_async_context_meets_djangos_check_before_the_feed_poll(data):
+    # Django's SimpleTestCase refuses connections from other threads (ensure_connection
+    # patched to raise DatabaseOperationForbidden), and runs async tests in one: a read must
+    # meet Django's own check (connection.cursor(), SynchronousOnlyOperation) before the
+    # cached path asks the connection anything for its feed poll (Django's async tests).
+    from unittest import mock
+
+    from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.test.testcases import DatabaseOperationForbidden
+
+    pk = data["b1"].pk
+    Book.objects.get(pk=pk), list(Book.objects.filter(pages__gt=0))  # the engine built, its feed known
+
+    async def read_one():
+        return Book.objects.get(pk=pk)
+
+    async def read_many():
+        return list(Book.objects.filter(pages__gt=0))
+
+    refused = DatabaseOperationForbidden("connections are not allowed here")
+    with mock.patch.object(BaseDatabaseWrapper, "ensure_connection", side_effect=refused):
+        for read in (read_one, read_many):
+            with pytest.raises(SynchronousOnlyOperation):
+                asyncio.run(read())
+
+
 def test_sync_write_in_async_context_raises_synchronous_only_operation(data):
     async def write():
         Book.objects.filter(pk=data["b1"].pk).update(title="x")
