@@ -158,6 +158,10 @@ SQLA: dict[str, tuple[str, str]] = {
         "d", "[fetch-*] records the clause of every Session.get_bind() call; cachedeps resolves the "
         "bind of the 'fetch' select itself (is it the cache's database; begin the transaction, "
         "which polls the feed) before SQLAlchemy runs it: the same Select appears more than once"),
+    "test/orm/test_core_compilation.py::PropagateAttrsTest::test_autoflushes": (
+        "d", "patches Session._autoflush and expects one call per execute(); a hit answers in "
+        "do_orm_execute, before SQLAlchemy's autoflush, and is served only when the session holds "
+        "no pending changes (new, dirty or deleted): that flush has nothing to do"),
     "test/orm/test_expire.py::ExpireTest::test_load_only_relationships": (
         "d", "[*-no_attrs-not_pk_plus_pending-*-joined] checks that refresh() put the joined-eager "
         "collection in __dict__; a refresh served from the cached row state fills the column "

@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import sqlite3
 import traceback
 from typing import Any
 
@@ -47,6 +48,10 @@ def _feed_on_connect(dbapi_conn: Any, record: Any) -> None:
     # The suite's engines come and go (SQLite files are removed and made again): every new
     # connection makes sure the feed table is there.
     feed = _STATE["feed"]
+    if isinstance(dbapi_conn, sqlite3.Connection) != (feed.dialect == "sqlite"):
+        # an engine of another kind of database than the suite's (a test's own in-memory
+        # SQLite in a PostgreSQL run): not the cache's database, no feed there
+        return
     cur = dbapi_conn.cursor()
     try:
         if feed.dialect == "sqlite":
