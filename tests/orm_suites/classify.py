@@ -6,8 +6,9 @@
 - ``c`` (plain): the stock backend fails the same way (seen in a ``--compare`` run or listed
   in :mod:`tests.orm_suites.expected`).
 - ``d`` (counts): the test counts or inspects the queries it ran (``assertNumQueries``,
-  captured SQL); a hit skips a query, or cachedeps adds its own (the feed poll, the read of
-  the rows a write changes, the feed append).
+  captured SQL) and failed that assertion; a hit skips a query, or cachedeps adds its own
+  (the feed poll, the read of the rows a write changes, the feed append). Another error
+  raised inside such a test is ``b`` or ``a``.
 
 ``a`` and ``b`` are defects to fix; ``c`` and ``d`` are explained, listed with a reason.
 """
@@ -76,7 +77,9 @@ def classify(entry: dict[str, Any], expected: dict[str, tuple], plain_failed: It
         return listed
     if plain_failed is not None and tid in set(plain_failed):
         return "c", "fails with the plain backend too (compare run)"
-    if _COUNTS.search(text):
+    if _COUNTS.search(text) and (not names or names[0].endswith("AssertionError")):
+        # a count or captured-SQL assertion that failed; an error of another kind raised
+        # inside such a test (under assert_sql_count, say) is not explained by counting
         return "d", "counts queries"
     if any(n.startswith(_OUR_EXC) for n in names) or any(_is_ours(f) for f in entry.get("frames", [])):
         return "b", f"{names[0] if names else 'error'} through cachedeps code"
