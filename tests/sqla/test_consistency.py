@@ -31,7 +31,7 @@ class Item(_Base):
     group: Mapped[int] = mapped_column(Integer)
 
 
-def _app(ctx: dict):
+def _app(ctx: dict, verify: bool = True):
     import cachedeps
     import sqla_cachedeps
     from sqla_cachedeps.feed import feed_for_dialect
@@ -44,7 +44,7 @@ def _app(ctx: dict):
         namespace=ctx["namespace"],
         warn_interval=3600,
     )
-    sqla_cachedeps.install(factory, cache, verify=True)
+    sqla_cachedeps.install(factory, cache, verify=verify)
     return factory, cache
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import Column, ForeignKey, Integer, Table, create_engine, func, 
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
 from tests.consistency import checker
+from tests.sqla.test_consistency import _app as consistency_app
 
 pytestmark = pytest.mark.memcached
 
@@ -47,20 +48,8 @@ class Tag(_Base):
 
 
 def _app(ctx: dict):
-    import cachedeps
-    import sqla_cachedeps
-    from sqla_cachedeps.feed import feed_for_dialect
-
-    engine = create_engine(ctx["url"])
-    factory = sessionmaker(engine)
-    cache = cachedeps.Cache(
-        cachedeps.open_store(ctx["store"]),
-        feed=feed_for_dialect(engine.dialect),
-        namespace=ctx["namespace"],
-        warn_interval=3600,
-    )
-    sqla_cachedeps.install(factory, cache, verify=False)  # the checker judges, not verify mode
-    return factory, cache
+    # verify mode off: the checker counts stale reads, which verify mode would raise instead
+    return consistency_app(ctx, verify=False)
 
 
 def make_writer(ctx: dict, index: int) -> Callable[[int], int]:
