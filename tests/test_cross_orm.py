@@ -23,7 +23,7 @@ import enum
 from sqlalchemy import (
     JSON, BigInteger, Column, Date, Enum, ForeignKey, MetaData, String, Table, Uuid, create_engine, event, select,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry, sessionmaker
 
 import cachedeps
 import sqla_cachedeps
@@ -74,8 +74,16 @@ class SaSpelled(_Base):
     uid: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
 
 
-# The same table with ``uid`` as the 32 hex digits Django stores on SQLite.
+# The same table with ``uid`` as the 32 hex digits Django stores on SQLite, mapped (a select
+# of a table alone is not cached through a Session: SQLAlchemy hands back the cursor's result).
 _spelled_text = Table("spelled", MetaData(), Column("id", BigInteger, primary_key=True), Column("uid", String(32)))
+
+
+class _SpelledText:
+    pass
+
+
+registry().map_imperatively(_SpelledText, _spelled_text)
 
 
 def _sqlalchemy_engine() -> Any:
@@ -281,7 +289,7 @@ def test_django_uuid_write_reaches_a_sqlalchemy_read(world):
     value = uuid.UUID("12345678-1234-5678-1234-567812345678")
     reads = [select(SaSpelled.id).where(SaSpelled.uid == value).options(FromCache())]
     if connection.vendor == "sqlite":
-        reads.append(select(_spelled_text.c.id).where(_spelled_text.c.uid == value.hex).options(FromCache()))
+        reads.append(select(_SpelledText.id).where(_SpelledText.uid == value.hex).options(FromCache()))
     for stmt in reads:
         with world["Session"]() as s:
             assert s.execute(stmt).all() == []
