@@ -183,9 +183,9 @@ def _setup_join_tables(statement: Any) -> tuple[set[str], set[str]] | None:
     statement's own clauses do not hold them. Returns ``(joined, unconstrained)``: a table
     in ``joined`` is read once, as itself, under an inner join, so the top-level ``WHERE``
     restricts its rows as it restricts a table of the ``FROM`` list; a table in
-    ``unconstrained`` is read under an alias (``aliased()``, ``of_type()``, the ORM's own
-    alias of a self-referential join), more than once, or through a custom join condition,
-    and depends on its table key.
+    ``unconstrained`` is read under an alias (``aliased()``, ``of_type()``), more than once
+    (a self-referential join: the FROM list reads the table too), or through a custom join
+    condition, and depends on its table key.
     """
     joins = (*getattr(statement, "_setup_joins", ()), *getattr(statement, "_legacy_setup_joins", ()))
     if not joins:
@@ -233,9 +233,6 @@ def _part_tables(part: Any, reached: set[str], unconstrained: set[str]) -> bool:
             if not _clause_tables(prop.secondary, reached):
                 return False
             _clause_tables(prop.secondary, own)
-        if {t.name for t in prop.parent.tables} & {t.name for t in prop.mapper.tables}:
-            # self-referential: the ORM joins the target under an alias of its own
-            unconstrained.update(t.name for t in prop.mapper.tables)
         for clause in (prop.primaryjoin, prop.secondaryjoin):
             extra: set[str] = set()
             if clause is not None and not _clause_tables(clause, extra):
