@@ -48,6 +48,23 @@ Two implementations of :class:`Feed`:
     0``, and the feed then also trusts ``MAX(tid)``), moved forward by inserting a ``"!restart:<P>"`` row at the new position
     with an explicit tid, under the lock row (``INSERT ... SELECT ... FOR UPDATE``).
 
+    *Statistics.* On PostgreSQL the poll's plan depends on the planner's view of the feed
+    table. Without statistics (a new table, before autovacuum's first ANALYZE, or a server
+    with autovacuum off) it estimates ``tid >= $1`` to match a third of the table and chooses
+    a sequential scan and a sort, as it also does for a table of a few pages; and a prepared
+    poll keeps the plan it chose until the table's statistics change, however large the
+    table grows after. Every poll would then read the whole table, up to the rows kept
+    between prunes (measured: 13 µs a poll with statistics, 300 µs at 5,000 rows without).
+    So the writer whose tids cross a multiple of :data:`STATS_EVERY` looks at the table
+    (under the writers' lock, in its transaction) and runs ``ANALYZE`` on it, in a
+    savepoint, when it holds at least :data:`STATS_MIN_ROWS` rows and has no statistics on
+    ``tid`` or has grown past :data:`STATS_GROWTH` times its pages at the last ANALYZE
+    (``pg_class.relpages``). ANALYZE makes every session plan the poll afresh, with the
+    index once the table is large enough for it to matter; growth being geometric, a table
+    is analyzed a few dozen times in its life at most. A failure is logged and rolled back
+    to the savepoint, never the writer's error. Writes captured by triggers alone do not
+    check.
+
     Errors of the database (a missing table, a broken transaction, a thread or async
     context Django refuses) propagate unchanged, with a note naming the feed table.
 
@@ -69,6 +86,7 @@ Two implementations of :class:`Feed`:
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import threading
 import time
@@ -76,6 +94,8 @@ from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, NamedTuple, Protocol, runtime_checkable
 
 from .errors import ConfigurationError, FeedError
+
+logger = logging.getLogger("cachedeps.feed")
 
 __all__ = [
     "Poll",
@@ -115,6 +135,13 @@ _DEFAULT_CAP = 100_000
 #: small enough that the planner's generic plan for it is cheaper than a custom one
 FIRST_ROWS = 100
 _CHUNK = 500
+#: PostgreSQL: an append whose tids cross a multiple of this checks the planner's statistics
+#: of the feed table (see *Statistics* in :class:`SqlFeed`)
+STATS_EVERY = 256
+#: ... and analyzes the table when it has grown past this factor of its pages at the last ANALYZE
+STATS_GROWTH = 1.5
+#: the fewest rows the feed table must hold for :meth:`SqlFeed.append` to analyze it
+STATS_MIN_ROWS = 50
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 #: the dialects :class:`SqlFeed` speaks (``"mariadb"`` is accepted as ``"mysql"``)
 DIALECTS = ("sqlite", "postgresql", "mysql")
@@ -397,7 +424,46 @@ class SqlFeed:
                 tid = cur.fetchone()[0]
             finally:
                 cur.close()
+            if (
+                self.dialect == "postgresql"
+                and tid is not None
+                and int(tid) // STATS_EVERY != (int(tid) - len(rows)) // STATS_EVERY
+            ):
+                self._ensure_statistics(conn)
         return int(tid)
+
+    def _ensure_statistics(self, conn: Any) -> None:
+        """PostgreSQL: ANALYZE the feed table when its statistics are missing or it outgrew them.
+
+        Runs under the writers' lock, in the writer's transaction, inside a savepoint; a
+        failure is logged and undone, never raised (see *Statistics* in :class:`SqlFeed`).
+        """
+        cur = conn.cursor()
+        try:
+            cur.execute(
+                f"SELECT (SELECT count(*) FROM (SELECT 1 FROM {self.table} LIMIT {STATS_MIN_ROWS}) AS r), "
+                "EXISTS (SELECT 1 FROM pg_stats s JOIN pg_namespace n ON n.nspname = s.schemaname "
+                "WHERE n.oid = c.relnamespace AND s.tablename = c.relname AND s.attname = 'tid'), "
+                "c.relpages, pg_relation_size(c.oid) / current_setting('block_size')::int "
+                f"FROM pg_class c WHERE c.oid = to_regclass({self._p})",
+                (self.table,),
+            )
+            row = cur.fetchone()
+            if row is None:
+                return
+            rows, known, analyzed, pages = int(row[0]), bool(row[1]), int(row[2] or 0), int(row[3] or 0)
+            if rows < STATS_MIN_ROWS or (known and pages <= max(analyzed * STATS_GROWTH, analyzed + 1)):
+                return
+            cur.execute("SAVEPOINT cachedeps_analyze")
+            try:
+                cur.execute(f"ANALYZE {self.table}")
+            except Exception:
+                cur.execute("ROLLBACK TO SAVEPOINT cachedeps_analyze")
+                logger.warning("cachedeps: ANALYZE of the change feed table %r failed; polls may scan it",
+                               self.table, exc_info=True)
+            cur.execute("RELEASE SAVEPOINT cachedeps_analyze")
+        finally:
+            cur.close()
 
     def _captured(self, conn: Any) -> set[str]:
         """Return the tables whose capture triggers captured this transaction's writes."""
