@@ -42,6 +42,9 @@ logger = logging.getLogger("cachedeps.store")
 
 _MAX_U64 = 2**64 - 1
 _WARN_INTERVAL = 30.0
+#: the most deletes :meth:`RemoteStore.delete_many` pipelines in one write (answers stay well
+#: inside the socket buffers, so the server never waits for the client to read)
+_PIPELINE = 1000
 
 
 class _PassThrough:
@@ -341,9 +344,42 @@ class RemoteStore:
         return bool(self._run(key, "delete", noreply=False))
 
     def delete_many(self, keys: Iterable[str]) -> None:
-        """Delete every key in ``keys``, waiting for each answer."""
+        """Delete every key in ``keys`` and wait for the answers.
+
+        The deletes are pipelined, :data:`_PIPELINE` to a write, one round trip per server and
+        batch (a purge deletes up to thousands of keys: one round trip each made a writer wait
+        for about 150 ms per 1,000 dependents). Raises as :meth:`delete` would when a server
+        fails or is being retried; some keys may then be deleted and others not.
+        """
+        keys = list(dict.fromkeys(keys))
         for key in keys:
-            self.delete(key)
+            check_key(key)
+        if not keys:
+            return
+        if self._hash is None:
+            for i in range(0, len(keys), _PIPELINE):
+                try:
+                    self._client.delete_many(keys[i : i + _PIPELINE], noreply=False)
+                except Exception as exc:
+                    self._translate(exc, self.addresses[0])
+            return
+        groups: dict[Any, list[str]] = {}
+        for key in keys:
+            try:
+                client = self._hash._get_client(key)
+            except Exception as exc:
+                self._translate(exc, self._address_of(key))
+            groups.setdefault(client, []).append(key)
+        for client, group in groups.items():
+            address = _address(client.server)
+            for i in range(0, len(group), _PIPELINE):
+                try:
+                    self._hash._safely_run_func(client, client.delete_many, False, group[i : i + _PIPELINE],
+                                                noreply=False)
+                except Exception as exc:
+                    self._translate(exc, address)
+                if self._failing(address):
+                    raise BackendUnavailable(f"memcached at {address} is failing; retrying it later", address)
 
     def incr(self, key: str, delta: int = 1) -> int | None:
         """Add to a decimal counter (64-bit unsigned, wrapping); ``None`` if missing."""
