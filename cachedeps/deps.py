@@ -39,8 +39,9 @@ __all__ = ["DependencyTrees"]
 
 _MAX_DEPTH = 4
 _MAX_NODES = 2_000
-# Emulated links cost one round trip each on memcached: an entry is linked under at most
-# this many parents (entries it was built from first, then its dependency keys in order).
+# Emulated links are one pipelined round trip on memcached (one per link on a store without
+# append_many): an entry is linked under at most this many parents (entries it was built
+# from first, then its dependency keys in order).
 # An unlinked dependency only delays freeing the entry's memory (LRU or its timeout does
 # it); validity always comes from the change feed.
 MAX_EMULATED_LINKS = 24
@@ -103,6 +104,21 @@ class DependencyTrees:
             return
         del parents[MAX_EMULATED_LINKS:]
         piece = b" " + entry_key.encode("utf-8")
+        append_many = getattr(self.store, "append_many", None)
+        if append_many is not None:  # memcached: every append in one round trip per server
+            parents = list(dict.fromkeys(parents))
+            missing = append_many(dict.fromkeys(parents, piece))
+            if missing:
+                taken = self.store.add_many(dict.fromkeys(missing, piece), expire)
+                if taken:  # another writer created the node in between
+                    append_many(dict.fromkeys(taken, piece))
+            absent = set(missing)
+            sampled = [p for p in parents if p not in absent and random.random() < 1 / 32]
+            if sampled:
+                for parent, raw in self.store.get_many(sampled).items():
+                    if len(raw) > self.max_node_bytes:
+                        self.store.delete(parent)
+            return
         for parent in parents:
             if not self.store.append(parent, piece):
                 if not self.store.add(parent, piece, expire):

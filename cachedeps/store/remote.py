@@ -381,6 +381,45 @@ class RemoteStore:
                 if self._failing(address):
                     raise BackendUnavailable(f"memcached at {address} is failing; retrying it later", address)
 
+    def append_many(self, mapping: Mapping[str, bytes]) -> list[str]:
+        """Append each value to its key's item; return the keys that hold no item (nothing appended).
+
+        Pipelined: one round trip per server (:meth:`_store_many`).
+        """
+        return self._store_many(b"append", mapping, 0)
+
+    def add_many(self, mapping: Mapping[str, bytes], expire: float = 0) -> list[str]:
+        """Store each pair where its key holds nothing; return the keys not stored (taken).
+
+        Pipelined: one round trip per server (:meth:`_store_many`).
+        """
+        return self._store_many(b"add", mapping, expire)
+
+    def _store_many(self, name: bytes, mapping: Mapping[str, bytes], expire: float) -> list[str]:
+        """Send one storage command per pair, pipelined to each server; return the keys answered
+        ``NOT_STORED``.
+
+        Through pymemcache's pipelined storage path (the one its ``set_many`` takes), which
+        reads the answers line by line and closes the connection when one is an error.
+        """
+        values = {k: bytes(v) for k, v in mapping.items()}
+        if not values:
+            return []
+        groups: dict[str, list[str]] = {}
+        for key in values:
+            check_key(key)
+            groups.setdefault(self._address_of(key), []).append(key)
+        refused: list[str] = []
+        for address, keys in groups.items():
+            pooled = self._hash._get_client(keys[0]) if self._hash is not None else self._client
+            try:
+                with pooled.client_pool.get_and_release(destroy_on_fail=True) as client:
+                    stored = client._store_cmd(name, {k: values[k] for k in keys}, _expire(expire), False, flags=0)
+            except Exception as exc:
+                self._translate(exc, address)
+            refused.extend(k for k in keys if not stored.get(k))
+        return refused
+
     def incr(self, key: str, delta: int = 1) -> int | None:
         """Add to a decimal counter (64-bit unsigned, wrapping); ``None`` if missing."""
         return self._delta("incr", key, delta)

@@ -145,3 +145,70 @@ def test_delete_many_over_two_servers_deletes_on_each_and_reports_a_dead_one(mem
         assert info.value.address == b.address
     finally:
         store.close()
+
+
+def test_append_many_and_add_many_answer_per_key(memcached_factory):
+    a, b = memcached_factory(), memcached_factory()
+    for url in (a.url, f"memcache://{a.address},{b.address}"):
+        store = open_store(url + "?timeout=2")
+        try:
+            store.flush_all()
+            keys = [f"node:{i}" for i in range(40)]
+            assert store.add_many({k: b"x" for k in keys[:20]}) == []
+            assert sorted(store.append_many({k: b" y" for k in keys})) == sorted(keys[20:])  # no item there
+            assert store.get_many(keys[:20]) == {k: b"x y" for k in keys[:20]}
+            assert sorted(store.add_many({k: b"z" for k in keys}, expire=60)) == sorted(keys[:20])  # taken
+            assert store.get(keys[25]) == b"z" and store.get(keys[5]) == b"x y"
+            assert store.append_many({}) == [] and store.add_many({}) == []
+        finally:
+            store.close()
+
+
+def test_a_pipelined_append_the_server_refuses_raises_and_the_store_stays_usable(memcached_factory):
+    server = memcached_factory(extra=("-I", "1m"))
+    store = open_store(server.url + "?timeout=2")
+    try:
+        store.set("big", b"x" * 1000)
+        store.set("small", b"s")
+        from cachedeps.errors import ValueTooLarge
+
+        with pytest.raises(ValueTooLarge) as info:
+            store.append_many({"small": b"t", "big": b"y" * (1024 * 1024)})
+        assert server.address in str(info.value)
+        assert store.get("small") == b"st"  # the commands before the refused one were applied
+        assert store.append_many({"small": b"u"}) == [] and store.get("small") == b"stu"
+    finally:
+        store.close()
+
+
+def test_linking_an_entry_under_its_dependencies_is_one_round_trip(memcached, monkeypatch):
+    """An entry is linked under up to 24 dependency nodes when stored: pipelined appends, not
+    one round trip each."""
+    from pymemcache.client.base import Client
+
+    from cachedeps.deps import DependencyTrees
+
+    store = open_store(memcached.url + "?timeout=5")
+    try:
+        store.flush_all()
+        trees = DependencyTrees(store, namespace="rt:")
+        deps = [f"item:{i}" for i in range(24)]
+        trees.link("d:rt:first", deps[:12])  # half the nodes exist, half are created
+        calls = {"append": 0, "add": 0, "_store_cmd": 0}
+        for name in calls:
+            real = getattr(Client, name)
+
+            def counted(self, *args, _real=real, _name=name, **kwargs):
+                calls[_name] += 1
+                return _real(self, *args, **kwargs)
+
+            monkeypatch.setattr(Client, name, counted)
+        trees.link("d:rt:second", deps)
+        # one pipeline of 24 appends, one of the 12 adds for the nodes that did not exist
+        assert calls == {"append": 0, "add": 0, "_store_cmd": 2}
+        assert store.get(trees.node("item:0")).split() == [b"d:rt:first", b"d:rt:second"]
+        assert store.get(trees.node("item:23")).split() == [b"d:rt:second"]
+        store.set("d:rt:second", b"entry")
+        assert trees.purge(["item:20"]) == 1 and store.get("d:rt:second") is None
+    finally:
+        store.close()
