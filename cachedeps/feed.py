@@ -736,6 +736,27 @@ class SqlFeed:
                 cur.close()
         return upto
 
+    def prune_in_savepoint(self, conn: Any, keep: int) -> int:
+        """Prune inside the caller's open transaction, in a savepoint; return the tid pruned up to.
+
+        For adapters that prune every so many commits in a committing transaction: a failure
+        is rolled back to the savepoint and logged, never the writer's error (0 returned);
+        the next prune retries. The transaction holds the writers' lock afterwards.
+        """
+        cur = conn.cursor()
+        try:
+            cur.execute("SAVEPOINT cachedeps_prune")
+            try:
+                upto = self.prune(conn, keep)
+            except Exception:  # pruning is housekeeping; the next one retries
+                cur.execute("ROLLBACK TO SAVEPOINT cachedeps_prune")
+                logger.warning("cachedeps: pruning the change feed table %r failed", self.table, exc_info=True)
+                upto = 0
+            cur.execute("RELEASE SAVEPOINT cachedeps_prune")
+        finally:
+            cur.close()
+        return upto
+
     def _execute(self, conn: Any, sql: str, params: tuple) -> Any:
         cur = conn.cursor()
         try:

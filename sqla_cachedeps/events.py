@@ -75,6 +75,7 @@ def install(
     views: Mapping[str, Sequence[str]] | None = None,
     capture: bool = False,
     database: Any = None,
+    feed_keep: int | None = 100_000,
 ) -> Installation:
     """Serve reads of ``session_factory``'s sessions from ``cache``, invalidated by their writes.
 
@@ -107,6 +108,12 @@ def install(
             (:mod:`sqla_cachedeps.databases`); statements on any other database run
             uncached. Default: the factory's ``bind``, else the first database a session
             uses. Required when the factory's ``binds`` reach several databases.
+        feed_keep: every :data:`~sqla_cachedeps.writes.PRUNE_EVERY` commits of this process
+            that write to the feed, the committing transaction prunes the feed table to its
+            newest ``feed_keep`` rows (in a savepoint; a failure is logged and retried at the
+            next prune). A process whose position is older than what was pruned starts
+            afresh: misses, never a stale read. ``None``: never prune (prune with
+            ``SqlFeed.prune`` yourself).
 
     Returns:
         An :class:`Installation`; ``uninstall()`` removes every listener.
@@ -128,8 +135,10 @@ def install(
             f"{session_factory!r} is already installed; call uninstall() on the first handle before "
             "installing again"
         )
+    if feed_keep is not None and (isinstance(feed_keep, bool) or not isinstance(feed_keep, int) or feed_keep < 0):
+        raise ConfigurationError(f"install(feed_keep=...) must be an int >= 0 or None, got {feed_keep!r}")
     inst = Installation(target, cache, gets=gets, lazy_loads=lazy_loads, feed_table=feed_table, verify=verify,
-                        views=views, capture=capture)
+                        views=views, capture=capture, feed_keep=feed_keep)
     from cachedeps.config import unreachable_servers
 
     for problem in unreachable_servers(cache if isinstance(cache, str) else getattr(cache, "store", None)):
@@ -191,8 +200,10 @@ class Installation:
 
     def __init__(self, target: Any, cache: Any, *, gets: bool, lazy_loads: bool, feed_table: str,
                  verify: Any = False, views: Mapping[str, Sequence[str]] | None = None,
-                 capture: bool = False) -> None:
+                 capture: bool = False, feed_keep: int | None = None) -> None:
         self.target = target
+        #: rows the feed keeps when the commits prune it (None: never)
+        self.feed_keep = feed_keep
         self.capture = capture
         self.verifier = Verifier(verify, "install(verify=...)")
         self.declared_views = _declared_views(views)

@@ -39,6 +39,7 @@ values the adapter begins it with a no-op ``UPDATE`` of the feed table.
 from __future__ import annotations
 
 import logging
+import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
@@ -63,7 +64,7 @@ from .feed import feed_name
 if TYPE_CHECKING:
     from .events import Installation
 
-__all__ = ["Writes", "SessionState", "ConnState", "session_state", "MAX_PRECISE_ROWS"]
+__all__ = ["Writes", "SessionState", "ConnState", "session_state", "MAX_PRECISE_ROWS", "PRUNE_EVERY"]
 
 log = logging.getLogger("sqla_cachedeps")
 
@@ -72,6 +73,11 @@ _CONN_KEY = "cachedeps"
 _SELECT_CHUNK = 500
 #: ORM update()/delete() statements matching more rows than this emit table keys instead
 MAX_PRECISE_ROWS = 1000
+#: every this many commits that write to the feed (per process), the committing transaction
+#: prunes it to ``install(feed_keep=...)`` rows
+PRUNE_EVERY = 1000
+_commits = 0
+_commits_lock = threading.Lock()
 
 
 class ConnState:
@@ -817,7 +823,10 @@ class Writes:
             if _autocommit(conn):
                 self._publish_committed(conn, ks)
             else:
-                tid = self._feed(conn).append(conn.connection, ks)
+                feed = self._feed(conn)
+                if self.inst.feed_keep is not None and self._prune_due():
+                    feed.prune_in_savepoint(conn.connection, self.inst.feed_keep)
+                tid = feed.append(conn.connection, ks)
                 # Another database's tid belongs to its own sequence: its feed has the keys
                 # (for whoever caches that database); this cache's delta maps must not.
                 if self.inst.databases.serves(conn):
@@ -828,6 +837,13 @@ class Writes:
                     # moving the context's stamp past a commit that may still fail.
                     self.inst.cache.committed(ks, tid, advance=False)
         cstate.reset()
+
+    def _prune_due(self) -> bool:
+        """Count a commit that writes to the feed; return whether this one prunes it."""
+        global _commits
+        with _commits_lock:
+            _commits += 1
+            return _commits % PRUNE_EVERY == 0
 
     def _keys_of(self, conn: Connection, cstate: ConnState) -> list[str]:
         """Return the keys the connection's transaction wrote (savepoints rolled back gone)."""

@@ -175,17 +175,7 @@ def _maybe_prune(engine: Any, connection: Any) -> None:
         due = _commits % PRUNE_EVERY == 0
     if not due:
         return
-    cursor = connection.cursor()
-    try:
-        cursor.execute("SAVEPOINT cachedeps_prune")
-        try:
-            engine.feed.prune(connection, get_settings().feed_keep)
-        except Exception:  # pruning is housekeeping; the next one retries
-            cursor.execute("ROLLBACK TO SAVEPOINT cachedeps_prune")
-            logger.warning("cachedeps: pruning the change feed of %r failed", connection.alias, exc_info=True)
-        cursor.execute("RELEASE SAVEPOINT cachedeps_prune")
-    finally:
-        cursor.close()
+    engine.feed.prune_in_savepoint(connection, get_settings().feed_keep)
 
 
 def _local_fields(model: Any) -> list[Any]:
