@@ -102,31 +102,30 @@ class DependencyTrees:
             for parent in parents:
                 self.store.link(parent, (entry_key,), expire)
             return
-        del parents[MAX_EMULATED_LINKS:]
+        parents = list(dict.fromkeys(parents))[:MAX_EMULATED_LINKS]
         piece = b" " + entry_key.encode("utf-8")
-        append_many = getattr(self.store, "append_many", None)
-        if append_many is not None:  # memcached: every append in one round trip per server
-            parents = list(dict.fromkeys(parents))
-            missing = append_many(dict.fromkeys(parents, piece))
-            if missing:
-                taken = self.store.add_many(dict.fromkeys(missing, piece), expire)
-                if taken:  # another writer created the node in between
-                    append_many(dict.fromkeys(taken, piece))
-            absent = set(missing)
-            sampled = [p for p in parents if p not in absent and random.random() < 1 / 32]
-            if sampled:
-                for parent, raw in self.store.get_many(sampled).items():
-                    if len(raw) > self.max_node_bytes:
-                        self.store.delete(parent)
-            return
-        for parent in parents:
-            if not self.store.append(parent, piece):
-                if not self.store.add(parent, piece, expire):
-                    self.store.append(parent, piece)
-            elif random.random() < 1 / 32:
-                raw = self.store.get(parent)
-                if raw is not None and len(raw) > self.max_node_bytes:
+        append_many = getattr(self.store, "append_many", None) or self._append_each
+        add_many = getattr(self.store, "add_many", None) or self._add_each
+        # memcached: every append in one round trip per server, then the adds of new nodes
+        missing = append_many(dict.fromkeys(parents, piece))
+        if missing:
+            taken = add_many(dict.fromkeys(missing, piece), expire)
+            if taken:  # another writer created the node in between
+                append_many(dict.fromkeys(taken, piece))
+        absent = set(missing)
+        sampled = [p for p in parents if p not in absent and random.random() < 1 / 32]
+        if sampled:
+            for parent, raw in self.store.get_many(sampled).items():
+                if len(raw) > self.max_node_bytes:
                     self.store.delete(parent)
+
+    def _append_each(self, mapping: dict[str, bytes]) -> list[str]:
+        """``append_many`` for a store without it: one ``append`` per key."""
+        return [key for key, value in mapping.items() if not self.store.append(key, value)]
+
+    def _add_each(self, mapping: dict[str, bytes], expire: float) -> list[str]:
+        """``add_many`` for a store without it: one ``add`` per key."""
+        return [key for key, value in mapping.items() if not self.store.add(key, value, expire)]
 
     def link_lease(self, entry_key: str, lease_key: str, deps: Iterable[str], expire: float) -> None:
         """Link a fill lease so that a purge of its entry or of ``deps`` voids it.

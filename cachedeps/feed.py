@@ -741,7 +741,7 @@ class SqlFeed:
 
         For adapters that prune every so many commits in a committing transaction: a failure
         is rolled back to the savepoint and logged, never the writer's error (0 returned);
-        the next prune retries. The transaction holds the writers' lock afterwards.
+        the next prune retries. After a prune the transaction holds the writers' lock.
         """
         cur = conn.cursor()
         try:

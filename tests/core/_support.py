@@ -5,7 +5,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from typing import Any, Iterable, Mapping
+import uuid
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Mapping
 
 from cachedeps.errors import BackendUnavailable
 from cachedeps.feed import SqlFeed
@@ -117,6 +119,24 @@ class DictStore:
 
     def close(self) -> None:
         pass
+
+
+@contextmanager
+def pg_feed_table(dsn: str, prefix: str) -> Iterator[tuple[SqlFeed, Any, str]]:
+    """Create a PostgreSQL feed table of a unique name; yield ``(feed, autocommit admin
+    connection, table)``; drop it afterwards."""
+    import psycopg
+
+    table = prefix + uuid.uuid4().hex[:8]
+    feed = SqlFeed(dialect="postgresql", table=table)
+    admin = psycopg.connect(dsn, autocommit=True)
+    try:
+        for stmt in feed.ddl():
+            admin.execute(stmt)
+        yield feed, admin, table
+    finally:
+        admin.execute(f"DROP TABLE IF EXISTS {table}")
+        admin.close()
 
 
 def sqlite_feed(path: Any) -> tuple[sqlite3.Connection, SqlFeed]:

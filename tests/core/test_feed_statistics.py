@@ -11,19 +11,15 @@ import pytest
 
 from cachedeps.feed import FIRST_ROWS, SqlFeed
 
+from ._support import pg_feed_table
+
 
 @pytest.fixture
 def pg(postgres_dsn):
-    psycopg = pytest.importorskip("psycopg")
-    table = "cachedeps_stats_" + uuid.uuid4().hex[:8]
-    feed = SqlFeed(dialect="postgresql", table=table)
-    admin = psycopg.connect(postgres_dsn, autocommit=True)
-    for stmt in feed.ddl():
-        admin.execute(stmt)
-    admin.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
-    yield feed, admin, table
-    admin.execute(f"DROP TABLE IF EXISTS {table}")
-    admin.close()
+    pytest.importorskip("psycopg")
+    with pg_feed_table(postgres_dsn, "cachedeps_stats_") as (feed, admin, table):
+        admin.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+        yield feed, admin, table
 
 
 def _write(conn, feed, n):

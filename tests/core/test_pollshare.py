@@ -14,6 +14,8 @@ from cachedeps.feed import ExactPoll, SqlFeed
 from cachedeps.pollshare import PollSlot, slot_path
 from cachedeps.work import unit_of_work
 
+from ._support import pg_feed_table
+
 
 def test_slot_keeps_the_newest_poll_and_is_private(tmp_path):
     slot = PollSlot("x", path=str(tmp_path / "slot"))
@@ -55,11 +57,6 @@ class Counting:
 @pytest.fixture
 def pg(postgres_dsn):
     psycopg = pytest.importorskip("psycopg")
-    table = "cachedeps_share_" + uuid.uuid4().hex[:8]
-    feed = SqlFeed(dialect="postgresql", table=table)
-    admin = psycopg.connect(postgres_dsn, autocommit=True)
-    for stmt in feed.ddl():
-        admin.execute(stmt)
     conns = []
 
     def connect():
@@ -67,11 +64,12 @@ def pg(postgres_dsn):
         conns.append(c)
         return c
 
-    yield feed, admin, connect, table
-    for c in conns:
-        c.close()
-    admin.execute(f"DROP TABLE IF EXISTS {table}")
-    admin.close()
+    with pg_feed_table(postgres_dsn, "cachedeps_share_") as (feed, admin, table):
+        try:
+            yield feed, admin, connect, table
+        finally:
+            for c in conns:
+                c.close()
 
 
 def _write(conn, feed, *keys):
