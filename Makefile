@@ -53,6 +53,8 @@ test-orm: $(STAMP)
 	$(BIN)/python -m tests.orm_suites.run django --db postgresql --mode autocommit --compare
 	$(BIN)/python -m tests.orm_suites.run sqla --db sqlite --compare
 	$(BIN)/python -m tests.orm_suites.run sqla --db postgresql --compare
+	$(BIN)/python -m tests.orm_suites.run django --db mysql --mode both --compare
+	$(BIN)/python -m tests.orm_suites.run sqla --db mysql --compare
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

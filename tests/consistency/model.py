@@ -1,6 +1,7 @@
 """The model application the checker drives: ``item(id, version)`` behind a Cache.
 
-``ctx`` keys: ``dialect`` (``sqlite``/``postgresql``), ``db`` (a file path or a DSN),
+``ctx`` keys: ``dialect`` (``sqlite``/``postgresql``/``mysql``), ``db`` (a file path, a DSN,
+or for MySQL/MariaDB the keyword arguments of the driver's ``connect``),
 ``store`` (a store URL), ``namespace``, ``items``; optional ``crash_after`` (a writer
 index 0 kills itself with SIGKILL after that many commits, between the commit and
 ``cache.committed``), ``max_delta``, ``never_poll`` (readers poll once at start only: a
@@ -41,6 +42,12 @@ def _connect(ctx: dict) -> Any:
         conn.execute("PRAGMA busy_timeout = 30000")
         conn.execute("PRAGMA synchronous = OFF")  # a test database: commits need not reach the disk
         return conn
+    if ctx["dialect"] == "mysql":
+        try:
+            import MySQLdb as driver
+        except ImportError:
+            import pymysql as driver
+        return driver.connect(**ctx["db"], autocommit=True)
     import psycopg
 
     return psycopg.connect(ctx["db"], autocommit=True)
@@ -56,6 +63,8 @@ def setup(ctx: dict) -> None:
             cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("DROP TABLE IF EXISTS item")
         cur.execute(f"DROP TABLE IF EXISTS {feed.table}")
+        if feed.lock_ddl():
+            cur.execute(f"DROP TABLE IF EXISTS {feed.lock_table}")
         for stmt in feed.ddl():
             cur.execute(stmt)
         cur.execute("CREATE TABLE item (id INTEGER PRIMARY KEY, version INTEGER NOT NULL)")

@@ -1,8 +1,8 @@
 """Run the ORMs' own test suites through cachedeps and classify every failure.
 
-    python -m tests.orm_suites.run django [--db sqlite|postgresql] [--mode testcase|autocommit|both]
+    python -m tests.orm_suites.run django [--db sqlite|postgresql|mysql] [--mode testcase|autocommit|both]
                                           [--compare] [--modules M ...] [--subset ci|core|all]
-    python -m tests.orm_suites.run sqla   [--db sqlite|postgresql] [--compare] [--paths test/orm/...]
+    python -m tests.orm_suites.run sqla   [--db sqlite|postgresql|mysql] [--compare] [--paths test/orm/...]
                                           [--test-timeout SECONDS]
 
 Each run prints the failures per class (``a`` stale/wrong result, ``b`` crash in cachedeps,
@@ -66,7 +66,7 @@ def _env(src: Path, extra: dict[str, str]) -> dict[str, str]:
 
 
 def _pg_env(db: str) -> dict[str, str]:
-    if db != "postgresql":
+    if db not in ("postgresql", "mysql"):
         return {}
     name = os.environ.get("CACHEDEPS_TEST_PG_DB", "test")
     prefix = os.environ.get("CACHEDEPS_TEST_PG_NAME", f"test_{name}") + "_orm"
@@ -126,7 +126,7 @@ def print_summary(report: dict[str, Any], summary: dict[str, Any], out: Any = sy
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.orm_suites.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("suite", choices=["django", "sqla"])
-    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--db", choices=["sqlite", "postgresql", "mysql"], default="sqlite")
     parser.add_argument("--mode", choices=["testcase", "autocommit", "both"], default="both")
     parser.add_argument("--compare", action="store_true", help="also run the stock backend; its failures are class c")
     parser.add_argument("--modules", nargs="*", help="Django test modules (default: the whole list)")

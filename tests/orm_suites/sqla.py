@@ -55,6 +55,25 @@ def _ensure_pg_database(url: str) -> None:
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
 
 
+def _mysql_url() -> str:
+    name = os.environ.get("CACHEDEPS_TEST_MYSQL_DB", "test") + "_sqla"
+    return f"mysql+mysqldb://root@127.0.0.1:3306/{name}?charset=utf8mb4"
+
+
+def _ensure_mysql_database(url: str) -> None:
+    import MySQLdb
+
+    name = url.rsplit("/", 1)[1].split("?", 1)[0]
+    conn = MySQLdb.connect(host="127.0.0.1", port=3306, user="root", charset="utf8mb4")
+    try:
+        cur = conn.cursor()
+        # SQLAlchemy's suite reads other schemas (databases, on MySQL) by these names
+        for schema in (name, "test_schema", "test_schema_2"):
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{schema}` CHARACTER SET utf8mb4")
+    finally:
+        conn.close()
+
+
 def run_sqla(paths: list[str] | None = None, *, db: str = "sqlite", install: bool = True, verify: bool = True,
              src: Path = ROOT, subset: str = "all", timeout: float = 7200, extra: list[str] | None = None,
              test_timeout: float = TEST_TIMEOUT) -> dict[str, Any]:
@@ -72,6 +91,9 @@ def run_sqla(paths: list[str] | None = None, *, db: str = "sqlite", install: boo
         if db == "postgresql":
             dburi = _pg_url()
             _ensure_pg_database(dburi)
+        elif db == "mysql":
+            dburi = _mysql_url()
+            _ensure_mysql_database(dburi)
         else:
             # Relative: SQLAlchemy's provisioning names the file from the URL's first word
             # ("querytest_pysqlite.db", and "pysqlite_test_schema.db" beside it) in the

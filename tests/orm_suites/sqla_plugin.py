@@ -56,6 +56,9 @@ def _feed_on_connect(dbapi_conn: Any, record: Any) -> None:
     try:
         if feed.dialect == "sqlite":
             cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (feed.table,))
+        elif feed.dialect == "mysql":
+            cur.execute("SELECT 1 FROM information_schema.tables WHERE table_name = %s AND table_schema = DATABASE()",
+                        (feed.table,))
         else:
             cur.execute("SELECT 1 FROM pg_tables WHERE tablename = %s AND schemaname = current_schema()", (feed.table,))
         if cur.fetchone() is None:
