@@ -136,6 +136,7 @@ class SessionState:
         self.old_rows: dict[tuple[str, Any], dict[str, Any] | None] = {}
         self.written: dict[tuple[str, Any], tuple[Any, Any]] = {}  # (table, pk) -> (Table, op)
         self.coarse: set[Any] = set()        # tables whose rows could not be read: table keys
+        self.flush_conn: Connection | None = None  # the connection of the flush in progress
 
     def end_root(self) -> None:
         """Forget the root transaction that ended."""
@@ -146,6 +147,7 @@ class SessionState:
         self.old_rows.clear()
         self.written.clear()
         self.coarse.clear()
+        self.flush_conn = None
 
     def has_writes(self) -> bool:
         """Return whether this transaction has written (reads then bypass the cache)."""
@@ -190,11 +192,44 @@ def conn_state(conn: Connection) -> ConnState:
     return state
 
 
+def _object_connection(session: Session, obj: Any) -> Connection:
+    """Return the connection the flush writes ``obj`` on, chosen as the flush chooses it.
+
+    The session's ``connection_callable`` with the object where it has one (a
+    ``ShardedSession`` picks the shard from the instance), else the session's bind for the
+    object's base mapper (what the unit of work asks for).
+    """
+    mapper = object_mapper(obj).base_mapper
+    choose = getattr(session, "connection_callable", None)
+    if choose is not None:
+        if not session.in_transaction():
+            # outside a transaction a connection_callable hands out a connection of its
+            # own; the flush will have begun the session's first
+            session.begin()
+        return choose(mapper, obj)
+    return session.connection(bind_arguments={"mapper": mapper})
+
+
+def _flushing(conn: Connection) -> bool:
+    """Return whether ``conn`` carries the flush in progress (:meth:`Writes.before_flush`).
+
+    A row the flush writes on another connection (another bind or shard) is not read or
+    noted: that connection's statements emit their tables' keys.
+    """
+    cstate = _existing_conn_state(conn)
+    return cstate is not None and cstate.flushing
+
+
 def _flush_connection(session: Session) -> Connection:
-    """Return the connection a flush of ``session`` writes on (its bind for the first object)."""
+    """Return the connection a flush of ``session`` writes on (the first object's).
+
+    Writes the flush sends on another connection (another bind or shard) are not this
+    flush's rows: that connection is not marked as flushing, so each of its statements
+    emits its tables' keys (:meth:`Writes.before_cursor_execute`).
+    """
     for group in (session.new, session.dirty, session.deleted):
         for obj in group:
-            return session.connection(bind_arguments={"mapper": object_mapper(obj)})
+            return _object_connection(session, obj)
     return session.connection()
 
 
@@ -455,7 +490,7 @@ class Writes:
         state = session_state(session, self.inst)
         if state is None or not (session.new or session.dirty or session.deleted):
             return
-        conn = _flush_connection(session)
+        conn = state.flush_conn = _flush_connection(session)
         cstate = conn_state(conn)
         cstate.flushing = True
         cstate.flush_tables.clear()
@@ -475,7 +510,9 @@ class Writes:
             return
         targets = [o for o in session.dirty if session.is_modified(o, include_collections=False)]
         targets.extend(session.deleted)
-        self._fetch_old(conn, state, targets)
+        # the old rows of this connection's objects only: another shard's table of the same
+        # name holds other rows under the same keys
+        self._fetch_old(conn, state, [o for o in targets if _object_connection(session, o) is conn])
 
     def before_row_write(self, mapper: Mapper, connection: Connection, target: Any) -> None:
         """Read the old values of a row the flush changes that ``before_flush`` did not see."""
@@ -484,7 +521,7 @@ class Writes:
         if state is None or state.installation is not self.inst:
             return
         ident = instance_state(target).identity
-        if ident is None or _ALL in state.coarse:
+        if ident is None or _ALL in state.coarse or not _flushing(connection):
             return
         missing = [t for t in mapper.tables
                    if _addressable(mapper, t) and t.name not in state.coarse
@@ -494,20 +531,20 @@ class Writes:
 
     def after_insert(self, mapper: Mapper, connection: Connection, target: Any) -> None:
         """Note an inserted row."""
-        self._note(mapper, target, "insert")
+        self._note(mapper, connection, target, "insert")
 
     def after_update(self, mapper: Mapper, connection: Connection, target: Any) -> None:
         """Note an updated row."""
-        self._note(mapper, target, "update")
+        self._note(mapper, connection, target, "update")
 
     def after_delete(self, mapper: Mapper, connection: Connection, target: Any) -> None:
         """Note a deleted row."""
-        self._note(mapper, target, "delete")
+        self._note(mapper, connection, target, "delete")
 
-    def _note(self, mapper: Mapper, target: Any, op: str) -> None:
+    def _note(self, mapper: Mapper, connection: Connection, target: Any, op: str) -> None:
         session = object_session(target)
         state = session_state(session) if session is not None else None
-        if state is None or state.installation is not self.inst:
+        if state is None or state.installation is not self.inst or not _flushing(connection):
             return
         istate = instance_state(target)
         old = istate.identity
@@ -525,7 +562,8 @@ class Writes:
         state = session_state(session)
         if state is None or state.installation is not self.inst:
             return
-        conn = _flush_connection(session)
+        conn = state.flush_conn or _flush_connection(session)
+        state.flush_conn = None
         cstate = conn_state(conn)
         cstate.flushing = False
         out: dict[str, None] = {}

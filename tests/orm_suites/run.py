@@ -48,6 +48,14 @@ DJANGO_MODULES = [
     "nested_foreign_keys", "null_fk_ordering", "queryset_pickle", "save_delete_hooks",
     "signals", "get_earliest_or_latest", "dates", "datetimes", "model_regress", "custom_lookups",
     "from_db_value", "multiple_database", "fixtures", "xor_lookups",
+    # column types, database functions and write paths beyond the ORM modules above
+    "model_fields", "postgres_tests", "db_functions", "custom_columns", "string_lookup", "timezones",
+    "model_formsets", "model_forms", "serializers", "m2m_and_m2o", "m2m_signals", "m2m_intermediary",
+    "datatypes", "field_defaults", "db_typecasts", "mutually_referential", "order_with_respect_to",
+    "pagination", "get_object_or_404", "custom_methods", "extra_regress", "model_enums", "properties",
+    "reserved_names", "constraints", "unmanaged_models", "proxy_model_inheritance", "max_lengths",
+    "inline_formsets", "model_formsets_regress", "validation", "fixtures_regress", "contenttypes_tests",
+    "sessions_tests", "auth_tests", "admin_changelist",
 ]
 #: the issue's list (``--subset core``)
 DJANGO_CORE = DJANGO_MODULES[: DJANGO_MODULES.index("async") + 1]
@@ -130,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=["testcase", "autocommit", "both"], default="both")
     parser.add_argument("--compare", action="store_true", help="also run the stock backend; its failures are class c")
     parser.add_argument("--modules", nargs="*", help="Django test modules (default: the whole list)")
-    parser.add_argument("--paths", nargs="*", help="SQLAlchemy test paths (default: test/orm)")
+    parser.add_argument("--paths", nargs="*", help="SQLAlchemy test paths (default: test/orm test/ext)")
     parser.add_argument("--subset", choices=["ci", "core", "all"], default="all")
     parser.add_argument("--test-timeout", type=float, default=None,
                         help="seconds a SQLAlchemy test may run before it fails as hung (default 300; 0: no limit)")

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from tests.conftest import IN_CI, PG_DSN
+from tests.conftest import IN_CI, MYSQL_URL, PG_DSN, mysql_available
 
 from . import classify, expected
 from .run import DJANGO_CI, DJANGO_MODULES, print_summary, run_django
@@ -37,6 +37,16 @@ def _pg_available() -> bool:
         return True
     except Exception:
         return False
+
+
+def _need_server(db: str) -> None:
+    """Skip (fail under CI) when the run's database server is not reachable."""
+    missing = {"postgresql": (_pg_available, PG_DSN), "mysql": (mysql_available, MYSQL_URL)}.get(db)
+    if missing is None or missing[0]():
+        return
+    if IN_CI:
+        pytest.fail(f"{db} unreachable at {missing[1]}")
+    pytest.skip(f"{db} unreachable at {missing[1]}")
 
 
 def _check(report: dict, table: dict, *, exercised: bool) -> None:
@@ -68,26 +78,20 @@ def test_sqlalchemy_suite_subset() -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(3 * 3600)
-@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("db", ["sqlite", "postgresql", "mysql"])
 @pytest.mark.parametrize("mode", ["testcase", "autocommit"])
 def test_django_suite_all(db: str, mode: str) -> None:
     _need_sdist("Django")
-    if db == "postgresql" and not _pg_available():
-        if IN_CI:
-            pytest.fail(f"PostgreSQL unreachable at {PG_DSN}")
-        pytest.skip(f"PostgreSQL unreachable at {PG_DSN}")
+    _need_server(db)
     report = run_django(DJANGO_MODULES, db=db, mode=mode)
     _check(report, expected.DJANGO, exercised=mode == "autocommit")
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(7200)
-@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("db", ["sqlite", "postgresql", "mysql"])
 def test_sqlalchemy_suite_all(db: str) -> None:
     _need_sdist("SQLAlchemy")
-    if db == "postgresql" and not _pg_available():
-        if IN_CI:
-            pytest.fail(f"PostgreSQL unreachable at {PG_DSN}")
-        pytest.skip(f"PostgreSQL unreachable at {PG_DSN}")
+    _need_server(db)
     report = run_sqla(SQLA_PATHS, db=db)
     _check(report, expected.SQLA, exercised=True)
