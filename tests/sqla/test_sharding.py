@@ -95,8 +95,17 @@ def test_flushes_of_a_sharded_session_write_and_publish(shards):
         with factory() as s:
             s.add_all([City(id=2, region="n", name="bergen"), City(id=2, region="s", name="napoli")])
             s.commit()
+        with factory() as s:  # a flush before anything began the session's transaction
+            s.add(City(id=3, region="s", name="bari"))
+            s.flush()
+            s.commit()
         with shards["north"].connect() as conn:
             assert conn.execute(text("SELECT name FROM sh_city WHERE id = 2")).scalar_one() == "bergen"
+            assert conn.execute(text("SELECT count(*) FROM sh_city WHERE id = 3")).scalar_one() == 0
+        with shards["south"].connect() as conn:
+            assert conn.execute(text("SELECT name FROM sh_city WHERE id = 3")).scalar_one() == "bari"
+            # each shard's feed has its own rows' keys
+            assert conn.execute(text("SELECT count(*) FROM cachedeps_change WHERE key = 'sh_city:3'")).scalar_one() == 1
         with shards["south"].connect() as conn:
             assert conn.execute(text("SELECT name FROM sh_city WHERE id = 2")).scalar_one() == "napoli"
     finally:
