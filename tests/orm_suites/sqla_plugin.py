@@ -49,8 +49,16 @@ def _feed_on_connect(dbapi_conn: Any, record: Any) -> None:
     # connection makes sure the feed table is there.
     feed = _STATE["feed"]
     if isinstance(dbapi_conn, sqlite3.Connection) != (feed.dialect == "sqlite"):
-        # an engine of another kind of database than the suite's (a test's own in-memory
-        # SQLite in a PostgreSQL run): not the cache's database, no feed there
+        # An engine of another kind of database than the suite's (a test's own SQLite in a
+        # PostgreSQL run): not the cache's database. Writes there append to its own feed
+        # (for whoever caches it), which must exist, as cachedeps tells a user whose
+        # database lacks it; made here as for the suite's own databases.
+        if isinstance(dbapi_conn, sqlite3.Connection):
+            from cachedeps.feed import SqlFeed
+
+            for statement in SqlFeed("sqlite", table=feed.table).ddl():
+                dbapi_conn.execute(statement)
+            dbapi_conn.commit()
         return
     cur = dbapi_conn.cursor()
     try:
