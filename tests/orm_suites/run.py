@@ -56,6 +56,8 @@ DJANGO_MODULES = [
     "reserved_names", "constraints", "unmanaged_models", "proxy_model_inheritance", "max_lengths",
     "inline_formsets", "model_formsets_regress", "validation", "fixtures_regress", "contenttypes_tests",
     "sessions_tests", "auth_tests", "admin_changelist",
+    # the backends' cursors, execute wrappers, schema editor and migrations (raw SQL and DDL)
+    "backends", "schema", "migrations", "introspection", "inspectdb", "db_utils",
 ]
 #: the issue's list (``--subset core``)
 DJANGO_CORE = DJANGO_MODULES[: DJANGO_MODULES.index("async") + 1]
