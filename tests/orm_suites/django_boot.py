@@ -158,6 +158,14 @@ def main(argv: list[str]) -> None:
         _patch_testcase()
     db = os.environ.get("ORM_SUITE_DB", "sqlite")
     _patch_flush(db if db in ("postgresql", "mysql") else "sqlite3")
+    # Django's own cache-backend tests on CachedepsCache (label cache.test_cachedeps_backend)
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "django_cache_backend.py")) as src:
+        text = src.read()
+    target = os.path.join(runtests_dir, "cache", "test_cachedeps_backend.py")
+    if not os.path.exists(target) or open(target).read() != text:
+        with open(target, "w") as out:
+            out.write(text)
     path = os.path.join(runtests_dir, "runtests.py")
     with open(path) as fh:
         source = fh.read()

@@ -58,11 +58,14 @@ DJANGO_MODULES = [
     "sessions_tests", "auth_tests", "admin_changelist",
     # the backends' cursors, execute wrappers, schema editor and migrations (raw SQL and DDL)
     "backends", "schema", "migrations", "introspection", "inspectdb", "db_utils",
+    # Django's own BaseCacheTests on the CachedepsCache backend (django_cache_backend.py)
+    "cache.test_cachedeps_backend",
 ]
 #: the issue's list (``--subset core``)
 DJANGO_CORE = DJANGO_MODULES[: DJANGO_MODULES.index("async") + 1]
 #: the subset ``make test`` runs (SQLite, both modes): a few minutes at most
-DJANGO_CI = ["basic", "lookup", "many_to_one", "update", "delete", "null_fk", "get_or_create", "custom_managers"]
+DJANGO_CI = ["basic", "lookup", "many_to_one", "update", "delete", "null_fk", "get_or_create", "custom_managers",
+             "cache.test_cachedeps_backend"]
 
 
 def _env(src: Path, extra: dict[str, str]) -> dict[str, str]:
