@@ -75,25 +75,14 @@ def _pg_filled(connection, quoted: list[str]) -> list[int]:  # type: ignore[no-u
         return [row[0] for row in cursor.fetchall()]
 
 
-def _sqlite_filled(connection, quoted: list[str]) -> list[int]:  # type: ignore[no-untyped-def]
-    """Return the positions of the tables (quoted names) that have rows."""
+def _union_filled(connection, quoted: list[str], source: str = "") -> list[int]:  # type: ignore[no-untyped-def]
+    """Return the positions of the tables (quoted names) that have rows, by one UNION of
+    ``EXISTS`` probes per chunk (``source``: ``" FROM DUAL"`` on MySQL, which wants one)."""
     filled: list[int] = []
     with connection.cursor() as cursor:
         for start in range(0, len(quoted), _PROBE_CHUNK):
             cursor.execute(" UNION ALL ".join(
-                f"SELECT {i} WHERE EXISTS (SELECT 1 FROM {quoted[i]})"
-                for i in range(start, min(start + _PROBE_CHUNK, len(quoted)))))
-            filled.extend(row[0] for row in cursor.fetchall())
-    return filled
-
-
-def _mysql_filled(connection, quoted: list[str]) -> list[int]:  # type: ignore[no-untyped-def]
-    """Return the positions of the tables (quoted names) that have rows."""
-    filled: list[int] = []
-    with connection.cursor() as cursor:
-        for start in range(0, len(quoted), _PROBE_CHUNK):
-            cursor.execute(" UNION ALL ".join(
-                f"SELECT {i} FROM DUAL WHERE EXISTS (SELECT 1 FROM {quoted[i]})"
+                f"SELECT {i}{source} WHERE EXISTS (SELECT 1 FROM {quoted[i]})"
                 for i in range(start, min(start + _PROBE_CHUNK, len(quoted)))))
             filled.extend(row[0] for row in cursor.fetchall())
     return filled
@@ -115,8 +104,10 @@ def _patch_flush(vendor: str) -> None:
             return stock(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
         tables = list(tables)
         quoted = [self.quote_name(t) for t in tables]
-        probe = {"postgresql": _pg_filled, "mysql": _mysql_filled}.get(vendor, _sqlite_filled)
-        filled = probe(self.connection, quoted)
+        if vendor == "postgresql":
+            filled = _pg_filled(self.connection, quoted)
+        else:
+            filled = _union_filled(self.connection, quoted, " FROM DUAL" if vendor == "mysql" else "")
         # at least one statement: the flush command emits post_migrate only after a non-empty list
         deletes = [f"DELETE FROM {quoted[i]};" for i in sorted(filled) or [0]]
         if vendor == "mysql":  # InnoDB checks foreign keys per statement, as the stock flush does

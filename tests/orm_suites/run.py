@@ -10,7 +10,7 @@ Each run prints the failures per class (``a`` stale/wrong result, ``b`` crash in
 counts, and exits 1 when a failure is of class ``a`` or ``b``. ``--compare`` also runs the
 stock backend (plain Django / SQLAlchemy without ``install()``) on the same tests and counts
 its failures as class ``c``. PostgreSQL uses ``CACHEDEPS_TEST_PG_DB`` (default ``test``);
-test databases are named after ``CACHEDEPS_TEST_PG_NAME``.
+test databases (PostgreSQL and MySQL) are named after ``CACHEDEPS_TEST_PG_NAME``.
 """
 
 from __future__ import annotations
@@ -78,12 +78,13 @@ def _env(src: Path, extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _pg_env(db: str) -> dict[str, str]:
+def _server_env(db: str) -> dict[str, str]:
+    """Return the settings' environment for a database server (``postgresql``, ``mysql``)."""
     if db not in ("postgresql", "mysql"):
         return {}
     name = os.environ.get("CACHEDEPS_TEST_PG_DB", "test")
     prefix = os.environ.get("CACHEDEPS_TEST_PG_NAME", f"test_{name}") + "_orm"
-    return {"ORM_SUITE_PG_DB": name, "ORM_SUITE_PG_TEST_PREFIX": prefix}
+    return {"ORM_SUITE_PG_DB": name, "ORM_SUITE_TEST_PREFIX": prefix}
 
 
 def run_django(modules: list[str], *, db: str = "sqlite", mode: str = "testcase", backend: str = "cachedeps",
@@ -95,7 +96,7 @@ def run_django(modules: list[str], *, db: str = "sqlite", mode: str = "testcase"
         env = _env(src, {
             "ORM_SUITE_DB": db, "ORM_SUITE_MODE": mode, "ORM_SUITE_BACKEND": backend,
             "ORM_SUITE_VERIFY": "1" if verify else "0", "ORM_SUITE_REPORT": str(report),
-            **_pg_env(db),
+            **_server_env(db),
         })
         args = [sys.executable, str(Path(__file__).resolve().parent / "django_boot.py"), str(tree / "tests"),
                 "--settings", "django_settings", "--parallel", "1",
